@@ -1,0 +1,3 @@
+from auditline.cli import main
+
+raise SystemExit(main())

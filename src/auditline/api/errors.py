@@ -1,0 +1,174 @@
+"""Every error leaves as ``application/problem+json`` (RFC 9457).
+
+Validation problems carry an ``errors`` list whose entries point at the offending value
+with a JSON Pointer (RFC 6901) into the request body, or name the query parameter.
+Unexpected failures carry the request id and nothing about the internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from auditline.domain.events import FieldError, InvalidEvents
+from auditline.security.principal import Forbidden, InvalidClaims, TenantNotFound, TenantRequired
+from auditline.security.tokens import InvalidToken
+from auditline.storage.events import UnknownTenant
+from auditline.storage.tenants import TenantExists
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+_TYPE_BASE = "https://auditline.dev/problems/"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    kind: str,
+    request: Request | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+        request_id = getattr(request.state, "request_id", None)
+        if request_id:
+            body["request_id"] = request_id
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def pointer(path: Iterable[str | int]) -> str:
+    """RFC 6901 JSON Pointer for *path*."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def field_errors(errors: Sequence[FieldError], *, prefix: tuple[str | int, ...] = ()) -> list[Any]:
+    out = []
+    for error in errors:
+        path = (*prefix, *error.path)
+        entry: dict[str, Any] = {"pointer": pointer(path), "detail": error.message}
+        if len(path) >= 2 and path[0] == "events" and isinstance(path[1], int):
+            entry["index"] = path[1]
+        out.append(entry)
+    return out
+
+
+def _validation_entries(exc: RequestValidationError) -> list[Any]:
+    entries = []
+    for error in exc.errors():
+        loc = list(error.get("loc", ()))
+        where = loc.pop(0) if loc else "body"
+        # Pydantic adds the union/discriminator member name to loc; those are not fields.
+        loc = [p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "[")))]
+        entry: dict[str, Any] = {"detail": error.get("msg", "invalid")}
+        if where == "body":
+            entry["pointer"] = pointer(loc)
+            if len(loc) >= 2 and loc[0] == "events" and isinstance(loc[1], int):
+                entry["index"] = loc[1]
+        else:
+            entry["parameter"] = ".".join(str(p) for p in loc) or str(where)
+            entry["in"] = where
+        entries.append(entry)
+    return entries
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem(
+            422, "Invalid request", "The request does not match the schema; nothing was stored.",
+            kind="validation", request=request, errors=_validation_entries(exc),
+        )  # fmt: skip
+
+    @app.exception_handler(InvalidEvents)
+    async def on_invalid_events(request: Request, exc: InvalidEvents) -> JSONResponse:
+        prefix: tuple[str | int, ...] = ("events",) if request.url.path.endswith("/bulk") else ()
+        return problem(
+            422, "Invalid events", "One or more events break the ingest rules; nothing was stored.",
+            kind="validation", request=request, errors=field_errors(exc.errors, prefix=prefix),
+        )  # fmt: skip
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(
+            exc.status_code, _title(exc.status_code), str(exc.detail),
+            kind=f"http-{exc.status_code}", request=request, headers=exc.headers,
+        )  # fmt: skip
+
+    @app.exception_handler(InvalidToken)
+    @app.exception_handler(InvalidClaims)
+    async def on_unauthenticated(request: Request, exc: Exception) -> JSONResponse:
+        return problem(
+            401, "Unauthenticated", str(exc), kind="unauthenticated", request=request,
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )  # fmt: skip
+
+    @app.exception_handler(TenantNotFound)
+    @app.exception_handler(UnknownTenant)
+    async def on_tenant_not_found(request: Request, exc: Exception) -> JSONResponse:
+        return problem(
+            404, "Tenant not found", f"tenant '{exc.args[0]}' not found" if exc.args else "",
+            kind="tenant-not-found", request=request,
+        )  # fmt: skip
+
+    @app.exception_handler(TenantRequired)
+    async def on_tenant_required(request: Request, exc: TenantRequired) -> JSONResponse:
+        return problem(
+            422, "Tenant required", str(exc), kind="tenant-required", request=request,
+            errors=[{"parameter": "tenant_id", "detail": "required for this token"}],
+        )  # fmt: skip
+
+    @app.exception_handler(Forbidden)
+    async def on_forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        return problem(403, "Forbidden", str(exc), kind="forbidden", request=request)
+
+    @app.exception_handler(TenantExists)
+    async def on_conflict(request: Request, exc: TenantExists) -> JSONResponse:
+        return problem(
+            409, "Tenant exists", f"tenant '{exc.args[0]}' already exists",
+            kind="tenant-exists", request=request,
+        )  # fmt: skip
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(psycopg.OperationalError)
+    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", exc)
+        return problem(
+            503, "Service unavailable",
+            "The database is unavailable; the request was not applied. Retry later.",
+            kind="unavailable", request=request, headers={"Retry-After": "1"},
+        )  # fmt: skip
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(
+            500, "Internal error", "The request failed; nothing was acknowledged.",
+            kind="internal", request=request,
+        )  # fmt: skip
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

@@ -1,0 +1,191 @@
+"""Request and response bodies. Pydantic lives here, at the edge, and nowhere deeper."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress, JsonValue
+
+from auditline.domain.events import ActorType, EventDraft, Outcome, Severity, StoredEvent
+from auditline.storage.tenants import Tenant
+
+TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+TenantSlug = Annotated[
+    str, Field(pattern=TENANT_ID_PATTERN, description="Tenant id: lower-case slug, 1-63 chars")
+]
+Action = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Z][A-Z0-9_]{0,63}$",
+        description="CREATE, READ, VIEW, UPDATE, DELETE, LOGIN, LOGOUT, EXPORT, ... "
+        "or a custom upper-case verb",
+        examples=["UPDATE"],
+    ),
+]
+ShortText = Annotated[str, Field(min_length=1)]
+JsonObject = dict[str, JsonValue]
+
+
+class EventIn(BaseModel):
+    """One audit event as a client sends it. Unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID | None = Field(
+        default=None, description="Client id for idempotent retries; the server makes a UUIDv7"
+    )
+    tenant_id: TenantSlug | None = Field(
+        default=None, description="May be omitted when the token grants exactly one tenant"
+    )
+    timestamp: AwareDatetime | None = Field(
+        default=None, description="RFC 3339 with a zone offset; defaults to receipt time"
+    )
+    user_id: ShortText | None = None
+    actor_type: ActorType | None = None
+    session_id: ShortText | None = None
+    action: Action
+    resource_type: ShortText | None = None
+    resource_id: ShortText | None = None
+    ip_address: IPvAnyAddress | None = None
+    user_agent: str | None = None
+    before: JsonObject | None = None
+    after: JsonObject | None = None
+    metadata: JsonObject | None = None
+    severity: Severity = "INFO"
+    message: str | None = None
+    request_id: ShortText | None = None
+    outcome: Outcome | None = None
+
+    def to_draft(self) -> EventDraft:
+        return EventDraft(
+            id=self.id,
+            timestamp=self.timestamp,
+            user_id=self.user_id,
+            actor_type=self.actor_type,
+            session_id=self.session_id,
+            action=self.action,
+            resource_type=self.resource_type,
+            resource_id=self.resource_id,
+            ip_address=None if self.ip_address is None else str(self.ip_address),
+            user_agent=self.user_agent,
+            before=self.before,
+            after=self.after,
+            metadata=self.metadata,
+            severity=self.severity,
+            message=self.message,
+            request_id=self.request_id,
+            outcome=self.outcome,
+        )
+
+
+class BulkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1)
+
+
+class EventOut(BaseModel):
+    """A stored event."""
+
+    id: UUID
+    tenant_id: str
+    seq: int = Field(description="Position in the tenant's log (its Merkle leaf index)")
+    timestamp: datetime
+    received_at: datetime
+    user_id: str | None
+    actor_type: ActorType | None
+    session_id: str | None
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    ip_address: str | None
+    user_agent: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    changed_fields: list[str] | None
+    metadata: dict[str, Any]
+    severity: Severity
+    message: str | None
+    request_id: str | None
+    outcome: Outcome | None
+    leaf_hash: str = Field(description="Hex SHA-256 RFC 9162 leaf hash of the event")
+
+    @classmethod
+    def of(cls, stored: StoredEvent) -> EventOut:
+        e = stored.event
+        return cls(
+            id=e.id,
+            tenant_id=e.tenant_id,
+            seq=stored.seq,
+            timestamp=e.timestamp,
+            received_at=e.received_at,
+            user_id=e.user_id,
+            actor_type=e.actor_type,
+            session_id=e.session_id,
+            action=e.action,
+            resource_type=e.resource_type,
+            resource_id=e.resource_id,
+            ip_address=e.ip_address,
+            user_agent=e.user_agent,
+            before=e.before,
+            after=e.after,
+            changed_fields=e.changed_fields,
+            metadata=e.metadata,
+            severity=e.severity,
+            message=e.message,
+            request_id=e.request_id,
+            outcome=e.outcome,
+            leaf_hash=e.leaf_hash.hex(),
+        )
+
+
+class BulkOut(BaseModel):
+    inserted: int
+    duplicates: int
+    ids: list[UUID] = Field(description="The id of every event in request order")
+
+
+class TenantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: TenantSlug
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    retention_days: Annotated[int, Field(ge=1, le=36500)] = 90
+    archive_after_days: Annotated[int, Field(ge=1, le=36500)] | None = None
+    settings: JsonObject = Field(default_factory=dict)
+
+
+class TenantOut(BaseModel):
+    id: str
+    name: str
+    retention_days: int
+    archive_after_days: int | None
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantOut:
+        return cls(
+            id=tenant.id,
+            name=tenant.name,
+            retention_days=tenant.retention_days,
+            archive_after_days=tenant.archive_after_days,
+            settings=tenant.settings,
+            created_at=tenant.created_at,
+            updated_at=tenant.updated_at,
+        )
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error response carries."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None

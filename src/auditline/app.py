@@ -1,0 +1,86 @@
+"""The application factory. The lifespan owns every resource: no module-level pools."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+from fastapi import FastAPI
+
+from auditline import __version__
+from auditline.api import health, logs, tenants
+from auditline.api.deps import Services
+from auditline.api.errors import install_error_handlers
+from auditline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from auditline.config import Settings
+from auditline.ingest.writer import EventWriter, months_from
+from auditline.runtime import database, signing_key
+from auditline.search.reader import EventReader
+from auditline.storage.database import open_pool
+from auditline.storage.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_partitions_ahead(writer: EventWriter, settings: Settings) -> None:
+    """Partitions for last month through ``partition_months_ahead`` months from now."""
+    start = datetime.now(UTC) - timedelta(days=31)
+    await writer.ensure_partitions(months_from(start, settings.database.partition_months_ahead + 2))
+
+
+async def _maintenance(writer: EventWriter, settings: Settings) -> None:
+    """Periodic upkeep until cancelled. Failures are logged and retried next round."""
+    while True:
+        await asyncio.sleep(settings.maintenance_interval_seconds)
+        try:
+            await ensure_partitions_ahead(writer, settings)
+        except Exception:
+            log.exception("partition maintenance failed; retrying next round")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with database(settings) as url:
+            await migrate(url, app_role=settings.database.app_role)
+            pool = await open_pool(url, settings.database)
+            try:
+                writer = EventWriter(pool)
+                await writer.load_partitions()
+                await ensure_partitions_ahead(writer, settings)
+                app.state.services = Services(
+                    settings=settings,
+                    pool=pool,
+                    writer=writer,
+                    reader=EventReader(pool),
+                    signing_key=signing_key(settings),
+                )
+                upkeep = asyncio.create_task(_maintenance(writer, settings))
+                try:
+                    yield
+                finally:
+                    upkeep.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await upkeep
+            finally:
+                await pool.close()
+
+    app = FastAPI(
+        title="Auditline",
+        version=__version__,
+        summary="Multi-tenant, tamper-evident audit log service",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(logs.router)
+    app.include_router(tenants.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.ingest.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

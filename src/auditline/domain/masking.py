@@ -1,0 +1,346 @@
+"""Masking of secrets and personal data before an audit event is stored.
+
+An audit log is append-only and tamper-evident: whatever reaches storage can never be
+taken back out. Masking therefore runs on the way in and errs on the side of hiding too
+much. Guarantees:
+
+* **Pure.** No I/O, no global state; inputs are never mutated.
+* **Idempotent.** Masking already-masked data changes nothing, so re-ingesting, replaying
+  or exporting and re-importing events is safe and yields byte-identical payloads.
+* **Structure-preserving.** :func:`mask_json` keeps every key, the nesting and the length
+  of every list; only leaf values are replaced.
+* **Linear time.** A match can only start at the beginning of a run (a look-behind
+  rejects every other position) or at a fixed word, repetitions are possessive, and the
+  card search does constant work per digit group, so a hostile payload cannot trigger
+  catastrophic backtracking.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Final, TypeAlias
+
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+"""A value as produced by a JSON parser: a tree of objects, arrays and scalars."""
+
+REDACTED: Final = "[REDACTED]"
+EMAIL_PLACEHOLDER: Final = "[EMAIL]"
+CARD_PLACEHOLDER: Final = "[CARD]"
+JWT_PLACEHOLDER: Final = "[JWT]"
+
+
+# --- secret keys -------------------------------------------------------------------------
+
+# Separators are anything that is neither a letter nor a digit; camelCase boundaries are a
+# lower-case letter or digit followed by an upper-case letter ("clientSecret"), or the last
+# capital of an acronym that starts a new word ("APIKey" -> "API", "Key").
+_WORD_BREAK: Final = re.compile(r"[\W_]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_NOT_ALNUM: Final = re.compile(r"[\W_]+")
+
+
+def _normalise_fragment(fragment: str) -> str:
+    return _NOT_ALNUM.sub("", fragment).lower()
+
+
+@dataclass(frozen=True)
+class MaskingRules:
+    """What to mask. Immutable, so one instance can be shared by every request.
+
+    ``secret_keys`` holds key fragments; they are normalised on construction (lower-cased,
+    separators removed), so ``"api_key"`` and ``"apikey"`` are the same fragment. An empty
+    fragment would match every key and is rejected.
+
+    ``mask_tokens`` covers both ``Bearer``/``Basic`` credentials and JWTs in free text.
+    """
+
+    secret_keys: tuple[str, ...]
+    mask_emails: bool = True
+    mask_card_numbers: bool = True
+    mask_tokens: bool = True
+
+    def __post_init__(self) -> None:
+        normalised = tuple(dict.fromkeys(_normalise_fragment(f) for f in self.secret_keys))
+        if "" in normalised:
+            raise ValueError("secret key fragments must contain at least one letter or digit")
+        object.__setattr__(self, "secret_keys", normalised)
+
+
+DEFAULT_SECRET_KEYS: Final[tuple[str, ...]] = (
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "secret",
+    "secretkey",
+    "token",
+    "jwt",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "sessionkey",
+    "sessionid",
+    "sessid",
+    "authorization",
+    "auth",
+    "cookie",
+    "credential",
+    "creds",
+    "connectionstring",
+    "dsn",
+    "cvv",
+    "cvc",
+)
+
+DEFAULT_RULES: Final = MaskingRules(secret_keys=DEFAULT_SECRET_KEYS)
+
+
+def is_secret_key(key: str, rules: MaskingRules = DEFAULT_RULES) -> bool:
+    """Tell whether values stored under ``key`` must be redacted.
+
+    The key is split into words at separators (anything but letters and digits, so ``-``,
+    ``_``, ``.`` and spaces) and at camelCase boundaries, lower-cased and joined back.
+    A fragment matches when it occurs in that joined form **and ends exactly where a word
+    ends** (a plural ``s`` is allowed before the word end). Where the fragment starts does
+    not matter. So:
+
+    * ``Password``, ``X-Api-Key``, ``clientSecret``, ``refresh_token``, ``AUTHORIZATION``,
+      ``oauth``, ``csrftoken``, ``password_hash``, ``credentials`` match;
+    * ``author``, ``authority``, ``tokenizer_name``, ``secretary``, ``passwordless`` do not,
+      because the fragment ends in the middle of a word.
+
+    The rule errs towards redaction: keys that merely describe a secret, such as
+    ``password_changed_at`` or ``max_tokens``, are redacted too. A fragment glued to a
+    following word with no separator or case change (``passwordhash``) is not detected.
+    """
+    words = [word.lower() for word in _WORD_BREAK.split(key) if word]
+    joined = "".join(words)
+    word_ends: set[int] = set()
+    position = 0
+    for word in words:
+        position += len(word)
+        word_ends.add(position)
+    for fragment in rules.secret_keys:
+        start = joined.find(fragment)
+        while start != -1:
+            end = start + len(fragment)
+            if end in word_ends or (joined[end : end + 1] == "s" and end + 1 in word_ends):
+                return True
+            start = joined.find(fragment, start + 1)
+    return False
+
+
+# --- free text ---------------------------------------------------------------------------
+
+# `Bearer <token68>` / `Basic <token68>` (RFC 9110 section 11). To leave prose such as
+# "Basic plan" or "Bearer of bad news" alone, the credential must contain a digit, one of
+# `_ ~ + / =`, or an upper-case letter after its first character, which real tokens and
+# base64 almost always do. Dots are allowed only between characters, so a sentence's full
+# stop is not swallowed.
+_TOKEN68_CHARS: Final = r"[A-Za-z0-9_~+/-]"
+_BEARER: Final = re.compile(
+    r"(?<![A-Za-z0-9])(?P<scheme>(?i:bearer|basic))[ \t]++"
+    rf"(?={_TOKEN68_CHARS}[a-z.-]*+[A-Z0-9_~+/=])"
+    rf"{_TOKEN68_CHARS}++(?:\.{_TOKEN68_CHARS}++)*+=*+(?!@)"
+)
+
+# A JWS (three base64url segments) or JWE (five); the header is a JSON object, so its
+# base64url encoding starts with "eyJ". The signature may be empty (`alg: none`).
+_B64URL: Final = r"[A-Za-z0-9_-]"
+_JWT: Final = re.compile(rf"(?<!{_B64URL})eyJ{_B64URL}++\.{_B64URL}++(?:\.{_B64URL}*+){{1,3}}")
+
+# An address is matched from the start of a run of RFC 5322 local-part characters (plus the
+# dot), so the match cannot begin mid-run and the scan stays linear; the domain needs at
+# least two dot-separated labels. Several of those characters (`= / ? { | }` and backquote)
+# more often delimit the surrounding text than belong to an address, as in
+# "?to=ann@example.com", and a leading apostrophe is usually a quote: `_EMAIL_KEPT_PREFIX`
+# hands that text back. It always stops before the last character of the local part, so no
+# address survives whole, however odd its local part. Addresses that directly follow one
+# another ("a@b.io=c@d.io") are masked as one; otherwise the second would escape the first
+# pass (its local part starts mid-run) but not the next, breaking idempotence.
+_EMAIL_LOCAL_CHAR: Final = r"[\w.!#$%&'*+/=?^`{|}~-]"
+_EMAIL_DOMAIN: Final = r"@[\w-]++(?:\.[\w-]++)++"
+_EMAIL: Final = re.compile(
+    rf"(?<!{_EMAIL_LOCAL_CHAR}){_EMAIL_LOCAL_CHAR}++{_EMAIL_DOMAIN}"
+    rf"(?:{_EMAIL_LOCAL_CHAR}*+{_EMAIL_DOMAIN})*+"
+)
+_EMAIL_KEPT_PREFIX: Final = re.compile(r"(?:[^']*[=/?{|}`](?=[^=/?{|}`]))?(?:'+(?=[^']))?")
+
+
+def _mask_email(match: re.Match[str]) -> str:
+    local_part = match.group().partition("@")[0]
+    kept = _EMAIL_KEPT_PREFIX.match(local_part)
+    return (kept.group() if kept else "") + EMAIL_PLACEHOLDER
+
+
+# A run of digit groups joined by single spaces or dashes, not glued to a word on the left
+# and not the fraction of a decimal number. Which part of the run is a card is decided by
+# `_mask_cards_in_run`, because a Luhn check cannot be expressed as a regular expression.
+_DIGIT_RUN: Final = re.compile(r"(?<!\w)(?<![0-9]\.)[0-9]++(?:[ -][0-9]++)*+")
+_DIGIT_GROUP: Final = re.compile(r"[0-9]+")
+_GLUED_AFTER: Final = re.compile(r"\w|\.[0-9]")
+_CARD_MIN_DIGITS: Final = 13
+_CARD_MAX_DIGITS: Final = 19
+
+
+# Luhn value of a doubled digit: 2 * d, minus 9 when that has two digits.
+_DOUBLED: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+class _LuhnSums:
+    """Luhn checksum of any span of a digit string in constant time.
+
+    Luhn doubles every second digit counting from the right, so which digits are doubled
+    depends on where the span ends. Two prefix sums, one doubling the digits at odd
+    positions and one doubling those at even positions, cover both cases; without them an
+    adversarial run of single-digit groups would cost a full checksum per candidate span.
+    """
+
+    def __init__(self, digits: str) -> None:
+        values = [int(char) for char in digits]
+        self._odd_doubled = [
+            0,
+            *accumulate(_DOUBLED[v] if p % 2 else v for p, v in enumerate(values)),
+        ]
+        self._even_doubled = [
+            0,
+            *accumulate(v if p % 2 else _DOUBLED[v] for p, v in enumerate(values)),
+        ]
+
+    def valid(self, start: int, end: int) -> bool:
+        """Whether ``digits[start:end]`` passes the Luhn check."""
+        sums = self._odd_doubled if (end - 1) % 2 == 0 else self._even_doubled
+        return (sums[end] - sums[start]) % 10 == 0
+
+
+def _mask_cards_in_run(match: re.Match[str]) -> str:
+    """Mask every card inside one run of digit groups.
+
+    A card is a span of whole groups with 13 to 19 digits in total that passes the Luhn
+    check, so a card is found even when the run also holds an order number or an expiry
+    year next to it. Overlapping candidate spans are merged and masked as one: when a
+    stray Luhn-valid span overlaps the real card, choosing either would leak digits of the
+    other. A group glued to the following word or decimal fraction is an identifier, not
+    part of a card. Each start group has at most seven candidate ends, each checked in
+    constant time, so the work is linear in the length of the run.
+    """
+    run = match.group()
+    groups = [group.span() for group in _DIGIT_GROUP.finditer(run)]
+    if _GLUED_AFTER.match(match.string, match.end()):
+        groups.pop()
+    digit_ends = list(accumulate(end - start for start, end in groups))
+    if not digit_ends or digit_ends[-1] < _CARD_MIN_DIGITS:
+        return run
+    luhn = _LuhnSums("".join(run[start:end] for start, end in groups))
+    masked_spans: list[list[int]] = []  # [first group, last group], merged when overlapping
+    for first in range(len(groups)):
+        digit_start = digit_ends[first - 1] if first else 0
+        if digit_ends[-1] - digit_start < _CARD_MIN_DIGITS:
+            break
+        longest = bisect_right(digit_ends, digit_start + _CARD_MAX_DIGITS) - 1
+        shortest = bisect_left(digit_ends, digit_start + _CARD_MIN_DIGITS)
+        last = next(
+            (i for i in range(longest, shortest - 1, -1) if luhn.valid(digit_start, digit_ends[i])),
+            None,
+        )
+        if last is None:
+            continue
+        if masked_spans and first <= masked_spans[-1][1]:
+            masked_spans[-1][1] = max(masked_spans[-1][1], last)
+        else:
+            masked_spans.append([first, last])
+    pieces: list[str] = []
+    cursor = 0
+    for first, last in masked_spans:
+        pieces += (run[cursor : groups[first][0]], CARD_PLACEHOLDER)
+        cursor = groups[last][1]
+    pieces.append(run[cursor:])
+    return "".join(pieces)
+
+
+def mask_text(text: str, rules: MaskingRules = DEFAULT_RULES) -> str:
+    """Return ``text`` with credentials and personal data replaced by placeholders.
+
+    * ``Bearer <token>`` / ``Basic <token>`` become ``<scheme> [REDACTED]``, keeping the
+      scheme word as written;
+    * JWTs (``eyJ…`` header, three or five base64url segments) become ``[JWT]``;
+    * e-mail addresses (local part, ``@``, a domain with at least one dot) become
+      ``[EMAIL]``;
+    * payment card numbers, 13 to 19 digits optionally separated by single spaces or
+      dashes that pass the Luhn check, become ``[CARD]``; digit runs that fail the check
+      (order numbers, timestamps) and digits glued to letters (hashes, identifiers) are
+      kept.
+
+    Tokens are masked first so that a JWT after ``Bearer`` is redacted as a credential.
+    Placeholders contain no character any pattern can start or continue with, which is
+    what makes the function idempotent.
+    """
+    if rules.mask_tokens:
+        text = _BEARER.sub(rf"\g<scheme> {REDACTED}", text)
+        text = _JWT.sub(JWT_PLACEHOLDER, text)
+    if rules.mask_emails:
+        text = _EMAIL.sub(_mask_email, text)
+    if rules.mask_card_numbers:
+        text = _DIGIT_RUN.sub(_mask_cards_in_run, text)
+    return text
+
+
+# --- JSON documents ----------------------------------------------------------------------
+
+
+class _JsonMasker:
+    """Copies a JSON tree while masking it, without recursion.
+
+    Containers are created empty, queued, and filled later from an explicit work list, so
+    nesting depth is bounded by memory rather than by the interpreter's recursion limit:
+    anything the JSON parser accepted can be masked. The input must be a tree (no
+    cycles), which every parsed document is.
+    """
+
+    def __init__(self, rules: MaskingRules) -> None:
+        self._rules = rules
+        self._objects: list[tuple[dict[str, JsonValue], dict[str, JsonValue]]] = []
+        self._arrays: list[tuple[list[JsonValue], list[JsonValue]]] = []
+
+    def mask(self, value: JsonValue) -> JsonValue:
+        result = self._shallow(value)
+        while self._objects or self._arrays:
+            if self._objects:
+                source, target = self._objects.pop()
+                for key, item in source.items():
+                    if item is not None and is_secret_key(key, self._rules):
+                        target[key] = REDACTED
+                    else:
+                        target[key] = self._shallow(item)
+            else:
+                source_items, target_items = self._arrays.pop()
+                target_items.extend(self._shallow(item) for item in source_items)
+        return result
+
+    def _shallow(self, value: JsonValue) -> JsonValue:
+        """Masked scalar, or an empty container queued to receive the masked children."""
+        if isinstance(value, dict):
+            new_object: dict[str, JsonValue] = {}
+            self._objects.append((value, new_object))
+            return new_object
+        if isinstance(value, list):
+            new_array: list[JsonValue] = []
+            self._arrays.append((value, new_array))
+            return new_array
+        if isinstance(value, str):
+            return mask_text(value, self._rules)
+        return value
+
+
+def mask_json(value: JsonValue, rules: MaskingRules = DEFAULT_RULES) -> JsonValue:
+    """Return a masked copy of a JSON value; the input is left untouched.
+
+    Any value under a secret key (see :func:`is_secret_key`), scalar, array or object,
+    becomes the string ``"[REDACTED]"``, except ``null``, which stays ``null`` so that
+    "no password set" remains distinguishable. Every other string goes through
+    :func:`mask_text`. Keys, numbers, booleans and nulls are kept, as are the order of keys
+    and the length of arrays. Keys are never masked: they are schema, not data.
+    """
+    return _JsonMasker(rules).mask(value)

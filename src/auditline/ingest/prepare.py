@@ -1,0 +1,85 @@
+"""Turn client drafts into storable events: check limits, derive, mask, hash.
+
+The order matters and is part of the contract:
+
+1. limits are checked on what the client sent (so a rejected request stores nothing);
+2. ``changed_fields`` is derived from the *unmasked* before/after, so a changed password
+   still shows up as changed even though both values are stored as ``[REDACTED]``;
+3. masking runs before anything is stored or hashed, so no secret reaches the database,
+   the search index, the stream or the integrity log;
+4. the leaf hash is computed last, over exactly what will be stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from uuid_utils.compat import uuid7
+
+from auditline.config import IngestSettings
+from auditline.domain.diffing import changed_fields
+from auditline.domain.events import Event, EventDraft, FieldError, InvalidEvents, Json, TenantId
+from auditline.domain.masking import DEFAULT_RULES, MaskingRules, mask_json, mask_text
+from auditline.domain.validation import check_event
+from auditline.integrity.leaf import canonical_ip, leaf_hash
+
+
+def prepare_events(
+    tenant: TenantId,
+    drafts: Sequence[EventDraft],
+    *,
+    limits: IngestSettings,
+    now: datetime,
+    rules: MaskingRules = DEFAULT_RULES,
+    indexed_errors: bool = True,
+) -> list[Event]:
+    """Validate every draft, then build the events; raise with *all* errors if any is invalid.
+
+    With *indexed_errors* (bulk requests) each error path starts with the event's index.
+    """
+    errors: list[FieldError] = []
+    for index, draft in enumerate(drafts):
+        for error in check_event(draft, limits, now):
+            path = (index, *error.path) if indexed_errors else error.path
+            errors.append(FieldError(path, error.message))
+    if errors:
+        raise InvalidEvents(errors)
+    return [_build(tenant, draft, now, rules) for draft in drafts]
+
+
+def _mask(value: Json | None, rules: MaskingRules) -> Json | None:
+    return None if value is None else cast(Json, mask_json(value, rules))
+
+
+def _build(tenant: TenantId, draft: EventDraft, now: datetime, rules: MaskingRules) -> Event:
+    changed = (
+        changed_fields(draft.before, draft.after)
+        if draft.before is not None or draft.after is not None
+        else None
+    )
+    fields: dict[str, Any] = {
+        "tenant_id": tenant,
+        "id": draft.id or uuid7(),
+        "timestamp": (draft.timestamp or now).astimezone(UTC),
+        "received_at": now,
+        "action": draft.action,
+        "severity": draft.severity,
+        "metadata": _mask(draft.metadata, rules) or {},
+        "user_id": draft.user_id,
+        "actor_type": draft.actor_type,
+        "session_id": draft.session_id,
+        "resource_type": draft.resource_type,
+        "resource_id": draft.resource_id,
+        "ip_address": canonical_ip(draft.ip_address),
+        "user_agent": None if draft.user_agent is None else mask_text(draft.user_agent, rules),
+        "before": _mask(draft.before, rules),
+        "after": _mask(draft.after, rules),
+        "changed_fields": changed,
+        "message": None if draft.message is None else mask_text(draft.message, rules),
+        "request_id": draft.request_id,
+        "outcome": draft.outcome,
+    }
+    unsigned = Event(leaf_hash=b"", **fields)
+    return Event(leaf_hash=leaf_hash(unsigned), **fields)

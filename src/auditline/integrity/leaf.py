@@ -1,0 +1,67 @@
+"""Leaf hashing: the bytes of an event that its Merkle leaf commits to.
+
+The leaf is RFC 9162's ``SHA-256(0x00 || entry)`` where *entry* is the RFC 8785 (JCS)
+canonical JSON of the stored event's fields. Everything a reader sees is covered except the
+sequence number, which is the leaf's index in the tenant's tree and therefore already
+bound by the tree itself. Keeping it out lets the hash be computed before the writing
+transaction takes the tenant's log lock.
+
+The canonical form must be reproducible from what storage returns, so values are
+normalised the same way on both paths: timestamps as UTC RFC 3339 with microseconds,
+IP addresses in Python's canonical text form, absent fields as JSON null.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+from auditline.domain.events import Event
+
+LEAF_PREFIX = b"\x00"
+FORMAT_VERSION = 1
+
+
+def rfc3339(ts: datetime) -> str:
+    """UTC, microsecond precision, ``Z`` suffix: one spelling per instant."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_ip(value: str | None) -> str | None:
+    return None if value is None else str(ipaddress.ip_address(value))
+
+
+def leaf_entry(event: Event) -> dict[str, Any]:
+    """The JSON object a leaf commits to (version 1)."""
+    return {
+        "v": FORMAT_VERSION,
+        "tenant_id": event.tenant_id,
+        "id": str(event.id),
+        "timestamp": rfc3339(event.timestamp),
+        "received_at": rfc3339(event.received_at),
+        "user_id": event.user_id,
+        "actor_type": event.actor_type,
+        "session_id": event.session_id,
+        "action": event.action,
+        "resource_type": event.resource_type,
+        "resource_id": event.resource_id,
+        "ip_address": canonical_ip(event.ip_address),
+        "user_agent": event.user_agent,
+        "before": event.before,
+        "after": event.after,
+        "changed_fields": event.changed_fields,
+        "metadata": event.metadata,
+        "severity": event.severity,
+        "message": event.message,
+        "request_id": event.request_id,
+        "outcome": event.outcome,
+    }
+
+
+def leaf_hash(event: Event) -> bytes:
+    """RFC 9162 leaf hash of *event* (its ``leaf_hash`` field is ignored)."""
+    return hashlib.sha256(LEAF_PREFIX + rfc8785.dumps(leaf_entry(event))).digest()

@@ -1,0 +1,78 @@
+"""Connection pool and tenant-scoped transactions.
+
+Every connection the API uses switches to the application role (so row-level security
+applies), pins ``synchronous_commit = on`` (so a commit we acknowledge is on disk whatever
+the server default), and has its own temporary staging table for COPY (COPY cannot write
+into a table with row-level security; see ``storage.events``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from auditline.config import DatabaseSettings
+from auditline.domain.events import TenantId
+
+Connection = AsyncConnection[dict[str, Any]]
+
+STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS staging_events (
+    tenant_id text, id uuid, seq bigint, timestamp timestamptz, received_at timestamptz,
+    user_id text, actor_type text, session_id text, action text, resource_type text,
+    resource_id text, ip_address inet, user_agent text, before jsonb, after jsonb,
+    changed_fields text[], metadata jsonb, severity severity, message text, request_id text,
+    outcome text, leaf_hash bytea
+) ON COMMIT DELETE ROWS
+"""
+
+
+def _configure(settings: DatabaseSettings) -> Any:
+    async def configure(conn: Connection) -> None:
+        await conn.set_autocommit(True)
+        if settings.app_role:
+            await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(settings.app_role)))
+        await conn.execute("SELECT set_config('synchronous_commit', 'on', false)")
+        await conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)",
+            (str(settings.statement_timeout_ms),),
+        )
+        await conn.execute(STAGING_DDL)
+        await conn.set_autocommit(False)
+
+    return configure
+
+
+async def open_pool(url: str, settings: DatabaseSettings) -> AsyncConnectionPool[Connection]:
+    """An open pool of application connections to *url*."""
+    pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+        url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        kwargs={"row_factory": dict_row},
+        configure=_configure(settings),
+        open=False,
+        name="auditline",
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool
+
+
+@asynccontextmanager
+async def tenant_transaction(
+    pool: AsyncConnectionPool[Connection], tenant: TenantId
+) -> AsyncIterator[Connection]:
+    """A transaction in which row-level security shows *tenant*'s rows and no others."""
+    async with pool.connection() as conn, conn.transaction():
+        await set_tenant(conn, tenant)
+        yield conn
+
+
+async def set_tenant(conn: Connection, tenant: TenantId) -> None:
+    """Point row-level security at *tenant* for the rest of the current transaction."""
+    await conn.execute("SELECT set_config('auditline.tenant_id', %s, true)", (tenant,))
