@@ -17,6 +17,7 @@ from auditline.api.deps import Services
 from auditline.api.errors import install_error_handlers
 from auditline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from auditline.config import Settings
+from auditline.ingest.access import AccessRecorder
 from auditline.ingest.writer import EventWriter, months_from
 from auditline.runtime import database, signing_key
 from auditline.search.reader import EventReader
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     pool=pool,
                     writer=writer,
                     reader=EventReader(pool),
+                    access=AccessRecorder(writer, settings.ingest),
                     signing_key=signing_key(settings),
                 )
                 upkeep = asyncio.create_task(_maintenance(writer, settings))

@@ -289,3 +289,23 @@ async def test_expired_token_is_401(client: httpx.AsyncClient, make_token: Token
     response = await client.post("/api/v1/logs", json=event(), headers=expired)
     assert response.status_code == 401
     assert "expired" in response.json()["detail"]
+
+
+async def test_reading_an_event_is_itself_recorded_in_the_tenants_log(
+    client: httpx.AsyncClient, acme_admin: dict[str, str], make_token: TokenFactory,
+    database_url: str,
+) -> None:  # fmt: skip
+    auditor = bearer(make_token("auditor", "acme", sub="auditor-7"))
+    created = (await client.post("/api/v1/logs", json=event(), headers=acme_admin)).json()
+    await client.get(f"/api/v1/logs/{created['id']}", headers=auditor)
+    await client.get(f"/api/v1/logs/{uuid.uuid4()}", headers=auditor)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT tenant_id, user_id, action, resource_type, resource_id, outcome, seq"
+            " FROM events WHERE resource_type = 'audit_log' ORDER BY seq"
+        ).fetchall()
+    assert [r[:6] for r in rows][0] == (
+        "acme", "auditor-7", "VIEW", "audit_log", created["id"], "success",
+    )  # fmt: skip
+    assert [r[5] for r in rows] == ["success", "failure"]
+    assert rows[0][6] == created["seq"] + 1

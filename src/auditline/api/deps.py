@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import Settings
+from auditline.ingest.access import AccessRecorder
 from auditline.ingest.writer import EventWriter
 from auditline.search.reader import EventReader
 from auditline.security.principal import Principal
@@ -25,6 +26,7 @@ class Services:
     pool: AsyncConnectionPool[Connection]
     writer: EventWriter
     reader: EventReader
+    access: AccessRecorder
     signing_key: SigningKey
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from auditline.api.deps import PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
@@ -98,14 +98,29 @@ async def create_logs_bulk(
 @router.get("/{event_id}", responses=_ERRORS, summary="Get one audit event")
 async def get_log(
     event_id: UUID,
+    request: Request,
     principal: PrincipalDep,
     services: ServicesDep,
     tenant_id: Annotated[TenantSlug | None, Query()] = None,
 ) -> EventOut:
-    """The event, if it exists in the caller's tenant; another tenant's id is a plain 404."""
+    """The event, if it exists in the caller's tenant; another tenant's id is a plain 404.
+
+    The read is recorded in the tenant's log (action VIEW) before the event is returned.
+    """
     tenant = principal.authorize(tenant_id, Permission.READ_LOGS)
     only_user = principal.subject if principal.own_events_only else None
     stored = await services.reader.get(tenant, event_id, only_user=only_user)
+    await services.access.record(
+        tenant,
+        actor=principal.subject,
+        action="VIEW",
+        resource_type="audit_log",
+        resource_id=str(event_id),
+        message="read an audit event",
+        metadata={"found": stored is not None},
+        outcome="success" if stored is not None else "failure",
+        request_id=request.state.request_id,
+    )
     if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"event {event_id} not found")
     return EventOut.of(stored)

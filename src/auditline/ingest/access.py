@@ -1,0 +1,63 @@
+"""The audit trail of the audit log: reads and changes are recorded as events themselves.
+
+Every read of a tenant's log (get, search, export, stats, stream subscribe) and every change
+to a tenant or its keys is stored as an ordinary event in that tenant's own log, through
+the same writer and with the same durability as client events. The record is written
+before the response is sent, so a read that succeeded is a read that was recorded.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from auditline.config import IngestSettings
+from auditline.domain.events import ActorType, EventDraft, Outcome, TenantId
+from auditline.ingest.prepare import prepare_events
+from auditline.ingest.writer import EventWriter
+
+
+class AccessRecorder:
+    """Writes access events; one instance per app, shared by all routes."""
+
+    def __init__(self, writer: EventWriter, limits: IngestSettings) -> None:
+        self._writer = writer
+        self._limits = limits
+
+    async def record(
+        self,
+        tenant: TenantId,
+        *,
+        actor: str,
+        actor_type: ActorType = "user",
+        action: str,
+        resource_type: str,
+        resource_id: str | None = None,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+        outcome: Outcome = "success",
+        request_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Store one access event for *tenant* and wait until it is durably committed."""
+        draft = EventDraft(
+            action=action,
+            user_id=actor,
+            actor_type=actor_type,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            message=message,
+            metadata=metadata or {},
+            outcome=outcome,
+            request_id=request_id,
+            ip_address=ip_address,
+            user_agent=None
+            if user_agent is None
+            else user_agent[: self._limits.max_user_agent_chars],
+            severity="INFO" if outcome == "success" else "WARNING",
+        )
+        events = prepare_events(
+            tenant, [draft], limits=self._limits, now=datetime.now(UTC), indexed_errors=False
+        )
+        await self._writer.write(tenant, events)
