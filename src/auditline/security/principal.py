@@ -21,12 +21,25 @@ ALL_TENANTS: Final = "*"
 class Permission(enum.Enum):
     WRITE_LOGS = "logs:write"
     READ_LOGS = "logs:read"
-    MANAGE_TENANTS = "tenants:manage"
+    EXPORT_LOGS = "logs:export"
+    VIEW_STATS = "logs:stats"
+    CLEANUP_LOGS = "logs:cleanup"
+    MANAGE_TENANT = "tenant:manage"  # API keys and settings of one's own tenants
+    MANAGE_TENANTS = "tenants:manage"  # create and list all tenants: platform admins only
 
 
 _ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
-    "admin": frozenset({Permission.WRITE_LOGS, Permission.READ_LOGS}),
-    "auditor": frozenset({Permission.READ_LOGS}),
+    "admin": frozenset(
+        {
+            Permission.WRITE_LOGS,
+            Permission.READ_LOGS,
+            Permission.EXPORT_LOGS,
+            Permission.VIEW_STATS,
+            Permission.CLEANUP_LOGS,
+            Permission.MANAGE_TENANT,
+        }
+    ),
+    "auditor": frozenset({Permission.READ_LOGS, Permission.EXPORT_LOGS, Permission.VIEW_STATS}),
     # A plain user may read, but only events they performed (see Principal.own_events_only).
     "user": frozenset({Permission.WRITE_LOGS, Permission.READ_LOGS}),
 }
