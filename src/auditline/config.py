@@ -45,6 +45,10 @@ class IngestSettings(BaseModel):
     )
     max_json_depth: int = Field(default=8, ge=1)
     max_json_keys: int = Field(default=256, ge=1, description="keys across one JSON field")
+    group_commit: bool = Field(
+        default=True, description="share one commit between concurrent writes"
+    )
+    max_group_events: int = Field(default=5000, ge=1, description="events per shared commit")
     max_future_skew_seconds: int = Field(default=300, ge=0)
     max_past_days: int = Field(default=3660, ge=1)
 

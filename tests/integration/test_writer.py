@@ -1,0 +1,143 @@
+"""The group-commit writer against a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from auditline.config import DatabaseSettings, IngestSettings
+from auditline.domain.events import EventDraft, TenantId
+from auditline.ingest.prepare import prepare_events
+from auditline.ingest.writer import EventWriter, WriterClosed
+from auditline.storage.database import Connection, open_pool
+from auditline.storage.events import UnknownTenant
+from auditline.storage.tenants import create_tenant
+
+ACME, GLOBEX = TenantId("acme"), TenantId("globex")
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Connection]]:
+    pool = await open_pool(database_url, DatabaseSettings(pool_min_size=1, pool_max_size=4))
+    async with pool.connection() as conn:
+        for tenant in (ACME, GLOBEX):
+            await create_tenant(
+                conn, tenant, name=tenant, retention_days=90, archive_after_days=None, settings={}
+            )
+    yield pool
+    await pool.close()
+
+
+def make(tenant: TenantId, n: int = 1, **fields: object) -> list:  # type: ignore[type-arg]
+    drafts = [EventDraft(action="CREATE", **fields) for _ in range(n)]  # type: ignore[arg-type]
+    return prepare_events(tenant, drafts, limits=IngestSettings(), now=datetime.now(UTC))
+
+
+def transactions(database_url: str) -> list[tuple[str, int]]:
+    """(tenant, transaction id) of every stored event, in log order."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT tenant_id, xmin::text::bigint FROM events ORDER BY seq")
+        return [(r[0], r[1]) for r in rows.fetchall()]
+
+
+async def test_concurrent_writes_share_commits(
+    pool: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    writer = EventWriter(pool)
+    await writer.start()
+    results = await asyncio.gather(
+        *(
+            writer.write(ACME if i % 2 else GLOBEX, make(ACME if i % 2 else GLOBEX))
+            for i in range(50)
+        )
+    )
+    await writer.close()
+    assert all(len(r.inserted) == 1 for r in results)
+    stored = transactions(database_url)
+    assert len(stored) == 50
+    assert len({xid for _, xid in stored}) < 5  # without group commit: 50 transactions
+    for tenant in ("acme", "globex"):
+        with psycopg.connect(database_url) as conn:
+            seqs = [r[0] for r in conn.execute(
+                "SELECT seq FROM events WHERE tenant_id = %s ORDER BY seq", (tenant,)
+            ).fetchall()]  # fmt: skip
+        assert seqs == list(range(25))
+
+
+async def test_without_group_commit_every_write_has_its_own_transaction(
+    pool: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    writer = EventWriter(pool, group_commit=False)
+    await writer.start()
+    await asyncio.gather(*(writer.write(ACME, make(ACME)) for _ in range(10)))
+    await writer.close()
+    assert len({xid for _, xid in transactions(database_url)}) == 10
+
+
+async def test_unknown_tenant_fails_only_its_own_write(
+    pool: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    writer = EventWriter(pool)
+    await writer.start()
+    ghost = TenantId("ghost")
+    outcomes = await asyncio.gather(
+        writer.write(ACME, make(ACME)),
+        writer.write(ghost, make(ghost)),
+        writer.write(GLOBEX, make(GLOBEX)),
+        return_exceptions=True,
+    )
+    await writer.close()
+    assert isinstance(outcomes[1], UnknownTenant)
+    assert [type(o).__name__ for o in (outcomes[0], outcomes[2])] == ["WriteResult"] * 2
+    assert sorted(t for t, _ in transactions(database_url)) == ["acme", "globex"]
+
+
+async def test_a_failing_write_is_isolated_from_its_group(
+    pool: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    """A write that breaks inside the shared transaction is retried alone; others commit."""
+    writer = EventWriter(pool)
+    await writer.start()
+    good = make(ACME, 3)
+    (bad,) = make(GLOBEX)
+    forged = type(bad)(**{**{f: getattr(bad, f) for f in bad.__slots__}, "leaf_hash": b"short"})
+    outcomes = await asyncio.gather(
+        writer.write(ACME, good), writer.write(GLOBEX, [forged]), return_exceptions=True
+    )
+    await writer.close()
+    assert isinstance(outcomes[1], psycopg.errors.CheckViolation)
+    assert len(outcomes[0].inserted) == 3  # type: ignore[union-attr]
+    assert [t for t, _ in transactions(database_url)] == ["acme"] * 3
+
+
+async def test_same_id_in_concurrent_writes_is_stored_once(
+    pool: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    writer = EventWriter(pool)
+    await writer.start()
+    event_id = uuid.uuid4()
+    results = await asyncio.gather(*(writer.write(ACME, make(ACME, id=event_id)) for _ in range(5)))
+    await writer.close()
+    assert sorted(len(r.inserted) for r in results) == [0, 0, 0, 0, 1]
+    assert sum(len(r.duplicates) for r in results) == 4
+    assert len(transactions(database_url)) == 1
+
+
+async def test_closed_writer_refuses_new_writes_after_finishing_queued_ones(
+    pool: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    writer = EventWriter(pool)
+    await writer.start()
+    pending = [asyncio.create_task(writer.write(ACME, make(ACME))) for _ in range(20)]
+    await asyncio.sleep(0)
+    await writer.close()
+    assert [len(result.inserted) for result in await asyncio.gather(*pending)] == [1] * 20
+    with pytest.raises(WriterClosed):
+        await writer.write(ACME, make(ACME))
+    assert len(transactions(database_url)) == 20
