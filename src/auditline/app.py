@@ -52,8 +52,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await migrate(url, app_role=settings.database.app_role)
             pool = await open_pool(url, settings.database)
             try:
-                writer = EventWriter(pool)
-                await writer.load_partitions()
+                writer = EventWriter(
+                    pool,
+                    group_commit=settings.ingest.group_commit,
+                    max_group_events=settings.ingest.max_group_events,
+                )
+                await writer.start()
                 await ensure_partitions_ahead(writer, settings)
                 app.state.services = Services(
                     settings=settings,
@@ -70,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     upkeep.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await upkeep
+                    await writer.close()
             finally:
                 await pool.close()
 
