@@ -154,7 +154,8 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("database unavailable: %s", exc)
         return problem(
             503, "Service unavailable",
-            "The database is unavailable; the request was not applied. Retry later.",
+            "The database is unavailable. The request may or may not have been applied; "
+            "retry it (writes with the same event id are idempotent).",
             kind="unavailable", request=request, headers={"Retry-After": "1"},
         )  # fmt: skip
 

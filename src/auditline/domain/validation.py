@@ -8,10 +8,11 @@ canonical JSON (non-finite floats, integers beyond I-JSON's 2**53).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+
+import orjson
 
 from auditline.config import IngestSettings
 from auditline.domain.events import EventDraft, FieldError
@@ -77,7 +78,7 @@ def _check_json(name: str, value: object, limits: IngestSettings) -> list[FieldE
     if keys > limits.max_json_keys:
         errors.append(FieldError((name,), f"has more than {limits.max_json_keys} keys in total"))
     if not errors:
-        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+        size = len(orjson.dumps(value))
         if size > limits.max_json_bytes:
             errors.append(FieldError((name,), f"is larger than {limits.max_json_bytes} bytes"))
     return errors

@@ -18,9 +18,8 @@ import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
-import rfc8785
-
 from auditline.domain.events import Event
+from auditline.integrity.canonical import canonical_json
 
 LEAF_PREFIX = b"\x00"
 FORMAT_VERSION = 1
@@ -32,6 +31,7 @@ def rfc3339(ts: datetime) -> str:
 
 
 def canonical_ip(value: str | None) -> str | None:
+    """One spelling per address; events hold addresses only in this form."""
     return None if value is None else str(ipaddress.ip_address(value))
 
 
@@ -49,7 +49,7 @@ def leaf_entry(event: Event) -> dict[str, Any]:
         "action": event.action,
         "resource_type": event.resource_type,
         "resource_id": event.resource_id,
-        "ip_address": canonical_ip(event.ip_address),
+        "ip_address": event.ip_address,  # canonical by construction (see canonical_ip)
         "user_agent": event.user_agent,
         "before": event.before,
         "after": event.after,
@@ -64,4 +64,4 @@ def leaf_entry(event: Event) -> dict[str, Any]:
 
 def leaf_hash(event: Event) -> bytes:
     """RFC 9162 leaf hash of *event* (its ``leaf_hash`` field is ignored)."""
-    return hashlib.sha256(LEAF_PREFIX + rfc8785.dumps(leaf_entry(event))).digest()
+    return hashlib.sha256(LEAF_PREFIX + canonical_json(leaf_entry(event))).digest()

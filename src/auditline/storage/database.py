@@ -56,6 +56,9 @@ async def open_pool(url: str, settings: DatabaseSettings) -> AsyncConnectionPool
         max_size=settings.pool_max_size,
         kwargs={"row_factory": dict_row},
         configure=_configure(settings),
+        # A connection broken by a database restart is noticed at checkout, not by the
+        # request that happens to get it.
+        check=AsyncConnectionPool.check_connection,
         open=False,
         name="auditline",
     )

@@ -49,7 +49,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _row(event: Event, seq: int) -> tuple[Any, ...]:
+def copy_row(event: Event, seq: int) -> tuple[Any, ...]:
     return (
         event.tenant_id, event.id, seq, event.timestamp, event.received_at, event.user_id,
         event.actor_type, event.session_id, event.action, event.resource_type,
@@ -87,7 +87,7 @@ async def insert_events(conn: Connection, tenant: TenantId, events: Sequence[Eve
             continue
         seen.add(event.id)
         inserted[event.id] = next_seq
-        rows.append(_row(event, next_seq))
+        rows.append(copy_row(event, next_seq))
         next_seq += 1
     if rows:
         async with conn.cursor().copy(f"COPY staging_events ({_COLUMN_LIST}) FROM STDIN") as copy:

@@ -1,0 +1,97 @@
+"""Open-loop load at a fixed offered rate, for latency under a known load.
+
+wrk is closed-loop: a slow response delays the next request, which hides queueing delay
+(coordinated omission). Here request *i* is due at ``start + i / rate`` whatever happened
+before, and its latency is measured from that due time, so waiting for a free connection
+counts against the server, as it would for a real client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class OpenLoopResult:
+    offered_rps: float
+    achieved_rps: float
+    latencies_ms: list[float]
+    errors: int
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def post(self, request: bytes) -> int:
+        self.writer.write(request)
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        await self.reader.readexactly(length)
+        return int(status_line.split()[1])
+
+
+async def run(
+    host: str,
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    token: str,
+    *,
+    rate: float,
+    seconds: float,
+    connections: int = 64,
+) -> OpenLoopResult:
+    idle: asyncio.Queue[_Connection] = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(_Connection(*await asyncio.open_connection(host, port)))
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\n"
+    ).encode()
+    requests = [head + b"Content-Length: %d\r\n\r\n" % len(b) + b for b in bodies]
+    latencies: list[float] = []
+    errors = 0
+    total = int(rate * seconds)
+    start = time.perf_counter()
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        due = start + i / rate
+        conn = await idle.get()
+        try:
+            status = await conn.post(requests[i % len(requests)])
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            errors += 1
+            return
+        latencies.append((time.perf_counter() - due) * 1000)
+        if status >= 300:
+            errors += 1
+        idle.put_nowait(conn)
+
+    tasks = []
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    while not idle.empty():
+        idle.get_nowait().writer.close()
+    return OpenLoopResult(rate, len(latencies) / elapsed, latencies, errors)

@@ -1,0 +1,179 @@
+"""Processes the benchmarks drive: the real service, the bare ceiling, and the load tool."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+@dataclass
+class Process:
+    """A server process and the RSS samples taken while it ran."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)
+    _sampling: threading.Event = field(default_factory=threading.Event)
+
+    def tree_rss(self) -> int:
+        """RSS of the server process and its children (uvicorn workers), in bytes."""
+        try:
+            parent = psutil.Process(self.proc.pid)
+            procs = [parent, *parent.children(recursive=True)]
+            return sum(p.memory_info().rss for p in procs if p.name() != "postgres")
+        except psutil.NoSuchProcess:
+            return 0
+
+    def cpu_seconds(self) -> float:
+        parent = psutil.Process(self.proc.pid)
+        total = 0.0
+        for p in [parent, *parent.children(recursive=True)]:
+            times = p.cpu_times()
+            total += times.user + times.system
+        return total
+
+    def sample_rss(self, interval: float = 1.0) -> threading.Thread:
+        start = time.monotonic()
+
+        def loop() -> None:
+            while not self._sampling.wait(interval):
+                self.rss_samples.append((time.monotonic() - start, self.tree_rss()))
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._sampling.set()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def start_auditline(
+    data_dir: Path, *, workers: int = 1, group_commit: bool = True, log: Path
+) -> Process:
+    port = free_port()
+    env = {
+        **os.environ,
+        "AUDITLINE_INGEST__GROUP_COMMIT": str(group_commit).lower(),
+        "AUDITLINE_LOG_LEVEL": "warning",
+        "AUDITLINE_DATABASE__POOL_MAX_SIZE": "20",
+    }
+    env.pop("AUDITLINE_DATABASE__URL", None)
+    cmd = [sys.executable, "-m", "auditline", "serve", "--data-dir", str(data_dir),
+           "--port", str(port), "--workers", str(workers)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(base + "/readyz", proc)
+    return Process(proc, base)
+
+
+def start_bare(log: Path) -> Process:
+    port = free_port()
+    cmd = [sys.executable, "-m", "bench.bare", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(base + "/docs", proc)
+    return Process(proc, base)
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    status_errors: int
+    socket_errors: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    wrk_cpu_share: float  # of one core, while it ran
+    server_cpu_share: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+def wrk(
+    url: str, *, bodies: Path, token: str, connections: int, seconds: int, server: Process
+) -> WrkResult:
+    """Closed-loop load from wrk (C, event-driven): far cheaper per request than the server."""
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    path = "/" + url.split("/", 3)[3]
+    env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_TOKEN": token, "BENCH_PATH": path}
+    threads = min(2, connections)
+    cmd = [exe, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+           "-s", str(ROOT / "bench" / "wrk" / "post.lua"), url.split("/api")[0]]  # fmt: skip
+    server_cpu0 = server.cpu_seconds()
+    started = time.monotonic()
+    proc = psutil.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wrk_cpu = 0.0
+    while proc.poll() is None:
+        try:
+            times = proc.cpu_times()
+            wrk_cpu = times.user + times.system
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.25)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    elapsed = time.monotonic() - started
+    server_cpu = server.cpu_seconds() - server_cpu0
+    match = re.search(r"BENCH (.*)", out)
+    if match is None:
+        raise RuntimeError(f"wrk failed:\n{out}")
+    v = {k: int(x) for k, x in (kv.split("=") for kv in match.group(1).split())}
+    return WrkResult(
+        requests=v["requests"],
+        seconds=v["duration_us"] / 1e6,
+        status_errors=v["status_errors"],
+        socket_errors=v["socket_errors"],
+        p50_ms=v["p50_us"] / 1000,
+        p90_ms=v["p90_us"] / 1000,
+        p99_ms=v["p99_us"] / 1000,
+        p999_ms=v["p999_us"] / 1000,
+        max_ms=v["max_us"] / 1000,
+        wrk_cpu_share=wrk_cpu / elapsed,
+        server_cpu_share=server_cpu / elapsed,
+    )
