@@ -12,17 +12,21 @@ from datetime import UTC, datetime, timedelta
 from fastapi import FastAPI
 
 from auditline import __version__
-from auditline.api import health, logs, tenants
+from auditline.api import api_keys, health, logs, search, tenants, wellknown
 from auditline.api.deps import Services
 from auditline.api.errors import install_error_handlers
+from auditline.api.guards import BodyTimeoutMiddleware, RateLimitHeadersMiddleware
 from auditline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from auditline.config import Settings
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.writer import EventWriter, months_from
 from auditline.runtime import database, signing_key
+from auditline.search.postgres import postgres_search_service
 from auditline.search.reader import EventReader
+from auditline.security.service import build_security
 from auditline.storage.database import open_pool
 from auditline.storage.migrations import migrate
+from auditline.storage.rls import require_row_level_security
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +63,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
                 await writer.start()
                 await ensure_partitions_ahead(writer, settings)
+                if settings.database.require_rls:
+                    await require_row_level_security(pool)
+                access = AccessRecorder(writer, settings.ingest)
                 app.state.services = Services(
                     settings=settings,
                     pool=pool,
                     writer=writer,
                     reader=EventReader(pool),
-                    access=AccessRecorder(writer, settings.ingest),
+                    search=postgres_search_service(
+                        pool, settings.search, signing_key(settings).private
+                    ),
+                    access=access,
                     signing_key=signing_key(settings),
+                    security=build_security(settings, pool, access, signing_key(settings)),
                 )
                 upkeep = asyncio.create_task(_maintenance(writer, settings))
                 try:
@@ -86,8 +97,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    # Before logs.router: /api/v1/logs/export must not be taken for /api/v1/logs/{event_id}.
+    app.include_router(search.router)
     app.include_router(logs.router)
     app.include_router(tenants.router)
+    app.include_router(api_keys.router)
+    app.include_router(wellknown.router)
+    app.add_middleware(RateLimitHeadersMiddleware)
+    app.add_middleware(BodyTimeoutMiddleware, timeout=settings.http.body_timeout_seconds)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.ingest.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

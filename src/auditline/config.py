@@ -6,9 +6,13 @@ Every field is documented in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from pathlib import Path
+from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,43 +30,242 @@ class DatabaseSettings(BaseModel):
             "even when the login role owns the tables. Empty disables the switch."
         ),
     )
-    pool_min_size: int = Field(default=2, ge=1)
-    pool_max_size: int = Field(default=20, ge=1)
-    statement_timeout_ms: int = Field(default=30_000, ge=0)
-    partition_months_ahead: int = Field(default=3, ge=1, le=24)
+    pool_min_size: int = Field(default=2, ge=1, description="connections kept open per process")
+    pool_max_size: int = Field(default=20, ge=1, description="connections at most per process")
+    statement_timeout_ms: int = Field(
+        default=30_000, ge=0, description="longest a statement may run (0: no limit)"
+    )
+    partition_months_ahead: int = Field(
+        default=3, ge=1, le=24, description="monthly event partitions created in advance"
+    )
+    require_rls: bool = Field(
+        default=True,
+        description=(
+            "Refuse to start when the API's database role can bypass row-level security "
+            "(a superuser or BYPASSRLS role without app_role). Disable only for debugging."
+        ),
+    )
 
 
 class IngestSettings(BaseModel):
     """Bounds on what one request may carry; beyond them a request is rejected, not truncated."""
 
-    bulk_max_events: int = Field(default=1000, ge=1)
-    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
-    max_message_chars: int = Field(default=8192, ge=1)
-    max_user_agent_chars: int = Field(default=512, ge=1)
-    max_field_chars: int = Field(default=256, ge=1)
+    bulk_max_events: int = Field(default=1000, ge=1, description="events per bulk request")
+    max_body_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="request body limit (413 beyond)"
+    )
+    max_message_chars: int = Field(default=8192, ge=1, description="length of `message`")
+    max_user_agent_chars: int = Field(default=512, ge=1, description="length of `user_agent`")
+    max_field_chars: int = Field(
+        default=256, ge=1, description="length of user, session, resource and request ids"
+    )
     max_json_bytes: int = Field(
         default=64 * 1024, ge=64, description="per JSON field: metadata, before, after"
     )
-    max_json_depth: int = Field(default=8, ge=1)
+    max_json_depth: int = Field(default=8, ge=1, description="nesting of a JSON field")
     max_json_keys: int = Field(default=256, ge=1, description="keys across one JSON field")
     group_commit: bool = Field(
         default=True, description="share one commit between concurrent writes"
     )
     max_group_events: int = Field(default=5000, ge=1, description="events per shared commit")
-    max_future_skew_seconds: int = Field(default=300, ge=0)
-    max_past_days: int = Field(default=3660, ge=1)
+    max_future_skew_seconds: int = Field(
+        default=300, ge=0, description="how far in the future a `timestamp` may be"
+    )
+    max_past_days: int = Field(default=3660, ge=1, description="how old a `timestamp` may be")
+
+
+JwtAlgorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]
+RoleName = Literal["admin", "auditor", "user"]
+
+
+class ClaimMapping(BaseModel):
+    """Where an issuer's tokens carry the subject, role and tenants (see docs/security.md).
+
+    A claim name is looked up as given first (so URL-shaped custom claims such as
+    ``https://acme.example/roles`` work), then as a dotted path (``realm_access.roles``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = "sub"
+    role: str = "role"
+    tenants: str = "tenants"
+    role_values: dict[str, RoleName] = Field(
+        default_factory=dict,
+        description="IdP value -> Auditline role; empty accepts admin, auditor, user as is",
+    )
+    tenant_prefix: str = Field(
+        default="",
+        description="Only values starting with this count as tenants (the prefix is removed)",
+    )
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class IssuerSettings(BaseModel):
+    """A trusted external identity provider."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str = Field(min_length=1, description="The exact `iss` of its tokens")
+    audience: str = Field(min_length=1, description="The `aud` its tokens must carry")
+    jwks_url: str | None = Field(default=None, description="HTTPS URL of its JSON Web Key Set")
+    algorithms: list[JwtAlgorithm] = Field(default=["RS256"], min_length=1)
+    shared_secret: SecretStr | None = Field(
+        default=None, description="HS256 only: the shared secret (at least 32 bytes)"
+    )
+    claims: ClaimMapping = Field(default_factory=ClaimMapping)
+    allow_platform_admin: bool = Field(
+        default=False, description="May this issuer grant all tenants ('*')?"
+    )
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    @model_validator(mode="after")
+    def _one_kind_of_key(self) -> Self:
+        if "HS256" in self.algorithms:
+            if self.algorithms != ["HS256"]:
+                raise ValueError("HS256 cannot be combined with asymmetric algorithms")
+            secret = self.shared_secret.get_secret_value() if self.shared_secret else ""
+            if len(secret.encode()) < 32:
+                raise ValueError("HS256 needs a shared_secret of at least 32 bytes")
+            if self.jwks_url:
+                raise ValueError("an HS256 issuer takes no jwks_url")
+            return self
+        if self.shared_secret is not None:
+            raise ValueError("shared_secret is only for HS256")
+        if not self.jwks_url:
+            raise ValueError("an issuer with asymmetric algorithms needs a jwks_url")
+        url = urlsplit(self.jwks_url)
+        if url.scheme != "https" and not (url.scheme == "http" and _loopback(url.hostname)):
+            raise ValueError("jwks_url must be https (plain http only on a loopback address)")
+        return self
 
 
 class AuthSettings(BaseModel):
-    """Token issuance and verification for locally signed JWTs."""
+    """Token issuance and verification: the server's own key and trusted external issuers."""
 
-    issuer: str = "auditline"
-    audience: str = "auditline"
+    issuer: str = Field(default="auditline", description="`iss` of locally issued tokens")
+    audience: str = Field(default="auditline", description="`aud` every local token carries")
     signing_key_file: Path | None = Field(
         default=None, description="Ed25519 private key (PEM); default <data_dir>/signing-key.pem"
     )
-    bootstrap_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
-    leeway_seconds: int = Field(default=30, ge=0)
+    bootstrap_token_ttl_seconds: int = Field(
+        default=30 * 24 * 3600, ge=60, description="lifetime of the bootstrap admin token"
+    )
+    leeway_seconds: int = Field(default=30, ge=0, description="clock skew allowed on exp/nbf")
+    issuers: list[IssuerSettings] = Field(
+        default_factory=list, description="External identity providers (JSON list)"
+    )
+    jwks_cache_seconds: float = Field(
+        default=3600.0, gt=0, description="how long fetched JWKS keys are trusted"
+    )
+    jwks_min_refresh_seconds: float = Field(
+        default=30.0, ge=0, description="Least time between two fetches of one issuer's JWKS"
+    )
+    jwks_fetch_timeout_seconds: float = Field(default=5.0, gt=0, description="JWKS fetch timeout")
+    max_token_bytes: int = Field(default=8192, ge=256, description="longer tokens are refused")
+
+    @model_validator(mode="after")
+    def _distinct_issuers(self) -> Self:
+        names = [i.issuer for i in self.issuers]
+        if self.issuer in names or len(set(names)) != len(names):
+            raise ValueError("every issuer needs its own `iss`, distinct from auth.issuer")
+        return self
+
+
+class ApiKeySettings(BaseModel):
+    """Service credentials bound to one tenant."""
+
+    max_active_per_tenant: int = Field(default=100, ge=1, description="unrevoked keys per tenant")
+    max_lifetime_days: int | None = Field(
+        default=None, ge=1, description="If set, every key must expire within this many days"
+    )
+    last_used_resolution_seconds: float = Field(
+        default=60.0, ge=0, description="`last_used_at` is written at most this often per key"
+    )
+
+
+class RateBudget(BaseModel):
+    """A token bucket: *burst* requests at once, refilled at *rate* per second."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: float = Field(gt=0, description="tokens refilled per second")
+    burst: int = Field(ge=1, description="bucket size: requests allowed at once")
+
+
+class RateLimitSettings(BaseModel):
+    """Token buckets per tenant and per principal, for ingest and for everything else."""
+
+    enabled: bool = Field(default=True, description="apply the token buckets below")
+    backend: Literal["memory", "postgres"] = Field(
+        default="memory",
+        description="memory: per process; postgres: shared by every process of the database",
+    )
+    ingest_per_tenant: RateBudget = RateBudget(rate=5000, burst=10000)
+    ingest_per_principal: RateBudget = RateBudget(rate=2000, burst=5000)
+    read_per_tenant: RateBudget = RateBudget(rate=200, burst=400)
+    read_per_principal: RateBudget = RateBudget(rate=100, burst=200)
+    auth_failures_per_client: RateBudget = Field(
+        default=RateBudget(rate=2, burst=30),
+        description="Failed authentications per client address (always per process)",
+    )
+    auth_failure_records: RateBudget = Field(
+        default=RateBudget(rate=50, burst=500),
+        description="Failed authentications recorded one by one; beyond, they are counted",
+    )
+
+
+class HttpSettings(BaseModel):
+    """Connection-level protections passed to uvicorn, and the request body deadline."""
+
+    timeout_keep_alive_seconds: int = Field(
+        default=5, ge=1, description="idle keep-alive connections are closed after this"
+    )
+    limit_concurrency: int | None = Field(
+        default=None, ge=1, description="Connections+tasks beyond which uvicorn answers 503"
+    )
+    backlog: int = Field(default=2048, ge=1, description="listen backlog")
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A request body must arrive within this time (408)"
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies trusted for X-Forwarded-For (the client address of rate limits)",
+    )
+
+
+class SearchSettings(BaseModel):
+    """Search, export and statistics (see docs/search.md)."""
+
+    default_limit: int = Field(default=50, ge=1, description="page size when `limit` is absent")
+    max_limit: int = Field(default=1000, ge=1, description="largest page size")
+    exact_total_limit: int = Field(
+        default=10_000, ge=1, description="include_total counts exactly up to this, then '>='"
+    )
+    probe_rows: int = Field(
+        default=2000,
+        ge=1,
+        description="rows a full-text search walks in time order first (docs/search.md)",
+    )
+    probe_max_rows: int = Field(
+        default=10_000,
+        ge=0,
+        description="most rows a second walk may take when the first shows the words are "
+        "common enough to fill the page that way",
+    )
+    export_batch_size: int = Field(
+        default=5000, ge=1, le=100_000, description="rows fetched per round trip when exporting"
+    )
+    stats_top: int = Field(default=10, ge=1, le=100, description="top users and resources")
+    stats_max_buckets: int = Field(default=2000, ge=1, description="timeline buckets at most")
 
 
 class Settings(BaseSettings):
@@ -72,14 +275,23 @@ class Settings(BaseSettings):
         env_prefix="AUDITLINE_", env_nested_delimiter="__", extra="ignore"
     )
 
-    data_dir: Path = Field(default=Path(".auditline"))
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    log_level: str = "info"
+    data_dir: Path = Field(
+        default=Path(".auditline"), description="embedded PostgreSQL, signing key, tokens"
+    )
+    host: str = Field(default="127.0.0.1", description="address `serve` binds")
+    port: int = Field(default=8000, ge=0, le=65535, description="port `serve` binds")
+    workers: int = Field(default=1, ge=1, description="API processes started by serve")
+    log_level: str = Field(default="info", description="uvicorn log level")
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
-    maintenance_interval_seconds: float = Field(default=3600.0, gt=0)
+    api_keys: ApiKeySettings = Field(default_factory=ApiKeySettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    maintenance_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="how often partitions ahead are checked"
+    )
 
     @property
     def signing_key_path(self) -> Path:
@@ -88,3 +300,30 @@ class Settings(BaseSettings):
     @property
     def bootstrap_token_path(self) -> Path:
         return self.data_dir / "bootstrap-admin.jwt"
+
+
+def reference_rows(section: BaseModel | None = None, prefix: str = "AUDITLINE_") -> list[str]:
+    """One Markdown table row per setting: its variable, default and meaning.
+
+    ``docs/configuration.md`` embeds this table; a test keeps the two in step.
+    """
+    section = section if section is not None else Settings.model_construct()
+    rows = []
+    for name, field in type(section).model_fields.items():
+        value = getattr(section, name)
+        if isinstance(value, BaseModel):
+            rows += reference_rows(value, f"{prefix}{name.upper()}__")
+            continue
+        if value is None:
+            shown = "*(unset)*"
+        elif isinstance(value, list | dict | bool):
+            shown = f"`{json.dumps(value)}`"
+        else:
+            shown = f"`{value}`"
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{prefix}{name.upper()}` | {shown} | {description} |")
+    return rows
+
+
+if __name__ == "__main__":
+    print("\n".join(reference_rows()))

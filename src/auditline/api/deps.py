@@ -1,4 +1,9 @@
-"""Request dependencies: the shared services and the authenticated principal."""
+"""Request dependencies: the shared services and the authenticated principal.
+
+``get_principal`` is the one gate every authenticated route passes: it authenticates the
+bearer credential (JWT of a trusted issuer, or API key), records a failure in the right log
+(see ``security.audit``), and charges the request to its rate-limit buckets.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,12 @@ from auditline.config import Settings
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.writer import EventWriter
 from auditline.search.reader import EventReader
-from auditline.security.principal import Principal
-from auditline.security.tokens import InvalidToken, SigningKey, verify_token
+from auditline.search.service import SearchService
+from auditline.security.audit import RequestInfo
+from auditline.security.principal import Forbidden, Principal, TenantNotFound
+from auditline.security.ratelimit import Kind, RateLimited
+from auditline.security.service import Security
+from auditline.security.tokens import InvalidToken, SigningKey
 from auditline.storage.database import Connection
 
 
@@ -26,26 +35,77 @@ class Services:
     pool: AsyncConnectionPool[Connection]
     writer: EventWriter
     reader: EventReader
+    search: SearchService
     access: AccessRecorder
     signing_key: SigningKey
+    security: Security
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-_bearer = HTTPBearer(auto_error=False, description="A JWT issued by `auditline token`")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A JWT (from `auditline token` or a trusted identity provider) or an API key",
+)
+
+_INGEST_PATHS = frozenset({"/api/v1/logs", "/api/v1/logs/bulk"})
 
 
-def get_principal(
+def request_info(request: Request) -> RequestInfo:
+    return RequestInfo(
+        method=request.method,
+        path=request.url.path,
+        client=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
+def _rate_kind(request: Request) -> Kind:
+    return "ingest" if request.method == "POST" and request.url.path in _INGEST_PATHS else "read"
+
+
+async def get_principal(
+    request: Request,
     services: Annotated[Services, Depends(get_services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None:
-        raise InvalidToken("a bearer token is required")
-    claims = verify_token(credentials.credentials, services.signing_key, services.settings.auth)
-    return Principal.from_claims(claims)
+    security = services.security
+    try:
+        if credentials is None:
+            raise InvalidToken("a bearer token is required", reason="missing", scheme="none")
+        principal = await security.authenticator.authenticate(credentials.credentials)
+    except InvalidToken as exc:
+        try:
+            await security.audit.authentication_failed(exc, request_info(request))
+        except RateLimited as limited:
+            request.state.ratelimit = limited.decisions
+            raise limited from None
+        raise
+    request.state.principal = principal
+    if security.limits is not None:
+        hint = request.path_params.get("tenant_id") or request.query_params.get("tenant_id")
+        try:
+            request.state.ratelimit = await security.limits.check(
+                kind=_rate_kind(request),
+                principal=principal.identity,
+                tenant=principal.rate_limit_tenant(hint),
+            )
+        except RateLimited as exc:
+            request.state.ratelimit = exc.decisions
+            raise
+    return principal
+
+
+async def record_denial(request: Request, exc: Forbidden | TenantNotFound) -> None:
+    """Record a 403, or a 404 for a tenant not granted (called by the error handlers)."""
+    principal = getattr(request.state, "principal", None)
+    services = getattr(request.app.state, "services", None)
+    if isinstance(principal, Principal) and isinstance(services, Services):
+        await services.security.audit.authorization_failed(principal, exc, request_info(request))
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -19,8 +19,13 @@ from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from auditline.api.deps import record_denial
 from auditline.domain.events import FieldError, InvalidEvents
+from auditline.search.cursor import InvalidCursor
+from auditline.search.model import InvalidSearch
+from auditline.search.query import ParseError
 from auditline.security.principal import Forbidden, InvalidClaims, TenantNotFound, TenantRequired
+from auditline.security.ratelimit import RateLimited
 from auditline.security.tokens import InvalidToken
 from auditline.storage.events import UnknownTenant
 from auditline.storage.tenants import TenantExists
@@ -125,6 +130,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TenantNotFound)
     @app.exception_handler(UnknownTenant)
     async def on_tenant_not_found(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, TenantNotFound):  # not granted (UnknownTenant: granted, absent)
+            await record_denial(request, exc)
         return problem(
             404, "Tenant not found", f"tenant '{exc.args[0]}' not found" if exc.args else "",
             kind="tenant-not-found", request=request,
@@ -139,7 +146,41 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Forbidden)
     async def on_forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        await record_denial(request, exc)
         return problem(403, "Forbidden", str(exc), kind="forbidden", request=request)
+
+    @app.exception_handler(RateLimited)
+    async def on_rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+        # The RateLimit-* fields are added by RateLimitHeadersMiddleware from request state.
+        return problem(
+            429, "Too many requests",
+            f"Rate limit exceeded; retry in {exc.retry_after} s. Nothing was applied.",
+            kind="rate-limited", request=request,
+            headers={"Retry-After": str(exc.retry_after)},
+        )  # fmt: skip
+
+    @app.exception_handler(ParseError)
+    async def on_query_syntax(request: Request, exc: ParseError) -> JSONResponse:
+        return problem(
+            400, "Invalid query", f"{exc.message} (at position {exc.position})",
+            kind="query-syntax", request=request,
+            errors=[{"parameter": "q", "in": "query", "position": exc.position,
+                     "detail": exc.message}],
+        )  # fmt: skip
+
+    @app.exception_handler(InvalidCursor)
+    async def on_bad_cursor(request: Request, exc: InvalidCursor) -> JSONResponse:
+        return problem(
+            400, "Invalid cursor", str(exc), kind="invalid-cursor", request=request,
+            errors=[{"parameter": "cursor", "in": "query", "detail": str(exc)}],
+        )  # fmt: skip
+
+    @app.exception_handler(InvalidSearch)
+    async def on_bad_search(request: Request, exc: InvalidSearch) -> JSONResponse:
+        return problem(
+            400, "Invalid search", exc.message, kind="invalid-search", request=request,
+            errors=[{"parameter": exc.parameter, "in": "query", "detail": exc.message}],
+        )  # fmt: skip
 
     @app.exception_handler(TenantExists)
     async def on_conflict(request: Request, exc: TenantExists) -> JSONResponse:

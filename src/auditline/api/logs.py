@@ -113,6 +113,7 @@ async def get_log(
     await services.access.record(
         tenant,
         actor=principal.subject,
+        actor_type=principal.actor_type,
         action="VIEW",
         resource_type="audit_log",
         resource_id=str(event_id),

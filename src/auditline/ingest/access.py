@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from auditline.config import IngestSettings
-from auditline.domain.events import ActorType, EventDraft, Outcome, TenantId
+from auditline.domain.events import ActorType, Event, EventDraft, Outcome, TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.ingest.writer import EventWriter
+from auditline.storage.database import Connection, set_tenant
+from auditline.storage.events import insert_events
 
 
 class AccessRecorder:
@@ -39,8 +41,68 @@ class AccessRecorder:
         request_id: str | None = None,
         ip_address: str | None = None,
         user_agent: str | None = None,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
     ) -> None:
         """Store one access event for *tenant* and wait until it is durably committed."""
+        events = self._prepare(
+            tenant, actor=actor, actor_type=actor_type, action=action,
+            resource_type=resource_type, resource_id=resource_id, message=message,
+            metadata=metadata, outcome=outcome, request_id=request_id, ip_address=ip_address,
+            user_agent=user_agent, before=before, after=after,
+        )  # fmt: skip
+        await self._writer.write(tenant, events)
+
+    async def record_in(
+        self,
+        conn: Connection,
+        tenant: TenantId,
+        *,
+        actor: str,
+        actor_type: ActorType = "user",
+        action: str,
+        resource_type: str,
+        resource_id: str | None = None,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+        request_id: str | None = None,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        """Store one change record in the caller's open transaction on *conn*.
+
+        For changes (tenant settings, API keys): the record commits or rolls back together
+        with the change it describes, so neither can exist without the other. Points
+        row-level security at *tenant* for the rest of the transaction.
+        """
+        events = self._prepare(
+            tenant, actor=actor, actor_type=actor_type, action=action,
+            resource_type=resource_type, resource_id=resource_id, message=message,
+            metadata=metadata, outcome="success", request_id=request_id, ip_address=None,
+            user_agent=None, before=before, after=after,
+        )  # fmt: skip
+        await self._writer.ensure_partitions(event.timestamp for event in events)
+        await set_tenant(conn, tenant)
+        await insert_events(conn, tenant, events)
+
+    def _prepare(
+        self,
+        tenant: TenantId,
+        *,
+        actor: str,
+        actor_type: ActorType,
+        action: str,
+        resource_type: str,
+        resource_id: str | None,
+        message: str,
+        metadata: dict[str, Any] | None,
+        outcome: Outcome,
+        request_id: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> list[Event]:
         draft = EventDraft(
             action=action,
             user_id=actor,
@@ -56,8 +118,9 @@ class AccessRecorder:
             if user_agent is None
             else user_agent[: self._limits.max_user_agent_chars],
             severity="INFO" if outcome == "success" else "WARNING",
+            before=before,
+            after=after,
         )
-        events = prepare_events(
+        return prepare_events(
             tenant, [draft], limits=self._limits, now=datetime.now(UTC), indexed_errors=False
         )
-        await self._writer.write(tenant, events)

@@ -16,8 +16,9 @@ bad request never fails another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
@@ -82,6 +83,7 @@ class EventWriter:
         self._queue: list[_Write] = []
         self._wakeup = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._own: Connection | None = None
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -97,6 +99,9 @@ class EventWriter:
         if self._flusher is not None:
             self._wakeup.set()
             await self._flusher
+        if self._own is not None:
+            await self._pool.putconn(self._own)
+            self._own = None
 
     # -- partitions --------------------------------------------------------------------
     async def ensure_partitions(self, months: Iterable[datetime]) -> None:
@@ -162,13 +167,30 @@ class EventWriter:
         except Exception as exc:
             _settle(request, exc)
 
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """The flusher keeps one connection across groups (no pool round trip per commit);
+        after any failure it is handed back, and the pool replaces it if it is broken."""
+        if self._flusher is None or asyncio.current_task() is not self._flusher:
+            async with self._pool.connection() as conn:
+                yield conn
+            return
+        if self._own is None:
+            self._own = await self._pool.getconn()
+        try:
+            yield self._own
+        except BaseException:
+            conn, self._own = self._own, None
+            await self._pool.putconn(conn)
+            raise
+
     async def _commit_group(self, group: list[_Write]) -> None:
         """Store every write of *group* in one transaction; settles each write's future."""
         by_tenant: dict[TenantId, list[_Write]] = {}
         for request in group:
             by_tenant.setdefault(request.tenant, []).append(request)
         outcomes: list[tuple[_Write, WriteResult | Exception]] = []
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             for tenant in sorted(by_tenant):
                 requests = by_tenant[tenant]
                 await set_tenant(conn, tenant)

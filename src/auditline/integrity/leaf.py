@@ -31,8 +31,18 @@ def rfc3339(ts: datetime) -> str:
 
 
 def canonical_ip(value: str | None) -> str | None:
-    """One spelling per address; events hold addresses only in this form."""
-    return None if value is None else str(ipaddress.ip_address(value))
+    """One spelling per address; events hold addresses only in this form.
+
+    IPv4 in dotted quads, IPv6 as RFC 5952 text, except IPv4-mapped addresses, which are
+    spelled ``::ffff:1.2.3.4`` explicitly: Python changed how it prints those in 3.13, and
+    a leaf hash must not depend on the interpreter version.
+    """
+    if value is None:
+        return None
+    address = ipaddress.ip_address(value)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
 
 
 def leaf_entry(event: Event) -> dict[str, Any]:

@@ -17,15 +17,16 @@ with row-level security.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from psycopg.types.json import Jsonb
 
 from auditline.domain.events import Event, StoredEvent, TenantId, WriteResult
+from auditline.integrity.leaf import canonical_ip
 from auditline.storage.database import Connection
 
 COLUMNS = (
@@ -45,8 +46,8 @@ def _jsonb(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value, dumps=_dumps)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
 
 
 def copy_row(event: Event, seq: int) -> tuple[Any, ...]:
@@ -93,16 +94,16 @@ async def insert_events(conn: Connection, tenant: TenantId, events: Sequence[Eve
         async with conn.cursor().copy(f"COPY staging_events ({_COLUMN_LIST}) FROM STDIN") as copy:
             for row in rows:
                 await copy.write_row(row)
-        # One statement moves the staged rows into both tables and empties staging, so a
-        # later tenant in the same transaction starts from a clean table.
+        # One statement moves the staged rows into both tables, empties staging (so a later
+        # tenant in the same transaction starts clean) and advances the log head.
         await conn.execute(
             f"""WITH moved AS (DELETE FROM staging_events RETURNING *),
                      ids AS (INSERT INTO event_ids (tenant_id, id, seq, timestamp)
-                             SELECT tenant_id, id, seq, timestamp FROM moved)
-                INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM moved"""  # noqa: S608
-        )
-        await conn.execute(
-            "UPDATE tenant_log_heads SET next_seq = %s WHERE tenant_id = %s", (next_seq, tenant)
+                             SELECT tenant_id, id, seq, timestamp FROM moved),
+                     head AS (UPDATE tenant_log_heads SET next_seq = %(next)s
+                              WHERE tenant_id = %(t)s)
+                INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM moved""",  # noqa: S608
+            {"next": next_seq, "t": tenant},
         )
     return WriteResult(inserted=inserted, duplicates=duplicates)
 
@@ -128,7 +129,9 @@ def row_to_stored(row: dict[str, Any]) -> StoredEvent:
     """Rebuild the domain objects from a row of ``events``."""
     fields = dict(row)
     seq = fields.pop("seq")
-    fields["ip_address"] = None if fields["ip_address"] is None else str(fields["ip_address"])
+    fields["ip_address"] = canonical_ip(
+        None if fields["ip_address"] is None else str(fields["ip_address"])
+    )
     fields["leaf_hash"] = bytes(fields["leaf_hash"])
     fields["tenant_id"] = TenantId(fields["tenant_id"])
     return StoredEvent(event=Event(**fields), seq=seq)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import errors
+from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
 from auditline.domain.events import TenantId
@@ -59,13 +59,59 @@ async def create_tenant(
 
 
 async def list_tenants(conn: Connection, only: Collection[str] | None = None) -> list[Tenant]:
-    """All tenants, or those whose id is in *only*, ordered by id."""
+    """All client tenants, or those whose id is in *only*, ordered by id.
+
+    System tenants (the platform log) are never listed; they are reached by id.
+    """
     cur = await conn.execute(
         f"""SELECT {_COLUMNS} FROM tenants
-             WHERE %(all)s OR id = ANY(%(only)s) ORDER BY id""",  # noqa: S608
+             WHERE NOT system AND (%(all)s OR id = ANY(%(only)s)) ORDER BY id""",  # noqa: S608
         {"all": only is None, "only": list(only or ())},
     )
     return [Tenant(**row) for row in await cur.fetchall()]
+
+
+UPDATABLE = ("name", "retention_days", "archive_after_days", "settings")
+"""The tenant fields ``PATCH`` may change."""
+
+
+async def update_tenant(
+    conn: Connection, tenant: TenantId, changes: dict[str, Any]
+) -> tuple[Tenant, Tenant] | None:
+    """Apply *changes* (a subset of :data:`UPDATABLE`) in the caller's transaction.
+
+    Returns the tenant before and after, or None if it does not exist. The row is locked
+    first, so the "before" is exactly what this update replaced; values equal to the
+    current ones are not written.
+    """
+    unknown = changes.keys() - set(UPDATABLE)
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM tenants WHERE id = %s FOR UPDATE",  # noqa: S608
+        (tenant,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    before = Tenant(**row)
+    changes = {k: v for k, v in changes.items() if getattr(before, k) != v}
+    if not changes:  # nothing differs: no write, updated_at stays
+        return before, before
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
+        for column in changes
+    )
+    values = {k: Jsonb(v) if k == "settings" else v for k, v in changes.items()}
+    cur = await conn.execute(
+        sql.SQL("UPDATE tenants SET {}, updated_at = now() WHERE id = {} RETURNING {}").format(
+            assignments, sql.Placeholder("_id"), sql.SQL(_COLUMNS)
+        ),
+        {**values, "_id": tenant},
+    )
+    row = await cur.fetchone()
+    assert row is not None  # noqa: S101 - the row is locked by this transaction
+    return before, Tenant(**row)
 
 
 async def get_tenant(conn: Connection, tenant: str) -> Tenant | None:

@@ -1,0 +1,161 @@
+"""``/api/v1/api-keys``: service credentials, managed by the admins of their tenant.
+
+The secret is in the creation response and nowhere else, ever. Creating and revoking a key
+is recorded in the tenant's log in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from auditline.api.deps import PrincipalDep, ServicesDep
+from auditline.api.errors import PROBLEM_JSON
+from auditline.api.schemas import Problem, TenantSlug
+from auditline.domain.events import TenantId
+from auditline.security.api_keys import ApiKeyLimitReached
+from auditline.security.principal import PLATFORM_TENANT, Forbidden, Permission, Principal, Scope
+from auditline.storage.api_keys import ApiKey
+
+router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
+    for code in (401, 403, 404, 409, 422, 429, 503)
+}
+
+TenantQuery = Annotated[
+    TenantSlug | None, Query(description="Required when the token grants several tenants")
+]
+
+
+class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=200, examples=["billing-service"])]
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=2, examples=[["logs:write"]])]
+    tenant_id: TenantSlug | None = None
+    expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339; omit: never")
+
+
+class ApiKeyOut(BaseModel):
+    """A key as listed: everything but the secret."""
+
+    id: UUID
+    tenant_id: str
+    name: str
+    prefix: str = Field(description="The key's first characters; names it in audit records")
+    scopes: list[str]
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> ApiKeyOut:
+        return cls(
+            id=key.id,
+            tenant_id=key.tenant_id,
+            name=key.name,
+            prefix=key.prefix,
+            scopes=key.scopes,
+            created_by=key.created_by,
+            created_at=key.created_at,
+            expires_at=key.expires_at,
+            revoked_at=key.revoked_at,
+            last_used_at=key.last_used_at,
+        )
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The secret: shown this once, stored only as a hash")
+
+
+def _invalid(field: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
+
+
+def _authorize(principal: Principal, requested: str | None) -> TenantId:
+    tenant = principal.authorize(requested, Permission.MANAGE_TENANT)
+    if tenant == PLATFORM_TENANT:
+        raise Forbidden("the platform tenant takes no API keys", tenant=tenant)
+    return tenant
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=_ERRORS,
+    summary="Create an API key (tenant admin)",
+)
+async def create_api_key(
+    body: ApiKeyIn,
+    request: Request,
+    response: Response,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    tenant_id: TenantQuery = None,
+) -> ApiKeyCreated:
+    """A new key for one tenant, with ``logs:write`` and/or ``logs:read``. Copy ``key`` now."""
+    if tenant_id is not None and body.tenant_id is not None and tenant_id != body.tenant_id:
+        raise _invalid("tenant_id", "differs from the tenant_id parameter")
+    tenant = _authorize(principal, body.tenant_id or tenant_id)
+    if body.expires_at is not None:
+        now = datetime.now(UTC)
+        if body.expires_at <= now:
+            raise _invalid("expires_at", "must be in the future")
+        limit = services.settings.api_keys.max_lifetime_days
+        if limit is not None and body.expires_at > now + timedelta(days=limit):
+            raise _invalid("expires_at", f"must be within {limit} days")
+    elif services.settings.api_keys.max_lifetime_days is not None:
+        raise _invalid("expires_at", "is required by this server")
+    try:
+        stored, secret = await services.security.api_keys.create(
+            tenant, name=body.name, scopes=body.scopes, expires_at=body.expires_at,
+            actor=principal.subject, actor_type=principal.actor_type,
+            request_id=request.state.request_id,
+        )  # fmt: skip
+    except ApiKeyLimitReached as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"the tenant already has {exc.args[0]} active API keys"
+        ) from exc
+    response.headers["Cache-Control"] = "no-store"
+    return ApiKeyCreated(**ApiKeyOut.of(stored).model_dump(), key=secret)
+
+
+@router.get("", responses=_ERRORS, summary="List a tenant's API keys (tenant admin)")
+async def list_keys(
+    principal: PrincipalDep, services: ServicesDep, tenant_id: TenantQuery = None
+) -> list[ApiKeyOut]:
+    """Every key of the tenant, revoked and expired ones included, oldest first."""
+    tenant = _authorize(principal, tenant_id)
+    return [ApiKeyOut.of(k) for k in await services.security.api_keys.list(tenant)]
+
+
+@router.delete(
+    "/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_ERRORS,
+    summary="Revoke an API key (tenant admin)",
+)
+async def revoke_key(
+    key_id: UUID,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    tenant_id: TenantQuery = None,
+) -> None:
+    """The key stops working at once, in every API process; revoking twice is harmless."""
+    tenant = _authorize(principal, tenant_id)
+    revoked = await services.security.api_keys.revoke(
+        tenant, key_id, actor=principal.subject, actor_type=principal.actor_type,
+        request_id=request.state.request_id,
+    )  # fmt: skip
+    if revoked is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"API key {key_id} not found")

@@ -1,0 +1,187 @@
+"""Query parameters and response bodies of search, export and statistics."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from auditline.api.schemas import Action, EventOut, TenantSlug
+from auditline.domain.events import ActorType, Outcome, Severity
+from auditline.search.export import ExportFormat
+from auditline.search.model import (
+    Count,
+    Interval,
+    Order,
+    SearchFilters,
+    Stats,
+    Total,
+)
+
+Text = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class SearchParams(BaseModel):
+    """Filters shared by search, export and statistics; all that are given must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: TenantSlug | None = Field(
+        default=None, description="Required when the token grants several tenants"
+    )
+    start: AwareDatetime | None = Field(default=None, description="Inclusive, RFC 3339")
+    end: AwareDatetime | None = Field(default=None, description="Exclusive, RFC 3339")
+    user_id: Text | None = None
+    session_id: Text | None = None
+    action: list[Action] = Field(default_factory=list, description="Repeatable: any of them")
+    resource_type: Text | None = None
+    resource_id: Text | None = None
+    severity: list[Severity] = Field(default_factory=list, description="Repeatable: any of them")
+    min_severity: Severity | None = Field(default=None, description="This severity or worse")
+    ip_address: str | None = Field(
+        default=None, description="An address, or a CIDR network (10.0.0.0/8, 2001:db8::/32)"
+    )
+    request_id: Text | None = None
+    outcome: Outcome | None = None
+    actor_type: ActorType | None = None
+    q: str | None = Field(
+        default=None,
+        max_length=2000,
+        description='Query language (docs/search.md): words, "phrases", field:value, '
+        "field:prefix*, NOT/-, AND, OR, ( ), severity>=WARNING, timestamp>2026-01-01, "
+        "metadata.key:value",
+    )
+
+    @field_validator("ip_address")
+    @classmethod
+    def _network(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ValueError("an IP address or a CIDR network") from None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
+
+    def filters(self) -> SearchFilters:
+        return SearchFilters(
+            start=self.start,
+            end=self.end,
+            user_id=self.user_id,
+            session_id=self.session_id,
+            actions=tuple(dict.fromkeys(self.action)),
+            resource_type=self.resource_type,
+            resource_id=self.resource_id,
+            severities=tuple(dict.fromkeys(self.severity)),
+            min_severity=self.min_severity,
+            ip_network=self.ip_address,
+            request_id=self.request_id,
+            outcome=self.outcome,
+            actor_type=self.actor_type,
+        )
+
+
+class ListParams(SearchParams):
+    limit: int | None = Field(
+        default=None, ge=1, le=1000, description="Page size; default 50 (search.default_limit)"
+    )
+    order: Order = Field(default="desc", description="By (timestamp, id)")
+    cursor: str | None = Field(
+        default=None, max_length=128, description="next_cursor of the previous page"
+    )
+    include_total: bool = Field(
+        default=False, description="Count the matches (exact up to a threshold, then a bound)"
+    )
+
+
+class ExportParams(SearchParams):
+    format: ExportFormat = "csv"
+    order: Order = Field(default="asc", description="By (timestamp, id); oldest first")
+
+
+class StatsParams(SearchParams):
+    interval: Interval = Field(default="hour", description="Timeline bucket size (UTC)")
+
+
+class TotalOut(BaseModel):
+    value: int
+    relation: Literal["eq", "gte"] = Field(
+        description="eq: exact; gte: at least this many (counting stopped at the threshold)"
+    )
+
+    @classmethod
+    def of(cls, total: Total) -> TotalOut:
+        return cls(value=total.value, relation="eq" if total.exact else "gte")
+
+
+class SearchOut(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )
+    total: TotalOut | None = Field(default=None, description="Only with include_total=true")
+
+
+class CountOut(BaseModel):
+    key: str | None
+    count: int
+
+
+class ResourceCountOut(BaseModel):
+    resource_type: str | None
+    resource_id: str | None
+    count: int
+
+
+class BucketOut(BaseModel):
+    start: datetime
+    count: int
+
+
+class StatsOut(BaseModel):
+    start: datetime
+    end: datetime
+    interval: Interval
+    total: int
+    by_action: list[CountOut]
+    by_severity: list[CountOut]
+    by_resource_type: list[CountOut]
+    by_outcome: list[CountOut]
+    top_users: list[CountOut]
+    top_resources: list[ResourceCountOut]
+    timeline: list[BucketOut] = Field(description="Every bucket of the range, zero-filled")
+    source: Literal["rollup", "events"] = Field(
+        description="rollup: whole hours from pre-aggregates, edges from events"
+    )
+
+    @classmethod
+    def of(cls, stats: Stats) -> StatsOut:
+        def counts(items: list[Count]) -> list[CountOut]:
+            return [CountOut(key=c.key, count=c.count) for c in items]
+
+        return cls(
+            start=stats.start,
+            end=stats.end,
+            interval=stats.interval,
+            total=stats.total,
+            by_action=counts(stats.by_action),
+            by_severity=counts(stats.by_severity),
+            by_resource_type=counts(stats.by_resource_type),
+            by_outcome=counts(stats.by_outcome),
+            top_users=counts(stats.top_users),
+            top_resources=[
+                ResourceCountOut(
+                    resource_type=r.resource_type, resource_id=r.resource_id, count=r.count
+                )
+                for r in stats.top_resources
+            ],
+            timeline=[BucketOut(start=b.start, count=b.count) for b in stats.timeline],
+            source=stats.source,
+        )

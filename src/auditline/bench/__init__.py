@@ -1,0 +1,1 @@
+"""Benchmark tooling shipped with the package: the data generator."""

@@ -1,0 +1,75 @@
+"""The search backend interface: what every implementation answers, in domain terms.
+
+PostgreSQL (``search.postgres``) is the default and the source of truth; the OpenSearch
+backend implements the same protocol. Callers pass filters, a parsed query (the AST, never
+a backend-specific string) and keyset positions, and get domain objects back, so the two
+backends are interchangeable behind the API, the export and the CLI, and can be tested
+against each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from auditline.domain.events import StoredEvent, TenantId
+from auditline.search.export import ExportFormat
+from auditline.search.model import Interval, Order, Page, PageRequest, SearchQuery, Stats
+
+
+class SearchBackend(Protocol):
+    async def search(self, tenant: TenantId, query: SearchQuery, page: PageRequest) -> Page:
+        """One page in (timestamp, id) order.
+
+        Guarantees: every page after the first is restricted to ``seq < page.watermark``
+        (the watermark the first page returned), so paging a result set with the returned
+        positions yields every matching event that existed when paging began exactly once,
+        whatever is written meanwhile.
+        """
+        ...
+
+    def export(
+        self, tenant: TenantId, query: SearchQuery, *, order: Order, batch_size: int
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """Every matching event, in batches, with the same snapshot guarantee as paging.
+
+        Memory is bounded by *batch_size*; no transaction stays open between batches.
+        """
+        ...
+
+    async def count(self, tenant: TenantId, query: SearchQuery) -> int:
+        """The exact number of matching events (may be slow for very large results)."""
+        ...
+
+    async def stats(
+        self,
+        tenant: TenantId,
+        query: SearchQuery,
+        *,
+        start: datetime,
+        end: datetime,
+        interval: Interval,
+        top: int,
+    ) -> Stats:
+        """Counts over [start, end) for the events matching *query*."""
+        ...
+
+
+@runtime_checkable
+class EncodingBackend(Protocol):
+    """Optional: a backend that can encode export lines itself (PostgreSQL does).
+
+    Each yielded list holds one encoded event per item (a CSV record without its line
+    terminator, or a JSON document), in order, with the guarantees of ``export``.
+    """
+
+    def export_lines(
+        self,
+        tenant: TenantId,
+        query: SearchQuery,
+        *,
+        fmt: ExportFormat,
+        order: Order,
+        batch_size: int,
+    ) -> AsyncIterator[list[str]]: ...

@@ -1,0 +1,130 @@
+"""The PostgreSQL search backend: the default, answering from the source of truth.
+
+Every read runs in a ``REPEATABLE READ, READ ONLY`` transaction with the tenant setting
+made first, so row-level security applies and the watermark (the tenant's log head) and
+the rows come from one snapshot. The SQL and the plan choices live in
+``auditline.storage.search``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from psycopg_pool import AsyncConnectionPool
+
+from auditline.config import SearchSettings
+from auditline.domain.events import StoredEvent, TenantId
+from auditline.search.cursor import CursorCodec
+from auditline.search.export import ExportFormat
+from auditline.search.model import Interval, Order, Page, PageRequest, SearchQuery, Stats
+from auditline.search.service import SearchService
+from auditline.storage import search as store
+from auditline.storage.database import Connection, set_tenant
+
+
+class PostgresSearch:
+    """:class:`~auditline.search.backend.SearchBackend` over the events table."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool[Connection], tuning: store.SearchTuning | None = None
+    ) -> None:
+        self._pool = pool
+        self._tuning = tuning or store.SearchTuning()
+
+    @asynccontextmanager
+    async def _snapshot(self, tenant: TenantId) -> AsyncIterator[Connection]:
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            await set_tenant(conn, tenant)
+            yield conn
+
+    async def search(self, tenant: TenantId, query: SearchQuery, page: PageRequest) -> Page:
+        async with self._snapshot(tenant) as conn:
+            watermark = page.watermark
+            if watermark is None:
+                watermark = await store.read_watermark(conn, tenant)
+            return await store.search_page(
+                conn, tenant, query, page, watermark=watermark, tuning=self._tuning
+            )
+
+    async def export(
+        self, tenant: TenantId, query: SearchQuery, *, order: Order, batch_size: int
+    ) -> AsyncIterator[list[StoredEvent]]:
+        # One short transaction per batch: nothing holds a snapshot or a pooled connection
+        # while the client reads, and the watermark of the first batch keeps the set fixed.
+        request = PageRequest(limit=batch_size, order=order)
+        while True:
+            page = await self.search(tenant, query, request)
+            if page.items:
+                yield page.items
+            if page.next is None:
+                return
+            request = replace(request, after=page.next, watermark=page.watermark)
+
+    async def export_lines(
+        self,
+        tenant: TenantId,
+        query: SearchQuery,
+        *,
+        fmt: ExportFormat,
+        order: Order,
+        batch_size: int,
+    ) -> AsyncIterator[list[str]]:
+        """Like :meth:`export`, with each event already encoded by PostgreSQL.
+
+        One CSV record or JSON document per event, the same values and spellings as
+        ``search.export.encode`` makes from domain objects (the tests compare them), at a
+        fraction of the cost: the rows never become Python objects.
+        """
+        request = PageRequest(limit=batch_size, order=order)
+        watermark: int | None = None
+        while True:
+            async with self._snapshot(tenant) as conn:
+                if watermark is None:
+                    watermark = await store.read_watermark(conn, tenant)
+                lines, nxt = await store.export_lines(
+                    conn, tenant, query, request, fmt=fmt, watermark=watermark,
+                    tuning=self._tuning,
+                )  # fmt: skip
+            if lines:
+                yield lines
+            if nxt is None:
+                return
+            request = replace(request, after=nxt)
+
+    async def count(self, tenant: TenantId, query: SearchQuery) -> int:
+        async with self._snapshot(tenant) as conn:
+            watermark = await store.read_watermark(conn, tenant)
+            total = await store.count_matches(conn, tenant, query, watermark, limit=None)
+        return total.value
+
+    async def stats(
+        self,
+        tenant: TenantId,
+        query: SearchQuery,
+        *,
+        start: datetime,
+        end: datetime,
+        interval: Interval,
+        top: int,
+    ) -> Stats:
+        async with self._snapshot(tenant) as conn:
+            return await store.stats(
+                conn, tenant, query, start=start, end=end, interval=interval, top=top
+            )
+
+
+def postgres_search_service(
+    pool: AsyncConnectionPool[Connection], settings: SearchSettings, key: Ed25519PrivateKey
+) -> SearchService:
+    """The default search service: PostgreSQL, cursors keyed from the server's signing key."""
+    tuning = store.SearchTuning(
+        probe_rows=settings.probe_rows,
+        probe_max_rows=settings.probe_max_rows,
+        exact_total_limit=settings.exact_total_limit,
+    )
+    return SearchService(PostgresSearch(pool, tuning), CursorCodec.from_signing_key(key), settings)
