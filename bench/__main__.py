@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,11 +26,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="repetitions per scenario")
     parser.add_argument("--seconds", type=int, default=10, help="seconds per load step")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report")
+    parser.add_argument("--suites", default="ingest,search", help="comma-separated: ingest, search")
+    parser.add_argument(
+        "--search-events", type=int, default=1_000_000, help="events the search suite seeds"
+    )
     args = parser.parse_args()
+    suites = set(args.suites.split(","))
     runs, seconds = (1, 5) if args.quick else (args.runs, args.seconds)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if not args.report_only:
+    if not args.report_only and "search" in suites:
+        # Its own process and server: the search suite seeds a database of its own.
+        events = 100_000 if args.quick else args.search_events
+        subprocess.run(
+            [sys.executable, "-m", "bench.search", "--events", str(events), "--label", "latest"],
+            check=True,
+        )
+    if not args.report_only and "ingest" in suites:
         work = ROOT / "bench" / ".work"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)

@@ -18,13 +18,18 @@ from typing import Any
 
 import httpx
 import psycopg
+import rfc8785
 
-from auditline.api.schemas import EventIn
-from auditline.config import Settings
-from auditline.domain.events import TenantId
+from auditline.api.schemas import BulkIn, EventIn
+from auditline.config import DatabaseSettings, Settings
+from auditline.domain.events import Event, TenantId
 from auditline.ingest.prepare import prepare_events
+from auditline.ingest.writer import EventWriter
+from auditline.integrity.canonical import canonical_json
+from auditline.integrity.leaf import leaf_entry
 from auditline.runtime import signing_key
 from auditline.security.tokens import issue_token
+from auditline.storage.database import open_pool
 from auditline.storage.embedded import EmbeddedPostgres
 from auditline.storage.events import COLUMNS, copy_row
 from bench import openloop
@@ -91,6 +96,67 @@ def raw_copy(url: str, bodies: Path, *, clients: int, batches_per_client: int) -
     return sum(len(b) for b in batches) / elapsed
 
 
+def micro(bodies: Path) -> dict[str, float]:
+    """Per-event costs of the ingest pipeline in this process, milliseconds per 1,000 events.
+
+    Canonical JSON is timed both ways on the same leaf entries: the RFC 8785 reference
+    implementation and the orjson fast path the service uses.
+    """
+    doc = json.loads(bodies.read_text().splitlines()[0])
+    now = datetime.now(UTC)
+    limits = Settings().ingest
+
+    def best(fn: Any, rounds: int = 5) -> float:
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        return min(times) * 1000
+
+    parsed = BulkIn.model_validate(doc)
+    drafts = [e.to_draft() for e in parsed.events]
+    events = prepare_events(TenantId("bench"), drafts, limits=limits, now=now)
+    entries = [leaf_entry(e) for e in events]
+    return {
+        "parse_and_validate_ms": best(lambda: BulkIn.model_validate(json.loads(json.dumps(doc)))),
+        "prepare_ms": best(
+            lambda: prepare_events(TenantId("bench"), drafts, limits=limits, now=now)
+        ),
+        "jcs_reference_ms": best(lambda: [rfc8785.dumps(x) for x in entries]),
+        "jcs_fast_path_ms": best(lambda: [canonical_json(x) for x in entries]),
+    }
+
+
+async def _direct_writes(url: str, batches: list[list[Event]]) -> float:
+    pool = await open_pool(url, DatabaseSettings(pool_min_size=1, pool_max_size=2))
+    writer = EventWriter(pool, group_commit=False)
+    await writer.start()
+    try:
+        started = time.perf_counter()
+        for batch in batches:
+            await writer.write(TenantId(TENANT), batch)
+        return sum(len(b) for b in batches) / (time.perf_counter() - started)
+    finally:
+        await writer.close()
+        await pool.close()
+
+
+def direct_write(url: str, bodies: Path) -> dict[str, float]:
+    """Events/s through the storage path alone (no HTTP, one transaction per batch)."""
+    doc = json.loads(bodies.read_text().splitlines()[1])
+    drafts = [EventIn.model_validate(e).to_draft() for e in doc["events"]]
+    out = {}
+    for size, count in ((1, 200), (30, 60), (1000, 4)):
+        batches = [
+            prepare_events(TenantId(TENANT), drafts[:size], limits=Settings().ingest,
+                           now=datetime.now(UTC))
+            for _ in range(count)
+        ]  # fmt: skip
+        out[str(size)] = asyncio.run(_direct_writes(url, batches))
+    return out
+
+
 def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str, Any]:
     data_dir = work / "data"
     log = work / "servers.log"
@@ -109,6 +175,8 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
     copy_rates: list[float] = []
     rss: list[tuple[float, int]] = []
     openloop_runs: list[dict[str, Any]] = []
+    direct: list[dict[str, float]] = []
+    results["micro"] = micro(bulk_bodies)
 
     for run in range(runs):
         for name, options in configs.items():
@@ -137,6 +205,7 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
                     bulk_http.append(bulk.rps * 1000)
                     url = EmbeddedPostgres(data_dir).url()
                     copy_rates.append(raw_copy(url, bulk_bodies, clients=4, batches_per_client=8))
+                    direct.append(direct_write(url, bulk_bodies))
                     fixed = asyncio.run(
                         openloop.run(
                             "127.0.0.1", int(server.base.rsplit(":", 1)[1]), "/api/v1/logs",
@@ -175,6 +244,9 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
         for name in configs if name != "bare"
     }  # fmt: skip
     results["openloop_1000"] = openloop_runs
+    results["direct_write_events_per_s"] = {
+        size: summarize([d[size] for d in direct]) for size in (direct[0] if direct else {})
+    }
     results["rss_samples"] = rss
     return results
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import psutil
 
+SECTIONS = ["ingest-notes.md", "search.md"]
+
 
 def environment() -> dict[str, Any]:
     cpu = "unknown"
@@ -145,6 +147,20 @@ def write(results: Path, docs: Path) -> None:
     ]
     for name, per in r["single_ratio_to_bare"].items():
         lines.append(f"| {name} | " + " | ".join(_fmt(per[lv], 2) for lv in levels) + " |")
+    group, single_txn = r["single"].get("group_commit"), r["single"].get("no_group_commit")
+    if group and single_txn:
+        speedups = []
+        for lv in levels:
+            pairs = zip(group[lv], single_txn[lv], strict=True)
+            values = sorted(g["rps"] / n["rps"] for g, n in pairs)
+            speedups.append(f"{values[len(values) // 2]:.1f}x")
+        lines += [
+            "",
+            "Group commit against one transaction per request, same run (median of the",
+            "per-run ratios): "
+            + ", ".join(f"c={lv}: **{x}**" for lv, x in zip(levels, speedups, strict=True))
+            + ".",
+        ]
     cpu_rows = []
     for name, per in r["single"].items():
         top = per[levels[-1]]
@@ -162,6 +178,28 @@ def write(results: Path, docs: Path) -> None:
         "",
     ]
     lines += [f"![{p}]({p})" for p in plots if "rss" not in p]
+    micro, direct = r.get("micro"), r.get("direct_write_events_per_s")
+    if micro and direct:
+        lines += [
+            "",
+            "## Where ingest time goes",
+            "",
+            "In-process costs per 1,000 events (best of 5, the load tool idle):",
+            "",
+            "| step | ms |",
+            "|---|---|",
+            f"| JSON parse + schema validation | {micro['parse_and_validate_ms']:.1f} |",
+            f"| prepare: limits, diff, masking, leaf hash | {micro['prepare_ms']:.1f} |",
+            f"| canonical JSON, RFC 8785 reference (`rfc8785`) | {micro['jcs_reference_ms']:.1f} |",
+            f"| canonical JSON, orjson fast path (used) | {micro['jcs_fast_path_ms']:.1f} |",
+            "",
+            "The storage path alone (prepared events, the writer without HTTP, one transaction",
+            "per batch, group commit off), events/s:",
+            "",
+            "| events per transaction | events/s |",
+            "|---|---|",
+            *[f"| {size} | {_fmt(v)} |" for size, v in direct.items()],
+        ]
     ol = r["openloop_1000"]
     if ol:
         p99s = sorted(x["p99_ms"] for x in ol)
@@ -195,7 +233,11 @@ def write(results: Path, docs: Path) -> None:
             "",
             *[f"![{p}]({p})" for p in plots if "rss" in p],
         ]
-    extra = sorted((docs / "benchmarks").glob("*.md")) if (docs / "benchmarks").exists() else []
-    for section in extra:
-        lines += ["", section.read_text().strip()]
+    # Sections other suites write (search: bench/search.py); their long per-run reports
+    # with every query plan stay beside them and are linked from the section.
+    for name in SECTIONS:
+        section = docs / "benchmarks" / name
+        if section.exists():
+            text = section.read_text().strip()
+            lines += ["", text.replace("](search-", "](benchmarks/search-")]
     (docs / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")

@@ -96,6 +96,12 @@ def start_auditline(
         "AUDITLINE_INGEST__GROUP_COMMIT": str(group_commit).lower(),
         "AUDITLINE_LOG_LEVEL": "warning",
         "AUDITLINE_DATABASE__POOL_MAX_SIZE": "20",
+        # Rate limits stay on (their cost is part of every request) but far above the load,
+        # so they never answer 429 during a benchmark.
+        "AUDITLINE_RATE_LIMITS__INGEST_PER_TENANT__RATE": "1000000",
+        "AUDITLINE_RATE_LIMITS__INGEST_PER_TENANT__BURST": "1000000",
+        "AUDITLINE_RATE_LIMITS__INGEST_PER_PRINCIPAL__RATE": "1000000",
+        "AUDITLINE_RATE_LIMITS__INGEST_PER_PRINCIPAL__BURST": "1000000",
     }
     env.pop("AUDITLINE_DATABASE__URL", None)
     cmd = [sys.executable, "-m", "auditline", "serve", "--data-dir", str(data_dir),
