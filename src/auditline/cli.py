@@ -45,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with data_dir_lock(settings.data_dir), database(settings, owner=True) as url:
         settings.database.url = url
         token_path = _write_bootstrap_token(settings, signing_key(settings))
-        print(f"Auditline {settings.host}:{settings.port}", flush=True)
+        print(f"Auditline serving http://{settings.host}:{settings.port}", flush=True)
         print(f"  API docs:        http://{settings.host}:{settings.port}/docs", flush=True)
         print(f"  admin token in:  {token_path.resolve()}", flush=True)
         # uvicorn shuts down gracefully on SIGTERM and then re-raises it; with this handler

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -44,16 +45,19 @@ class Server:
         self.data_dir, self.port = data_dir, port
         self.base = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[str] | None = None
+        self._logfile: IO[str] | None = None
 
     def start(self) -> None:
+        self._close_log()
+        self._logfile = self._log()
         self.proc = subprocess.Popen(
             [*CLI, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+            stdout=self._logfile, stderr=subprocess.STDOUT, text=True, env=_env(),
         )  # fmt: skip
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited early:\n{self.proc.stdout.read()}")  # type: ignore[union-attr]
+                raise AssertionError(f"server exited early:\n{self.output()}")
             try:
                 if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
                     return
@@ -62,11 +66,25 @@ class Server:
             time.sleep(0.2)
         raise AssertionError("server did not become ready")
 
+    def _log(self) -> IO[str]:
+        # A file, not a pipe: a pipe nobody reads fills up and blocks the server's logging.
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        return (self.data_dir.parent / "server.log").open("a")
+
+    def _close_log(self) -> None:
+        if self._logfile is not None:
+            self._logfile.close()
+            self._logfile = None
+
+    def output(self) -> str:
+        return (self.data_dir.parent / "server.log").read_text()
+
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> str:
         assert self.proc is not None
         self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=60)
-        return out
+        self.proc.wait(timeout=60)
+        self._close_log()
+        return self.output()
 
 
 @pytest.fixture

@@ -54,6 +54,14 @@ class SearchParams(BaseModel):
         "metadata.key:value",
     )
 
+    @field_validator("user_id", "session_id", "resource_type", "resource_id", "request_id", "q")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # PostgreSQL text cannot hold NUL; found by the schemathesis contract test (a 500).
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
     @field_validator("ip_address")
     @classmethod
     def _network(cls, value: str | None) -> str | None:

@@ -16,6 +16,7 @@ router = APIRouter(tags=["identity"])
     "/.well-known/jwks.json",
     summary="Public key set for tokens issued by this server",
     response_model=None,
+    responses={200: {"content": {"application/jwk-set+json": {}}}},
 )
 async def jwks(services: ServicesDep) -> JSONResponse:
     """The Ed25519 key (``kid`` = its RFC 7638 thumbprint) that signs `auditline token` JWTs."""
