@@ -189,6 +189,17 @@ def install_error_handlers(app: FastAPI) -> None:
             kind="tenant-exists", request=request,
         )  # fmt: skip
 
+    @app.exception_handler(psycopg.DataError)
+    async def on_unstorable_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # The last line of defence for values the schemas let through but PostgreSQL cannot
+        # hold (a NUL in text, an escape jsonb refuses): the transaction failed, so nothing
+        # changed, and the caller gets a 422 instead of a 500.
+        reason = (exc.diag.message_primary or str(exc)).splitlines()[0]
+        return problem(
+            422, "Invalid value", f"A value in the request cannot be stored: {reason}",
+            kind="validation", request=request,
+        )  # fmt: skip
+
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(psycopg.OperationalError)
     async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
