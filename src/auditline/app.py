@@ -15,8 +15,7 @@ from auditline import __version__
 from auditline.api import api_keys, health, logs, search, tenants, wellknown
 from auditline.api.deps import Services
 from auditline.api.errors import install_error_handlers
-from auditline.api.guards import BodyTimeoutMiddleware, RateLimitHeadersMiddleware
-from auditline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from auditline.api.middleware import EdgeMiddleware
 from auditline.config import Settings
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.writer import EventWriter, months_from
@@ -103,8 +102,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tenants.router)
     app.include_router(api_keys.router)
     app.include_router(wellknown.router)
-    app.add_middleware(RateLimitHeadersMiddleware)
-    app.add_middleware(BodyTimeoutMiddleware, timeout=settings.http.body_timeout_seconds)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.ingest.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.ingest.max_body_bytes,
+        body_timeout=settings.http.body_timeout_seconds,
+    )
     return app

@@ -151,7 +151,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RateLimited)
     async def on_rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
-        # The RateLimit-* fields are added by RateLimitHeadersMiddleware from request state.
+        # The RateLimit-* fields are added by api.middleware.EdgeMiddleware from request state.
         return problem(
             429, "Too many requests",
             f"Rate limit exceeded; retry in {exc.retry_after} s. Nothing was applied.",

@@ -1,11 +1,14 @@
-"""ASGI middleware: request ids and request body limits.
+"""The one ASGI layer every HTTP request passes through.
 
-Written as plain ASGI (not ``BaseHTTPMiddleware``) because both sit on the ingest hot path
-and must not buffer or copy bodies.
+It gives each request an id, bounds its body in size (413) and in time (408), and puts the
+request id and the RateLimit header fields on every response. One plain-ASGI layer rather
+than four: this sits on the ingest hot path, where each wrapper cost a closure call per
+message, and it never buffers or copies a body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -13,75 +16,95 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from auditline.security.ratelimit import header_fields
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class RequestIdMiddleware:
-    """Use the caller's ``X-Request-ID`` if it is sane, else make one; echo it back."""
+class EdgeMiddleware:
+    """Request ids, body limits and response header fields.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    * **Request id**: the caller's ``X-Request-ID`` if it is sane, else a new one; kept in
+      the request state (errors and access records carry it) and echoed on the response.
+    * **Body size**: a declared ``Content-Length`` over *max_body_bytes* is refused at once;
+      a chunked body is counted as it streams and cut off as soon as it passes the limit.
+    * **Body deadline**: the whole body must arrive within *body_timeout* seconds of the
+      first read. uvicorn bounds idle keep-alive connections but not a body trickled in a
+      byte at a time, which would otherwise hold a task and a buffer for as long as the
+      client likes.
+    * **RateLimit fields**: for the buckets the request was charged to (left in the request
+      state by ``api.deps.get_principal``), on successes, errors and streams alike.
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
-class BodyLimitMiddleware:
-    """Refuse bodies over *max_bytes* with 413, before they are read into memory.
-
-    A declared ``Content-Length`` over the limit is refused at once; a chunked body is
-    counted as it streams and cut off as soon as it passes the limit.
+    The 413 and 408 are raised as ``HTTPException`` while FastAPI reads the body, which it
+    passes through to the problem+json handlers.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout: float) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._reject(send)
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await self._reject_too_large(send, request_id)
             return
-        received = 0
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+        received = 0
+        deadline: float | None = None
+        complete = False
+
+        async def guarded_receive() -> Message:
+            nonlocal received, deadline, complete
+            if complete:  # after the body: waiting for a disconnect is not bounded here
+                return await receive()
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self.body_timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(
+                    408, f"The request body did not arrive within {self.body_timeout:g} s."
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # FastAPI passes HTTPExceptions raised while reading the body through to
-                    # the problem+json handlers; anything else it would turn into a 400.
-                    raise HTTPException(413, self._detail())
+                if received > self.max_body_bytes:
+                    raise HTTPException(413, self._too_large())
+                complete = not message.get("more_body", False)
+            else:
+                complete = True
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def send_with_fields(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = message.setdefault("headers", [])
+                out.append((b"x-request-id", request_id.encode()))
+                for name, value in header_fields(state.get("ratelimit") or []):
+                    out.append((name.lower().encode(), value.encode()))
+            await send(message)
 
-    def _detail(self) -> str:
-        return f"The request body exceeds {self.max_bytes} bytes; nothing was stored."
+        await self.app(scope, guarded_receive, send_with_fields)
 
-    async def _reject(self, send: Send) -> None:
+    def _too_large(self) -> str:
+        return f"The request body exceeds {self.max_body_bytes} bytes; nothing was stored."
+
+    async def _reject_too_large(self, send: Send, request_id: str) -> None:
         body = json.dumps(
             {
                 "type": "https://auditline.dev/problems/too-large",
                 "title": "Payload too large",
                 "status": 413,
-                "detail": self._detail(),
+                "detail": self._too_large(),
+                "request_id": request_id,
             }
         ).encode()
         await send(
@@ -91,6 +114,7 @@ class BodyLimitMiddleware:
                 "headers": [
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
                     (b"connection", b"close"),
                 ],
             }
