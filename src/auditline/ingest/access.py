@@ -9,7 +9,7 @@ before the response is sent, so a read that succeeded is a read that was recorde
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from auditline.config import IngestSettings
 from auditline.domain.events import ActorType, Event, EventDraft, Outcome, TenantId
@@ -19,6 +19,24 @@ from auditline.storage.database import Connection, set_tenant
 from auditline.storage.events import insert_events
 
 
+class AccessFields(TypedDict, total=False):
+    """What was done, by whom, to what: the fields of one access or change record."""
+
+    actor: Required[str]
+    action: Required[str]
+    resource_type: Required[str]
+    message: Required[str]
+    actor_type: ActorType
+    resource_id: str | None
+    metadata: dict[str, Any] | None
+    outcome: Outcome
+    request_id: str | None
+    ip_address: str | None
+    user_agent: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
 class AccessRecorder:
     """Writes access events; one instance per app, shared by all routes."""
 
@@ -26,48 +44,12 @@ class AccessRecorder:
         self._writer = writer
         self._limits = limits
 
-    async def record(
-        self,
-        tenant: TenantId,
-        *,
-        actor: str,
-        actor_type: ActorType = "user",
-        action: str,
-        resource_type: str,
-        resource_id: str | None = None,
-        message: str,
-        metadata: dict[str, Any] | None = None,
-        outcome: Outcome = "success",
-        request_id: str | None = None,
-        ip_address: str | None = None,
-        user_agent: str | None = None,
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
-    ) -> None:
+    async def record(self, tenant: TenantId, **fields: Unpack[AccessFields]) -> None:
         """Store one access event for *tenant* and wait until it is durably committed."""
-        events = self._prepare(
-            tenant, actor=actor, actor_type=actor_type, action=action,
-            resource_type=resource_type, resource_id=resource_id, message=message,
-            metadata=metadata, outcome=outcome, request_id=request_id, ip_address=ip_address,
-            user_agent=user_agent, before=before, after=after,
-        )  # fmt: skip
-        await self._writer.write(tenant, events)
+        await self._writer.write(tenant, self._prepare(tenant, fields))
 
     async def record_in(
-        self,
-        conn: Connection,
-        tenant: TenantId,
-        *,
-        actor: str,
-        actor_type: ActorType = "user",
-        action: str,
-        resource_type: str,
-        resource_id: str | None = None,
-        message: str,
-        metadata: dict[str, Any] | None = None,
-        request_id: str | None = None,
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
+        self, conn: Connection, tenant: TenantId, **fields: Unpack[AccessFields]
     ) -> None:
         """Store one change record in the caller's open transaction on *conn*.
 
@@ -75,51 +57,31 @@ class AccessRecorder:
         with the change it describes, so neither can exist without the other. Points
         row-level security at *tenant* for the rest of the transaction.
         """
-        events = self._prepare(
-            tenant, actor=actor, actor_type=actor_type, action=action,
-            resource_type=resource_type, resource_id=resource_id, message=message,
-            metadata=metadata, outcome="success", request_id=request_id, ip_address=None,
-            user_agent=None, before=before, after=after,
-        )  # fmt: skip
+        events = self._prepare(tenant, fields)
         await self._writer.ensure_partitions(event.timestamp for event in events)
         await set_tenant(conn, tenant)
         await insert_events(conn, tenant, events)
 
-    def _prepare(
-        self,
-        tenant: TenantId,
-        *,
-        actor: str,
-        actor_type: ActorType,
-        action: str,
-        resource_type: str,
-        resource_id: str | None,
-        message: str,
-        metadata: dict[str, Any] | None,
-        outcome: Outcome,
-        request_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
-    ) -> list[Event]:
+    def _prepare(self, tenant: TenantId, fields: AccessFields) -> list[Event]:
+        outcome = fields.get("outcome", "success")
+        user_agent = fields.get("user_agent")
         draft = EventDraft(
-            action=action,
-            user_id=actor,
-            actor_type=actor_type,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            message=message,
-            metadata=metadata or {},
+            action=fields["action"],
+            user_id=fields["actor"],
+            actor_type=fields.get("actor_type", "user"),
+            resource_type=fields["resource_type"],
+            resource_id=fields.get("resource_id"),
+            message=fields["message"],
+            metadata=fields.get("metadata") or {},
             outcome=outcome,
-            request_id=request_id,
-            ip_address=ip_address,
+            request_id=fields.get("request_id"),
+            ip_address=fields.get("ip_address"),
             user_agent=None
             if user_agent is None
             else user_agent[: self._limits.max_user_agent_chars],
             severity="INFO" if outcome == "success" else "WARNING",
-            before=before,
-            after=after,
+            before=fields.get("before"),
+            after=fields.get("after"),
         )
         return prepare_events(
             tenant, [draft], limits=self._limits, now=datetime.now(UTC), indexed_errors=False
