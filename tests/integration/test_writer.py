@@ -7,14 +7,17 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import httpx
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from auditline.config import DatabaseSettings, IngestSettings
+from auditline.app import create_app
+from auditline.config import DatabaseSettings, IngestSettings, Settings
 from auditline.domain.events import EventDraft, TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.ingest.writer import EventWriter, WriterClosed
+from auditline.security.tokens import issue_token
 from auditline.storage.database import Connection, open_pool
 from auditline.storage.events import UnknownTenant
 from auditline.storage.tenants import create_tenant
@@ -141,3 +144,26 @@ async def test_closed_writer_refuses_new_writes_after_finishing_queued_ones(
     with pytest.raises(WriterClosed):
         await writer.write(ACME, make(ACME))
     assert len(transactions(database_url)) == 20
+
+
+async def test_a_write_during_shutdown_is_a_503_not_a_500(settings: Settings) -> None:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        token = issue_token(
+            services.signing_key, settings.auth, subject="root", role="admin",
+            tenants=["*"], ttl_seconds=600,
+        )  # fmt: skip
+        admin = {"Authorization": f"Bearer {token}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            created = await http.post(
+                "/api/v1/tenants", json={"id": "acme", "name": "A"}, headers=admin
+            )
+            assert created.status_code == 201
+            await services.writer.close()  # what shutdown does before the pool goes
+            write = await http.post(
+                "/api/v1/logs", json={"action": "CREATE", "tenant_id": "acme"}, headers=admin
+            )
+    assert write.status_code == 503
+    assert write.headers["content-type"] == "application/problem+json"

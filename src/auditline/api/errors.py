@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 
 from auditline.api.deps import record_denial
 from auditline.domain.events import FieldError, InvalidEvents
+from auditline.ingest.writer import WriterClosed
 from auditline.search.cursor import InvalidCursor
 from auditline.search.model import InvalidSearch
 from auditline.search.query import ParseError
@@ -200,6 +201,7 @@ def install_error_handlers(app: FastAPI) -> None:
             kind="validation", request=request,
         )  # fmt: skip
 
+    @app.exception_handler(WriterClosed)  # shutting down: another process can take it
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(psycopg.OperationalError)
     async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
