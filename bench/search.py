@@ -55,6 +55,7 @@ from auditline.search.postgres import PostgresSearch
 from auditline.search.query import parse
 from auditline.search.service import SearchService
 from auditline.storage import search as store
+from auditline.storage import stats as stats_store
 from auditline.storage.database import open_pool, set_tenant
 from auditline.storage.embedded import EmbeddedPostgres
 from auditline.storage.migrations import migrate
@@ -245,7 +246,7 @@ async def explain(url: str, ctx: Context, mix: list[Query]) -> dict[str, list[st
                 await set_tenant(conn, tenant)
                 recorder = Recorder(conn)
                 if query.kind == "stats":
-                    await store.stats(
+                    await stats_store.stats(
                         recorder, tenant, search_query, start=ctx.now - timedelta(days=7),  # type: ignore[arg-type]
                         end=ctx.now, interval="hour", top=10,
                     )  # fmt: skip
@@ -549,6 +550,7 @@ async def main_async(args: argparse.Namespace) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM (ANALYZE) events")
             conn.execute("VACUUM (ANALYZE) event_rollups")
+            conn.execute("VACUUM (ANALYZE) event_rollup_heavy")
             conn.execute("VACUUM (ANALYZE) tenant_log_heads")
             settings_row = conn.execute(
                 "SELECT current_setting('server_version'), current_setting('shared_buffers')"

@@ -22,7 +22,14 @@ from auditline.storage.database import Connection, open_pool, set_tenant
 from auditline.storage.rls import RlsNotEnforced
 from tests.conftest import TokenFactory, bearer
 
-TENANT_TABLES = ("events", "event_ids", "tenant_log_heads", "api_keys")
+TENANT_TABLES = (
+    "events",
+    "event_ids",
+    "tenant_log_heads",
+    "api_keys",
+    "event_rollups",
+    "event_rollup_heavy",
+)
 
 
 @pytest.fixture
@@ -38,9 +45,11 @@ async def two_tenants_with_data(
 ) -> None:
     for tenant in tenants:
         admin = bearer(make_token("admin", tenant))
-        for i in range(3):
+        for i in range(4):  # one user four times in an hour: a heavy rollup row too
             response = await client.post(
-                "/api/v1/logs", json={"action": "CREATE", "message": f"{tenant} {i}"}, headers=admin
+                "/api/v1/logs",
+                json={"action": "CREATE", "message": f"{tenant} {i}", "user_id": "u"},
+                headers=admin,
             )
             assert response.status_code == 201
         response = await client.post(
@@ -74,7 +83,7 @@ async def test_unfiltered_queries_see_only_the_current_tenant(
                     "SELECT message FROM events WHERE resource_type IS NULL ORDER BY seq"
                 )
                 assert [r["message"] for r in await cur.fetchall()] == [
-                    f"{tenant} {i}" for i in range(3)
+                    f"{tenant} {i}" for i in range(4)
                 ]
                 # a partition queried directly is bound by the same policy
                 cur = await conn.execute(
@@ -86,6 +95,19 @@ async def test_unfiltered_queries_see_only_the_current_tenant(
                     sql.SQL("SELECT DISTINCT tenant_id FROM {}").format(sql.Identifier(partition))
                 )
                 assert [r["tenant_id"] for r in await cur.fetchall()] in ([tenant], [])
+
+
+def test_every_table_with_a_tenant_column_is_under_a_policy(database_url: str) -> None:
+    with psycopg.connect(database_url) as superuser:
+        unguarded = superuser.execute(
+            """SELECT c.relname FROM pg_class c
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id'
+                 JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+                WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+                  AND NOT (c.relrowsecurity AND EXISTS (SELECT FROM pg_policy p
+                                                         WHERE p.polrelid = c.oid))"""
+        ).fetchall()
+    assert unguarded == []
 
 
 @pytest.mark.usefixtures("two_tenants_with_data")

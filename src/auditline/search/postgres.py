@@ -23,6 +23,7 @@ from auditline.search.export import ExportFormat
 from auditline.search.model import Interval, Order, Page, PageRequest, SearchQuery, Stats
 from auditline.search.service import SearchService
 from auditline.storage import search as store
+from auditline.storage import stats as stats_store
 from auditline.storage.database import Connection, set_tenant
 
 
@@ -113,7 +114,7 @@ class PostgresSearch:
         top: int,
     ) -> Stats:
         async with self._snapshot(tenant) as conn:
-            return await store.stats(
+            return await stats_store.stats(
                 conn, tenant, query, start=start, end=end, interval=interval, top=top
             )
 

@@ -28,8 +28,8 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from datetime import timedelta
+from typing import Any, Final
 
 import orjson
 from psycopg import sql
@@ -38,20 +38,15 @@ from psycopg.adapt import Loader
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_loads
 
-from auditline.domain.events import SEVERITIES, Event, StoredEvent, TenantId
+from auditline.domain.events import Event, StoredEvent, TenantId
 from auditline.integrity.leaf import canonical_ip
 from auditline.search.model import (
-    Bucket,
-    Count,
-    Interval,
     Order,
     Page,
     PageRequest,
     Position,
-    ResourceCount,
     SearchFilters,
     SearchQuery,
-    Stats,
     Total,
 )
 from auditline.search.query import And, Compare, Match, Node, Not, Text
@@ -281,7 +276,7 @@ def _rest_of_tree(node: Node | None) -> Node | None:
     return node
 
 
-def _where(conditions: Sequence[sql.Composable]) -> sql.Composable:
+def where_all(conditions: Sequence[sql.Composable]) -> sql.Composable:
     return sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
 
 
@@ -565,7 +560,7 @@ async def _plain(
     statement = sql.SQL(
         "SELECT {cols} FROM events e WHERE {where} ORDER BY {order} LIMIT {limit}"
     ).format(
-        cols=projection.columns("e"), where=_where(where), order=_order_by("e", page.order),
+        cols=projection.columns("e"), where=where_all(where), order=_order_by("e", page.order),
         limit=c.param(want),
     )  # fmt: skip
     return await _fetch_events(conn, statement, c.params)
@@ -652,7 +647,7 @@ async def _probe(
             ORDER BY {outer_order} LIMIT {want}"""
     ).format(
         outer_cols=projection.columns("c"), text_match=text_match, inner_cols=_columns("e"),
-        inner_order=_order_by("e", order), where=_where(inner), budget=c.param(budget),
+        inner_order=_order_by("e", order), where=where_all(inner), budget=c.param(budget),
         outer_order=_order_by("c", order), want=c.param(want),
     )  # fmt: skip
     probed = await _fetch_events(conn, statement, c.params)
@@ -723,7 +718,7 @@ def _probe_keys(
         """{matches} CROSS JOIN LATERAL (
              SELECT {columns} FROM events e
               WHERE {where} AND e.timestamp = m.ts AND e.id = m.id OFFSET 0) e"""
-    ).format(matches=matches, columns=columns, where=_where(where))
+    ).format(matches=matches, columns=columns, where=where_all(where))
 
 
 def _text_only(query: SearchQuery) -> bool:
@@ -765,7 +760,7 @@ async def count_matches(
         matches = _text_matches(c, query, "desc", None, terms, watermark, lim)
         inner = sql.SQL("SELECT 1 FROM {}").format(_probe_keys(matches, where, sql.SQL("1")))
     else:
-        inner = sql.SQL("SELECT 1 FROM events e WHERE {}").format(_where(where))
+        inner = sql.SQL("SELECT 1 FROM events e WHERE {}").format(where_all(where))
     if limit is not None:
         inner = sql.SQL("{} LIMIT {}").format(inner, c.param(limit + 1))
     cur = await conn.execute(sql.SQL("SELECT count(*) AS n FROM ({}) x").format(inner), c.params)
@@ -774,184 +769,3 @@ async def count_matches(
     if limit is not None and n > limit:
         return Total(limit, exact=False)
     return Total(n, exact=True)
-
-
-# ---------------------------------------------------------------------------------------
-# Statistics
-
-
-_DIMS: Final = ("action", "severity", "resource_type", "outcome")
-_TRUNC: Final[dict[Interval, str]] = {"minute": "minute", "hour": "hour", "day": "day"}
-
-
-def _hour_ceil(ts: datetime) -> datetime:
-    floor = ts.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == ts else floor + timedelta(hours=1)
-
-
-def _hour_floor(ts: datetime) -> datetime:
-    return ts.replace(minute=0, second=0, microsecond=0)
-
-
-def _raw_parts(c: Compiler, where: Sequence[sql.Composable], bucket_unit: str) -> sql.Composable:
-    """One pass over the matching events, grouped by every dimension at once."""
-    return sql.SQL(
-        """SELECT CASE WHEN GROUPING(e.action) = 0 THEN 'action'
-                       WHEN GROUPING(e.severity) = 0 THEN 'severity'
-                       WHEN GROUPING(e.outcome) = 0 THEN 'outcome'
-                       WHEN GROUPING(e.user_id) = 0 THEN 'user'
-                       WHEN GROUPING(e.resource_id) = 0 THEN 'resource'
-                       WHEN GROUPING(e.resource_type) = 0 THEN 'resource_type'
-                       ELSE 'total' END AS dim,
-                  coalesce(CASE WHEN GROUPING(e.action) = 0 THEN e.action
-                                WHEN GROUPING(e.severity) = 0 THEN e.severity::text
-                                WHEN GROUPING(e.outcome) = 0 THEN e.outcome
-                                WHEN GROUPING(e.user_id) = 0 THEN e.user_id
-                                WHEN GROUPING(e.resource_type) = 0 THEN e.resource_type
-                           END, '') AS k1,
-                  CASE WHEN GROUPING(e.resource_id) = 0 THEN coalesce(e.resource_id, '')
-                       ELSE '' END AS k2,
-                  CASE WHEN GROUPING(b.bucket) = 0 THEN b.bucket END AS bucket,
-                  count(*) AS n
-             FROM events e
-             CROSS JOIN LATERAL (SELECT date_trunc({unit}, e.timestamp, 'UTC') AS bucket) b
-            WHERE {where}
-            GROUP BY GROUPING SETS ((e.action), (e.severity), (e.resource_type), (e.outcome),
-                                    (e.user_id), (e.resource_type, e.resource_id),
-                                    (b.bucket))"""
-    ).format(unit=sql.Literal(bucket_unit), where=_where(where))
-
-
-async def stats(
-    conn: Connection,
-    tenant: TenantId,
-    query: SearchQuery,
-    *,
-    start: datetime,
-    end: datetime,
-    interval: Interval,
-    top: int,
-) -> Stats:
-    """Counts over [start, end).
-
-    With no filter but the time range, whole UTC hours come from ``event_rollups`` and
-    only the partial hours at the edges from the events; with any other filter, from the
-    matching events (one grouped pass, through whatever index the filters allow).
-    """
-    c = Compiler("e")
-    h0, h1 = _hour_ceil(start), _hour_floor(end)
-    rollup = query.filters.only_time and query.q is None and query.only_user is None
-    rollup = rollup and interval != "minute" and h0 < h1
-    if not rollup:
-        where = [*c.base(tenant, query), *_range(c, start, end)]
-        if query.q is not None:
-            where.append(c.node(query.q))
-        raw = _raw_parts(c, where, _TRUNC[interval])
-    else:
-        tenant_only = c.base(tenant, SearchQuery())
-        edges = sql.SQL("(({ts} >= {s} AND {ts} < {h0}) OR ({ts} >= {h1} AND {ts} < {e}))").format(
-            ts=c.col("timestamp"), s=c.param(start), h0=c.param(h0), h1=c.param(h1), e=c.param(end)
-        )
-        raw = _raw_parts(c, [*tenant_only, edges], "hour")
-    t, lo, hi = c.param(tenant), c.param(h0), c.param(h1)
-
-    def source(*dims: str, keyed: str = "true") -> sql.Composable:
-        """Rows (dim, k1, k2, bucket, n) of *dims*: raw edges plus whole-hour rollups.
-
-        Each rollup dimension is one range of the rollup table's primary key.
-        """
-        wanted = sql.Literal(list(dims))
-        out = sql.SQL("SELECT dim, k1, k2, bucket, n FROM raw WHERE dim = ANY({d}) AND {k}").format(
-            d=wanted, k=sql.SQL(keyed)
-        )
-        if rollup:
-            out = sql.SQL(
-                """{raw} UNION ALL
-                   SELECT r.dim, r.k1, r.k2, r.bucket, r.n FROM event_rollups r
-                    WHERE r.tenant_id = {t}::text AND r.dim = ANY({d})
-                      AND r.bucket >= {lo} AND r.bucket < {hi} AND {k}"""
-            ).format(raw=out, t=t, d=wanted, lo=lo, hi=hi, k=sql.SQL(keyed))
-        return out
-
-    unit = sql.Literal(_TRUNC[interval])
-    step = sql.Literal(f"1 {interval}")
-    statement = sql.SQL(
-        """WITH raw AS MATERIALIZED ({raw})
-           SELECT 'dim' AS kind, dim, k1, k2, NULL::timestamptz AS bucket, sum(n)::bigint AS n
-             FROM ({dims}) x GROUP BY dim, k1, k2 HAVING sum(n) > 0
-           UNION ALL
-           (SELECT 'top', 'user', k1, '', NULL, sum(n)::bigint FROM ({users}) x
-             GROUP BY k1 HAVING sum(n) > 0 ORDER BY 6 DESC, 3 LIMIT {top})
-           UNION ALL
-           (SELECT 'top', 'resource', k1, k2, NULL, sum(n)::bigint FROM ({resources}) x
-             GROUP BY k1, k2 HAVING sum(n) > 0 ORDER BY 6 DESC, 3, 4 LIMIT {top})
-           UNION ALL
-           SELECT 'timeline', 'total', '', '', s.bucket, coalesce(t.n, 0)::bigint
-             FROM generate_series(date_trunc({unit}, {start}::timestamptz, 'UTC'),
-                                  {end}::timestamptz - interval '1 microsecond',
-                                  {step}::interval) s(bucket)
-             LEFT JOIN (SELECT date_trunc({unit}, p.bucket, 'UTC') AS bucket, sum(p.n) AS n
-                          FROM ({total}) p GROUP BY 1) t ON t.bucket = s.bucket"""
-    ).format(
-        raw=raw,
-        dims=source("action", "severity", "resource_type", "outcome", "total"),
-        users=source("user", keyed="k1 <> ''"),
-        resources=source("resource", keyed="k2 <> ''"),
-        total=source("total"),
-        top=c.param(top), unit=unit, start=c.param(start), end=c.param(end), step=step,
-    )  # fmt: skip
-    cur = await conn.execute(statement, c.params)
-    rows = await cur.fetchall()
-    return _stats_from_rows(rows, start, end, interval, "rollup" if rollup else "events")
-
-
-def _range(c: Compiler, start: datetime, end: datetime) -> list[sql.Composable]:
-    return [
-        sql.SQL("{} >= {}").format(c.col("timestamp"), c.param(start)),
-        sql.SQL("{} < {}").format(c.col("timestamp"), c.param(end)),
-    ]
-
-
-def _key(value: str) -> str | None:
-    return value or None
-
-
-def _stats_from_rows(
-    rows: list[dict[str, Any]],
-    start: datetime,
-    end: datetime,
-    interval: Interval,
-    source: Literal["rollup", "events"],
-) -> Stats:
-    dims: dict[str, list[Count]] = {d: [] for d in _DIMS}
-    total = 0
-    users: list[Count] = []
-    resources: list[ResourceCount] = []
-    timeline: list[Bucket] = []
-    for row in rows:
-        kind, dim, n = row["kind"], row["dim"], int(row["n"])
-        if kind == "timeline":
-            timeline.append(Bucket(row["bucket"], n))
-        elif kind == "top" and dim == "user":
-            users.append(Count(_key(row["k1"]), n))
-        elif kind == "top":
-            resources.append(ResourceCount(_key(row["k1"]), _key(row["k2"]), n))
-        elif dim == "total":
-            total += n
-        else:
-            dims[dim].append(Count(_key(row["k1"]), n))
-    severity_rank: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
-    for dim, counts in dims.items():
-        if dim == "severity":
-            counts.sort(key=lambda x: severity_rank.get(x.key or "", 99))
-        else:
-            counts.sort(key=lambda x: (-x.count, x.key or ""))
-    users.sort(key=lambda x: (-x.count, x.key or ""))
-    resources.sort(key=lambda x: (-x.count, x.resource_type or "", x.resource_id or ""))
-    timeline.sort(key=lambda b: b.start)
-    return Stats(
-        start=start, end=end, interval=interval, total=total,
-        by_action=dims["action"], by_severity=dims["severity"],
-        by_resource_type=dims["resource_type"], by_outcome=dims["outcome"],
-        top_users=users, top_resources=resources, timeline=timeline, source=source,
-    )  # fmt: skip

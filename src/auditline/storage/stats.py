@@ -1,0 +1,409 @@
+"""SQL for statistics: totals, counts per dimension, top users and resources, the timeline.
+
+Where the numbers come from (design notes in ``docs/search.md``, figures in
+``docs/benchmarks/search.md``):
+
+* With any filter besides the time range: one grouped pass over the matching events.
+* With the time range alone: whole UTC hours from the hourly rollups (migration 0003) and
+  only the partial hours at the edges from the events.
+* Top users and resources over the rollups are ranked without adding up every (hour,
+  key) row of the range: users and resources are long-tailed, so a week of a large
+  tenant holds hundreds of thousands of such rows, nearly all counting one or two
+  events. Instead the heavy-hitter rows (migration 0004: every rollup row counting at
+  least ``auditline_heavy_min()``) name the candidates, the remaining light hours bound
+  how far any other key can reach, and the best candidates are counted exactly. When
+  that bound cannot prove the ranking (small tenants, flat distributions), the
+  dimension is summed in full, which is then cheap because there are few rows.
+  Both ways give identical answers; the tests compare them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Final
+
+from psycopg import sql
+
+from auditline.domain.events import SEVERITIES, TenantId
+from auditline.search.model import Bucket, Count, Interval, ResourceCount, SearchQuery, Stats
+from auditline.storage.database import Connection
+from auditline.storage.search import Compiler, where_all
+
+_DIMS: Final = ("action", "severity", "resource_type", "outcome")
+_RANKED: Final = ("user", "resource")
+# A ranked key must be non-empty: events without a user (or a resource) are not ranked.
+_KEYED: Final = {"user": "k1 <> ''", "resource": "k2 <> ''"}
+# Below this many events in the range's whole hours, adding up every user and resource
+# row is cheaper than the heavy-hitter proof (on the 10 M benchmark: 29 ms against 57 ms
+# at 40 k events, 26 ms against 60 ms the other way at 76 k; docs/benchmarks/search.md).
+_PRUNE_FROM_EVENTS: Final = 60_000
+_TRUNC: Final[dict[Interval, str]] = {"minute": "minute", "hour": "hour", "day": "day"}
+
+
+def _hour_ceil(ts: datetime) -> datetime:
+    floor = ts.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == ts else floor + timedelta(hours=1)
+
+
+def _hour_floor(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def _raw_parts(c: Compiler, where: Sequence[sql.Composable], bucket_unit: str) -> sql.Composable:
+    """One pass over the matching events, grouped by every dimension at once."""
+    return sql.SQL(
+        """SELECT CASE WHEN GROUPING(e.action) = 0 THEN 'action'
+                       WHEN GROUPING(e.severity) = 0 THEN 'severity'
+                       WHEN GROUPING(e.outcome) = 0 THEN 'outcome'
+                       WHEN GROUPING(e.user_id) = 0 THEN 'user'
+                       WHEN GROUPING(e.resource_id) = 0 THEN 'resource'
+                       WHEN GROUPING(e.resource_type) = 0 THEN 'resource_type'
+                       ELSE 'total' END AS dim,
+                  coalesce(CASE WHEN GROUPING(e.action) = 0 THEN e.action
+                                WHEN GROUPING(e.severity) = 0 THEN e.severity::text
+                                WHEN GROUPING(e.outcome) = 0 THEN e.outcome
+                                WHEN GROUPING(e.user_id) = 0 THEN e.user_id
+                                WHEN GROUPING(e.resource_type) = 0 THEN e.resource_type
+                           END, '') AS k1,
+                  CASE WHEN GROUPING(e.resource_id) = 0 THEN coalesce(e.resource_id, '')
+                       ELSE '' END AS k2,
+                  CASE WHEN GROUPING(b.bucket) = 0 THEN b.bucket END AS bucket,
+                  count(*) AS n
+             FROM events e
+             CROSS JOIN LATERAL (SELECT date_trunc({unit}, e.timestamp, 'UTC') AS bucket) b
+            WHERE {where}
+            GROUP BY GROUPING SETS ((e.action), (e.severity), (e.resource_type), (e.outcome),
+                                    (e.user_id), (e.resource_type, e.resource_id),
+                                    (b.bucket))"""
+    ).format(unit=sql.Literal(bucket_unit), where=where_all(where))
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    dim: str
+    k1: str
+    k2: str
+    n: int
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What one stats answer asks for, and which way it is answered."""
+
+    tenant: TenantId
+    query: SearchQuery
+    start: datetime
+    end: datetime
+    interval: Interval
+    top: int
+
+    @property
+    def h0(self) -> datetime:
+        """The first whole hour of the range."""
+        return _hour_ceil(self.start)
+
+    @property
+    def h1(self) -> datetime:
+        """The end of the last whole hour of the range."""
+        return _hour_floor(self.end)
+
+    @property
+    def rollup(self) -> bool:
+        """Whole hours from the rollups: only a time range, hourly or coarser, an hour long."""
+        q = self.query
+        only_time = q.filters.only_time and q.q is None and q.only_user is None
+        return only_time and self.interval != "minute" and self.h0 < self.h1
+
+    @property
+    def verify(self) -> int:
+        """Candidates counted exactly per ranked dimension: enough beyond ``top`` that
+        the proof usually succeeds at once."""
+        return 2 * self.top
+
+
+class _Statement:
+    """One SQL statement of a stats answer, built from named parts.
+
+    Every part yields rows of one shape, (kind, dim, k1, k2, bucket, n, upper, hours);
+    ``upper`` and ``hours`` only matter to candidate rows. The edges (or, without
+    rollups, all matching events) are grouped once, in the ``raw`` CTE; with rollups,
+    the ``hours`` CTE holds each whole hour that has events with the most one light
+    (hour, key) row of it can count.
+    """
+
+    def __init__(self, request: _Request, parts: Sequence[str]) -> None:
+        self.r = request
+        c = self.c = Compiler("e")
+        if request.rollup:
+            edges = sql.SQL(
+                "(({ts} >= {s} AND {ts} < {h0}) OR ({ts} >= {h1} AND {ts} < {e}))"
+            ).format(
+                ts=c.col("timestamp"), s=c.param(request.start), h0=c.param(request.h0),
+                h1=c.param(request.h1), e=c.param(request.end),
+            )  # fmt: skip
+            raw = _raw_parts(c, [*c.base(request.tenant, SearchQuery()), edges], "hour")
+        else:
+            where = [
+                *c.base(request.tenant, request.query),
+                sql.SQL("e.timestamp >= {}").format(c.param(request.start)),
+                sql.SQL("e.timestamp < {}").format(c.param(request.end)),
+            ]
+            if request.query.q is not None:
+                where.append(c.node(request.query.q))
+            raw = _raw_parts(c, where, _TRUNC[request.interval])
+        self.t, self.lo, self.hi = c.param(request.tenant), c.param(request.h0), c.param(request.h1)
+        ctes = [sql.SQL("raw AS MATERIALIZED ({})").format(raw)]
+        if request.rollup:
+            ctes.append(
+                sql.SQL(
+                    """hours AS MATERIALIZED (
+                         SELECT r.bucket, least(r.n, auditline_heavy_min() - 1) AS capacity
+                           FROM event_rollups r
+                          WHERE r.tenant_id = {t}::text AND r.dim = 'total'
+                            AND r.bucket >= {lo} AND r.bucket < {hi} AND r.n > 0)"""
+                ).format(t=self.t, lo=self.lo, hi=self.hi)
+            )
+        builders: dict[str, Callable[[], sql.Composable]] = {
+            "dims": self._dims,
+            "timeline": self._timeline,
+            "hours": lambda: sql.SQL(
+                """SELECT 'hour', 'total', '', '', bucket, capacity, NULL::bigint,
+                          NULL::timestamptz[] FROM hours"""
+            ),
+            **{f"top {d}": partial(self._full_top, d) for d in _RANKED},
+            **{f"candidates {d}": partial(self._candidates, d) for d in _RANKED},
+        }
+        self.sql = sql.SQL(
+            "WITH {ctes} SELECT * FROM ({body}) AS x (kind, dim, k1, k2, bucket, n, upper, hours)"
+        ).format(
+            ctes=sql.SQL(", ").join(ctes),
+            body=sql.SQL(" UNION ALL ").join(builders[p]() for p in parts),
+        )
+
+    async def rows(self, conn: Connection) -> list[dict[str, Any]]:
+        return await (await conn.execute(self.sql, self.c.params)).fetchall()
+
+    def _source(self, *dims: str, keyed: str = "true") -> sql.Composable:
+        """Rows (dim, k1, k2, bucket, n) of *dims*: raw edges plus whole-hour rollups.
+
+        Each rollup dimension is one range of the rollup table's primary key.
+        """
+        wanted = sql.Literal(list(dims))
+        out = sql.SQL("SELECT dim, k1, k2, bucket, n FROM raw WHERE dim = ANY({d}) AND {k}").format(
+            d=wanted, k=sql.SQL(keyed)
+        )
+        if self.r.rollup:
+            out = sql.SQL(
+                """{raw} UNION ALL
+                   SELECT r.dim, r.k1, r.k2, r.bucket, r.n FROM event_rollups r
+                    WHERE r.tenant_id = {t}::text AND r.dim = ANY({d})
+                      AND r.bucket >= {lo} AND r.bucket < {hi} AND {k}"""
+            ).format(raw=out, t=self.t, d=wanted, lo=self.lo, hi=self.hi, k=sql.SQL(keyed))
+        return out
+
+    def _dims(self) -> sql.Composable:
+        return sql.SQL(
+            """SELECT 'dim', dim, k1, k2, NULL::timestamptz, sum(n)::bigint, NULL::bigint,
+                      NULL::timestamptz[]
+                 FROM ({rows}) x GROUP BY dim, k1, k2 HAVING sum(n) > 0"""
+        ).format(rows=self._source(*_DIMS, "total"))
+
+    def _timeline(self) -> sql.Composable:
+        unit = sql.Literal(_TRUNC[self.r.interval])
+        return sql.SQL(
+            """SELECT 'timeline', 'total', '', '', s.bucket, coalesce(t.n, 0)::bigint,
+                      NULL::bigint, NULL::timestamptz[]
+                 FROM generate_series(date_trunc({unit}, {start}::timestamptz, 'UTC'),
+                                      {end}::timestamptz - interval '1 microsecond',
+                                      {step}::interval) s(bucket)
+                 LEFT JOIN (SELECT date_trunc({unit}, p.bucket, 'UTC') AS bucket, sum(p.n) AS n
+                              FROM ({total}) p GROUP BY 1) t ON t.bucket = s.bucket"""
+        ).format(
+            unit=unit, start=self.c.param(self.r.start), end=self.c.param(self.r.end),
+            step=sql.Literal(f"1 {self.r.interval}"), total=self._source("total"),
+        )  # fmt: skip
+
+    def _full_top(self, dim: str) -> sql.Composable:
+        """The exact top of *dim*, by adding up every row of the range."""
+        return sql.SQL(
+            """(SELECT 'top', {d}, k1, k2, NULL::timestamptz, sum(n)::bigint, NULL::bigint,
+                       NULL::timestamptz[]
+                  FROM ({rows}) x GROUP BY k1, k2 HAVING sum(n) > 0
+                 ORDER BY 6 DESC, 3, 4 LIMIT {top})"""
+        ).format(d=sql.Literal(dim), rows=self._source(dim, keyed=_KEYED[dim]),
+                 top=self.c.param(self.r.top))  # fmt: skip
+
+    def _candidates(self, dim: str) -> sql.Composable:
+        """The best candidates of *dim*, counted exactly, and the bound every other key is under.
+
+        A candidate is a key with a heavy row in the range or events in the edges:
+        ``counted`` is exact for those hours, and each of its other whole hours adds at
+        most that hour's capacity. Candidates are ranked by the coarser upper bound
+        counted + min(all capacity, (heavy_min - 1) x hours not heavy); the best
+        ``verify`` of them are counted exactly, one primary-key probe per light hour, but
+        only when the ``top``-th of them could still beat everything below them.
+        The ``bound`` row carries the best upper bound left: of the other candidates,
+        and of keys with no heavy row at all (the range's whole capacity).
+        """
+        d = sql.Literal(dim)
+        return sql.SQL(
+            """(WITH cand AS (
+                    SELECT k1, k2, sum(counted) AS counted, sum(heavy_hours) AS heavy_hours
+                      FROM (SELECT h.k1, h.k2, sum(h.n) AS counted, count(*) AS heavy_hours
+                              FROM event_rollup_heavy h
+                             WHERE h.tenant_id = {t}::text AND h.dim = {d}
+                               AND h.bucket >= {lo} AND h.bucket < {hi}
+                             GROUP BY h.k1, h.k2
+                            UNION ALL
+                            SELECT k1, k2, n, 0 FROM raw WHERE dim = {d} AND {k}) x
+                     GROUP BY k1, k2),
+                cap AS (SELECT coalesce(sum(capacity), 0) AS total, count(*) AS hours FROM hours),
+                ranked AS MATERIALIZED (
+                    SELECT k1, k2, counted, upper,
+                           row_number() OVER (ORDER BY upper DESC, k1, k2) AS rank
+                      FROM (SELECT k1, k2, counted,
+                                   counted + least(cap.total, (auditline_heavy_min() - 1)
+                                                   * (cap.hours - heavy_hours)) AS upper
+                              FROM cand, cap) c),
+                bound AS MATERIALIZED (
+                    SELECT greatest((SELECT max(upper) FROM ranked WHERE rank > {m}),
+                                    (SELECT total FROM cap)) AS upper,
+                           coalesce((SELECT upper FROM ranked WHERE rank = {top}), 0) AS kth),
+                best AS MATERIALIZED (
+                    SELECT k1, k2, counted FROM ranked
+                     WHERE rank <= {m} AND (SELECT kth > upper FROM bound)),
+                light AS (
+                    SELECT p.k1, p.k2, sum(r.n) AS n
+                      FROM (SELECT b.k1, b.k2, h.bucket FROM best b CROSS JOIN hours h
+                            EXCEPT
+                            SELECT h.k1, h.k2, h.bucket
+                              FROM event_rollup_heavy h JOIN best b USING (k1, k2)
+                             WHERE h.tenant_id = {t}::text AND h.dim = {d}
+                               AND h.bucket >= {lo} AND h.bucket < {hi}) p
+                     CROSS JOIN LATERAL (
+                           -- One primary-key probe per light hour: the key is unique, and
+                           -- LIMIT keeps the planner from turning the probes into a scan
+                           -- of the whole range (it cannot estimate how few they are).
+                           SELECT r.n FROM event_rollups r
+                            WHERE r.tenant_id = {t}::text AND r.dim = {d}
+                              AND r.bucket = p.bucket AND r.k1 = p.k1 AND r.k2 = p.k2
+                            LIMIT 1) r
+                     GROUP BY p.k1, p.k2)
+               SELECT 'candidate', {d}, b.k1, b.k2, NULL::timestamptz,
+                      (b.counted + coalesce(l.n, 0))::bigint, NULL::bigint, NULL::timestamptz[]
+                 FROM best b LEFT JOIN light l USING (k1, k2)
+               UNION ALL
+               SELECT 'bound', {d}, '', '', NULL, NULL, upper::bigint, NULL FROM bound)"""
+        ).format(t=self.t, lo=self.lo, hi=self.hi, d=d, k=sql.SQL(_KEYED[dim]),
+                 m=self.c.param(self.r.verify), top=self.c.param(self.r.top))  # fmt: skip
+
+
+async def stats(
+    conn: Connection,
+    tenant: TenantId,
+    query: SearchQuery,
+    *,
+    start: datetime,
+    end: datetime,
+    interval: Interval,
+    top: int,
+    prune: bool | None = None,
+) -> Stats:
+    """Counts over [start, end).
+
+    *prune* chooses how top lists over rollups are ranked: from the heavy hitters
+    whenever that provably gives the same answer (True), by adding up every row
+    (False), or by the range's size (None, the default; see ``_PRUNE_FROM_EVENTS``).
+    """
+    request = _Request(tenant, query, start, end, interval, top)
+    if request.rollup and prune is None:
+        cur = await conn.execute(
+            """SELECT coalesce(sum(n), 0) AS n FROM event_rollups
+                WHERE tenant_id = %s AND dim = 'total' AND bucket >= %s AND bucket < %s""",
+            (tenant, request.h0, request.h1),
+        )
+        row = await cur.fetchone()
+        prune = row is not None and row["n"] >= _PRUNE_FROM_EVENTS
+    if not (prune and request.rollup):
+        everything = ["dims", "timeline", "top user", "top resource"]
+        rows = await _Statement(request, everything).rows(conn)
+        return _stats_from_rows(rows, request, [])
+    rows = await _Statement(
+        request, ["dims", "timeline", "hours", "candidates user", "candidates resource"]
+    ).rows(conn)
+    proven = _proven_tops(request, rows)
+    unproven = [f"top {d}" for d in _RANKED if d not in proven]
+    if unproven:
+        rows += await _Statement(request, unproven).rows(conn)
+    return _stats_from_rows(rows, request, [x for ranked in proven.values() for x in ranked])
+
+
+def _proven_tops(request: _Request, rows: list[dict[str, Any]]) -> dict[str, list[_Ranked]]:
+    """The top lists the heavy hitters prove, per ranked dimension.
+
+    The top *k* of the exactly counted candidates is the answer when its last count
+    beats the bound every other key is under. A tie with the bound is not accepted (the
+    key order could differ), nor is a list shorter than *k* (light keys could fill it).
+    """
+    exact: dict[str, list[_Ranked]] = {d: [] for d in _RANKED}
+    bound: dict[str, int] = {}
+    for r in rows:
+        if r["kind"] == "candidate":
+            exact[r["dim"]].append(_Ranked(r["dim"], r["k1"], r["k2"], int(r["n"])))
+        elif r["kind"] == "bound":
+            bound[r["dim"]] = int(r["upper"])
+    proven: dict[str, list[_Ranked]] = {}
+    for dim, ranked in exact.items():
+        ranked.sort(key=lambda x: (-x.n, x.k1, x.k2))
+        if len(ranked) >= request.top and ranked[request.top - 1].n > bound[dim]:
+            proven[dim] = ranked[: request.top]
+    return proven
+
+
+def _key(value: str) -> str | None:
+    return value or None
+
+
+def _stats_from_rows(rows: list[dict[str, Any]], request: _Request, proven: list[_Ranked]) -> Stats:
+    dims: dict[str, list[Count]] = {d: [] for d in _DIMS}
+    total = 0
+    users: list[Count] = []
+    resources: list[ResourceCount] = []
+    timeline: list[Bucket] = []
+    for ranked in proven:
+        rows.append({"kind": "top", "dim": ranked.dim, "k1": ranked.k1, "k2": ranked.k2,
+                     "n": ranked.n})  # fmt: skip
+    for row in rows:
+        kind, dim = row["kind"], row["dim"]
+        if kind in ("hour", "candidate", "bound"):
+            continue
+        n = int(row["n"])
+        if kind == "timeline":
+            timeline.append(Bucket(row["bucket"], n))
+        elif kind == "top" and dim == "user":
+            users.append(Count(_key(row["k1"]), n))
+        elif kind == "top":
+            resources.append(ResourceCount(_key(row["k1"]), _key(row["k2"]), n))
+        elif dim == "total":
+            total += n
+        else:
+            dims[dim].append(Count(_key(row["k1"]), n))
+    severity_rank: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
+    for dim, counts in dims.items():
+        if dim == "severity":
+            counts.sort(key=lambda x: severity_rank.get(x.key or "", 99))
+        else:
+            counts.sort(key=lambda x: (-x.count, x.key or ""))
+    users.sort(key=lambda x: (-x.count, x.key or ""))
+    resources.sort(key=lambda x: (-x.count, x.resource_type or "", x.resource_id or ""))
+    timeline.sort(key=lambda b: b.start)
+    return Stats(
+        start=request.start, end=request.end, interval=request.interval, total=total,
+        by_action=dims["action"], by_severity=dims["severity"],
+        by_resource_type=dims["resource_type"], by_outcome=dims["outcome"],
+        top_users=users, top_resources=resources, timeline=timeline,
+        source="rollup" if request.rollup else "events",
+    )  # fmt: skip

@@ -1,0 +1,156 @@
+"""Top users and resources from heavy hitters: the same answer as adding up every row."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from auditline.bench.seed import seed
+from auditline.config import DatabaseSettings, IngestSettings
+from auditline.domain.events import EventDraft, TenantId
+from auditline.ingest.prepare import prepare_events
+from auditline.search.model import SearchQuery, Stats
+from auditline.storage import stats as store
+from auditline.storage.database import Connection, open_pool, set_tenant
+from auditline.storage.events import ensure_partition, insert_events
+from auditline.storage.tenants import create_tenant
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+TENANT = TenantId("seeded-000")
+
+# Every user/resource rollup row that reached the threshold, and every heavy row, with
+# their counts: the two sides of the invariant the pruned ranking relies on.
+MISMATCHES = """
+    SELECT 'missing or different' AS what, r.* FROM event_rollups r
+     WHERE r.dim IN ('user', 'resource') AND r.n >= auditline_heavy_min()
+       AND ((r.dim = 'user' AND r.k1 <> '') OR (r.dim = 'resource' AND r.k2 <> ''))
+       AND NOT EXISTS (SELECT FROM event_rollup_heavy h
+                        WHERE (h.tenant_id, h.dim, h.bucket, h.k1, h.k2, h.n)
+                            = (r.tenant_id, r.dim, r.bucket, r.k1, r.k2, r.n))
+    UNION ALL
+    SELECT 'stale', h.* FROM event_rollup_heavy h
+     WHERE NOT EXISTS (SELECT FROM event_rollups r
+                        WHERE (h.tenant_id, h.dim, h.bucket, h.k1, h.k2, h.n)
+                            = (r.tenant_id, r.dim, r.bucket, r.k1, r.k2, r.n))
+"""
+
+
+class Recording:
+    """A connection that remembers how many statements a stats answer took."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.statements = 0
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        self.statements += 1
+        return await self.conn.execute(*args, **kwargs)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Connection]]:
+    pool = await open_pool(database_url, DatabaseSettings(pool_min_size=1, pool_max_size=2))
+    yield pool
+    await pool.close()
+
+
+async def both_ways(
+    pool: AsyncConnectionPool[Connection], start: datetime, end: datetime, top: int
+) -> tuple[Stats, Stats, int]:
+    """(pruned, summed, statements the pruned answer took) in one snapshot."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        await set_tenant(conn, TENANT)
+        recording = Recording(conn)
+        kwargs: dict[str, Any] = {"start": start, "end": end, "interval": "hour", "top": top}
+        pruned = await store.stats(recording, TENANT, SearchQuery(), prune=True, **kwargs)  # type: ignore[arg-type]
+        summed = await store.stats(conn, TENANT, SearchQuery(), prune=False, **kwargs)
+    return pruned, summed, recording.statements
+
+
+async def test_pruned_top_lists_equal_the_full_sums(
+    pool: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    # Zipf users and resources over two days: top users are heavy in most hours, top
+    # resources in few, so some rankings are proven and some must fall back.
+    await seed(pool, events=12_000, tenants=1, days=2, prefix="seeded", seed_value=7, now=NOW)
+    end = NOW - timedelta(minutes=1)
+    windows = [
+        (end - timedelta(days=2), end),
+        (end - timedelta(hours=30, minutes=17), end - timedelta(minutes=43)),
+        (end - timedelta(hours=20), end - timedelta(hours=2)),  # whole hours only
+        (end - timedelta(hours=5, minutes=30), end),
+    ]
+    ways: set[int] = set()
+    for start, stop in windows:
+        for top in (1, 3, 10):
+            pruned, summed, statements = await both_ways(pool, start, stop, top)
+            assert pruned.source == "rollup"
+            assert pruned == summed, (start, stop, top)
+            assert len(summed.top_users) == top
+            ways.add(statements)
+    # One statement: every top list proven from heavy hitters; two: a fallback ran.
+    assert ways == {1, 2}
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(MISMATCHES).fetchall() == []
+
+
+async def test_heavy_rows_follow_deletes(
+    pool: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    await seed(pool, events=3_000, tenants=1, days=1, prefix="seeded", seed_value=3, now=NOW)
+    with psycopg.connect(database_url) as conn:
+        heavy_before = conn.execute("SELECT count(*) FROM event_rollup_heavy").fetchone()
+        assert heavy_before is not None
+        assert heavy_before[0] > 0
+        # Retention deletes with a maintenance role: the oldest half of the events.
+        deleted = conn.execute(
+            """DELETE FROM events WHERE tenant_id = %s
+                AND timestamp < (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY timestamp)
+                                   FROM events WHERE tenant_id = %s)""",
+            (TENANT, TENANT),
+        ).rowcount
+        assert deleted > 1000
+        assert conn.execute(MISMATCHES).fetchall() == []
+        below = conn.execute(
+            "SELECT count(*) FROM event_rollup_heavy WHERE n < auditline_heavy_min()"
+        ).fetchone()
+        assert below is not None
+        assert below[0] > 0  # emptied rows stay, with their exact (now small) count
+    start, end = NOW - timedelta(days=1, hours=1), NOW
+    pruned, summed, _ = await both_ways(pool, start, end, 5)
+    assert pruned == summed
+    assert sum(u.count for u in summed.top_users) > 0
+
+
+async def test_a_tie_with_the_bound_is_not_taken_as_proof(
+    pool: AsyncConnectionPool[Connection],
+) -> None:
+    # Whole hours 0-2. "b-heavy": 5 events in hour 0 (a heavy row). "a-light": 3 in hour
+    # 0 and 1 in each of hours 1 and 2 (never heavy, so no candidate). The light capacity
+    # is min(8, 3) + 1 + 1 = 5, exactly b-heavy's count: b-heavy cannot be proven first,
+    # and rightly so, since a-light also counts 5 and wins the tie by key.
+    base = NOW - timedelta(hours=6)
+    drafts = [EventDraft(action="READ", user_id="b-heavy", timestamp=base + timedelta(minutes=m))
+              for m in range(1, 6)]  # fmt: skip
+    drafts += [
+        EventDraft(action="READ", user_id="a-light", timestamp=base + timedelta(hours=h, minutes=m))
+        for h, m in ((0, 10), (0, 11), (0, 12), (1, 5), (2, 5))
+    ]
+    async with pool.connection() as conn:
+        await create_tenant(conn, TENANT, name="t", retention_days=90, archive_after_days=None,
+                            settings={})  # fmt: skip
+        async with conn.transaction():
+            await set_tenant(conn, TENANT)
+            await ensure_partition(conn, base)
+            events = prepare_events(TENANT, drafts, limits=IngestSettings(), now=NOW)
+            await insert_events(conn, TENANT, events)
+    pruned, summed, statements = await both_ways(pool, base, base + timedelta(hours=3), 1)
+    assert [(u.key, u.count) for u in summed.top_users] == [("a-light", 5)]
+    assert pruned == summed
+    assert statements == 2  # the proof was tried, refused, and the full sum ran
