@@ -37,8 +37,9 @@ _RANKED: Final = ("user", "resource")
 # A ranked key must be non-empty: events without a user (or a resource) are not ranked.
 _KEYED: Final = {"user": "k1 <> ''", "resource": "k2 <> ''"}
 # Below this many events in the range's whole hours, adding up every user and resource
-# row is cheaper than the heavy-hitter proof (on the 10 M benchmark: 29 ms against 57 ms
-# at 40 k events, 26 ms against 60 ms the other way at 76 k; docs/benchmarks/search.md).
+# row is about as cheap as the heavy-hitter proof, which there often fails anyway (on the
+# 10 M benchmark, 7 days: summing 28 ms against 49 ms for the proof at 40 k events; at
+# 76 k, 62 ms against 23 ms the other way; docs/benchmarks/search.md).
 _PRUNE_FROM_EVENTS: Final = 60_000
 _TRUNC: Final[dict[Interval, str]] = {"minute": "minute", "hour": "hour", "day": "day"}
 
@@ -127,11 +128,11 @@ class _Request:
 class _Statement:
     """One SQL statement of a stats answer, built from named parts.
 
-    Every part yields rows of one shape, (kind, dim, k1, k2, bucket, n, upper, hours);
-    ``upper`` and ``hours`` only matter to candidate rows. The edges (or, without
-    rollups, all matching events) are grouped once, in the ``raw`` CTE; with rollups,
-    the ``hours`` CTE holds each whole hour that has events with the most one light
-    (hour, key) row of it can count.
+    Every part yields rows of one shape, (kind, dim, k1, k2, bucket, n, upper); only
+    ``bound`` rows use ``upper``. The edges (or, without rollups, all matching events)
+    are grouped once, in the ``raw`` CTE; with rollups, the ``hours`` CTE holds each
+    whole hour that has events with its *capacity*: the most a light (hour, key) row of
+    it can count.
     """
 
     def __init__(self, request: _Request, parts: Sequence[str]) -> None:
@@ -169,15 +170,11 @@ class _Statement:
         builders: dict[str, Callable[[], sql.Composable]] = {
             "dims": self._dims,
             "timeline": self._timeline,
-            "hours": lambda: sql.SQL(
-                """SELECT 'hour', 'total', '', '', bucket, capacity, NULL::bigint,
-                          NULL::timestamptz[] FROM hours"""
-            ),
             **{f"top {d}": partial(self._full_top, d) for d in _RANKED},
             **{f"candidates {d}": partial(self._candidates, d) for d in _RANKED},
         }
         self.sql = sql.SQL(
-            "WITH {ctes} SELECT * FROM ({body}) AS x (kind, dim, k1, k2, bucket, n, upper, hours)"
+            "WITH {ctes} SELECT * FROM ({body}) AS x (kind, dim, k1, k2, bucket, n, upper)"
         ).format(
             ctes=sql.SQL(", ").join(ctes),
             body=sql.SQL(" UNION ALL ").join(builders[p]() for p in parts),
@@ -206,8 +203,7 @@ class _Statement:
 
     def _dims(self) -> sql.Composable:
         return sql.SQL(
-            """SELECT 'dim', dim, k1, k2, NULL::timestamptz, sum(n)::bigint, NULL::bigint,
-                      NULL::timestamptz[]
+            """SELECT 'dim', dim, k1, k2, NULL::timestamptz, sum(n)::bigint, NULL::bigint
                  FROM ({rows}) x GROUP BY dim, k1, k2 HAVING sum(n) > 0"""
         ).format(rows=self._source(*_DIMS, "total"))
 
@@ -215,7 +211,7 @@ class _Statement:
         unit = sql.Literal(_TRUNC[self.r.interval])
         return sql.SQL(
             """SELECT 'timeline', 'total', '', '', s.bucket, coalesce(t.n, 0)::bigint,
-                      NULL::bigint, NULL::timestamptz[]
+                      NULL::bigint
                  FROM generate_series(date_trunc({unit}, {start}::timestamptz, 'UTC'),
                                       {end}::timestamptz - interval '1 microsecond',
                                       {step}::interval) s(bucket)
@@ -227,12 +223,15 @@ class _Statement:
         )  # fmt: skip
 
     def _full_top(self, dim: str) -> sql.Composable:
-        """The exact top of *dim*, by adding up every row of the range."""
+        """The exact top of *dim*, by adding up every row of the range.
+
+        Ties are broken by key in code-point order (``COLLATE "C"``), the order Python
+        sorts strings in, whatever the database's collation.
+        """
         return sql.SQL(
-            """(SELECT 'top', {d}, k1, k2, NULL::timestamptz, sum(n)::bigint, NULL::bigint,
-                       NULL::timestamptz[]
+            """(SELECT 'top', {d}, k1, k2, NULL::timestamptz, sum(n)::bigint, NULL::bigint
                   FROM ({rows}) x GROUP BY k1, k2 HAVING sum(n) > 0
-                 ORDER BY 6 DESC, 3, 4 LIMIT {top})"""
+                 ORDER BY sum(n) DESC, k1 COLLATE "C", k2 COLLATE "C" LIMIT {top})"""
         ).format(d=sql.Literal(dim), rows=self._source(dim, keyed=_KEYED[dim]),
                  top=self.c.param(self.r.top))  # fmt: skip
 
@@ -251,52 +250,48 @@ class _Statement:
         d = sql.Literal(dim)
         return sql.SQL(
             """(WITH cand AS (
-                    SELECT k1, k2, sum(counted) AS counted, sum(heavy_hours) AS heavy_hours
-                      FROM (SELECT h.k1, h.k2, sum(h.n) AS counted, count(*) AS heavy_hours
-                              FROM event_rollup_heavy h
-                             WHERE h.tenant_id = {t}::text AND h.dim = {d}
-                               AND h.bucket >= {lo} AND h.bucket < {hi}
-                             GROUP BY h.k1, h.k2
-                            UNION ALL
-                            SELECT k1, k2, n, 0 FROM raw WHERE dim = {d} AND {k}) x
-                     GROUP BY k1, k2),
+                    SELECT k1, k2, coalesce(h.counted, 0) + coalesce(e.n, 0) AS counted,
+                           coalesce(h.hours, '{{}}') AS heavy
+                      FROM (SELECT k1, k2, sum(n) AS counted, array_agg(bucket) AS hours
+                              FROM event_rollup_heavy
+                             WHERE tenant_id = {t}::text AND dim = {d}
+                               AND bucket >= {lo} AND bucket < {hi}
+                             GROUP BY k1, k2) h
+                      FULL JOIN (SELECT k1, k2, n FROM raw WHERE dim = {d} AND {k}) e
+                     USING (k1, k2)),
                 cap AS (SELECT coalesce(sum(capacity), 0) AS total, count(*) AS hours FROM hours),
                 ranked AS MATERIALIZED (
-                    SELECT k1, k2, counted, upper,
-                           row_number() OVER (ORDER BY upper DESC, k1, k2) AS rank
-                      FROM (SELECT k1, k2, counted,
+                    SELECT k1, k2, counted, heavy, upper,
+                           row_number() OVER (ORDER BY upper DESC, k1 COLLATE "C", k2 COLLATE "C")
+                             AS rank
+                      FROM (SELECT k1, k2, counted, heavy,
                                    counted + least(cap.total, (auditline_heavy_min() - 1)
-                                                   * (cap.hours - heavy_hours)) AS upper
+                                                   * (cap.hours - cardinality(heavy))) AS upper
                               FROM cand, cap) c),
                 bound AS MATERIALIZED (
                     SELECT greatest((SELECT max(upper) FROM ranked WHERE rank > {m}),
                                     (SELECT total FROM cap)) AS upper,
                            coalesce((SELECT upper FROM ranked WHERE rank = {top}), 0) AS kth),
                 best AS MATERIALIZED (
-                    SELECT k1, k2, counted FROM ranked
+                    SELECT k1, k2, counted, heavy FROM ranked
                      WHERE rank <= {m} AND (SELECT kth > upper FROM bound)),
                 light AS (
-                    SELECT p.k1, p.k2, sum(r.n) AS n
-                      FROM (SELECT b.k1, b.k2, h.bucket FROM best b CROSS JOIN hours h
-                            EXCEPT
-                            SELECT h.k1, h.k2, h.bucket
-                              FROM event_rollup_heavy h JOIN best b USING (k1, k2)
-                             WHERE h.tenant_id = {t}::text AND h.dim = {d}
-                               AND h.bucket >= {lo} AND h.bucket < {hi}) p
+                    SELECT b.k1, b.k2, sum(r.n) AS n
+                      FROM best b JOIN hours h ON h.bucket <> ALL (b.heavy)
                      CROSS JOIN LATERAL (
                            -- One primary-key probe per light hour: the key is unique, and
                            -- LIMIT keeps the planner from turning the probes into a scan
                            -- of the whole range (it cannot estimate how few they are).
                            SELECT r.n FROM event_rollups r
                             WHERE r.tenant_id = {t}::text AND r.dim = {d}
-                              AND r.bucket = p.bucket AND r.k1 = p.k1 AND r.k2 = p.k2
+                              AND r.bucket = h.bucket AND r.k1 = b.k1 AND r.k2 = b.k2
                             LIMIT 1) r
-                     GROUP BY p.k1, p.k2)
+                     GROUP BY b.k1, b.k2)
                SELECT 'candidate', {d}, b.k1, b.k2, NULL::timestamptz,
-                      (b.counted + coalesce(l.n, 0))::bigint, NULL::bigint, NULL::timestamptz[]
+                      (b.counted + coalesce(l.n, 0))::bigint, NULL::bigint
                  FROM best b LEFT JOIN light l USING (k1, k2)
                UNION ALL
-               SELECT 'bound', {d}, '', '', NULL, NULL, upper::bigint, NULL FROM bound)"""
+               SELECT 'bound', {d}, '', '', NULL, NULL, upper::bigint FROM bound)"""
         ).format(t=self.t, lo=self.lo, hi=self.hi, d=d, k=sql.SQL(_KEYED[dim]),
                  m=self.c.param(self.r.verify), top=self.c.param(self.r.top))  # fmt: skip
 
@@ -332,7 +327,7 @@ async def stats(
         rows = await _Statement(request, everything).rows(conn)
         return _stats_from_rows(rows, request, [])
     rows = await _Statement(
-        request, ["dims", "timeline", "hours", "candidates user", "candidates resource"]
+        request, ["dims", "timeline", "candidates user", "candidates resource"]
     ).rows(conn)
     proven = _proven_tops(request, rows)
     unproven = [f"top {d}" for d in _RANKED if d not in proven]
@@ -378,7 +373,7 @@ def _stats_from_rows(rows: list[dict[str, Any]], request: _Request, proven: list
                      "n": ranked.n})  # fmt: skip
     for row in rows:
         kind, dim = row["kind"], row["dim"]
-        if kind in ("hour", "candidate", "bound"):
+        if kind in ("candidate", "bound"):
             continue
         n = int(row["n"])
         if kind == "timeline":
