@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from functools import cached_property
 
 import orjson
 
@@ -19,45 +20,127 @@ from auditline.domain.events import EventDraft, FieldError
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
+_WALK_GUARD = 64
+
 _SHORT_FIELDS = ("user_id", "session_id", "resource_type", "resource_id", "request_id")
 
 
 def check_event(draft: EventDraft, limits: IngestSettings, now: datetime) -> list[FieldError]:
     """Every rule *draft* breaks, as field errors (empty when it may be stored)."""
-    errors: list[FieldError] = []
+    return EventChecker(limits, now).check(draft)
 
-    if draft.timestamp is not None:
-        if draft.timestamp > now + timedelta(seconds=limits.max_future_skew_seconds):
-            errors.append(
-                FieldError(
-                    ("timestamp",),
-                    f"is more than {limits.max_future_skew_seconds} s in the future",
+
+class EventChecker:
+    """:func:`check_event` for the many drafts of one request, all checked against one clock.
+
+    The timestamp window is computed once per request instead of once per event. Each bound
+    is computed on first use, as the per-event check did: a configured window the calendar
+    cannot hold (``OverflowError``) still fails only a draft that carries a timestamp.
+    """
+
+    def __init__(self, limits: IngestSettings, now: datetime) -> None:
+        self._limits = limits
+        self._now = now
+
+    @cached_property
+    def _latest(self) -> datetime:
+        return self._now + timedelta(seconds=self._limits.max_future_skew_seconds)
+
+    @cached_property
+    def _earliest(self) -> datetime:
+        return self._now - timedelta(days=self._limits.max_past_days)
+
+    def check(self, draft: EventDraft) -> list[FieldError]:
+        """Every rule *draft* breaks, as field errors (empty when it may be stored)."""
+        limits = self._limits
+        errors: list[FieldError] = []
+
+        if draft.timestamp is not None:
+            if draft.timestamp > self._latest:
+                errors.append(
+                    FieldError(
+                        ("timestamp",),
+                        f"is more than {limits.max_future_skew_seconds} s in the future",
+                    )
                 )
-            )
-        elif draft.timestamp < now - timedelta(days=limits.max_past_days):
-            errors.append(
-                FieldError(("timestamp",), f"is more than {limits.max_past_days} days old")
-            )
+            elif draft.timestamp < self._earliest:
+                errors.append(
+                    FieldError(("timestamp",), f"is more than {limits.max_past_days} days old")
+                )
 
-    bounded = [(name, limits.max_field_chars) for name in _SHORT_FIELDS]
-    bounded += [("message", limits.max_message_chars), ("user_agent", limits.max_user_agent_chars)]
-    for name, limit in bounded:
-        value = getattr(draft, name)
-        if value is None:
-            continue
-        if len(value) > limit:
-            errors.append(FieldError((name,), f"is longer than {limit} characters"))
-        if "\x00" in value:
-            errors.append(FieldError((name,), "must not contain NUL characters"))
+        for name in _SHORT_FIELDS:
+            _check_text(errors, name, getattr(draft, name), limits.max_field_chars)
+        _check_text(errors, "message", draft.message, limits.max_message_chars)
+        _check_text(errors, "user_agent", draft.user_agent, limits.max_user_agent_chars)
 
-    for name in ("metadata", "before", "after"):
-        value = getattr(draft, name)
-        if value is not None:
-            errors.extend(_check_json(name, value, limits))
-    return errors
+        for name in ("metadata", "before", "after"):
+            value = getattr(draft, name)
+            if value is not None:
+                errors.extend(_check_json(name, value, limits))
+        return errors
+
+
+def _check_text(errors: list[FieldError], name: str, value: str | None, limit: int) -> None:
+    if value is None:
+        return
+    if len(value) > limit:
+        errors.append(FieldError((name,), f"is longer than {limit} characters"))
+    if "\x00" in value:
+        errors.append(FieldError((name,), "must not contain NUL characters"))
 
 
 def _check_json(name: str, value: object, limits: IngestSettings) -> list[FieldError]:
+    """The rules *value* breaks, from the cheap pre-check when it can vouch for the value."""
+    try:
+        if _json_is_clearly_within(value, limits):
+            return []
+    except orjson.JSONEncodeError:
+        pass  # a lone surrogate, say: the exact check reports it or fails as it always has
+    return _check_json_exactly(name, value, limits)
+
+
+def _json_is_clearly_within(value: object, limits: IngestSettings) -> bool:
+    """A cheap sufficient condition for :func:`_check_json_exactly` finding nothing.
+
+    Almost every document passes, so its cost is what ingest pays; the exact check, which
+    builds a path for every node to point at the offending one, runs only when this says
+    no. One pass over the tree, level by level (so the depth needs no bookkeeping per
+    node) and without paths; NUL characters in keys and strings are found in the
+    serialised bytes, which the size rule needs anyway: JSON spells NUL ``\\u0000``, and a
+    false alarm (a literal backslash followed by ``u0000``) only costs the exact check.
+    Anything unexpected (a depth beyond the exact walk's own guard, a type other than
+    the plain JSON ones) also says no.
+    """
+    encoded = orjson.dumps(value)
+    if len(encoded) > limits.max_json_bytes or b"\\u0000" in encoded:
+        return False
+    max_depth = min(limits.max_json_depth, _WALK_GUARD)
+    keys = 0
+    level = [value]
+    depth = 0
+    while level:
+        if depth > max_depth:
+            return False
+        below: list[object] = []
+        for item in level:
+            if type(item) is str or item is None or type(item) is bool:
+                continue
+            if type(item) is dict:
+                keys += len(item)
+                below.extend(item.values())
+            elif type(item) is list:
+                below.extend(item)
+            elif type(item) is int:
+                if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                    return False
+            elif type(item) is not float or not math.isfinite(item):
+                return False  # including subclasses of the JSON types: rare, left to the walk
+        level = below
+        depth += 1
+    return keys <= limits.max_json_keys
+
+
+def _check_json_exactly(name: str, value: object, limits: IngestSettings) -> list[FieldError]:
     errors: list[FieldError] = []
     keys = 0
     for path, depth, item in _walk(value, (name,), 0):
@@ -89,7 +172,7 @@ def _walk(
 ) -> Iterator[tuple[tuple[str | int, ...], int, object]]:
     """Yield (path, depth, value) for *value* and everything inside it, depth-first."""
     yield path, depth, value
-    if depth > 64:  # the caller stops at its own (smaller) limit; this guards the recursion
+    if depth > _WALK_GUARD:  # the caller stops at its own (smaller) limit; this guards recursion
         return
     if isinstance(value, dict):
         for key, child in value.items():

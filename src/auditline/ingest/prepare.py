@@ -22,7 +22,7 @@ from auditline.config import IngestSettings
 from auditline.domain.diffing import changed_fields
 from auditline.domain.events import Event, EventDraft, FieldError, InvalidEvents, Json, TenantId
 from auditline.domain.masking import DEFAULT_RULES, MaskingRules, mask_json, mask_text
-from auditline.domain.validation import check_event
+from auditline.domain.validation import EventChecker
 from auditline.integrity.leaf import canonical_ip, leaf_hash
 
 
@@ -39,9 +39,10 @@ def prepare_events(
 
     With *indexed_errors* (bulk requests) each error path starts with the event's index.
     """
+    checker = EventChecker(limits, now)
     errors: list[FieldError] = []
     for index, draft in enumerate(drafts):
-        for error in check_event(draft, limits, now):
+        for error in checker.check(draft):
             path = (index, *error.path) if indexed_errors else error.path
             errors.append(FieldError(path, error.message))
     if errors:

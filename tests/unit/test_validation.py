@@ -1,0 +1,144 @@
+"""Ingest limits: the cheap pre-check must never let through what the exact check rejects."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from auditline.config import IngestSettings
+from auditline.domain.events import EventDraft, FieldError
+from auditline.domain.validation import (
+    MAX_SAFE_INTEGER,
+    EventChecker,
+    _check_json,
+    _check_json_exactly,
+    _json_is_clearly_within,
+    check_event,
+)
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+# Small limits, so that generated documents cross every one of them now and then.
+tight_limits = st.builds(
+    IngestSettings,
+    max_json_bytes=st.integers(64, 400),
+    max_json_depth=st.integers(1, 5),
+    max_json_keys=st.integers(1, 12),
+)
+
+awkward_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([MAX_SAFE_INTEGER, MAX_SAFE_INTEGER + 1, -MAX_SAFE_INTEGER - 1, 2**70])
+    | st.floats()  # NaN and the infinities included
+    | st.text(alphabet=st.sampled_from("ab\x00\\u0é\U0001f600\ud800"), max_size=12)
+)
+awkward_keys = st.text(alphabet=st.sampled_from("ab\x00\\u0"), max_size=6)
+json_documents = st.recursive(
+    awkward_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(awkward_keys, children, max_size=4)
+    ),
+    max_leaves=40,
+)
+
+
+def outcome(check: Callable[[str, Any, IngestSettings], list[FieldError]], *args: Any) -> object:
+    """The errors found, or the type of exception raised (a lone surrogate cannot be stored)."""
+    try:
+        return check(*args)
+    except orjson.JSONEncodeError as exc:
+        return type(exc)
+
+
+@given(value=json_documents, limits=tight_limits)
+def test_the_fast_check_agrees_with_the_exact_walk(value: Any, limits: IngestSettings) -> None:
+    assert outcome(_check_json, "metadata", value, limits) == outcome(
+        _check_json_exactly, "metadata", value, limits
+    )
+
+
+@given(value=json_documents, limits=tight_limits)
+def test_a_document_the_fast_check_clears_breaks_no_rule(
+    value: Any, limits: IngestSettings
+) -> None:
+    try:
+        cleared = _json_is_clearly_within(value, limits)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: not cleared
+        cleared = False
+    if cleared:
+        assert _check_json_exactly("metadata", value, limits) == []
+
+
+def test_ordinary_metadata_takes_the_fast_path() -> None:
+    metadata = {"region": "eu-west-1", "client": {"version": "4.2", "retries": 3, "ok": True}}
+
+    assert _json_is_clearly_within(metadata, IngestSettings())
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (
+            {"a": {"b": {"c": 1}}},
+            FieldError(("metadata", "a", "b", "c"), "nests deeper than 2 levels"),
+        ),
+        ({"k": "a\x00b"}, FieldError(("metadata", "k"), "must not contain NUL characters")),
+        ({"k\x00": 1}, FieldError(("metadata", "k\x00"), "key must not contain NUL characters")),
+        ({"n": math.nan}, FieldError(("metadata", "n"), "must be a finite number")),
+        (
+            {"n": [2**60]},
+            FieldError(("metadata", "n", 0), "integer is outside the range -(2**53-1)..2**53-1"),
+        ),
+        ({str(i): i for i in range(5)}, FieldError(("metadata",), "has more than 4 keys in total")),
+        ({"s": "x" * 100}, FieldError(("metadata",), "is larger than 64 bytes")),
+    ],
+)
+def test_each_broken_rule_is_reported_with_its_path(value: Any, error: FieldError) -> None:
+    limits = IngestSettings(max_json_depth=2, max_json_keys=4, max_json_bytes=64)
+
+    assert not _json_is_clearly_within(value, limits)
+    assert _check_json("metadata", value, limits) == [error]
+
+
+def test_a_literal_backslash_u0000_is_not_a_nul_character() -> None:
+    value = {"path": "C:\\u0000"}
+
+    assert _check_json("metadata", value, IngestSettings()) == []
+
+
+def test_a_checker_reports_what_check_event_reports() -> None:
+    limits = IngestSettings(max_future_skew_seconds=60, max_past_days=1, max_field_chars=4)
+    checker = EventChecker(limits, NOW)
+    drafts = [
+        EventDraft(action="X", timestamp=NOW + timedelta(seconds=61)),
+        EventDraft(action="X", timestamp=NOW - timedelta(days=1, seconds=1)),
+        EventDraft(action="X", timestamp=NOW, user_id="toolong", message="a\x00"),
+        EventDraft(action="X", metadata={"ok": [1, "two"]}),
+    ]
+
+    reports = [checker.check(draft) for draft in drafts]
+
+    assert reports == [check_event(draft, limits, NOW) for draft in drafts]
+    assert [[e.path for e in report] for report in reports] == [
+        [("timestamp",)],
+        [("timestamp",)],
+        [("user_id",), ("message",)],
+        [],
+    ]
+
+
+def test_a_window_the_calendar_cannot_hold_fails_only_events_with_a_timestamp() -> None:
+    checker = EventChecker(IngestSettings(max_past_days=999_999_999), NOW)
+
+    assert checker.check(EventDraft(action="X")) == []
+    with pytest.raises(OverflowError):
+        checker.check(EventDraft(action="X", timestamp=NOW))
