@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 import string
 from collections.abc import Iterator
@@ -13,10 +14,14 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from auditline.domain.masking import (
+    _CARD_HINT,
+    _TOKEN_HINT,
     DEFAULT_RULES,
     REDACTED,
     JsonValue,
     MaskingRules,
+    _may_hold_card,
+    _may_hold_token,
     is_secret_key,
     mask_json,
     mask_text,
@@ -244,6 +249,18 @@ def test_empty_secret_fragment_is_rejected_because_it_would_match_every_key() ->
         MaskingRules(secret_keys=("password", "-_"))
 
 
+def test_rules_are_equal_and_hash_alike_when_they_mask_alike() -> None:
+    rules = MaskingRules(secret_keys=("api_key", "pin"))
+    same = MaskingRules(secret_keys=("APIKey", "PIN"))
+    other = dataclasses.replace(rules, mask_emails=False)
+
+    assert rules == same
+    assert hash(rules) == hash(same)
+    assert other != rules
+    assert other.secret_keys == rules.secret_keys
+    assert mask_json({"to": "ann@example.com"}, other) == {"to": "ann@example.com"}
+
+
 # --- free text: concrete cases -----------------------------------------------------------
 
 
@@ -326,6 +343,37 @@ def test_mask_text_is_idempotent(text: str) -> None:
     once = mask_text(text)
 
     assert mask_text(once) == once
+
+
+# Letters of the hint words in both cases, and the non-ASCII letters the regex engine's
+# case-insensitive matching equates with some of them (long s, dotless i, Kelvin sign).
+HINT_LETTERS = "bearsicyJBEARSICY \u017f\u0131\u212a\u0130é"
+
+
+@given(st.text(alphabet=HINT_LETTERS) | texts)
+def test_the_token_hint_without_regex_answers_as_the_regex(text: str) -> None:
+    assert _may_hold_token(text) == (_TOKEN_HINT.search(text) is not None)
+
+
+@given(st.text(alphabet="0123456789 -x.\u0663é\ud800", max_size=40) | texts)
+def test_the_card_hint_after_counting_digits_answers_as_the_regex(text: str) -> None:
+    assert _may_hold_card(text) == (_CARD_HINT.search(text) is not None)
+
+
+@pytest.mark.parametrize(
+    ("text", "token", "card"),
+    [
+        ("Basic plan", True, False),
+        ("BEARER x", True, False),
+        ("ba\u017fic x", True, False),  # long s: the regex's case-insensitive match applies
+        ("eyJhbGciOi", True, False),
+        ("order 4111 1111 1111 1111", False, True),
+        ("Chrome/130.0 537.36 x86_64 1111", False, False),  # 13 digits, never 13 in a row
+        ("plain words", False, False),
+    ],
+)
+def test_hints_see_what_each_masker_needs(text: str, token: bool, card: bool) -> None:
+    assert (_may_hold_token(text), _may_hold_card(text)) == (token, card)
 
 
 @given(st.text(alphabet=string.ascii_lowercase + " ,;:!?()"))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import accumulate
 from typing import Final, TypeAlias
@@ -61,12 +61,23 @@ class MaskingRules:
     mask_emails: bool = True
     mask_card_numbers: bool = True
     mask_tokens: bool = True
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         normalised = tuple(dict.fromkeys(_normalise_fragment(f) for f in self.secret_keys))
         if "" in normalised:
             raise ValueError("secret key fragments must contain at least one letter or digit")
         object.__setattr__(self, "secret_keys", normalised)
+        object.__setattr__(
+            self,
+            "_hash",
+            hash((normalised, self.mask_emails, self.mask_card_numbers, self.mask_tokens)),
+        )
+
+    def __hash__(self) -> int:
+        # The rules are part of the cache key of every secret-key lookup: hashing all the
+        # fragments each time would cost more than the cached lookup itself.
+        return self._hash
 
 
 DEFAULT_SECRET_KEYS: Final[tuple[str, ...]] = (
@@ -270,6 +281,38 @@ def _mask_cards_in_run(match: re.Match[str]) -> str:
 # with at most one separator between neighbours. Most text meets none of them.
 _TOKEN_HINT: Final = re.compile(r"eyJ|(?i:bearer|basic)")
 _CARD_HINT: Final = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
+_ASCII_DIGITS: Final = b"0123456789"
+
+
+def _may_hold_token(text: str) -> bool:
+    """``_TOKEN_HINT.search(text)``, computed without a regular expression for ASCII text.
+
+    The hint tries its three words at every position; substring searches do the same work
+    many times faster. Only for ASCII text is lower-casing the same as the pattern's
+    case-insensitive match, which also equates some other letters with ASCII ones (U+017F,
+    the long s, with ``s``), so other text keeps the pattern.
+    """
+    if not text.isascii():
+        return _TOKEN_HINT.search(text) is not None
+    if "eyJ" in text:
+        return True
+    lowered = text.lower()
+    return "bearer" in lowered or "basic" in lowered
+
+
+def _may_hold_card(text: str) -> bool:
+    """``_CARD_HINT.search(text)``, skipped when the text has fewer than 13 digits in all.
+
+    The hint starts a match attempt at every digit, which makes it slow on digit-rich text
+    such as user agents; counting digits is one pass in C. UTF-8 is used for counting
+    because the bytes of ASCII digits never occur inside a multi-byte sequence.
+    """
+    if len(text) < _CARD_MIN_DIGITS:
+        return False
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) - len(encoded.translate(None, _ASCII_DIGITS)) < _CARD_MIN_DIGITS:
+        return False
+    return _CARD_HINT.search(text) is not None
 
 
 def mask_text(text: str, rules: MaskingRules = DEFAULT_RULES) -> str:
@@ -289,61 +332,17 @@ def mask_text(text: str, rules: MaskingRules = DEFAULT_RULES) -> str:
     Placeholders contain no character any pattern can start or continue with, which is
     what makes the function idempotent.
     """
-    if rules.mask_tokens and _TOKEN_HINT.search(text):
+    if rules.mask_tokens and _may_hold_token(text):
         text = _BEARER.sub(rf"\g<scheme> {REDACTED}", text)
         text = _JWT.sub(JWT_PLACEHOLDER, text)
     if rules.mask_emails and "@" in text:
         text = _EMAIL.sub(_mask_email, text)
-    if rules.mask_card_numbers and _CARD_HINT.search(text):
+    if rules.mask_card_numbers and _may_hold_card(text):
         text = _DIGIT_RUN.sub(_mask_cards_in_run, text)
     return text
 
 
 # --- JSON documents ----------------------------------------------------------------------
-
-
-class _JsonMasker:
-    """Copies a JSON tree while masking it, without recursion.
-
-    Containers are created empty, queued, and filled later from an explicit work list, so
-    nesting depth is bounded by memory rather than by the interpreter's recursion limit:
-    anything the JSON parser accepted can be masked. The input must be a tree (no
-    cycles), which every parsed document is.
-    """
-
-    def __init__(self, rules: MaskingRules) -> None:
-        self._rules = rules
-        self._objects: list[tuple[dict[str, JsonValue], dict[str, JsonValue]]] = []
-        self._arrays: list[tuple[list[JsonValue], list[JsonValue]]] = []
-
-    def mask(self, value: JsonValue) -> JsonValue:
-        result = self._shallow(value)
-        while self._objects or self._arrays:
-            if self._objects:
-                source, target = self._objects.pop()
-                for key, item in source.items():
-                    if item is not None and is_secret_key(key, self._rules):
-                        target[key] = REDACTED
-                    else:
-                        target[key] = self._shallow(item)
-            else:
-                source_items, target_items = self._arrays.pop()
-                target_items.extend(self._shallow(item) for item in source_items)
-        return result
-
-    def _shallow(self, value: JsonValue) -> JsonValue:
-        """Masked scalar, or an empty container queued to receive the masked children."""
-        if isinstance(value, dict):
-            new_object: dict[str, JsonValue] = {}
-            self._objects.append((value, new_object))
-            return new_object
-        if isinstance(value, list):
-            new_array: list[JsonValue] = []
-            self._arrays.append((value, new_array))
-            return new_array
-        if isinstance(value, str):
-            return mask_text(value, self._rules)
-        return value
 
 
 def mask_json(value: JsonValue, rules: MaskingRules = DEFAULT_RULES) -> JsonValue:
@@ -354,5 +353,58 @@ def mask_json(value: JsonValue, rules: MaskingRules = DEFAULT_RULES) -> JsonValu
     "no password set" remains distinguishable. Every other string goes through
     :func:`mask_text`. Keys, numbers, booleans and nulls are kept, as are the order of keys
     and the length of arrays. Keys are never masked: they are schema, not data.
+
+    No recursion: containers are created empty, queued, and filled later from an explicit
+    work list, so nesting depth is bounded by memory rather than by the interpreter's
+    recursion limit, and anything the JSON parser accepted can be masked. The input must be
+    a tree (no cycles), which every parsed document is.
     """
-    return _JsonMasker(rules).mask(value)
+    objects: list[tuple[dict[str, JsonValue], dict[str, JsonValue]]] = []
+    arrays: list[tuple[list[JsonValue], list[JsonValue]]] = []
+    new_object: dict[str, JsonValue]
+    new_array: list[JsonValue]
+    result: JsonValue
+    if isinstance(value, str):
+        return mask_text(value, rules)
+    if isinstance(value, dict):
+        result = new_object = {}
+        objects.append((value, new_object))
+    elif isinstance(value, list):
+        result = new_array = []
+        arrays.append((value, new_array))
+    else:
+        return value
+    # Items are handled inline rather than by a helper per item: this runs for every event
+    # with metadata, and the calls alone would cost a fifth of it.
+    while objects or arrays:
+        if objects:
+            source, target = objects.pop()
+            for key, item in source.items():
+                if item is None:
+                    target[key] = None
+                elif is_secret_key(key, rules):
+                    target[key] = REDACTED
+                elif isinstance(item, str):
+                    target[key] = mask_text(item, rules)
+                elif isinstance(item, dict):
+                    target[key] = new_object = {}
+                    objects.append((item, new_object))
+                elif isinstance(item, list):
+                    target[key] = new_array = []
+                    arrays.append((item, new_array))
+                else:
+                    target[key] = item
+        else:
+            source_items, target_items = arrays.pop()
+            for item in source_items:
+                if isinstance(item, str):
+                    target_items.append(mask_text(item, rules))
+                elif isinstance(item, dict):
+                    target_items.append(new_object := {})
+                    objects.append((item, new_object))
+                elif isinstance(item, list):
+                    target_items.append(new_array := [])
+                    arrays.append((item, new_array))
+                else:
+                    target_items.append(item)
+    return result
