@@ -82,5 +82,9 @@ def _build(tenant: TenantId, draft: EventDraft, now: datetime, rules: MaskingRul
         "request_id": draft.request_id,
         "outcome": draft.outcome,
     }
-    unsigned = Event(leaf_hash=b"", **fields)
-    return Event(leaf_hash=leaf_hash(unsigned), **fields)
+    event = Event(leaf_hash=b"", **fields)
+    # Completed in place, as a frozen dataclass's own __post_init__ would: the event has not
+    # left this function yet, and a second construction of its 22 fields would cost a tenth
+    # of preparing it.
+    object.__setattr__(event, "leaf_hash", leaf_hash(event))
+    return event

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,26 @@ FORMAT_VERSION = 1
 
 def rfc3339(ts: datetime) -> str:
     """UTC, microsecond precision, ``Z`` suffix: one spelling per instant."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = ts.astimezone(UTC)
+    if utc.year < 1000:  # strftime does not pad the year to four digits; keep its spelling
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as the strftime format above, in about half the time.
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"  # drop the "+00:00"
+
+
+_CANONICAL_IPV4 = re.compile(
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+    r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
+)
+
+
+def is_canonical_ipv4(text: str) -> bool:
+    """Whether *text* is an IPv4 address spelled exactly as ``ipaddress`` prints it.
+
+    Four decimal octets of at most 255, without leading zeros. Such text needs no parsing
+    to be validated or canonicalised, and most addresses in audit events are IPv4.
+    """
+    return _CANONICAL_IPV4.fullmatch(text) is not None
 
 
 def canonical_ip(value: str | None) -> str | None:
@@ -39,6 +59,8 @@ def canonical_ip(value: str | None) -> str | None:
     """
     if value is None:
         return None
+    if is_canonical_ipv4(value):
+        return value
     address = ipaddress.ip_address(value)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return f"::ffff:{address.ipv4_mapped}"
