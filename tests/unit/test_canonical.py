@@ -13,7 +13,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auditline.integrity.canonical import _fast_path_is_exact, canonical_json
+from auditline.integrity.canonical import _fast_path, canonical_json
 from auditline.integrity.leaf import canonical_ip, is_canonical_ipv4, rfc3339
 
 scalars = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text()
@@ -32,10 +32,13 @@ def test_canonical_json_equals_the_reference_implementation(value: Any) -> None:
 
 
 def test_values_jcs_spells_differently_take_the_reference_path() -> None:
-    assert not _fast_path_is_exact({"a": 1.5})
-    assert not _fast_path_is_exact({"\U0001f600": 1, "\uffff": 2})
-    assert not _fast_path_is_exact([2**60])
-    assert _fast_path_is_exact({"é": [1, "x", None, True, {"k": -3}]})
+    assert _fast_path({"a": 1.5}) is None
+    assert _fast_path({"\U0001f600": 1, "\uffff": 2}) is None
+    assert _fast_path([2**60]) is None
+    assert _fast_path({"k": "\U0001f600"}) == rfc8785.dumps({"k": "\U0001f600"})
+    assert _fast_path({"é": [1, "x", None, True, {"k": -3}]}) == rfc8785.dumps(
+        {"é": [1, "x", None, True, {"k": -3}]}
+    )
     assert canonical_json({"\U0001f600": 1, "\uffff": 2}) == rfc8785.dumps(
         {"\U0001f600": 1, "\uffff": 2}
     )
@@ -58,12 +61,12 @@ class Level(IntEnum):
 
 @pytest.mark.parametrize("value", [{"c": Colour.RED}, [Level.HIGH], {"n": 1.0}, {"k": [1, 2.5]}])
 def test_subclasses_and_floats_take_the_reference_path(value: Any) -> None:
-    assert not _fast_path_is_exact(value)
+    assert _fast_path(value) is None
     assert canonical_json(value) == rfc8785.dumps(value)
 
 
-def test_keys_that_are_not_strings_are_refused_as_the_reference_refuses_them() -> None:
-    with pytest.raises(rfc8785.CanonicalizationError):
+def test_keys_that_are_not_strings_are_refused() -> None:
+    with pytest.raises(TypeError):
         canonical_json({1: "one"})
 
 
@@ -77,7 +80,7 @@ keys_around_the_bmp_edge = st.text(
 def test_keys_beyond_the_bmp_are_detected_wherever_they_are(value: dict[str, Any]) -> None:
     beyond = any(ord(ch) > 0xFFFF for key in value for ch in key)
 
-    assert _fast_path_is_exact({"outer": [value]}) is not beyond
+    assert (_fast_path({"outer": [value]}) is None) is beyond
     assert canonical_json({"outer": [value]}) == rfc8785.dumps({"outer": [value]})
 
 

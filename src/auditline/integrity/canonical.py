@@ -21,13 +21,26 @@ _MAX_SAFE_INTEGER = 2**53 - 1
 
 def canonical_json(value: Any) -> bytes:
     """The RFC 8785 canonical serialisation of *value*."""
-    if _fast_path_is_exact(value):
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    return rfc8785.dumps(value)
+    fast = _fast_path(value)
+    return fast if fast is not None else rfc8785.dumps(value)
 
 
-def _fast_path_is_exact(value: Any) -> bool:
-    """Whether orjson's sorted output is the canonical form; False only costs speed.
+def _fast_path(value: Any) -> bytes | None:
+    """orjson's sorted serialisation of *value* if it is the canonical one, else None.
+
+    None only costs speed. Keys are checked last and only when the output is not pure
+    ASCII: an ASCII document has no key beyond the BMP, and most documents are ASCII.
+    """
+    if not _types_are_exact(value):
+        return None
+    encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    if encoded.isascii() or _keys_within_bmp(value):
+        return encoded
+    return None
+
+
+def _types_are_exact(value: Any) -> bool:
+    """Whether *value* holds only types orjson spells as JCS does, integers in JCS's range.
 
     Exact types only: a subclass of a JSON type (a ``str`` or ``int`` enum, say) takes the
     reference path, so orjson's handling of subclasses never has to be trusted.
@@ -37,8 +50,6 @@ def _fast_path_is_exact(value: Any) -> bool:
         item = stack.pop()
         kind = type(item)
         if kind is dict:
-            if not _keys_within_bmp(item):
-                return False
             # Strings and nulls need no further look: filtering them out in a comprehension
             # is cheaper than a turn of this loop each, and they are most values.
             stack.extend([v for v in item.values() if v.__class__ is not str and v is not None])
@@ -52,14 +63,21 @@ def _fast_path_is_exact(value: Any) -> bool:
     return True
 
 
-def _keys_within_bmp(obj: dict[Any, Any]) -> bool:
-    """Whether no key has a character beyond U+FFFF (where UTF-16 and code point order differ).
+def _keys_within_bmp(value: Any) -> bool:
+    """Whether no object key in *value* has a character beyond U+FFFF.
 
-    One C-level pass over all keys at once: almost all keys are ASCII, which ``isascii``
-    answers without looking at the characters.
+    Such keys sort differently by UTF-16 code units (JCS) and by code points (orjson).
+    All keys of an object are checked in one C-level pass over their concatenation; they
+    are all strings, or orjson would have refused the value already.
     """
-    try:
-        joined = "".join(obj)
-    except TypeError:  # a key that is not a string: the reference implementation refuses it
-        return False
-    return joined.isascii() or max(joined) <= "\uffff"
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            joined = "".join(item)
+            if not joined.isascii() and max(joined) > "\uffff":
+                return False
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return True

@@ -31,8 +31,11 @@ def rfc3339(ts: datetime) -> str:
     utc = ts.astimezone(UTC)
     if utc.year < 1000:  # strftime does not pad the year to four digits; keep its spelling
         return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    # The same text as the strftime format above, in about half the time.
-    return utc.isoformat(timespec="microseconds")[:-6] + "Z"  # drop the "+00:00"
+    # The same text as the strftime format above in half the time (twice per leaf); %-format
+    # beats both isoformat and an f-string with format specs here.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond,
+    )  # fmt: skip
 
 
 _CANONICAL_IPV4 = re.compile(
