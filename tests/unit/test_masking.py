@@ -356,7 +356,7 @@ def test_the_token_hint_without_regex_answers_as_the_regex(text: str) -> None:
 
 
 @given(st.text(alphabet="0123456789 -x.\u0663é\ud800", max_size=40) | texts)
-def test_the_card_hint_after_counting_digits_answers_as_the_regex(text: str) -> None:
+def test_the_card_hint_after_a_run_check_answers_as_the_regex(text: str) -> None:
     assert _may_hold_card(text) == (_CARD_HINT.search(text) is not None)
 
 
