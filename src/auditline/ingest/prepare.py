@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
 from uuid_utils.compat import uuid7
 
@@ -60,29 +60,29 @@ def _build(tenant: TenantId, draft: EventDraft, now: datetime, rules: MaskingRul
         if draft.before is not None or draft.after is not None
         else None
     )
-    fields: dict[str, Any] = {
-        "tenant_id": tenant,
-        "id": draft.id or uuid7(),
-        "timestamp": (draft.timestamp or now).astimezone(UTC),
-        "received_at": now,
-        "action": draft.action,
-        "severity": draft.severity,
-        "metadata": _mask(draft.metadata, rules) or {},
-        "user_id": draft.user_id,
-        "actor_type": draft.actor_type,
-        "session_id": draft.session_id,
-        "resource_type": draft.resource_type,
-        "resource_id": draft.resource_id,
-        "ip_address": canonical_ip(draft.ip_address),
-        "user_agent": None if draft.user_agent is None else mask_text(draft.user_agent, rules),
-        "before": _mask(draft.before, rules),
-        "after": _mask(draft.after, rules),
-        "changed_fields": changed,
-        "message": None if draft.message is None else mask_text(draft.message, rules),
-        "request_id": draft.request_id,
-        "outcome": draft.outcome,
-    }
-    event = Event(leaf_hash=b"", **fields)
+    event = Event(
+        tenant_id=tenant,
+        id=draft.id or uuid7(),
+        timestamp=(draft.timestamp or now).astimezone(UTC),
+        received_at=now,
+        action=draft.action,
+        severity=draft.severity,
+        metadata=_mask(draft.metadata, rules) or {},
+        user_id=draft.user_id,
+        actor_type=draft.actor_type,
+        session_id=draft.session_id,
+        resource_type=draft.resource_type,
+        resource_id=draft.resource_id,
+        ip_address=canonical_ip(draft.ip_address),
+        user_agent=None if draft.user_agent is None else mask_text(draft.user_agent, rules),
+        before=_mask(draft.before, rules),
+        after=_mask(draft.after, rules),
+        changed_fields=changed,
+        message=None if draft.message is None else mask_text(draft.message, rules),
+        request_id=draft.request_id,
+        outcome=draft.outcome,
+        leaf_hash=b"",
+    )
     # Completed in place, as a frozen dataclass's own __post_init__ would: the event has not
     # left this function yet, and a second construction of its 22 fields would cost a tenth
     # of preparing it.
