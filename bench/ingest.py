@@ -206,6 +206,7 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
                     url = EmbeddedPostgres(data_dir).url()
                     copy_rates.append(raw_copy(url, bulk_bodies, clients=4, batches_per_client=8))
                     direct.append(direct_write(url, bulk_bodies))
+                if name in ("group_commit", "group_commit_2_workers"):
                     fixed = asyncio.run(
                         openloop.run(
                             "127.0.0.1", int(server.base.rsplit(":", 1)[1]), "/api/v1/logs",
@@ -214,7 +215,8 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
                         )
                     )  # fmt: skip
                     openloop_runs.append(
-                        {"offered_rps": fixed.offered_rps, "achieved_rps": fixed.achieved_rps,
+                        {"workers": options.get("workers", 1),
+                         "offered_rps": fixed.offered_rps, "achieved_rps": fixed.achieved_rps,
                          "errors": fixed.errors, "p50_ms": fixed.percentile(50),
                          "p99_ms": fixed.percentile(99), "p999_ms": fixed.percentile(99.9)}
                     )  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -13,28 +12,15 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.app import create_app
-from auditline.config import DatabaseSettings, IngestSettings, Settings
+from auditline.config import IngestSettings, Settings
 from auditline.domain.events import EventDraft, TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.ingest.writer import EventWriter, WriterClosed
 from auditline.security.tokens import issue_token
-from auditline.storage.database import Connection, open_pool
+from auditline.storage.database import Connection
 from auditline.storage.events import UnknownTenant
-from auditline.storage.tenants import create_tenant
 
 ACME, GLOBEX = TenantId("acme"), TenantId("globex")
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Connection]]:
-    pool = await open_pool(database_url, DatabaseSettings(pool_min_size=1, pool_max_size=4))
-    async with pool.connection() as conn:
-        for tenant in (ACME, GLOBEX):
-            await create_tenant(
-                conn, tenant, name=tenant, retention_days=90, archive_after_days=None, settings={}
-            )
-    yield pool
-    await pool.close()
 
 
 def make(tenant: TenantId, n: int = 1, **fields: object) -> list:  # type: ignore[type-arg]

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, AsyncCursor, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -20,6 +20,7 @@ from auditline.config import DatabaseSettings
 from auditline.domain.events import TenantId
 
 Connection = AsyncConnection[dict[str, Any]]
+Cursor = AsyncCursor[dict[str, Any]]
 
 STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
