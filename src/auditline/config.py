@@ -67,7 +67,9 @@ class IngestSettings(BaseModel):
     group_commit: bool = Field(
         default=True, description="share one commit between concurrent writes"
     )
-    max_group_events: int = Field(default=5000, ge=1, description="events per shared commit")
+    max_group_events: int = Field(
+        default=1000, ge=1, description="events per shared commit (one bulk request alone)"
+    )
     max_future_skew_seconds: int = Field(
         default=300, ge=0, description="how far in the future a `timestamp` may be"
     )

@@ -54,10 +54,11 @@ async def test_bulk_stores_every_event_with_consecutive_seqs(
 
 
 @pytest.mark.usefixtures("tenants")
+@pytest.mark.parametrize("size", [10, 40])  # 40: prepared off the event loop, errors the same
 async def test_bulk_with_one_invalid_event_stores_nothing_and_lists_every_error(
-    client: httpx.AsyncClient, acme: dict[str, str], database_url: str
+    client: httpx.AsyncClient, acme: dict[str, str], database_url: str, size: int
 ) -> None:
-    batch = events(10)
+    batch = events(size)
     batch[3]["timestamp"] = "2026-01-01T00:00:00"  # naive
     batch[7]["action"] = "nope"
     batch[8]["message"] = "m" * 10_000  # over the configured limit
