@@ -314,6 +314,8 @@ def sizes(url: str) -> dict[str, int]:
              "SELECT sum(pg_table_size(relid)) FROM pg_partition_tree('events')"),
             ("event_ids (table + indexes)", "SELECT pg_total_relation_size('event_ids')"),
             ("event_rollups (table + indexes)", "SELECT pg_total_relation_size('event_rollups')"),
+            ("event_rollup_heavy (table + indexes)",
+             "SELECT pg_total_relation_size('event_rollup_heavy')"),
         ):  # fmt: skip
             row = conn.execute(query).fetchone()
             out[label] = int(row[0]) if row and row[0] is not None else 0
