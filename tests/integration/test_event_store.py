@@ -26,13 +26,7 @@ async def via_arrays(conn: Connection, tenant: TenantId, events: list[Event]) ->
 
 
 async def via_copy(conn: Connection, tenant: TenantId, events: list[Event]) -> WriteResult:
-    # insert_events takes COPY above SMALL_BATCH: lower the threshold for this call.
-    saved = store.SMALL_BATCH
-    store.SMALL_BATCH = 0  # type: ignore[misc]
-    try:
-        return await store.insert_events(conn, tenant, events)
-    finally:
-        store.SMALL_BATCH = saved  # type: ignore[misc]
+    return await store.copy_insert(conn, tenant, events)
 
 
 SHAPES = pytest.mark.parametrize("write", [via_arrays, via_copy], ids=["arrays", "copy"])

@@ -11,12 +11,13 @@ the same guarantees (tested against each other):
   transaction can store one of them until we commit) and repeated ones (the first
   occurrence wins), numbers the rest from the head without gaps, inserts them into
   ``events`` and ``event_ids`` and advances the head.
-* **Large batches** lock the head and find the stored ids in one statement, COPY the new
-  events with their sequence numbers into the connection's temporary staging table, and
-  move them with one ``INSERT ... SELECT`` that also advances the head. COPY encodes rows
-  several times faster than array parameters; it goes through staging because PostgreSQL
-  does not allow ``COPY FROM`` into a table with row-level security, and staging costs a
-  truncation at commit, which is why small batches avoid it.
+* **Large batches** (``copy_insert``) lock the head and find the stored ids in one
+  statement, COPY the new events with their sequence numbers into the connection's
+  temporary staging table, and move them with one ``INSERT ... SELECT`` that also
+  advances the head. COPY encodes rows several times faster than array parameters; it
+  goes through staging because PostgreSQL does not allow ``COPY FROM`` into a table with
+  row-level security, and staging costs a truncation at commit, which is why small
+  batches avoid it.
 
 Either way row-level security checks every inserted row: a wrong tenant fails loudly
 instead of storing nothing.
@@ -166,6 +167,11 @@ async def insert_events(conn: Connection, tenant: TenantId, events: Sequence[Eve
     """
     if len(events) <= SMALL_BATCH:
         return await (await send_insert(conn, tenant, events)).result()
+    return await copy_insert(conn, tenant, events)
+
+
+async def copy_insert(conn: Connection, tenant: TenantId, events: Sequence[Event]) -> WriteResult:
+    """The large-batch shape of :func:`insert_events`: COPY through the staging table."""
     ids = [event.id for event in events]
     cur = await conn.execute(
         """SELECT next_seq,
