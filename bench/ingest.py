@@ -171,7 +171,7 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
         "group_commit_2_workers": {"group_commit": True, "workers": 2},
     }
     single: dict[str, dict[int, list[dict[str, Any]]]] = {name: {} for name in configs}
-    bulk_http: list[float] = []
+    bulk_http: dict[str, list[float]] = {}
     copy_rates: list[float] = []
     rss: list[tuple[float, int]] = []
     openloop_runs: list[dict[str, Any]] = []
@@ -196,13 +196,14 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
                     )  # fmt: skip
                     _check(result, f"{name} c={level}")
                     single[name].setdefault(level, []).append(asdict(result) | {"rps": result.rps})
-                if name == "group_commit":
+                if name in ("group_commit", "group_commit_2_workers"):
                     bulk = wrk(
                         server.base + "/api/v1/logs/bulk", bodies=bulk_bodies, token=token,
                         connections=4, seconds=seconds * 2, server=server,
                     )  # fmt: skip
                     _check(bulk, "bulk")
-                    bulk_http.append(bulk.rps * 1000)
+                    bulk_http.setdefault(name, []).append(bulk.rps * 1000)
+                if name == "group_commit":
                     url = EmbeddedPostgres(data_dir).url()
                     copy_rates.append(raw_copy(url, bulk_bodies, clients=4, batches_per_client=8))
                     direct.append(direct_write(url, bulk_bodies))
@@ -230,11 +231,12 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
         name: {level: summarize([r["rps"] for r in runs_]) for level, runs_ in per.items()}
         for name, per in single.items()
     }
-    results["bulk_http_events_per_s"] = summarize(bulk_http)
+    results["bulk_http_events_per_s"] = {name: summarize(v) for name, v in bulk_http.items()}
     results["raw_copy_events_per_s"] = summarize(copy_rates)
-    results["bulk_ratio_to_copy"] = summarize(
-        [h / c for h, c in zip(bulk_http, copy_rates, strict=True)]
-    )
+    results["bulk_ratio_to_copy"] = {
+        name: summarize([h / c for h, c in zip(v, copy_rates, strict=True)])
+        for name, v in bulk_http.items()
+    }
     results["single_ratio_to_bare"] = {
         name: {
             level: summarize([

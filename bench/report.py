@@ -36,6 +36,9 @@ def environment() -> dict[str, Any]:
     }
 
 
+_PROCESSES = {"group_commit": "one API process", "group_commit_2_workers": "two API processes"}
+
+
 def _fmt(summary: dict[str, float], digits: int = 0, unit: str = "") -> str:
     f = f"{{:,.{digits}f}}"
     return (
@@ -119,14 +122,17 @@ def write(results: Path, docs: Path) -> None:
         "",
         "## Bulk ingest",
         "",
-        "1,000-event batches, 4 concurrent clients (wrk), against raw `COPY` of the same rows",
-        "into the same table and indexes from 4 connections (one commit per batch).",
+        "1,000-event batches of one tenant, 4 concurrent clients (wrk), against raw `COPY` of",
+        "the same rows into the same table and indexes from 4 connections (one commit per batch).",
         "",
-        "| | events/s |",
-        "|---|---|",
-        f"| `POST /api/v1/logs/bulk` | {_fmt(r['bulk_http_events_per_s'])} |",
-        f"| raw `COPY` into `events` | {_fmt(r['raw_copy_events_per_s'])} |",
-        f"| **ratio** (target ≥ 0.6) | **{_fmt(r['bulk_ratio_to_copy'], 2)}** |",
+        "| | events/s | ratio to raw `COPY` (target ≥ 0.6) |",
+        "|---|---|---|",
+        *(
+            f"| `POST /api/v1/logs/bulk`, {_PROCESSES[name]} | {_fmt(rate)} "
+            f"| **{_fmt(r['bulk_ratio_to_copy'][name], 2)}** |"
+            for name, rate in r["bulk_http_events_per_s"].items()
+        ),
+        f"| raw `COPY` into `events` | {_fmt(r['raw_copy_events_per_s'])} | |",
         "",
         "## Single-event ingest",
         "",

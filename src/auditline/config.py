@@ -68,7 +68,7 @@ class IngestSettings(BaseModel):
         default=True, description="share one commit between concurrent writes"
     )
     max_group_events: int = Field(
-        default=1000, ge=1, description="events per shared commit (one bulk request alone)"
+        default=1000, ge=1, description="events per shared commit of small writes"
     )
     max_future_skew_seconds: int = Field(
         default=300, ge=0, description="how far in the future a `timestamp` may be"

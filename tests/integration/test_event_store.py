@@ -1,7 +1,8 @@
-"""The two shapes of the write path (column arrays, COPY) store exactly the same thing."""
+"""The two sources of the write path (column arrays, COPY staging) store exactly the same thing."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,8 @@ async def via_arrays(conn: Connection, tenant: TenantId, events: list[Event]) ->
 
 
 async def via_copy(conn: Connection, tenant: TenantId, events: list[Event]) -> WriteResult:
-    return await store.copy_insert(conn, tenant, events)
+    staged = await store.stage(conn, events)
+    return await (await store.send_insert(conn, tenant, events, staged)).result()
 
 
 SHAPES = pytest.mark.parametrize("write", [via_arrays, via_copy], ids=["arrays", "copy"])
@@ -124,20 +126,56 @@ async def test_an_unknown_tenant_stores_nothing(
         assert conn.execute("SELECT count(*) FROM event_ids").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("size", [3, 40], ids=["arrays", "staged"])
 async def test_a_pipelined_group_commits_every_tenant_at_once(
-    pool: AsyncConnectionPool[Connection], database_url: str
+    pool: AsyncConnectionPool[Connection], database_url: str, size: int
 ) -> None:
-    acme, globex = rich_events(ACME, 3), rich_events(GLOBEX, 2)
+    """Both tenants' batches staged in one table, then locked, inserted and committed in one
+    pipeline: each tenant gets exactly its own rows, numbered from 0."""
+    batches = {ACME: rich_events(ACME, size), GLOBEX: rich_events(GLOBEX, size + 2)}
     async with pool.connection() as conn:
-        async with conn.pipeline(), conn.transaction():
-            sent = []
-            for tenant, events in ((ACME, acme), (GLOBEX, globex)):
+        staged: dict[TenantId, range] = {}
+        if size > store.SMALL_BATCH:
+            first = 0
+            for tenant, events in batches.items():
+                staged[tenant] = await store.stage(conn, events, first)
+                first = staged[tenant].stop
+            assert list(staged.values()) == [range(0, size), range(size, 2 * size + 2)]
+        sent = []
+        async with conn.pipeline():
+            for tenant, events in batches.items():
                 await set_tenant(conn, tenant)
-                sent.append(await store.send_insert(conn, tenant, events))
+                sent.append(await store.send_insert(conn, tenant, events, staged.get(tenant)))
+            await conn.commit()
         results = [await s.result() for s in sent]
-    assert [sorted(r.inserted.values()) for r in results] == [[0, 1, 2], [0, 1]]
+    assert [sorted(r.inserted.values()) for r in results] == [
+        list(range(size)), list(range(size + 2))
+    ]  # fmt: skip
+    assert [list(r.inserted) for r in results] == [[e.id for e in b] for b in batches.values()]
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute("SELECT tenant_id, count(DISTINCT xmin::text) FROM events GROUP BY 1")
-        assert sorted(rows.fetchall()) == [("acme", 1), ("globex", 1)]
         xmins = conn.execute("SELECT count(DISTINCT xmin::text) FROM events").fetchone()
         assert xmins == (1,)  # one transaction for both tenants
+
+
+async def test_staging_takes_no_lock_so_it_overlaps_another_writer(
+    pool: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    """While another transaction holds acme's log head, a second one stages its whole batch;
+    only its insert waits, and it then numbers after the first one's events."""
+    first, second = rich_events(ACME, 40), rich_events(ACME, 40)
+    async with pool.connection() as holder, pool.connection() as conn:
+        await set_tenant(holder, ACME)
+        await holder.execute(
+            "SELECT next_seq FROM tenant_log_heads WHERE tenant_id = 'acme' FOR UPDATE"
+        )
+        staged = await asyncio.wait_for(store.stage(conn, second), timeout=10)
+        assert staged == range(40)
+        await set_tenant(conn, ACME)
+        sent = asyncio.create_task(store.send_insert(conn, ACME, second, staged))
+        await asyncio.sleep(0.3)
+        assert not sent.done()  # the insert does wait for the head
+        await via_copy(holder, ACME, first)
+        await holder.commit()
+        result = await (await asyncio.wait_for(sent, timeout=10)).result()
+        await conn.commit()
+    assert sorted(result.inserted.values()) == list(range(40, 80))

@@ -59,6 +59,30 @@ async def test_concurrent_writes_share_commits(
         assert seqs == list(range(25))
 
 
+async def test_a_large_write_commits_alone_in_one_gap_free_block(
+    pool: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    """Bulk-sized writes skip the group queue: each is its own transaction, numbered as
+    one contiguous block, interleaved with small grouped writes without gaps."""
+    writer = EventWriter(pool)
+    await writer.start()
+    large = [make(ACME, 40) for _ in range(3)]
+    small = [make(ACME) for _ in range(10)]
+    results = await asyncio.gather(*(writer.write(ACME, b) for b in [*large, *small]))
+    await writer.close()
+    stored = transactions(database_url)
+    assert len(stored) == 130  # seqs 0..129, all acme (transactions() orders by seq)
+    with psycopg.connect(database_url) as conn:
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq").fetchall()]
+    assert seqs == list(range(130))
+    for result in results[:3]:
+        block = sorted(result.inserted.values())
+        assert block == list(range(block[0], block[0] + 40))
+        xids = {stored[seq][1] for seq in block}
+        assert len(xids) == 1
+        assert sum(1 for _, xid in stored if xid in xids) == 40  # nothing else in it
+
+
 async def test_without_group_commit_every_write_has_its_own_transaction(
     pool: AsyncConnectionPool[Connection], database_url: str
 ) -> None:

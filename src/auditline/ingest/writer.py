@@ -4,13 +4,18 @@ A write returns only after PostgreSQL has committed it with ``synchronous_commit
 so a caller may acknowledge it (201) to its client: an acknowledged event survives a crash
 of this process or of the database server.
 
-Group commit: concurrent writes wait on one shared commit instead of paying for one each.
-Requests queue up while the previous transaction is committing; the flusher then takes
-everything waiting (up to a cap), stores it in one transaction, one tenant after another
-(in tenant order, so two flushers could never deadlock on log heads), commits once, and
-wakes every waiter. A request that fails inside a shared transaction (a bug, a constraint)
-would abort its neighbours, so a failed group is retried one request per transaction: one
-bad request never fails another.
+Group commit: concurrent small writes wait on one shared commit instead of paying for one
+each. Requests queue up while the previous transaction is committing; the flusher then
+takes everything waiting (up to a cap), stores it in one transaction, one tenant after
+another (in tenant order, so two transactions never deadlock on log heads), commits once,
+and wakes every waiter. A request that fails inside a shared transaction (a bug, a
+constraint) would abort its neighbours, so a failed group is retried one request per
+transaction: one bad request never fails another.
+
+A large write (a bulk request) is a group by itself, so it does not queue: it commits in
+its own transaction on its own connection. Its rows are staged by COPY before its
+tenant's log head is locked, so concurrent bulk requests of one tenant overlap their
+transfers and wait for each other only while inserting.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from uuid import UUID
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.domain.events import Event, TenantId, WriteResult
@@ -33,9 +38,9 @@ from auditline.storage.events import (
     PendingInsert,
     UnknownTenant,
     ensure_partition,
-    insert_events,
     partition_months,
     send_insert,
+    stage,
 )
 
 log = logging.getLogger(__name__)
@@ -131,7 +136,7 @@ class EventWriter:
         if self._closed:
             raise WriterClosed("the service is shutting down")
         request = _Write(tenant, events)
-        if self._flusher is None:
+        if self._flusher is None or len(events) > SMALL_BATCH:
             await self._commit_one(request)
         else:
             self._queue.append(request)
@@ -191,34 +196,41 @@ class EventWriter:
     async def _commit_group(self, group: list[_Write]) -> None:
         """Store every write of *group* in one transaction; settles each write's future.
 
-        When every tenant's share is a small batch, the whole transaction (BEGIN, each
-        tenant's statements, COMMIT) goes to the server as one pipeline: one round trip,
-        and one wait for this task in the event loop instead of one per statement.
+        Large shares are staged first, while no log head is locked. Then the whole rest of
+        the transaction (each tenant's lock and insert, and the COMMIT) goes to the server
+        as one pipeline: one round trip, and the heads are locked only while the server
+        works, never while this process does.
         """
         by_tenant: dict[TenantId, list[_Write]] = {}
         for request in group:
             by_tenant.setdefault(request.tenant, []).append(request)
         batches = {
             tenant: [e for r in requests for e in r.events]
-            for tenant, requests in by_tenant.items()
+            for tenant, requests in sorted(by_tenant.items())
         }
-        outcomes: list[tuple[_Write, WriteResult | Exception]] = []
         async with self._connection() as conn:
-            if all(len(events) <= SMALL_BATCH for events in batches.values()):
-                pending: list[tuple[TenantId, PendingInsert]] = []
-                async with conn.pipeline(), conn.transaction():
-                    for tenant in sorted(batches):
+            try:
+                staged: dict[TenantId, range] = {}
+                first = 0
+                for tenant, events in batches.items():
+                    if len(events) > SMALL_BATCH:
+                        staged[tenant] = await stage(conn, events, first)
+                        first = staged[tenant].stop
+                pending: list[PendingInsert] = []
+                async with conn.pipeline():
+                    for tenant, events in batches.items():
                         await set_tenant(conn, tenant)
-                        pending.append((tenant, await send_insert(conn, tenant, batches[tenant])))
-                for tenant, sent in pending:
-                    outcomes += await _shares(by_tenant[tenant], sent.result)
-            else:
-                async with conn.transaction():
-                    for tenant in sorted(batches):
-                        await set_tenant(conn, tenant)
-                        outcomes += await _shares(
-                            by_tenant[tenant], partial(insert_events, conn, tenant, batches[tenant])
-                        )
+                        pending.append(await send_insert(conn, tenant, events, staged.get(tenant)))
+                    await conn.commit()
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.rollback()
+                raise
+            outcomes = [
+                outcome
+                for sent in pending
+                for outcome in await _shares(by_tenant[sent.tenant], sent.result)
+            ]
         for request, outcome in outcomes:  # only now is the transaction committed
             _settle(request, outcome)
 

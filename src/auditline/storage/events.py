@@ -1,23 +1,23 @@
 """SQL for events: the batched write path and reads by id.
 
-The write path for one tenant, inside the caller's transaction, comes in two shapes with
-the same guarantees (tested against each other):
+The write path for one tenant, inside the caller's transaction: lock the tenant's log
+head (``FOR UPDATE``), then one statement that skips ids already stored (its snapshot is
+taken after the lock, so no other transaction can store one of them until we commit),
+numbers the rest from the head without gaps, inserts them into ``events`` and
+``event_ids`` and advances the head. The two statements never wait for each other's
+results, so a caller can pipeline them with its commit (``send_insert``): the server runs
+lock, insert and commit back to back, and the head stays locked for no client round trip.
 
-* **Small batches** (up to ``SMALL_BATCH`` events: single events, group-commit groups)
-  are two statements that never wait for each other's results, so the group-commit
-  writer sends a whole group in one pipeline, one round trip (``send_insert``): lock the
-  tenant's log head (``FOR UPDATE``), then one statement that reads the batch from column
-  arrays, skips ids already stored (its snapshot is taken after the lock, so no other
-  transaction can store one of them until we commit) and repeated ones (the first
-  occurrence wins), numbers the rest from the head without gaps, inserts them into
-  ``events`` and ``event_ids`` and advances the head.
-* **Large batches** (``copy_insert``) lock the head and find the stored ids in one
-  statement, COPY the new events with their sequence numbers into the connection's
-  temporary staging table, and move them with one ``INSERT ... SELECT`` that also
-  advances the head. COPY encodes rows several times faster than array parameters; it
-  goes through staging because PostgreSQL does not allow ``COPY FROM`` into a table with
-  row-level security, and staging costs a truncation at commit, which is why small
-  batches avoid it.
+The insert reads the batch from one of two sources, with the same guarantees (tested
+against each other):
+
+* **column arrays** bound as parameters, for small batches (up to ``SMALL_BATCH``
+  events: single events, group-commit groups);
+* **the staging table**, for large ones (``stage``): COPY encodes rows several times
+  faster than array parameters, and it happens *before* the head is locked, so a second
+  transaction of the same tenant transfers its rows while the first is inserting. COPY
+  goes through the connection's temporary staging table because PostgreSQL does not allow
+  ``COPY FROM`` into a table with row-level security.
 
 Either way row-level security checks every inserted row: a wrong tenant fails loudly
 instead of storing nothing.
@@ -48,11 +48,11 @@ _COLUMN_LIST = ", ".join(COLUMNS)
 
 
 SMALL_BATCH: Final = 32
-"""Batches up to this many events take the pipelined array statement, larger ones COPY
+"""Batches up to this many events are bound as column arrays, larger ones staged by COPY
 (measured on the storage path: arrays win for single events, COPY from a few dozen on)."""
 
-# (column, array type) as the small-batch statement unnests them; changed_fields travels
-# as JSON because a text[] per event would make a ragged two-dimensional array.
+# (column, array type) as the array source unnests them; changed_fields travels as JSON
+# because a text[] per event would make a ragged two-dimensional array.
 _ARRAYS: Final = (
     ("tenant_id", "text"), ("id", "uuid"), ("timestamp", "timestamptz"),
     ("received_at", "timestamptz"), ("user_id", "text"), ("actor_type", "text"),
@@ -65,32 +65,41 @@ _ARRAYS: Final = (
 _JSON_COLUMNS: Final = frozenset(c for c, t in _ARRAYS if t == "jsonb")
 _PLAIN: Final = ", ".join(c for c, _ in _ARRAYS if c != "changed_fields")
 _LOCK_HEAD: Final = "SELECT next_seq FROM tenant_log_heads WHERE tenant_id = %(t)s FOR UPDATE"
-_INSERT_ARRAYS: Final = f"""
-WITH batch AS (
-    SELECT * FROM unnest({", ".join(f"%({c})s::{t}[]" for c, t in _ARRAYS)})
-        WITH ORDINALITY AS b({", ".join(c for c, _ in _ARRAYS)}, ord)
-), fresh AS (
-    SELECT DISTINCT ON (b.id) b.* FROM batch b
-     WHERE NOT EXISTS (SELECT FROM event_ids x WHERE x.tenant_id = %(t)s AND x.id = b.id)
-     ORDER BY b.id, b.ord
+# Both sources yield the batch's columns and ``ord``, its order (first occurrence first).
+_FROM_ARRAYS: Final = f"""
+    SELECT DISTINCT ON (b.id) b.*
+      FROM unnest({", ".join(f"%({c})s::{t}[]" for c, t in _ARRAYS)})
+           WITH ORDINALITY AS b({
+    ", ".join(c if c != "changed_fields" else "changed_json" for c, _ in _ARRAYS)
+}, ord)
+     ORDER BY b.id, b.ord"""  # noqa: S608 - column names are constants, values bound
+_FROM_STAGING: Final = """
+    SELECT s.*, s.seq AS ord FROM staging_events s
+     WHERE s.seq >= %(first)s AND s.seq < %(stop)s"""
+_INSERT: Final = """
+WITH batch AS ({source}
 ), numbered AS (
-    SELECT f.*, h.next_seq + row_number() OVER (ORDER BY f.ord) - 1 AS seq
-      FROM fresh f JOIN tenant_log_heads h ON h.tenant_id = %(t)s
+    SELECT b.*, h.next_seq + row_number() OVER (ORDER BY b.ord) - 1 AS new_seq
+      FROM batch b JOIN tenant_log_heads h ON h.tenant_id = %(t)s
+     WHERE NOT EXISTS (SELECT FROM event_ids x WHERE x.tenant_id = %(t)s AND x.id = b.id)
 ), ids AS (
     INSERT INTO event_ids (tenant_id, id, seq, timestamp)
-    SELECT tenant_id, id, seq, timestamp FROM numbered
+    SELECT tenant_id, id, new_seq, timestamp FROM numbered
 ), head AS (
     UPDATE tenant_log_heads SET next_seq = next_seq + (SELECT count(*) FROM numbered)
      WHERE tenant_id = %(t)s
 )
-INSERT INTO events (seq, changed_fields, {_PLAIN})
-SELECT seq,
-       CASE WHEN changed_fields IS NOT NULL
-            THEN ARRAY(SELECT jsonb_array_elements_text(changed_fields)) END,
-       {_PLAIN}
-  FROM numbered
+INSERT INTO events (seq, changed_fields, {plain})
+SELECT new_seq, {changed}, {plain} FROM numbered
 RETURNING id, seq
-"""  # noqa: S608 - column names are constants; every value is a bound parameter
+"""
+_INSERT_ARRAYS: Final = _INSERT.format(
+    source=_FROM_ARRAYS,
+    plain=_PLAIN,
+    changed="CASE WHEN changed_json IS NOT NULL "
+    "THEN ARRAY(SELECT jsonb_array_elements_text(changed_json)) END",
+)
+_INSERT_STAGED: Final = _INSERT.format(source=_FROM_STAGING, plain=_PLAIN, changed="changed_fields")
 
 
 class UnknownTenant(LookupError):
@@ -99,7 +108,7 @@ class UnknownTenant(LookupError):
 
 @dataclass(frozen=True)
 class PendingInsert:
-    """A small batch's statements, sent; their results are read once the server ran them."""
+    """A batch's statements, sent; their results are read once the server ran them."""
 
     tenant: TenantId
     events: Sequence[Event]
@@ -113,19 +122,43 @@ class PendingInsert:
         return _outcome(self.events, stored)
 
 
-async def send_insert(conn: Connection, tenant: TenantId, events: Sequence[Event]) -> PendingInsert:
-    """Send the small-batch statements for *events* (see the module's docstring).
+async def stage(conn: Connection, events: Sequence[Event], first: int = 0) -> range:
+    """COPY *events* into the staging table, numbered from *first*; their numbers.
 
-    In pipeline mode nothing waits for the server here; call ``result()`` after the
-    pipeline's sync. *events* may be at most ``SMALL_BATCH`` long only by convention:
-    larger batches work, they are just slower than COPY.
+    Takes no lock, so it may run before the log head is locked. A repeated id is staged
+    once, at its first occurrence. Several batches may be staged in one transaction, each
+    in its own range; the commit empties the table (``ON COMMIT DELETE ROWS``).
     """
-    params: dict[str, Any] = {"t": tenant}
-    for column, _ in _ARRAYS:
-        values = [getattr(event, column) for event in events]
-        params[column] = [_jsonb(v) for v in values] if column in _JSON_COLUMNS else values
+    seen: set[UUID] = set()
+    ord_ = first
+    async with conn.cursor().copy(f"COPY staging_events ({_COLUMN_LIST}) FROM STDIN") as copy:
+        for event in events:
+            if event.id not in seen:
+                seen.add(event.id)
+                await copy.write_row(copy_row(event, ord_))
+                ord_ += 1
+    return range(first, ord_)
+
+
+async def send_insert(
+    conn: Connection, tenant: TenantId, events: Sequence[Event], staged: range | None = None
+) -> PendingInsert:
+    """Send the lock and the insert of *events* (see the module's docstring).
+
+    With *staged* (what :func:`stage` returned for these *events*) the rows come from the
+    staging table, else from column arrays. In pipeline mode nothing waits for the server
+    here; call ``result()`` after the pipeline's sync.
+    """
     lock = await conn.execute(_LOCK_HEAD, {"t": tenant})
-    insert = await conn.execute(_INSERT_ARRAYS, params)
+    if staged is not None:
+        params: dict[str, Any] = {"t": tenant, "first": staged.start, "stop": staged.stop}
+        insert = await conn.execute(_INSERT_STAGED, params)
+    else:
+        params = {"t": tenant}
+        for column, _ in _ARRAYS:
+            values = [getattr(event, column) for event in events]
+            params[column] = [_jsonb(v) for v in values] if column in _JSON_COLUMNS else values
+        insert = await conn.execute(_INSERT_ARRAYS, params)
     return PendingInsert(tenant, events, lock, insert)
 
 
@@ -165,53 +198,8 @@ async def insert_events(conn: Connection, tenant: TenantId, events: Sequence[Eve
     Idempotent per ``(tenant, id)``: an id already stored, or repeated within *events*, is
     reported as a duplicate and the first occurrence wins.
     """
-    if len(events) <= SMALL_BATCH:
-        return await (await send_insert(conn, tenant, events)).result()
-    return await copy_insert(conn, tenant, events)
-
-
-async def copy_insert(conn: Connection, tenant: TenantId, events: Sequence[Event]) -> WriteResult:
-    """The large-batch shape of :func:`insert_events`: COPY through the staging table."""
-    ids = [event.id for event in events]
-    cur = await conn.execute(
-        """SELECT next_seq,
-                  ARRAY(SELECT id FROM event_ids WHERE tenant_id = %(t)s AND id = ANY(%(ids)s))
-                      AS existing
-             FROM tenant_log_heads WHERE tenant_id = %(t)s FOR UPDATE""",
-        {"t": tenant, "ids": ids},
-    )
-    head = await cur.fetchone()
-    if head is None:
-        raise UnknownTenant(tenant)
-    seen: set[UUID] = set(head["existing"])
-    duplicates: list[UUID] = []
-    inserted: dict[UUID, int] = {}
-    rows = []
-    next_seq: int = head["next_seq"]
-    for event in events:
-        if event.id in seen:
-            duplicates.append(event.id)
-            continue
-        seen.add(event.id)
-        inserted[event.id] = next_seq
-        rows.append(copy_row(event, next_seq))
-        next_seq += 1
-    if rows:
-        async with conn.cursor().copy(f"COPY staging_events ({_COLUMN_LIST}) FROM STDIN") as copy:
-            for row in rows:
-                await copy.write_row(row)
-        # One statement moves the staged rows into both tables, empties staging (so a later
-        # tenant in the same transaction starts clean) and advances the log head.
-        await conn.execute(
-            f"""WITH moved AS (DELETE FROM staging_events RETURNING *),
-                     ids AS (INSERT INTO event_ids (tenant_id, id, seq, timestamp)
-                             SELECT tenant_id, id, seq, timestamp FROM moved),
-                     head AS (UPDATE tenant_log_heads SET next_seq = %(next)s
-                              WHERE tenant_id = %(t)s)
-                INSERT INTO events ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM moved""",  # noqa: S608
-            {"next": next_seq, "t": tenant},
-        )
-    return WriteResult(inserted=inserted, duplicates=duplicates)
+    staged = await stage(conn, events) if len(events) > SMALL_BATCH else None
+    return await (await send_insert(conn, tenant, events, staged)).result()
 
 
 async def get_event(
