@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 import rfc8785
+from uuid_utils.compat import uuid7
 
 from auditline.api.schemas import BulkIn, EventIn
 from auditline.config import DatabaseSettings, Settings
@@ -33,7 +34,14 @@ from auditline.storage.database import open_pool
 from auditline.storage.embedded import EmbeddedPostgres
 from auditline.storage.events import COLUMNS, copy_row
 from bench import openloop
-from bench.servers import Process, WrkResult, start_auditline, start_bare, wrk
+from bench.servers import (
+    Process,
+    WrkResult,
+    postgres_cpu_seconds,
+    start_auditline,
+    start_bare,
+    wrk,
+)
 from bench.workload import write_bodies
 
 TENANT = "bench"
@@ -62,38 +70,47 @@ def ensure_tenant(server: Process, data_dir: Path, tenant: str) -> None:
         raise RuntimeError(response.text)
 
 
-def raw_copy(url: str, bodies: Path, *, clients: int, batches_per_client: int) -> float:
-    """Events/s for plain COPY of the same prepared rows straight into ``events``.
+def raw_copy(
+    url: str, bodies: Path, *, clients: int, seconds: float, data_dir: Path
+) -> tuple[float, dict[str, float]]:
+    """Events/s for plain COPY of the same prepared rows straight into ``events``, and the
+    CPU milliseconds per 1,000 events it took: the loading threads (``client``) and
+    PostgreSQL.
 
     The practical ceiling for bulk ingest: same table, same indexes, same row contents,
-    one durable commit per 1,000-row batch, *clients* connections in parallel. Nothing of
-    the service's work (HTTP, JSON, validation, masking, hashing, idempotency, RLS) is in it.
+    one durable commit per 1,000-row batch, *clients* connections in parallel, for as long
+    as the bulk scenario runs (so both pay their share of checkpoints and autovacuum).
+    Nothing of the service's work (HTTP, JSON, validation, masking, hashing, idempotency,
+    RLS) is in it; a repeated batch gets fresh ids, as the service would give it.
     """
     now = datetime.now(UTC)
     batches = []
-    lines = bodies.read_text().splitlines()
-    for i in range(clients * batches_per_client):
-        doc = json.loads(lines[i % len(lines)])
-        drafts = [EventIn.model_validate(e).to_draft() for e in doc["events"]]
+    for line in bodies.read_text().splitlines():
+        drafts = [EventIn.model_validate(e).to_draft() for e in json.loads(line)["events"]]
         events = prepare_events(TenantId("bench-copy"), drafts, limits=Settings().ingest, now=now)
         batches.append([copy_row(e, n) for n, e in enumerate(events)])
     copy_sql = f"COPY events ({', '.join(COLUMNS)}) FROM STDIN"
+    deadline = time.perf_counter() + seconds
 
-    def load(my_batches: list[list[tuple[Any, ...]]]) -> None:
+    def load(client: int) -> int:
+        stored = 0
         with psycopg.connect(url) as conn:
             conn.execute("SET synchronous_commit = on")
-            for batch in my_batches:
+            while time.perf_counter() < deadline:
+                batch = batches[(client + stored // 1000 * clients) % len(batches)]
                 with conn.cursor().copy(copy_sql) as copy:  # type: ignore[arg-type]
                     for row in batch:
-                        copy.write_row(row)
+                        copy.write_row((row[0], uuid7(), *row[2:]))
                 conn.commit()
+                stored += len(batch)
+        return stored
 
-    shares = [batches[i::clients] for i in range(clients)]
-    started = time.perf_counter()
+    started, cpu0, pg0 = time.perf_counter(), time.process_time(), postgres_cpu_seconds(data_dir)
     with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(load, shares))
+        events = sum(pool.map(load, range(clients)))
     elapsed = time.perf_counter() - started
-    return sum(len(b) for b in batches) / elapsed
+    cpu = {"client": time.process_time() - cpu0, "postgres": postgres_cpu_seconds(data_dir) - pg0}
+    return events / elapsed, {part: spent * 1e6 / events for part, spent in cpu.items()}
 
 
 def micro(bodies: Path) -> dict[str, float]:
@@ -173,6 +190,10 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
     single: dict[str, dict[int, list[dict[str, Any]]]] = {name: {} for name in configs}
     bulk_http: dict[str, list[float]] = {}
     copy_rates: list[float] = []
+    # CPU milliseconds per 1,000 events stored: the client of the database (the API
+    # processes, or the loading threads) and PostgreSQL
+    bulk_cpu: dict[str, list[dict[str, float]]] = {}
+    copy_cpu: list[dict[str, float]] = []
     rss: list[tuple[float, int]] = []
     openloop_runs: list[dict[str, Any]] = []
     direct: list[dict[str, float]] = []
@@ -197,15 +218,25 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
                     _check(result, f"{name} c={level}")
                     single[name].setdefault(level, []).append(asdict(result) | {"rps": result.rps})
                 if name in ("group_commit", "group_commit_2_workers"):
+                    pg0 = postgres_cpu_seconds(data_dir)
                     bulk = wrk(
                         server.base + "/api/v1/logs/bulk", bodies=bulk_bodies, token=token,
                         connections=4, seconds=seconds * 2, server=server,
                     )  # fmt: skip
                     _check(bulk, "bulk")
                     bulk_http.setdefault(name, []).append(bulk.rps * 1000)
+                    per_1000 = 1e6 / (bulk.requests * 1000)
+                    bulk_cpu.setdefault(name, []).append({
+                        "client": bulk.server_cpu_share * bulk.seconds * per_1000,
+                        "postgres": (postgres_cpu_seconds(data_dir) - pg0) * per_1000,
+                    })  # fmt: skip
                 if name == "group_commit":
                     url = EmbeddedPostgres(data_dir).url()
-                    copy_rates.append(raw_copy(url, bulk_bodies, clients=4, batches_per_client=8))
+                    rate, cpu_ms = raw_copy(
+                        url, bulk_bodies, clients=4, seconds=seconds * 2, data_dir=data_dir
+                    )
+                    copy_rates.append(rate)
+                    copy_cpu.append(cpu_ms)
                     direct.append(direct_write(url, bulk_bodies))
                 if name in ("group_commit", "group_commit_2_workers"):
                     fixed = asyncio.run(
@@ -233,6 +264,8 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
     }
     results["bulk_http_events_per_s"] = {name: summarize(v) for name, v in bulk_http.items()}
     results["raw_copy_events_per_s"] = summarize(copy_rates)
+    results["bulk_cpu_ms_per_1000"] = {name: _cpu_parts(v) for name, v in bulk_cpu.items()}
+    results["raw_copy_cpu_ms_per_1000"] = _cpu_parts(copy_cpu)
     results["bulk_ratio_to_copy"] = {
         name: summarize([h / c for h, c in zip(v, copy_rates, strict=True)])
         for name, v in bulk_http.items()
@@ -253,6 +286,14 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
     }
     results["rss_samples"] = rss
     return results
+
+
+def _cpu_parts(samples: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Median (min-max) of each CPU part and of their total over the runs."""
+    return {
+        part: summarize([s[part] if part != "total" else sum(s.values()) for s in samples])
+        for part in ("client", "postgres", "total")
+    }
 
 
 def _check(result: WrkResult, what: str) -> None:

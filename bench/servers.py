@@ -87,6 +87,25 @@ class Process:
                 self.proc.kill()
 
 
+def postgres_cpu_seconds(data_dir: Path) -> float:
+    """CPU seconds the embedded PostgreSQL under *data_dir* has used so far, all processes.
+
+    The postmaster's reaped-children times count the backends that have exited already,
+    its live children's own times the rest.
+    """
+    pid = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    postmaster = psutil.Process(pid)
+    times = postmaster.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in postmaster.children(recursive=True):
+        try:
+            child_times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += child_times.user + child_times.system
+    return total
+
+
 def start_auditline(
     data_dir: Path, *, workers: int = 1, group_commit: bool = True, log: Path
 ) -> Process:
