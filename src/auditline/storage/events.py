@@ -66,13 +66,14 @@ _JSON_COLUMNS: Final = frozenset(c for c, t in _ARRAYS if t == "jsonb")
 _PLAIN: Final = ", ".join(c for c, _ in _ARRAYS if c != "changed_fields")
 _LOCK_HEAD: Final = "SELECT next_seq FROM tenant_log_heads WHERE tenant_id = %(t)s FOR UPDATE"
 # Both sources yield the batch's columns and ``ord``, its order (first occurrence first).
+# changed_fields arrives as JSON from arrays (see above), as text[] from staging.
+_UNNESTED: Final = ", ".join("changed_json" if c == "changed_fields" else c for c, _ in _ARRAYS)
 _FROM_ARRAYS: Final = f"""
     SELECT DISTINCT ON (b.id) b.*
       FROM unnest({", ".join(f"%({c})s::{t}[]" for c, t in _ARRAYS)})
-           WITH ORDINALITY AS b({
-    ", ".join(c if c != "changed_fields" else "changed_json" for c, _ in _ARRAYS)
-}, ord)
+           WITH ORDINALITY AS b({_UNNESTED}, ord)
      ORDER BY b.id, b.ord"""  # noqa: S608 - column names are constants, values bound
+# A staged row carries its order in ``seq``; its sequence number is given by the insert.
 _FROM_STAGING: Final = """
     SELECT s.*, s.seq AS ord FROM staging_events s
      WHERE s.seq >= %(first)s AND s.seq < %(stop)s"""
