@@ -63,44 +63,42 @@ def _plots(result: dict[str, Any], img: Path) -> list[str]:
         return []
     img.mkdir(parents=True, exist_ok=True)
     made = []
+
+    def save(name: str, ax: Any, *, height: float = 4, legend: bool = True) -> None:
+        """Finish the figure of *ax* the same way for every plot and save it as *name*."""
+        if legend:
+            ax.legend()
+        ax.grid(alpha=0.3)
+        ax.figure.set_size_inches(7, height)
+        ax.figure.tight_layout()
+        ax.figure.savefig(img / name, dpi=110)
+        made.append(f"img/{name}")
+        plt.close(ax.figure)
+
     levels = result["levels"]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    _, ax = plt.subplots()
     for name, per in result["single_rps"].items():
         ax.plot(levels, [per[str(lv)]["median"] for lv in levels], marker="o", label=name)
     ax.set(xscale="log", xlabel="concurrent connections", ylabel="requests/s (median)",
            title="Single-event ingest throughput vs concurrency")  # fmt: skip
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(img / "ingest-throughput.png", dpi=110)
-    made.append("img/ingest-throughput.png")
-    plt.close(fig)
+    save("ingest-throughput.png", ax)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    _, ax = plt.subplots()
     for name, per in result["single"].items():
         p99 = [sorted(x["p99_ms"] for x in per[str(lv)])[len(per[str(lv)]) // 2] for lv in levels]
         ax.plot(levels, p99, marker="o", label=f"{name} p99")
     ax.set(xscale="log", yscale="log", xlabel="concurrent connections", ylabel="ms",
            title="Single-event ingest p99 latency (closed loop)")  # fmt: skip
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(img / "ingest-latency.png", dpi=110)
-    made.append("img/ingest-latency.png")
-    plt.close(fig)
+    save("ingest-latency.png", ax)
 
     if result.get("rss_samples"):
-        fig, ax = plt.subplots(figsize=(7, 3))
+        _, ax = plt.subplots()
         xs = [t for t, _ in result["rss_samples"]]
         ys = [b / 2**20 for _, b in result["rss_samples"]]
         ax.plot(xs, ys)
         ax.set(xlabel="seconds under load", ylabel="RSS (MiB)", title="API process memory")
         ax.set_ylim(0, max(ys) * 1.3)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(img / "ingest-rss.png", dpi=110)
-        made.append("img/ingest-rss.png")
-        plt.close(fig)
+        save("ingest-rss.png", ax, height=3, legend=False)
     return made
 
 
