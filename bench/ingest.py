@@ -42,7 +42,7 @@ from bench.servers import (
     start_bare,
     wrk,
 )
-from bench.workload import write_bodies
+from bench.workload import write_bodies, write_search_paths
 
 TENANT = "bench"
 
@@ -174,11 +174,58 @@ def direct_write(url: str, bodies: Path) -> dict[str, float]:
     return out
 
 
+def _summary(result: openloop.OpenLoopResult) -> dict[str, Any]:
+    return {
+        "offered_rps": result.offered_rps, "achieved_rps": result.achieved_rps,
+        "errors": result.errors, "p50_ms": result.percentile(50),
+        "p99_ms": result.percentile(99), "p999_ms": result.percentile(99.9),
+    }  # fmt: skip
+
+
+def _ingest_load(server: Process, bodies: Path, token: str, seconds: int) -> Any:
+    """Single events offered at 1,000/s (open loop) for *seconds* (a coroutine)."""
+    return openloop.run(
+        "127.0.0.1", server.port, "/api/v1/logs", bodies.read_bytes().splitlines(), token,
+        rate=1000, seconds=seconds, connections=64,
+    )  # fmt: skip
+
+
+def _search_load(server: Process, paths: Path, token: str, seconds: int) -> Any:
+    """Auditor searches offered at 50/s (open loop) for *seconds* (a coroutine)."""
+    return openloop.run(
+        "127.0.0.1", server.port, "", paths.read_bytes().splitlines(), token,
+        rate=50, seconds=seconds, connections=16, method="GET",
+    )  # fmt: skip
+
+
+def mixed(
+    server: Process, data_dir: Path, *, bodies: Path, paths: Path, seconds: int
+) -> dict[str, Any]:
+    """Searches at 50/s alone, then together with 1,000 single events/s (both open loop,
+    from one generator). The ingest side alone is the fixed-rate scenario run just before."""
+    auditor, writer = token_for(data_dir, "auditor", TENANT), token_for(data_dir, "user", TENANT)
+    alone = asyncio.run(_search_load(server, paths, auditor, seconds))
+
+    async def both() -> list[openloop.OpenLoopResult]:
+        return list(await asyncio.gather(
+            _search_load(server, paths, auditor, seconds),
+            _ingest_load(server, bodies, writer, seconds),
+        ))  # fmt: skip
+
+    searches, ingest = asyncio.run(both())
+    return {
+        "search_alone": _summary(alone),
+        "search_mixed": _summary(searches),
+        "ingest_mixed": _summary(ingest),
+    }
+
+
 def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str, Any]:
     data_dir = work / "data"
     log = work / "servers.log"
     single_bodies = write_bodies(work / "single.ndjson", count=5000, events_per_body=1, seed=1)
     bulk_bodies = write_bodies(work / "bulk.ndjson", count=20, events_per_body=1000, seed=2)
+    search_paths = write_search_paths(work / "searches.txt", count=500, seed=3, tenant=TENANT)
     levels = [1, 8, 32] if quick else [1, 8, 32, 128]
     results: dict[str, Any] = {"levels": levels, "runs": runs, "seconds": seconds}
     configs = {
@@ -196,6 +243,7 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
     copy_cpu: list[dict[str, float]] = []
     rss: list[tuple[float, int]] = []
     openloop_runs: list[dict[str, Any]] = []
+    mixed_runs: list[dict[str, Any]] = []
     direct: list[dict[str, float]] = []
     results["micro"] = micro(bulk_bodies)
 
@@ -239,19 +287,15 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
                     copy_cpu.append(cpu_ms)
                     direct.append(direct_write(url, bulk_bodies))
                 if name in ("group_commit", "group_commit_2_workers"):
-                    fixed = asyncio.run(
-                        openloop.run(
-                            "127.0.0.1", int(server.base.rsplit(":", 1)[1]), "/api/v1/logs",
-                            single_bodies.read_bytes().splitlines(), token,
-                            rate=1000, seconds=max(10, seconds), connections=64,
-                        )
-                    )  # fmt: skip
-                    openloop_runs.append(
-                        {"workers": options.get("workers", 1),
-                         "offered_rps": fixed.offered_rps, "achieved_rps": fixed.achieved_rps,
-                         "errors": fixed.errors, "p50_ms": fixed.percentile(50),
-                         "p99_ms": fixed.percentile(99), "p999_ms": fixed.percentile(99.9)}
-                    )  # fmt: skip
+                    workers = options.get("workers", 1)
+                    fixed = _summary(asyncio.run(
+                        _ingest_load(server, single_bodies, token, max(10, seconds))
+                    ))  # fmt: skip
+                    openloop_runs.append({"workers": workers, **fixed})
+                    mixed_runs.append({"workers": workers, "ingest_alone": fixed} | mixed(
+                        server, data_dir, bodies=single_bodies, paths=search_paths,
+                        seconds=max(10, seconds),
+                    ))  # fmt: skip
                 if sampler is not None:
                     rss = list(server.rss_samples)
             finally:
@@ -281,6 +325,7 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
         for name in configs if name != "bare"
     }  # fmt: skip
     results["openloop_1000"] = openloop_runs
+    results["mixed"] = mixed_runs
     results["direct_write_events_per_s"] = {
         size: summarize([d[size] for d in direct]) for size in (direct[0] if direct else {})
     }

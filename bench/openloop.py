@@ -32,7 +32,7 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
 
-    async def post(self, request: bytes) -> int:
+    async def send(self, request: bytes) -> int:
         self.writer.write(request)
         status_line = await self.reader.readline()
         length = 0
@@ -57,15 +57,19 @@ async def run(
     rate: float,
     seconds: float,
     connections: int = 64,
+    method: str = "POST",
 ) -> OpenLoopResult:
+    """Offer requests at *rate* per second for *seconds*, round-robin from *bodies*: JSON
+    bodies POSTed to *path*, or with *method* GET, paths (and queries) to request."""
     idle: asyncio.Queue[_Connection] = asyncio.Queue()
     for _ in range(connections):
         idle.put_nowait(_Connection(*await asyncio.open_connection(host, port)))
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {token}\r\n"
-    ).encode()
-    requests = [head + b"Content-Length: %d\r\n\r\n" % len(b) + b for b in bodies]
+    headers = f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\n".encode()
+    if method == "GET":
+        requests = [b"GET %s HTTP/1.1\r\n%s\r\n" % (p, headers) for p in bodies]
+    else:
+        head = f"POST {path} HTTP/1.1\r\nContent-Type: application/json\r\n".encode() + headers
+        requests = [head + b"Content-Length: %d\r\n\r\n" % len(b) + b for b in bodies]
     latencies: list[float] = []
     errors = 0
     total = int(rate * seconds)
@@ -76,7 +80,7 @@ async def run(
         due = start + i / rate
         conn = await idle.get()
         try:
-            status = await conn.post(requests[i % len(requests)])
+            status = await conn.send(requests[i % len(requests)])
         except (OSError, asyncio.IncompleteReadError, ValueError):
             errors += 1
             return

@@ -53,6 +53,38 @@ def _cpu(parts: dict[str, dict[str, float]]) -> str:
     return f"{parts['total']['median']:,.0f} ({client:,.0f} + {postgres:,.0f})"
 
 
+def _mixed_section(runs: list[dict[str, Any]]) -> list[str]:
+    """Ingest while searching: each side alone and together, medians over the runs."""
+    lines = [
+        "## Mixed: ingest while searching",
+        "",
+        "Auditor searches over the last hour offered at 50/s (tenant and window; + user;",
+        "+ action and resource; a word; statistics; each search is itself recorded as an",
+        "access event) alone, then together with 1,000 single events/s, both open loop from",
+        "one generator. Milliseconds, medians over the runs with (min-max).",
+        "",
+        "| API processes | ingest p99 alone | ingest p99 with searches | search p50 alone "
+        "| search p50 with ingest | search p99 alone | search p99 with ingest |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for workers in sorted({run["workers"] for run in runs}):
+        mine = [run for run in runs if run["workers"] == workers]
+
+        def cell(side: str, key: str, mine: list[dict[str, Any]] = mine) -> str:
+            values = [run[side][key] for run in mine]
+            return _fmt({"median": statistics.median(values), "min": min(values),
+                         "max": max(values)}, 1)  # fmt: skip
+
+        lines.append(
+            f"| {workers} | {cell('ingest_alone', 'p99_ms')} | {cell('ingest_mixed', 'p99_ms')} "
+            f"| {cell('search_alone', 'p50_ms')} | {cell('search_mixed', 'p50_ms')} "
+            f"| {cell('search_alone', 'p99_ms')} | {cell('search_mixed', 'p99_ms')} |"
+        )
+    errors = sum(run[side]["errors"] for run in runs for side in ("ingest_mixed", "search_mixed"))
+    lines += ["", f"Errors (failed or non-2xx requests) while mixed, all runs: {errors}."]
+    return lines
+
+
 def _plots(result: dict[str, Any], img: Path) -> list[str]:
     try:
         import matplotlib
@@ -245,6 +277,8 @@ def write(results: Path, docs: Path) -> None:
             "",
             f"Median p99 (target ≤ 50 ms): {medians}.",
         ]
+    if r.get("mixed"):
+        lines += ["", *_mixed_section(r["mixed"])]
     if r.get("rss_samples"):
         ys = [b / 2**20 for _, b in r["rss_samples"]]
         lines += [

@@ -49,6 +49,10 @@ class Process:
     rss_samples: list[tuple[float, int]] = field(default_factory=list)
     _sampling: threading.Event = field(default_factory=threading.Event)
 
+    @property
+    def port(self) -> int:
+        return int(self.base.rsplit(":", 1)[1])
+
     def tree_rss(self) -> int:
         """RSS of the server process and its children (uvicorn workers), in bytes."""
         try:
@@ -121,6 +125,10 @@ def start_auditline(
         "AUDITLINE_RATE_LIMITS__INGEST_PER_TENANT__BURST": "1000000",
         "AUDITLINE_RATE_LIMITS__INGEST_PER_PRINCIPAL__RATE": "1000000",
         "AUDITLINE_RATE_LIMITS__INGEST_PER_PRINCIPAL__BURST": "1000000",
+        "AUDITLINE_RATE_LIMITS__READ_PER_TENANT__RATE": "1000000",
+        "AUDITLINE_RATE_LIMITS__READ_PER_TENANT__BURST": "1000000",
+        "AUDITLINE_RATE_LIMITS__READ_PER_PRINCIPAL__RATE": "1000000",
+        "AUDITLINE_RATE_LIMITS__READ_PER_PRINCIPAL__BURST": "1000000",
     }
     env.pop("AUDITLINE_DATABASE__URL", None)
     cmd = [sys.executable, "-m", "auditline", "serve", "--data-dir", str(data_dir),
@@ -160,17 +168,28 @@ class WrkResult:
 
 
 def wrk(
-    url: str, *, bodies: Path, token: str, connections: int, seconds: int, server: Process
+    url: str,
+    *,
+    bodies: Path,
+    token: str,
+    connections: int,
+    seconds: int,
+    server: Process,
+    method: str = "POST",
 ) -> WrkResult:
-    """Closed-loop load from wrk (C, event-driven): far cheaper per request than the server."""
+    """Closed-loop load from wrk (C, event-driven): far cheaper per request than the server.
+
+    POST sends the lines of *bodies* to *url*'s path; GET requests the lines as paths.
+    """
     exe = shutil.which("wrk")
     if exe is None:
         raise RuntimeError("wrk is not installed: apt-get install wrk")
     path = "/" + url.split("/", 3)[3]
-    env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_TOKEN": token, "BENCH_PATH": path}
+    env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_TOKEN": token, "BENCH_PATH": path,
+           "BENCH_METHOD": method}  # fmt: skip
     threads = min(2, connections)
     cmd = [exe, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-           "-s", str(ROOT / "bench" / "wrk" / "post.lua"), url.split("/api")[0]]  # fmt: skip
+           "-s", str(ROOT / "bench" / "wrk" / "requests.lua"), url.split("/api")[0]]  # fmt: skip
     server_cpu0 = server.cpu_seconds()
     started = time.monotonic()
     proc = psutil.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 ACTIONS = (
     ["VIEW"] * 50
@@ -71,4 +72,25 @@ def write_bodies(path: Path, *, count: int, events_per_body: int, seed: int) -> 
             else:
                 doc = {"events": [event(rng, now) for _ in range(events_per_body)]}
             fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
+    return path
+
+
+def write_search_paths(path: Path, *, count: int, seed: int, tenant: str) -> Path:
+    """*count* auditor requests over the last hour, one path and query per line: the
+    search mix of the search suite (tenant and window; + user; + action and resource; a
+    full-text word) and statistics, in the proportions an auditor's screen sends them."""
+    rng = random.Random(seed)
+    start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    with path.open("w") as fh:
+        for _ in range(count):
+            query: dict[str, str] = {"tenant_id": tenant, "start": start}
+            kind = rng.randrange(5)
+            if kind == 1:
+                query["user_id"] = f"user-{_zipf_index(rng, 5000):05d}"
+            elif kind == 2:
+                query |= {"action": rng.choice(ACTIONS), "resource_type": rng.choice(RESOURCES)}
+            elif kind == 3:
+                query["q"] = rng.choice([*RESOURCES, "console", "web"])
+            endpoint = "/api/v1/logs/stats" if kind == 4 else "/api/v1/logs"
+            fh.write(f"{endpoint}?{urlencode(query)}\n")
     return path

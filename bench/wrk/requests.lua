@@ -1,5 +1,7 @@
--- POSTs request bodies read from $BENCH_BODIES (one JSON document per line), round-robin,
--- with $BENCH_TOKEN as the bearer token. Prints one machine-readable summary line.
+-- Sends requests round-robin from the lines of $BENCH_BODIES, with $BENCH_TOKEN as the
+-- bearer token: with $BENCH_METHOD POST (the default) each line is a JSON body for
+-- $BENCH_PATH, with GET each line is a path and query. Prints one machine-readable
+-- summary line.
 local bodies = {}
 for line in io.lines(os.getenv("BENCH_BODIES")) do bodies[#bodies + 1] = line end
 local headers = {
@@ -7,6 +9,7 @@ local headers = {
   ["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or ""),
 }
 local path = os.getenv("BENCH_PATH") or "/api/v1/logs"
+local method = os.getenv("BENCH_METHOD") or "POST"
 local counter = 0
 
 function setup(thread)
@@ -17,7 +20,11 @@ end
 local i = 0
 function request()
   i = i + 1
-  return wrk.format("POST", path, headers, bodies[(i + (offset or 0)) % #bodies + 1])
+  local line = bodies[(i + (offset or 0)) % #bodies + 1]
+  if method == "GET" then
+    return wrk.format("GET", line, headers)
+  end
+  return wrk.format("POST", path, headers, line)
 end
 
 function done(summary, latency, requests)
