@@ -15,10 +15,13 @@ Plan choices (measured; see ``docs/search.md`` and ``docs/benchmarks/search.md``
   the page within a few hundred rows. If the walk runs out first, the matches it found
   measure the words' density; when the rest of the page is expected within
   ``probe_max_rows`` more rows it walks on once, otherwise (or if that walk runs out too)
-  the GIN index (``auditline_text_matches``, which works under row-level security and
-  searches month by month from the end the order starts at; see migration 0003) supplies
-  the keys after the last row walked, and each key is fetched with one primary-key probe
-  under the policy.
+  the GIN index (``auditline_text_matches``, which works under row-level security; see
+  migration 0003) supplies the keys after the last row walked, and each key is fetched
+  with one primary-key probe under the policy. The function searches from the end the
+  order starts at in time windows (a day, then as wide as the matches found so far say
+  the rest of the page needs; migration 0005), and a BRIN index on the timestamp lets
+  PostgreSQL AND the GIN bitmap with each window, so a window costs the heap pages of
+  its own matches rather than those of the whole month.
 """
 
 from __future__ import annotations
