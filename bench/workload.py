@@ -76,11 +76,11 @@ def write_bodies(path: Path, *, count: int, events_per_body: int, seed: int) -> 
 
 
 def write_search_paths(path: Path, *, count: int, seed: int, tenant: str) -> Path:
-    """*count* auditor requests over the last hour, one path and query per line: the
+    """*count* auditor requests over the last 24 hours, one path and query per line: the
     search mix of the search suite (tenant and window; + user; + action and resource; a
     full-text word) and statistics, in the proportions an auditor's screen sends them."""
     rng = random.Random(seed)
-    start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    start = (datetime.now(UTC) - timedelta(hours=24)).isoformat()
     with path.open("w") as fh:
         for _ in range(count):
             query: dict[str, str] = {"tenant_id": tenant, "start": start}
