@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
@@ -229,18 +229,18 @@ class EventWriter:
             outcomes = [
                 outcome
                 for sent in pending
-                for outcome in await _shares(by_tenant[sent.tenant], sent.result)
+                for outcome in await _shares(by_tenant[sent.tenant], sent)
             ]
         for request, outcome in outcomes:  # only now is the transaction committed
             _settle(request, outcome)
 
 
 async def _shares(
-    requests: list[_Write], store: Callable[[], Awaitable[WriteResult]]
+    requests: list[_Write], sent: PendingInsert
 ) -> list[tuple[_Write, WriteResult | Exception]]:
     """Each request's outcome of one tenant's combined write: its share, or UnknownTenant."""
     try:
-        result = await store()
+        result = await sent.result()
     except UnknownTenant as exc:
         return [(r, exc) for r in requests]
     return list(zip(requests, _split(result, requests), strict=True))
