@@ -159,6 +159,13 @@ async def export_logs(
     )
 
 
+def _day_before(end: datetime) -> datetime:
+    """The default start of statistics: 24 hours before *end*, or the earliest instant
+    there is (an *end* in the first day of year 1 must not overflow into a 500)."""
+    earliest = datetime.min.replace(tzinfo=UTC)
+    return earliest if end - earliest < timedelta(hours=24) else end - timedelta(hours=24)
+
+
 @router.get("/stats", responses=_ERRORS, summary="Statistics over a time range")
 async def log_stats(
     request: Request,
@@ -172,7 +179,7 @@ async def log_stats(
     tenant = principal.authorize(params.tenant_id, Permission.VIEW_STATS)
     query = _query(params, principal)
     end = params.end or datetime.now(UTC)
-    start = params.start or end - timedelta(hours=24)
+    start = params.start or _day_before(end)
     if start >= end:
         raise InvalidSearch("start", "start must be before end")
     buckets = (end - start).total_seconds() / INTERVAL_SECONDS[params.interval]
