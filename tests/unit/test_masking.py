@@ -10,7 +10,7 @@ import string
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from auditline.domain.masking import (
@@ -339,6 +339,7 @@ def test_each_text_masker_can_be_switched_off_alone(rules: MaskingRules, expecte
 
 
 @given(texts)
+@example("BEARER 0/eyJ0.0.0@")  # a JWT cut from a refused token left an accepted one
 def test_mask_text_is_idempotent(text: str) -> None:
     once = mask_text(text)
 

@@ -337,7 +337,12 @@ def mask_text(text: str, rules: MaskingRules = DEFAULT_RULES) -> str:
     """
     if rules.mask_tokens and _may_hold_token(text):
         text = _BEARER.sub(rf"\g<scheme> {REDACTED}", text)
-        text = _JWT.sub(JWT_PLACEHOLDER, text)
+        text, jwts = _JWT.subn(JWT_PLACEHOLDER, text)
+        if jwts:
+            # A JWT cut from a token the first pass refused (one followed by "@", like
+            # "Bearer 0/eyJ…@") can leave a token it accepts; mask that too, or masking
+            # the result again would change it.
+            text = _BEARER.sub(rf"\g<scheme> {REDACTED}", text)
     if rules.mask_emails and "@" in text:
         text = _EMAIL.sub(_mask_email, text)
     if rules.mask_card_numbers and _may_hold_card(text):
