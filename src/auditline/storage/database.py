@@ -22,12 +22,14 @@ from auditline.domain.events import TenantId
 Connection = AsyncConnection[dict[str, Any]]
 Cursor = AsyncCursor[dict[str, Any]]
 
+# The address and the severity are staged as text: the binary COPY (``storage.events``)
+# then sends them as they are, and the insert types them.
 STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS staging_events (
     tenant_id text, id uuid, seq bigint, timestamp timestamptz, received_at timestamptz,
     user_id text, actor_type text, session_id text, action text, resource_type text,
-    resource_id text, ip_address inet, user_agent text, before jsonb, after jsonb,
-    changed_fields text[], metadata jsonb, severity severity, message text, request_id text,
+    resource_id text, ip_address text, user_agent text, before jsonb, after jsonb,
+    changed_fields text[], metadata jsonb, severity text, message text, request_id text,
     outcome text, leaf_hash bytea
 ) ON COMMIT DELETE ROWS
 """

@@ -74,25 +74,39 @@ _FROM_ARRAYS: Final = f"""
            WITH ORDINALITY AS b({_UNNESTED}, ord)
      ORDER BY b.id, b.ord"""  # noqa: S608 - column names are constants, values bound
 # A staged row carries its order in ``seq``; its sequence number is given by the insert.
-_FROM_STAGING: Final = """
-    SELECT s.*, s.seq AS ord FROM staging_events s
-     WHERE s.seq >= %(first)s AND s.seq < %(stop)s"""
+# Staging holds the address and the severity as text (see STAGING_DDL), typed here.
+_STAGED_AS_TEXT: Final = {"ip_address": "inet", "severity": "severity"}
+_STAGED: Final = ", ".join(
+    f"s.{c}::{_STAGED_AS_TEXT[c]} AS {c}" if c in _STAGED_AS_TEXT else f"s.{c}" for c, _ in _ARRAYS
+)
+_FROM_STAGING: Final = f"""
+    SELECT {_STAGED}, s.seq AS ord
+      FROM staging_events s
+     WHERE s.seq >= %(first)s AND s.seq < %(stop)s"""  # noqa: S608 - constants only
+# The insert answers with the ids it skipped because they were stored before, in practice
+# none: every other id of the batch was numbered in order from the head the lock read,
+# so the caller can tell each event's number without a row per event coming back.
 _INSERT: Final = """
 WITH batch AS ({source}
+), marked AS (
+    SELECT b.*, EXISTS (SELECT FROM event_ids x WHERE x.tenant_id = %(t)s AND x.id = b.id)
+                AS known
+      FROM batch b
 ), numbered AS (
-    SELECT b.*, h.next_seq + row_number() OVER (ORDER BY b.ord) - 1 AS new_seq
-      FROM batch b JOIN tenant_log_heads h ON h.tenant_id = %(t)s
-     WHERE NOT EXISTS (SELECT FROM event_ids x WHERE x.tenant_id = %(t)s AND x.id = b.id)
+    SELECT m.*, h.next_seq + row_number() OVER (ORDER BY m.ord) - 1 AS new_seq
+      FROM marked m JOIN tenant_log_heads h ON h.tenant_id = %(t)s
+     WHERE NOT m.known
 ), ids AS (
     INSERT INTO event_ids (tenant_id, id, seq, timestamp)
     SELECT tenant_id, id, new_seq, timestamp FROM numbered
 ), head AS (
     UPDATE tenant_log_heads SET next_seq = next_seq + (SELECT count(*) FROM numbered)
      WHERE tenant_id = %(t)s
+), stored AS (
+    INSERT INTO events (seq, changed_fields, {plain})
+    SELECT new_seq, {changed}, {plain} FROM numbered
 )
-INSERT INTO events (seq, changed_fields, {plain})
-SELECT new_seq, {changed}, {plain} FROM numbered
-RETURNING id, seq
+SELECT id FROM marked WHERE known
 """
 _INSERT_ARRAYS: Final = _INSERT.format(
     source=_FROM_ARRAYS,
@@ -101,6 +115,12 @@ _INSERT_ARRAYS: Final = _INSERT.format(
     "THEN ARRAY(SELECT jsonb_array_elements_text(changed_json)) END",
 )
 _INSERT_STAGED: Final = _INSERT.format(source=_FROM_STAGING, plain=_PLAIN, changed="changed_fields")
+# The staging table's column types, in COPY order, for the binary format.
+_STAGING_TYPES: Final = [
+    "text", "uuid", "int8", "timestamptz", "timestamptz", "text", "text", "text", "text",
+    "text", "text", "text", "text", "jsonb", "jsonb", "text[]", "jsonb", "text", "text",
+    "text", "text", "bytea",
+]  # fmt: skip
 
 
 class UnknownTenant(LookupError):
@@ -117,10 +137,11 @@ class PendingInsert:
     insert: Cursor
 
     async def result(self) -> WriteResult:
-        if await self.lock.fetchone() is None:
+        head = await self.lock.fetchone()
+        if head is None:
             raise UnknownTenant(self.tenant)
-        stored = {row["id"]: row["seq"] for row in await self.insert.fetchall()}
-        return _outcome(self.events, stored)
+        known = {row["id"] for row in await self.insert.fetchall()}
+        return _outcome(self.events, head["next_seq"], known)
 
 
 async def stage(conn: Connection, events: Sequence[Event], first: int = 0) -> range:
@@ -132,7 +153,9 @@ async def stage(conn: Connection, events: Sequence[Event], first: int = 0) -> ra
     """
     seen: set[UUID] = set()
     ord_ = first
-    async with conn.cursor().copy(f"COPY staging_events ({_COLUMN_LIST}) FROM STDIN") as copy:
+    statement = f"COPY staging_events ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+    async with conn.cursor().copy(statement) as copy:
+        copy.set_types(_STAGING_TYPES)
         for event in events:
             if event.id not in seen:
                 seen.add(event.id)
@@ -163,15 +186,18 @@ async def send_insert(
     return PendingInsert(tenant, events, lock, insert)
 
 
-def _outcome(events: Sequence[Event], stored: dict[UUID, int]) -> WriteResult:
-    """Which of *events* were stored now (*stored*: id to seq); the rest are duplicates."""
+def _outcome(events: Sequence[Event], first: int, known: set[UUID]) -> WriteResult:
+    """Which of *events* were stored now, numbered from *first* in order as the insert does;
+    a *known* id (stored before) or a repeated one is a duplicate."""
     inserted: dict[UUID, int] = {}
     duplicates: list[UUID] = []
+    seq = first
     for event in events:
-        if event.id in stored and event.id not in inserted:
-            inserted[event.id] = stored[event.id]
-        else:
+        if event.id in known or event.id in inserted:
             duplicates.append(event.id)
+        else:
+            inserted[event.id] = seq
+            seq += 1
     return WriteResult(inserted=inserted, duplicates=duplicates)
 
 
