@@ -19,7 +19,9 @@ from psycopg import sql
 
 log = logging.getLogger(__name__)
 
-_LOCK_KEY = 0x41554449544C  # "AUDITL": arbitrary, fixed, shared by every process
+# "AUDITL": arbitrary, fixed, shared by every process. Partition creation takes it too
+# (migration 0006), so no partition is created while a migration run changes the catalog.
+LOCK_KEY = 0x41554449544C
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ async def migrate(url: str, *, app_role: str | None) -> list[int]:
     """
     applied: list[int] = []
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
             await conn.execute(
                 """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -89,7 +91,7 @@ async def migrate(url: str, *, app_role: str | None) -> list[int]:
             if app_role:
                 await _grant_app_role(conn, app_role)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     return applied
 
 
