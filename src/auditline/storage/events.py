@@ -83,19 +83,15 @@ _FROM_STAGING: Final = f"""
     SELECT {_STAGED}, s.seq AS ord
       FROM staging_events s
      WHERE s.seq >= %(first)s AND s.seq < %(stop)s"""  # noqa: S608 - constants only
-# The insert answers with the ids it skipped because they were stored before, in practice
-# none: every other id of the batch was numbered in order from the head the lock read,
-# so the caller can tell each event's number without a row per event coming back.
+# The insert answers with the ids of the batch it did not number, those stored before (in
+# practice none): every other one was numbered in order from the head the lock read, so
+# the caller can tell each event's number without a row per event coming back.
 _INSERT: Final = """
 WITH batch AS ({source}
-), marked AS (
-    SELECT b.*, EXISTS (SELECT FROM event_ids x WHERE x.tenant_id = %(t)s AND x.id = b.id)
-                AS known
-      FROM batch b
 ), numbered AS (
-    SELECT m.*, h.next_seq + row_number() OVER (ORDER BY m.ord) - 1 AS new_seq
-      FROM marked m JOIN tenant_log_heads h ON h.tenant_id = %(t)s
-     WHERE NOT m.known
+    SELECT b.*, h.next_seq + row_number() OVER (ORDER BY b.ord) - 1 AS new_seq
+      FROM batch b JOIN tenant_log_heads h ON h.tenant_id = %(t)s
+     WHERE NOT EXISTS (SELECT FROM event_ids x WHERE x.tenant_id = %(t)s AND x.id = b.id)
 ), ids AS (
     INSERT INTO event_ids (tenant_id, id, seq, timestamp)
     SELECT tenant_id, id, new_seq, timestamp FROM numbered
@@ -106,7 +102,7 @@ WITH batch AS ({source}
     INSERT INTO events (seq, changed_fields, {plain})
     SELECT new_seq, {changed}, {plain} FROM numbered
 )
-SELECT id FROM marked WHERE known
+SELECT b.id FROM batch b WHERE NOT EXISTS (SELECT FROM numbered n WHERE n.id = b.id)
 """
 _INSERT_ARRAYS: Final = _INSERT.format(
     source=_FROM_ARRAYS,
