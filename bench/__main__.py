@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ingest, report
+from bench import ingest, report, stack
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -26,7 +26,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="repetitions per scenario")
     parser.add_argument("--seconds", type=int, default=10, help="seconds per load step")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report")
-    parser.add_argument("--suites", default="ingest,search", help="comma-separated: ingest, search")
+    parser.add_argument(
+        "--suites", default="ingest,stack,search", help="comma-separated: ingest, stack, search"
+    )
     parser.add_argument(
         "--search-events", type=int, default=1_000_000, help="events the search suite seeds"
     )
@@ -50,6 +52,12 @@ def main() -> None:
         result["environment"] = report.environment()
         result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2))
+    if not args.report_only and "stack" in suites:
+        work = ROOT / "bench" / ".work-stack"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        result = stack.run_stack(work, runs=runs, seconds=seconds)
+        (RESULTS / "stack.json").write_text(json.dumps(result, indent=2))
     report.write(RESULTS, ROOT / "docs")
     print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'}")
 

@@ -11,11 +11,12 @@ import ipaddress
 import json
 import statistics
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
@@ -44,6 +45,8 @@ from bench.servers import (
     wrk,
 )
 from bench.workload import write_bodies, write_search_paths
+
+T = TypeVar("T")
 
 TENANT = "bench"
 SEARCH_TENANT = "bench-search"  # what the mixed scenario searches: a fixed 100 k events
@@ -239,14 +242,32 @@ def _search_load(server: Process, paths: Path, token: str, seconds: int) -> Any:
     )  # fmt: skip
 
 
+def with_cores(
+    server: Process, data_dir: Path, load: Coroutine[Any, Any, T]
+) -> tuple[T, dict[str, float]]:
+    """What *load* returns once run, and the cores each side used meanwhile: the API
+    processes, PostgreSQL, and this process (the generator: it must not be what saturates).
+    """
+    started, gen0 = time.perf_counter(), time.process_time()
+    api0, pg0 = server.cpu_seconds(), postgres_cpu_seconds(data_dir)
+    result = asyncio.run(load)
+    wall = time.perf_counter() - started
+    return result, {
+        "api": (server.cpu_seconds() - api0) / wall,
+        "postgres": (postgres_cpu_seconds(data_dir) - pg0) / wall,
+        "generator": (time.process_time() - gen0) / wall,
+    }
+
+
 def mixed(
     server: Process, data_dir: Path, *, bodies: Path, paths: Path, seconds: int
 ) -> dict[str, Any]:
     """Searches at 50/s alone, then together with 1,000 single events/s (both open loop,
-    from one generator). The ingest side alone is the fixed-rate scenario run just before."""
+    from one generator), with the cores each side used. The ingest side alone is the
+    fixed-rate scenario run just before."""
     auditor = token_for(data_dir, "auditor", SEARCH_TENANT)
     writer = token_for(data_dir, "user", TENANT)
-    alone = asyncio.run(_search_load(server, paths, auditor, seconds))
+    alone, alone_cores = with_cores(server, data_dir, _search_load(server, paths, auditor, seconds))
 
     async def both() -> list[openloop.OpenLoopResult]:
         return list(await asyncio.gather(
@@ -254,11 +275,12 @@ def mixed(
             _ingest_load(server, bodies, writer, seconds),
         ))  # fmt: skip
 
-    searches, ingest = asyncio.run(both())
+    (searches, ingest), mixed_cores = with_cores(server, data_dir, both())
     return {
-        "search_alone": _summary(alone),
+        "search_alone": _summary(alone) | {"cores": alone_cores},
         "search_mixed": _summary(searches),
         "ingest_mixed": _summary(ingest),
+        "mixed_cores": mixed_cores,
     }
 
 
@@ -338,9 +360,10 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
                         settle(url)
                 if name in ("group_commit", "group_commit_2_workers"):
                     workers = options.get("workers", 1)
-                    fixed = _summary(asyncio.run(
-                        _ingest_load(server, single_bodies, token, max(10, seconds))
+                    fixed_run, cores = with_cores(server, data_dir, _ingest_load(
+                        server, single_bodies, token, max(10, seconds)
                     ))  # fmt: skip
+                    fixed = _summary(fixed_run) | {"cores": cores}
                     openloop_runs.append({"workers": workers, **fixed})
                     mixed_runs.append({"workers": workers, "ingest_alone": fixed} | mixed(
                         server, data_dir, bodies=single_bodies, paths=search_paths,

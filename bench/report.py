@@ -83,8 +83,57 @@ def _mixed_section(runs: list[dict[str, Any]]) -> list[str]:
             f"| {cell('search_alone', 'p99_ms')} | {cell('search_mixed', 'p99_ms')} |"
         )
     errors = sum(run[side]["errors"] for run in runs for side in ("ingest_mixed", "search_mixed"))
-    lines += ["", f"Errors (failed or non-2xx requests) while mixed, all runs: {errors}."]
+    lines += [
+        "",
+        f"Errors (failed or non-2xx requests) while mixed, all runs: {errors}.",
+        "",
+        "Cores each side used (medians over the runs; the machine has 2):",
+        "",
+        "| API processes | phase | API | PostgreSQL | generator | total |",
+        "|---|---|---|---|---|---|",
+    ]
+    phases = {
+        "ingest alone": lambda run: run["ingest_alone"]["cores"],
+        "searches alone": lambda run: run["search_alone"]["cores"],
+        "both": lambda run: run["mixed_cores"],
+    }
+    for workers in sorted({run["workers"] for run in runs}):
+        mine = [run for run in runs if run["workers"] == workers]
+        for phase, cores_of in phases.items():
+            parts = {
+                side: statistics.median(cores_of(run)[side] for run in mine)
+                for side in ("api", "postgres", "generator")
+            }
+            lines.append(
+                f"| {workers} | {phase} | {parts['api']:.2f} | {parts['postgres']:.2f} "
+                f"| {parts['generator']:.2f} | {sum(parts.values()):.2f} |"
+            )
     return lines
+
+
+def _stack_section(result: dict[str, Any]) -> list[str]:
+    """The same application under uvicorn and granian (``bench/stack.py``)."""
+    names = list(result["granian_to_uvicorn"])
+    ratios = [ratio["median"] for ratio in result["granian_to_uvicorn"].values()]
+    return [
+        "## Server stack",
+        "",
+        f"The same application factory with {result['workers']} worker processes under each",
+        "HTTP server, on one database, alternating stacks (uvicorn with the options",
+        f"`auditline serve` gives it); events/s, {result['runs']} runs of {result['seconds']} s.",
+        "",
+        "| server | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+        *(
+            f"| {stack} | " + " | ".join(_fmt(per[name]) for name in names) + " |"
+            for stack, per in result["events_per_s"].items()
+        ),
+        "| granian / uvicorn | "
+        + " | ".join(_fmt(result["granian_to_uvicorn"][name], 2) for name in names)
+        + " |",
+        "",
+        f"Median ratio over the scenarios: {statistics.median(ratios):.2f}.",
+    ]
 
 
 def _plots(result: dict[str, Any], img: Path) -> list[str]:
@@ -282,6 +331,9 @@ def write(results: Path, docs: Path) -> None:
         ]
     if r.get("mixed"):
         lines += ["", *_mixed_section(r["mixed"])]
+    stack_path = results / "stack.json"
+    if stack_path.exists():
+        lines += ["", *_stack_section(json.loads(stack_path.read_text()))]
     if r.get("rss_samples"):
         ys = [b / 2**20 for _, b in r["rss_samples"]]
         lines += [

@@ -110,10 +110,8 @@ def postgres_cpu_seconds(data_dir: Path) -> float:
     return total
 
 
-def start_auditline(
-    data_dir: Path, *, workers: int = 1, group_commit: bool = True, log: Path
-) -> Process:
-    port = free_port()
+def _service_env(*, group_commit: bool = True) -> dict[str, str]:
+    """The service's environment in every benchmark."""
     env = {
         **os.environ,
         "AUDITLINE_INGEST__GROUP_COMMIT": str(group_commit).lower(),
@@ -131,8 +129,37 @@ def start_auditline(
         "AUDITLINE_RATE_LIMITS__READ_PER_PRINCIPAL__BURST": "1000000",
     }
     env.pop("AUDITLINE_DATABASE__URL", None)
+    return env
+
+
+def start_auditline(
+    data_dir: Path, *, workers: int = 1, group_commit: bool = True, log: Path
+) -> Process:
+    port = free_port()
+    env = _service_env(group_commit=group_commit)
     cmd = [sys.executable, "-m", "auditline", "serve", "--data-dir", str(data_dir),
            "--port", str(port), "--workers", str(workers)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(base + "/readyz", proc)
+    return Process(proc, base)
+
+
+# The application factory under each HTTP server compared by the stack suite. uvicorn's
+# options are those ``auditline serve`` passes it.
+STACKS = {
+    "uvicorn": ["uvicorn", "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
+    "granian": ["granian", "--interface", "asgi", "--loop", "uvloop", "--http", "1", "--no-ws",
+                "--log-level", "warning"],
+}  # fmt: skip
+
+
+def start_stack(stack: str, data_dir: Path, url: str, *, workers: int, log: Path) -> Process:
+    """``auditline.app:create_app`` under *stack*, on the running PostgreSQL at *url*."""
+    port = free_port()
+    env = _service_env() | {"AUDITLINE_DATABASE__URL": url, "AUDITLINE_DATA_DIR": str(data_dir)}
+    cmd = [sys.executable, "-m", *STACKS[stack], "--factory", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", str(workers), "auditline.app:create_app"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     _wait_ready(base + "/readyz", proc)
