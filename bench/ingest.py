@@ -34,7 +34,7 @@ from auditline.runtime import signing_key
 from auditline.security.tokens import issue_token
 from auditline.storage.database import open_pool
 from auditline.storage.embedded import EmbeddedPostgres
-from auditline.storage.events import COLUMNS, copy_row
+from auditline.storage.events import COLUMN_TYPES, COLUMNS, copy_row
 from bench import openloop
 from bench.servers import (
     Process,
@@ -75,12 +75,8 @@ def ensure_tenant(server: Process, data_dir: Path, tenant: str) -> None:
         raise RuntimeError(response.text)
 
 
-# The column types of ``events``, in COPY order; the severity enum's binary form is its label.
-_EVENT_TYPES = [
-    "text", "uuid", "int8", "timestamptz", "timestamptz", "text", "text", "text", "text",
-    "text", "text", "inet", "text", "jsonb", "jsonb", "text[]", "jsonb", "text", "text",
-    "text", "text", "bytea",
-]  # fmt: skip
+# The column types of ``events`` in COPY order; the severity enum's binary form is its label.
+_EVENT_TYPES = ["text" if COLUMN_TYPES[c] == "severity" else COLUMN_TYPES[c] for c in COLUMNS]
 
 
 def raw_copy(

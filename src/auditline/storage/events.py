@@ -111,12 +111,10 @@ _INSERT_ARRAYS: Final = _INSERT.format(
     "THEN ARRAY(SELECT jsonb_array_elements_text(changed_json)) END",
 )
 _INSERT_STAGED: Final = _INSERT.format(source=_FROM_STAGING, plain=_PLAIN, changed="changed_fields")
-# The staging table's column types, in COPY order, for the binary format.
-_STAGING_TYPES: Final = [
-    "text", "uuid", "int8", "timestamptz", "timestamptz", "text", "text", "text", "text",
-    "text", "text", "text", "text", "jsonb", "jsonb", "text[]", "jsonb", "text", "text",
-    "text", "text", "bytea",
-]  # fmt: skip
+# Each column's type in ``events``, for binary COPY; the staging table's differ only where
+# it stages text (above).
+COLUMN_TYPES: Final = dict(_ARRAYS) | {"seq": "int8", "changed_fields": "text[]"}
+_STAGING_TYPES: Final = ["text" if c in _STAGED_AS_TEXT else COLUMN_TYPES[c] for c in COLUMNS]
 
 
 class UnknownTenant(LookupError):
