@@ -77,6 +77,7 @@ def ensure_tenant(server: Process, data_dir: Path, tenant: str) -> None:
 
 # The column types of ``events`` in COPY order; the severity enum's binary form is its label.
 _EVENT_TYPES = ["text" if COLUMN_TYPES[c] == "severity" else COLUMN_TYPES[c] for c in COLUMNS]
+_IP = COLUMNS.index("ip_address")  # binary COPY wants an address object, not its text
 
 
 def raw_copy(
@@ -100,7 +101,9 @@ def raw_copy(
         drafts = [EventIn.model_validate(e).to_draft() for e in json.loads(line)["events"]]
         events = prepare_events(TenantId("bench-copy"), drafts, limits=Settings().ingest, now=now)
         rows = [copy_row(e, n) for n, e in enumerate(events)]
-        batches.append([(*r[:11], r[11] and ipaddress.ip_address(r[11]), *r[12:]) for r in rows])
+        batches.append(
+            [(*r[:_IP], r[_IP] and ipaddress.ip_address(r[_IP]), *r[_IP + 1 :]) for r in rows]
+        )
     copy_sql = f"COPY events ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
     deadline = time.perf_counter() + seconds
 
