@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import IngestSettings
-from auditline.domain.events import EventDraft, TenantId
+from auditline.domain.events import Event, EventDraft, TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.storage.database import Connection, set_tenant
 from auditline.storage.events import insert_events
@@ -16,7 +16,7 @@ from auditline.storage.events import insert_events
 ACME = TenantId("acme")
 
 
-def events(n: int) -> list:  # type: ignore[type-arg]
+def events(n: int) -> list[Event]:
     drafts = [
         EventDraft(action=f"ACT{i % 5}", user_id=f"u{i % 7}", resource_type="doc",
                    resource_id=f"d{i % 11}", severity="INFO")

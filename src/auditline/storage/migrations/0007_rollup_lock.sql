@@ -13,24 +13,20 @@
 -- event in alphabetical order of their names ('events_rollup_0lock_*' < 'events_rollup_*').
 -- Advisory keys: (namespace, hash of the tenant); two-int keys never meet the migration
 -- lock's bigint key.
+-- Both triggers name their transition table `changed_events`, so one query serves both.
 CREATE FUNCTION auditline_rollup_lock() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM pg_advisory_xact_lock(1380928587, hashtext(tenant_id))  -- "ROLK"
-           FROM (SELECT DISTINCT tenant_id FROM new_events ORDER BY 1) t;
-    ELSE
-        PERFORM pg_advisory_xact_lock(1380928587, hashtext(tenant_id))
-           FROM (SELECT DISTINCT tenant_id FROM old_events ORDER BY 1) t;
-    END IF;
+    PERFORM pg_advisory_xact_lock(1380928587, hashtext(tenant_id))  -- "ROLK"
+       FROM (SELECT DISTINCT tenant_id FROM changed_events ORDER BY 1) t;
     RETURN NULL;
 END;
 $$;
 
 CREATE TRIGGER events_rollup_0lock_insert AFTER INSERT ON events
-    REFERENCING NEW TABLE AS new_events
+    REFERENCING NEW TABLE AS changed_events
     FOR EACH STATEMENT EXECUTE FUNCTION auditline_rollup_lock();
 
 CREATE TRIGGER events_rollup_0lock_delete AFTER DELETE ON events
-    REFERENCING OLD TABLE AS old_events
+    REFERENCING OLD TABLE AS changed_events
     FOR EACH STATEMENT EXECUTE FUNCTION auditline_rollup_lock();
