@@ -68,9 +68,11 @@ _LOCK_HEAD: Final = "SELECT next_seq FROM tenant_log_heads WHERE tenant_id = %(t
 # Both sources yield the batch's columns and ``ord``, its order (first occurrence first).
 # changed_fields arrives as JSON from arrays (see above), as text[] from staging.
 _UNNESTED: Final = ", ".join("changed_json" if c == "changed_fields" else c for c, _ in _ARRAYS)
+# The arrays are bound in the binary format: psycopg builds a text array literal element by
+# element in Python (quoting each), which cost the group commit three times as much.
 _FROM_ARRAYS: Final = f"""
     SELECT DISTINCT ON (b.id) b.*
-      FROM unnest({", ".join(f"%({c})s::{t}[]" for c, t in _ARRAYS)})
+      FROM unnest({", ".join(f"%({c})b::{t}[]" for c, t in _ARRAYS)})
            WITH ORDINALITY AS b({_UNNESTED}, ord)
      ORDER BY b.id, b.ord"""  # noqa: S608 - column names are constants, values bound
 # A staged row carries its order in ``seq``; its sequence number is given by the insert.
