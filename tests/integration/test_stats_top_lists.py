@@ -154,3 +154,31 @@ async def test_a_tie_with_the_bound_is_not_taken_as_proof(
     assert [(u.key, u.count) for u in summed.top_users] == [("a-light", 5)]
     assert pruned == summed
     assert statements == 2  # the proof was tried, refused, and the full sum ran
+
+
+async def test_a_trailing_partial_hour_counts_the_same_from_its_rollup_as_from_its_events(
+    pool: AsyncConnectionPool[Connection],
+) -> None:
+    await seed(pool, events=6_000, tenants=1, days=1, prefix="seeded", seed_value=11, now=NOW)
+    # Ends inside an hour (events on both sides of it), on an hour, and past the last event.
+    windows = [
+        (NOW - timedelta(hours=9, minutes=10), NOW - timedelta(minutes=43)),
+        (NOW - timedelta(hours=5), NOW - timedelta(hours=2, minutes=1)),
+        (NOW - timedelta(hours=4), NOW - timedelta(hours=1)),
+        (NOW - timedelta(hours=3, minutes=30), NOW + timedelta(minutes=20)),
+    ]
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        await set_tenant(conn, TENANT)
+        for start, end in windows:
+            for prune in (True, False):
+                kwargs: dict[str, Any] = {
+                    "start": start, "end": end, "interval": "hour", "top": 5, "prune": prune,
+                }  # fmt: skip
+                answers = [
+                    await store.stats(conn, TENANT, SearchQuery(), end_from_rollup=way, **kwargs)
+                    for way in (True, False)
+                ]
+                assert answers[0] == answers[1], (start, end, prune)
+                assert answers[0].source == "rollup"
+                assert answers[0].total > 0
