@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -132,17 +133,25 @@ def _service_env(*, group_commit: bool = True) -> dict[str, str]:
     return env
 
 
+def _launch(args: list[str], port: int, *, ready: str, log: Path, **popen: Any) -> Process:
+    """``python -m *args*`` serving on *port*, once *ready* (a path) answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *args], stdout=log.open("ab"), stderr=subprocess.STDOUT, **popen
+    )
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(base + ready, proc)
+    return Process(proc, base)
+
+
 def start_auditline(
     data_dir: Path, *, workers: int = 1, group_commit: bool = True, log: Path
 ) -> Process:
     port = free_port()
-    env = _service_env(group_commit=group_commit)
-    cmd = [sys.executable, "-m", "auditline", "serve", "--data-dir", str(data_dir),
-           "--port", str(port), "--workers", str(workers)]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    _wait_ready(base + "/readyz", proc)
-    return Process(proc, base)
+    args = ["auditline", "serve", "--data-dir", str(data_dir), "--port", str(port),
+            "--workers", str(workers)]  # fmt: skip
+    return _launch(
+        args, port, ready="/readyz", log=log, env=_service_env(group_commit=group_commit)
+    )
 
 
 # The application factory under each HTTP server compared by the stack suite. uvicorn's
@@ -158,21 +167,14 @@ def start_stack(stack: str, data_dir: Path, url: str, *, workers: int, log: Path
     """``auditline.app:create_app`` under *stack*, on the running PostgreSQL at *url*."""
     port = free_port()
     env = _service_env() | {"AUDITLINE_DATABASE__URL": url, "AUDITLINE_DATA_DIR": str(data_dir)}
-    cmd = [sys.executable, "-m", *STACKS[stack], "--factory", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers), "auditline.app:create_app"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    _wait_ready(base + "/readyz", proc)
-    return Process(proc, base)
+    args = [*STACKS[stack], "--factory", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "auditline.app:create_app"]  # fmt: skip
+    return _launch(args, port, ready="/readyz", log=log, env=env)
 
 
 def start_bare(log: Path) -> Process:
     port = free_port()
-    cmd = [sys.executable, "-m", "bench.bare", "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    _wait_ready(base + "/docs", proc)
-    return Process(proc, base)
+    return _launch(["bench.bare", "--port", str(port)], port, ready="/docs", log=log, cwd=ROOT)
 
 
 @dataclass
