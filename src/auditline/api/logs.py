@@ -10,12 +10,13 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from auditline.api.deps import PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
+from auditline.api.routing import ModelBodyRoute
 from auditline.api.schemas import BulkIn, BulkOut, EventIn, EventOut, Problem, TenantSlug
 from auditline.domain.events import FieldError, InvalidEvents, StoredEvent
 from auditline.ingest.prepare import prepare_batch, prepare_events
 from auditline.security.principal import Permission
 
-router = APIRouter(prefix="/api/v1/logs", tags=["logs"])
+router = APIRouter(prefix="/api/v1/logs", tags=["logs"], route_class=ModelBodyRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}

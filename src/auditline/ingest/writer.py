@@ -113,13 +113,19 @@ class EventWriter:
             self._own = None
 
     # -- partitions --------------------------------------------------------------------
-    async def ensure_partitions(self, months: Iterable[datetime]) -> None:
-        """Create the partitions for *months* that do not exist yet.
+    async def ensure_partitions(self, instants: Iterable[datetime]) -> None:
+        """Create the month partitions holding *instants* that do not exist yet.
 
         Runs in its own short transaction, before the write: DDL inside the writing
         transaction would hold locks on the parent table until that commits.
         """
-        missing = sorted({month_of(m) for m in months} - self._months)
+        stamps = list(instants)
+        if not stamps:
+            return
+        first, last = month_of(min(stamps)), month_of(max(stamps))
+        # A batch nearly always falls in one month, known from its two ends alone.
+        months = {first} if first == last else {month_of(s) for s in stamps}
+        missing = sorted(months - self._months)
         if not missing:
             return
         async with self._pool.connection() as conn:
