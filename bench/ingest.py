@@ -98,7 +98,7 @@ def raw_copy(
     now = datetime.now(UTC)
     batches = []
     for line in bodies.read_text().splitlines():
-        drafts = [EventIn.model_validate(e).to_draft() for e in json.loads(line)["events"]]
+        drafts = [EventIn.model_validate(e) for e in json.loads(line)["events"]]
         events = prepare_events(TenantId("bench-copy"), drafts, limits=Settings().ingest, now=now)
         rows = [copy_row(e, n) for n, e in enumerate(events)]
         batches.append(
@@ -148,7 +148,7 @@ def micro(bodies: Path) -> dict[str, float]:
         return min(times) * 1000
 
     parsed = BulkIn.model_validate(doc)
-    drafts = [e.to_draft() for e in parsed.events]
+    drafts = parsed.events
     events = prepare_events(TenantId("bench"), drafts, limits=limits, now=now)
     entries = [leaf_entry(e) for e in events]
     return {
@@ -178,7 +178,7 @@ async def _direct_writes(url: str, batches: list[list[Event]]) -> float:
 def direct_write(url: str, bodies: Path) -> dict[str, float]:
     """Events/s through the storage path alone (no HTTP, one transaction per batch)."""
     doc = json.loads(bodies.read_text().splitlines()[1])
-    drafts = [EventIn.model_validate(e).to_draft() for e in doc["events"]]
+    drafts = [EventIn.model_validate(e) for e in doc["events"]]
     out = {}
     for size, count in ((1, 200), (30, 60), (1000, 4)):
         batches = [

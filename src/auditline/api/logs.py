@@ -40,7 +40,7 @@ async def create_log(
     tenant = principal.authorize(body.tenant_id, Permission.WRITE_LOGS)
     now = datetime.now(UTC)
     (event,) = prepare_events(
-        tenant, [body.to_draft()], limits=services.settings.ingest, now=now, indexed_errors=False
+        tenant, [body], limits=services.settings.ingest, now=now, indexed_errors=False
     )
     result = await services.writer.write(tenant, [event])
     if event.id in result.inserted:
@@ -87,8 +87,7 @@ async def create_logs_bulk(
         )
     tenant = principal.authorize(next(iter(named), None), Permission.WRITE_LOGS)
     now = datetime.now(UTC)
-    drafts = [e.to_draft() for e in body.events]
-    events = await prepare_batch(tenant, drafts, limits=limits, now=now)
+    events = await prepare_batch(tenant, body.events, limits=limits, now=now)
     result = await services.writer.write(tenant, events)
     return BulkOut(
         inserted=len(result.inserted),

@@ -18,7 +18,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from auditline.domain.events import ActorType, EventDraft, Outcome, Severity, StoredEvent
+from auditline.domain.events import ActorType, Outcome, Severity, StoredEvent
 from auditline.integrity.leaf import is_canonical_ipv4
 from auditline.storage.tenants import Tenant
 
@@ -88,27 +88,6 @@ class EventIn(BaseModel):
     message: str | None = None
     request_id: ShortText | None = None
     outcome: Outcome | None = None
-
-    def to_draft(self) -> EventDraft:
-        return EventDraft(
-            id=self.id,
-            timestamp=self.timestamp,
-            user_id=self.user_id,
-            actor_type=self.actor_type,
-            session_id=self.session_id,
-            action=self.action,
-            resource_type=self.resource_type,
-            resource_id=self.resource_id,
-            ip_address=self.ip_address,
-            user_agent=self.user_agent,
-            before=self.before,
-            after=self.after,
-            metadata=self.metadata,
-            severity=self.severity,
-            message=self.message,
-            request_id=self.request_id,
-            outcome=self.outcome,
-        )
 
 
 class BulkIn(BaseModel):

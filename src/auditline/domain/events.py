@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal, NewType
+from typing import Any, Final, Literal, NewType, Protocol
 from uuid import UUID
 
 TenantId = NewType("TenantId", str)
@@ -98,6 +98,66 @@ class EventDraft:
     message: str | None = None
     request_id: str | None = None
     outcome: Outcome | None = None
+
+
+class DraftFields(Protocol):
+    """What ingest reads of an event as a client sent it: the fields of :class:`EventDraft`.
+
+    Any object with them will do. The API hands ingest its validated request models as
+    they are, rather than copying each into an :class:`EventDraft` first (1.5-2.8 ms per
+    1,000 events, most of it a frozen dataclass setting its fields one call at a time).
+    """
+
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def id(self) -> UUID | None: ...
+
+    @property
+    def timestamp(self) -> datetime | None: ...
+
+    @property
+    def severity(self) -> Severity: ...
+
+    @property
+    def metadata(self) -> Json | None: ...
+
+    @property
+    def user_id(self) -> str | None: ...
+
+    @property
+    def actor_type(self) -> ActorType | None: ...
+
+    @property
+    def session_id(self) -> str | None: ...
+
+    @property
+    def resource_type(self) -> str | None: ...
+
+    @property
+    def resource_id(self) -> str | None: ...
+
+    @property
+    def ip_address(self) -> str | None: ...
+
+    @property
+    def user_agent(self) -> str | None: ...
+
+    @property
+    def before(self) -> Json | None: ...
+
+    @property
+    def after(self) -> Json | None: ...
+
+    @property
+    def message(self) -> str | None: ...
+
+    @property
+    def request_id(self) -> str | None: ...
+
+    @property
+    def outcome(self) -> Outcome | None: ...
 
 
 @dataclass(frozen=True, slots=True)

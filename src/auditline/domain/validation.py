@@ -16,7 +16,7 @@ from functools import cached_property
 import orjson
 
 from auditline.config import IngestSettings
-from auditline.domain.events import EventDraft, FieldError
+from auditline.domain.events import DraftFields, FieldError
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -25,7 +25,7 @@ _WALK_GUARD = 64
 _SHORT_FIELDS = ("user_id", "session_id", "resource_type", "resource_id", "request_id")
 
 
-def check_event(draft: EventDraft, limits: IngestSettings, now: datetime) -> list[FieldError]:
+def check_event(draft: DraftFields, limits: IngestSettings, now: datetime) -> list[FieldError]:
     """Every rule *draft* breaks, as field errors (empty when it may be stored)."""
     return EventChecker(limits, now).check(draft)
 
@@ -50,7 +50,7 @@ class EventChecker:
     def _earliest(self) -> datetime:
         return self._now - timedelta(days=self._limits.max_past_days)
 
-    def check(self, draft: EventDraft) -> list[FieldError]:
+    def check(self, draft: DraftFields) -> list[FieldError]:
         """Every rule *draft* breaks, as field errors (empty when it may be stored)."""
         limits = self._limits
         errors: list[FieldError] = []

@@ -21,7 +21,14 @@ from uuid_utils.compat import uuid7
 
 from auditline.config import IngestSettings
 from auditline.domain.diffing import changed_fields
-from auditline.domain.events import Event, EventDraft, FieldError, InvalidEvents, Json, TenantId
+from auditline.domain.events import (
+    DraftFields,
+    Event,
+    FieldError,
+    InvalidEvents,
+    Json,
+    TenantId,
+)
 from auditline.domain.masking import DEFAULT_RULES, MaskingRules, mask_json, mask_text
 from auditline.domain.validation import EventChecker
 from auditline.integrity.leaf import canonical_ip, leaf_hash
@@ -30,7 +37,7 @@ from auditline.storage.events import SMALL_BATCH
 
 def prepare_events(
     tenant: TenantId,
-    drafts: Sequence[EventDraft],
+    drafts: Sequence[DraftFields],
     *,
     limits: IngestSettings,
     now: datetime,
@@ -53,7 +60,7 @@ def prepare_events(
 
 
 async def prepare_batch(
-    tenant: TenantId, drafts: Sequence[EventDraft], *, limits: IngestSettings, now: datetime
+    tenant: TenantId, drafts: Sequence[DraftFields], *, limits: IngestSettings, now: datetime
 ) -> list[Event]:
     """:func:`prepare_events` for a bulk request, off the event loop when the batch is large.
 
@@ -72,7 +79,7 @@ def _mask(value: Json | None, rules: MaskingRules) -> Json | None:
     return None if value is None else cast(Json, mask_json(value, rules))
 
 
-def _build(tenant: TenantId, draft: EventDraft, now: datetime, rules: MaskingRules) -> Event:
+def _build(tenant: TenantId, draft: DraftFields, now: datetime, rules: MaskingRules) -> Event:
     changed = (
         changed_fields(draft.before, draft.after)
         if draft.before is not None or draft.after is not None
