@@ -37,6 +37,7 @@ from auditline.storage.embedded import EmbeddedPostgres
 from auditline.storage.events import COLUMN_TYPES, COLUMNS, copy_row
 from bench import openloop
 from bench.servers import (
+    PostgresCpu,
     Process,
     WrkResult,
     postgres_cpu_seconds,
@@ -243,18 +244,21 @@ def _search_load(server: Process, paths: Path, token: str, seconds: int) -> Any:
 
 def with_cores(
     server: Process, data_dir: Path, load: Coroutine[Any, Any, T]
-) -> tuple[T, dict[str, float]]:
+) -> tuple[T, dict[str, Any]]:
     """What *load* returns once run, and the cores each side used meanwhile: the API
-    processes, PostgreSQL, and this process (the generator: it must not be what saturates).
+    processes, PostgreSQL (also by kind of process), and this process (the generator: it
+    must not be what saturates).
     """
     started, gen0 = time.perf_counter(), time.process_time()
-    api0, pg0 = server.cpu_seconds(), postgres_cpu_seconds(data_dir)
-    result = asyncio.run(load)
+    api0 = server.cpu_seconds()
+    with PostgresCpu(data_dir) as postgres:
+        result = asyncio.run(load)
     wall = time.perf_counter() - started
     return result, {
         "api": (server.cpu_seconds() - api0) / wall,
-        "postgres": (postgres_cpu_seconds(data_dir) - pg0) / wall,
+        "postgres": sum(postgres.seconds.values()) / wall,
         "generator": (time.process_time() - gen0) / wall,
+        "postgres_by_kind": {kind: spent / wall for kind, spent in postgres.seconds.items()},
     }
 
 

@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,36 @@ def _mixed_section(runs: list[dict[str, Any]]) -> list[str]:
                 f"| {workers} | {phase} | {parts['api']:.2f} | {parts['postgres']:.2f} "
                 f"| {parts['generator']:.2f} | {sum(parts.values()):.2f} |"
             )
+    return lines + _postgres_kinds(runs, phases)
+
+
+_KINDS = ("connections", "parallel query", "autovacuum", "background", "unattributed")
+
+
+def _postgres_kinds(
+    runs: list[dict[str, Any]], phases: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]
+) -> list[str]:
+    """PostgreSQL's cores in each mixed phase by kind of process (``bench.servers.PostgresCpu``)."""
+    if not all("postgres_by_kind" in cores_of(run) for run in runs for cores_of in phases.values()):
+        return []  # results from before the split was recorded
+    lines = [
+        "",
+        "PostgreSQL's cores by kind of process (medians over the runs): connections serve the",
+        "API, parallel query workers help them, autovacuum and the background processes",
+        "(checkpointer, WAL and background writers) are PostgreSQL's own upkeep;",
+        "unattributed is the part of exited processes that no poll (every 0.25 s) saw.",
+        "",
+        "| API processes | phase | " + " | ".join(_KINDS) + " |",
+        "|---|---|" + "---|" * len(_KINDS),
+    ]
+    for workers in sorted({run["workers"] for run in runs}):
+        mine = [run for run in runs if run["workers"] == workers]
+        for phase, cores_of in phases.items():
+            cells = [
+                statistics.median(cores_of(run)["postgres_by_kind"].get(kind, 0.0) for run in mine)
+                for kind in _KINDS
+            ]
+            lines.append(f"| {workers} | {phase} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     return lines
 
 

@@ -92,23 +92,95 @@ class Process:
                 self.proc.kill()
 
 
+def _postmaster(data_dir: Path) -> psutil.Process:
+    return psutil.Process(int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0]))
+
+
 def postgres_cpu_seconds(data_dir: Path) -> float:
     """CPU seconds the embedded PostgreSQL under *data_dir* has used so far, all processes.
 
     The postmaster's reaped-children times count the backends that have exited already,
     its live children's own times the rest.
     """
-    pid = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
-    postmaster = psutil.Process(pid)
+    postmaster = _postmaster(data_dir)
     times = postmaster.cpu_times()
     total = times.user + times.system + times.children_user + times.children_system
-    for child in postmaster.children(recursive=True):
+    return total + sum(cpu for _, cpu in _children(postmaster).values())
+
+
+def _children(postmaster: psutil.Process) -> dict[int, tuple[str, float]]:
+    """Each live PostgreSQL child process: its kind (see ``_kind``) and CPU seconds so far."""
+    found = {}
+    for child in postmaster.children():
         try:
-            child_times = child.cpu_times()
+            with child.oneshot():
+                times, title = child.cpu_times(), " ".join(child.cmdline())
         except psutil.NoSuchProcess:
             continue
-        total += child_times.user + child_times.system
-    return total
+        found[child.pid] = (_kind(title), times.user + times.system)
+    return found
+
+
+def _kind(title: str) -> str:
+    """What a PostgreSQL process does, from the title PostgreSQL gives it."""
+    if "autovacuum worker" in title:
+        return "autovacuum"
+    if "parallel worker" in title:
+        return "parallel query"
+    if "127.0.0.1(" in title or "[local]" in title:
+        return "connections"
+    return "background"  # checkpointer, WAL writer, background writer, launchers, ...
+
+
+class PostgresCpu:
+    """CPU seconds PostgreSQL spends while the ``with`` block runs, by kind of process.
+
+    A total alone cannot say whether a window's PostgreSQL time went to the load or to
+    autovacuum or the checkpointer. Processes are polled every *interval* seconds, so one
+    that starts and exits inside the window is still attributed up to its last poll; what
+    no poll saw is ``unattributed`` (from the postmaster's reaped-children total).
+    """
+
+    def __init__(self, data_dir: Path, interval: float = 0.25) -> None:
+        self._postmaster = _postmaster(data_dir)
+        self._data_dir = data_dir
+        self._interval = interval
+        self._stop = threading.Event()
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self.seconds: dict[str, float] = {}
+
+    def _poll(self) -> None:
+        for pid, (kind, cpu) in _children(self._postmaster).items():
+            self._first.setdefault(pid, 0.0)  # started inside the window: all of it counts
+            self._last[pid] = (kind, cpu)
+
+    def _own(self) -> float:
+        times = self._postmaster.cpu_times()
+        return times.user + times.system
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._poll()
+
+    def __enter__(self) -> PostgresCpu:
+        self._total0 = postgres_cpu_seconds(self._data_dir)
+        self._own0 = self._own()
+        self._first = {pid: cpu for pid, (_, cpu) in _children(self._postmaster).items()}
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._poll()
+        seconds = {"background": self._own() - self._own0}
+        for pid, (kind, cpu) in self._last.items():
+            seconds[kind] = seconds.get(kind, 0.0) + cpu - self._first[pid]
+        total = postgres_cpu_seconds(self._data_dir) - self._total0
+        seconds["unattributed"] = total - sum(seconds.values())
+        self.seconds = seconds
 
 
 def _service_env(*, group_commit: bool = True) -> dict[str, str]:
