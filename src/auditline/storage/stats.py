@@ -7,10 +7,10 @@ Where the numbers come from (design notes in ``docs/search.md``, figures in
 * With the time range alone: whole UTC hours from the hourly rollups (migration 0003) and
   only the partial hours at the edges from the events. A trailing partial hour is counted
   either from its events before the end, or as its rollup minus its events from the end
-  on: the second way when the range covers at least half of the hour, or ends now (the
-  default) or later, where only events dated in the future (clock skew) remain to
-  subtract. Counting the current hour from its events cost 92-99 ms of PostgreSQL CPU per
-  request when it held 100 k of them, against 7 ms from its rollup.
+  on, whichever spans less time that can hold events (``_end_from_rollup``): for a range
+  ending now (the default) the second way, as only events dated in the future (clock
+  skew) remain to subtract. Counting the current hour from its events cost 92-99 ms of
+  PostgreSQL CPU per request when it held 100 k of them, against 7 ms from its rollup.
 * Top users and resources over the rollups are ranked without adding up every (hour,
   key) row of the range: users and resources are long-tailed, so a week of a large
   tenant holds hundreds of thousands of such rows, nearly all counting one or two
@@ -49,8 +49,6 @@ _KEYED: Final = {"user": "k1 <> ''", "resource": "k2 <> ''"}
 # 10 M benchmark, 7 days: summing 28 ms against 49 ms for the proof at 40 k events; at
 # 76 k, 62 ms against 23 ms the other way; docs/benchmarks/search.md).
 _PRUNE_FROM_EVENTS: Final = 60_000
-# A trailing partial hour at least this long is counted as its rollup minus its rest.
-_END_FROM_ROLLUP_AFTER: Final = timedelta(minutes=30)
 _TRUNC: Final[dict[Interval, str]] = {"minute": "minute", "hour": "hour", "day": "day"}
 
 
@@ -61,6 +59,22 @@ def _hour_ceil(ts: datetime) -> datetime:
 
 def _hour_floor(ts: datetime) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def _end_from_rollup(end: datetime, now: datetime) -> bool:
+    """Whether the partial hour a range ends in is cheaper counted as its rollup minus its
+    events from *end* on than as its events before *end*.
+
+    The second part of the hour can hold events only up to *now* (later ones are dated in
+    the future, which only clock skew does), so the rule compares the time before *end*
+    with the time from *end* to *now* or the hour's end, whichever comes first. A range
+    that ends now, as the API's default end does (a moment before this runs), is counted
+    from its rollup however little of the hour has passed.
+    """
+    hour = _hour_floor(end)
+    before = end - hour
+    after = min(hour + timedelta(hours=1), max(end, now)) - end
+    return before > after
 
 
 def _raw_parts(c: Compiler, where: Sequence[sql.Composable], bucket_unit: str) -> sql.Composable:
@@ -353,16 +367,12 @@ async def stats(
     *prune* chooses how top lists over rollups are ranked: from the heavy hitters
     whenever that provably gives the same answer (True), by adding up every row
     (False), or by the range's size (None, the default; see ``_PRUNE_FROM_EVENTS``).
-    *end_from_rollup* chooses how a trailing partial hour is counted (see the module's
-    docstring); by default from its rollup when the range ends now or later, or covers
-    at least half of that hour. Every choice gives the same answer.
+    *end_from_rollup* chooses how a trailing partial hour is counted, by default the
+    cheaper way (``_end_from_rollup``). Every choice gives the same answer.
     """
     request = _Request(tenant, query, start, end, interval, top)
     if end_from_rollup is None:
-        covered = request.end - request.h1
-        end_from_rollup = covered >= _END_FROM_ROLLUP_AFTER or (
-            covered > timedelta(0) and request.end >= datetime.now(UTC)
-        )
+        end_from_rollup = _end_from_rollup(end, datetime.now(UTC))
     request = replace(request, end_from_rollup=request.rollup and end_from_rollup)
     if request.rollup and prune is None:
         cur = await conn.execute(
