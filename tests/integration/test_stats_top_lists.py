@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -182,3 +182,23 @@ async def test_a_trailing_partial_hour_counts_the_same_from_its_rollup_as_from_i
                 assert answers[0] == answers[1], (start, end, prune)
                 assert answers[0].source == "rollup"
                 assert answers[0].total > 0
+
+
+async def test_a_range_given_in_another_offset_counts_the_same_as_in_utc(
+    pool: AsyncConnectionPool[Connection],
+) -> None:
+    # Rollups are UTC hours; +05:30 puts the range's hour boundaries half-way through them.
+    await seed(pool, events=6_000, tenants=1, days=1, prefix="seeded", seed_value=12, now=NOW)
+    india = timezone(timedelta(hours=5, minutes=30))
+    start, end = NOW - timedelta(hours=9, minutes=10), NOW - timedelta(minutes=43)
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        await set_tenant(conn, TENANT)
+        answers = [
+            await store.stats(conn, TENANT, SearchQuery(), start=start.astimezone(tz),
+                              end=end.astimezone(tz), interval="hour", top=5)
+            for tz in (UTC, india)
+        ]  # fmt: skip
+    assert answers[0].source == answers[1].source == "rollup"
+    assert answers[0].total > 0
+    assert answers[1] == answers[0]

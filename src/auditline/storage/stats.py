@@ -370,9 +370,11 @@ async def stats(
     *end_from_rollup* chooses how a trailing partial hour is counted, by default the
     cheaper way (``_end_from_rollup``). Every choice gives the same answer.
     """
-    request = _Request(tenant, query, start, end, interval, top)
+    # Rollups are UTC hours: in any other offset (+05:30, say) the range's own hour
+    # boundaries would fall inside them.
+    request = _Request(tenant, query, start.astimezone(UTC), end.astimezone(UTC), interval, top)
     if end_from_rollup is None:
-        end_from_rollup = _end_from_rollup(end, datetime.now(UTC))
+        end_from_rollup = _end_from_rollup(request.end, datetime.now(UTC))
     request = replace(request, end_from_rollup=request.rollup and end_from_rollup)
     if request.rollup and prune is None:
         cur = await conn.execute(
