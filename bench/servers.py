@@ -97,15 +97,17 @@ def _postmaster(data_dir: Path) -> psutil.Process:
 
 
 def postgres_cpu_seconds(data_dir: Path) -> float:
-    """CPU seconds the embedded PostgreSQL under *data_dir* has used so far, all processes.
+    """CPU seconds the embedded PostgreSQL under *data_dir* has used so far, all processes."""
+    own, exited, children = _sample(_postmaster(data_dir))
+    return own + exited + sum(cpu for _, cpu in children.values())
 
-    The postmaster's reaped-children times count the backends that have exited already,
-    its live children's own times the rest.
-    """
-    postmaster = _postmaster(data_dir)
+
+def _sample(postmaster: psutil.Process) -> tuple[float, float, dict[int, tuple[str, float]]]:
+    """The postmaster's own CPU seconds, those of its children that have exited (its
+    reaped-children times), and each live child's kind and CPU seconds, read together."""
     times = postmaster.cpu_times()
-    total = times.user + times.system + times.children_user + times.children_system
-    return total + sum(cpu for _, cpu in _children(postmaster).values())
+    own, exited = times.user + times.system, times.children_user + times.children_system
+    return own, exited, _children(postmaster)
 
 
 def _children(postmaster: psutil.Process) -> dict[int, tuple[str, float]]:
@@ -143,30 +145,24 @@ class PostgresCpu:
 
     def __init__(self, data_dir: Path, interval: float = 0.25) -> None:
         self._postmaster = _postmaster(data_dir)
-        self._data_dir = data_dir
         self._interval = interval
         self._stop = threading.Event()
         self._first: dict[int, float] = {}
         self._last: dict[int, tuple[str, float]] = {}
         self.seconds: dict[str, float] = {}
 
-    def _poll(self) -> None:
-        for pid, (kind, cpu) in _children(self._postmaster).items():
+    def _record(self, children: dict[int, tuple[str, float]]) -> None:
+        for pid, (kind, cpu) in children.items():
             self._first.setdefault(pid, 0.0)  # started inside the window: all of it counts
             self._last[pid] = (kind, cpu)
 
-    def _own(self) -> float:
-        times = self._postmaster.cpu_times()
-        return times.user + times.system
-
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
-            self._poll()
+            self._record(_children(self._postmaster))
 
     def __enter__(self) -> PostgresCpu:
-        self._total0 = postgres_cpu_seconds(self._data_dir)
-        self._own0 = self._own()
-        self._first = {pid: cpu for pid, (_, cpu) in _children(self._postmaster).items()}
+        self._own0, self._exited0, children = _sample(self._postmaster)
+        self._first = {pid: cpu for pid, (_, cpu) in children.items()}
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
@@ -174,11 +170,14 @@ class PostgresCpu:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._poll()
-        seconds = {"background": self._own() - self._own0}
+        own, exited, children = _sample(self._postmaster)
+        live0 = sum(self._first.values())  # processes started since count 0 here
+        self._record(children)
+        total = own + exited + sum(cpu for _, cpu in children.values())
+        total -= self._own0 + self._exited0 + live0
+        seconds = {"background": own - self._own0}
         for pid, (kind, cpu) in self._last.items():
             seconds[kind] = seconds.get(kind, 0.0) + cpu - self._first[pid]
-        total = postgres_cpu_seconds(self._data_dir) - self._total0
         seconds["unattributed"] = total - sum(seconds.values())
         self.seconds = seconds
 
