@@ -20,25 +20,10 @@ from auditline.storage import stats as store
 from auditline.storage.database import Connection, open_pool, set_tenant
 from auditline.storage.events import ensure_partition, insert_events
 from auditline.storage.tenants import create_tenant
+from tests.integration.rollup_checks import HEAVY_MISMATCHES
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 TENANT = TenantId("seeded-000")
-
-# Every user/resource rollup row that reached the threshold, and every heavy row, with
-# their counts: the two sides of the invariant the pruned ranking relies on.
-MISMATCHES = """
-    SELECT 'missing or different' AS what, r.* FROM event_rollups r
-     WHERE r.dim IN ('user', 'resource') AND r.n >= auditline_heavy_min()
-       AND ((r.dim = 'user' AND r.k1 <> '') OR (r.dim = 'resource' AND r.k2 <> ''))
-       AND NOT EXISTS (SELECT FROM event_rollup_heavy h
-                        WHERE (h.tenant_id, h.dim, h.bucket, h.k1, h.k2, h.n)
-                            = (r.tenant_id, r.dim, r.bucket, r.k1, r.k2, r.n))
-    UNION ALL
-    SELECT 'stale', h.* FROM event_rollup_heavy h
-     WHERE NOT EXISTS (SELECT FROM event_rollups r
-                        WHERE (h.tenant_id, h.dim, h.bucket, h.k1, h.k2, h.n)
-                            = (r.tenant_id, r.dim, r.bucket, r.k1, r.k2, r.n))
-"""
 
 
 class Recording:
@@ -98,7 +83,7 @@ async def test_pruned_top_lists_equal_the_full_sums(
     # One statement: every top list proven from heavy hitters; two: a fallback ran.
     assert ways == {1, 2}
     with psycopg.connect(database_url) as conn:
-        assert conn.execute(MISMATCHES).fetchall() == []
+        assert conn.execute(HEAVY_MISMATCHES).fetchall() == []
 
 
 async def test_heavy_rows_follow_deletes(
@@ -117,7 +102,7 @@ async def test_heavy_rows_follow_deletes(
             (TENANT, TENANT),
         ).rowcount
         assert deleted > 1000
-        assert conn.execute(MISMATCHES).fetchall() == []
+        assert conn.execute(HEAVY_MISMATCHES).fetchall() == []
         below = conn.execute(
             "SELECT count(*) FROM event_rollup_heavy WHERE n < auditline_heavy_min()"
         ).fetchone()
