@@ -37,7 +37,9 @@ from auditline.storage.embedded import EmbeddedPostgres
 from auditline.storage.events import COLUMN_TYPES, COLUMNS, copy_row
 from bench import openloop
 from bench.servers import (
+    WAIT_KINDS,
     PostgresCpu,
+    PostgresWaits,
     Process,
     WrkResult,
     postgres_cpu_seconds,
@@ -310,6 +312,8 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
     # processes, or the loading threads) and PostgreSQL
     bulk_cpu: dict[str, list[dict[str, float]]] = {}
     copy_cpu: list[dict[str, float]] = []
+    # mean connections running or waiting (by kind), bulk configurations and raw COPY
+    bulk_waits: dict[str, list[dict[str, float]]] = {}
     rss: list[tuple[float, int]] = []
     openloop_runs: list[dict[str, Any]] = []
     mixed_runs: list[dict[str, Any]] = []
@@ -337,11 +341,13 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
                 url = EmbeddedPostgres(data_dir).url() if name != "bare" else ""
                 if name in ("group_commit", "group_commit_2_workers"):
                     pg0 = postgres_cpu_seconds(data_dir)
-                    bulk = wrk(
-                        server.base + "/api/v1/logs/bulk", bodies=bulk_bodies, token=token,
-                        connections=4, seconds=seconds * 2, server=server,
-                    )  # fmt: skip
+                    with PostgresWaits(url) as waits:
+                        bulk = wrk(
+                            server.base + "/api/v1/logs/bulk", bodies=bulk_bodies, token=token,
+                            connections=4, seconds=seconds * 2, server=server,
+                        )  # fmt: skip
                     _check(bulk, "bulk")
+                    bulk_waits.setdefault(name, []).append(waits.mean)
                     bulk_http.setdefault(name, []).append(bulk.rps * 1000)
                     per_1000 = 1e6 / (bulk.requests * 1000)
                     bulk_cpu.setdefault(name, []).append({
@@ -350,10 +356,12 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
                     })  # fmt: skip
                     settle(url)
                 if name == "group_commit":
-                    rate, cpu_ms = raw_copy(
-                        url, bulk_bodies, clients=4, seconds=seconds * 2, data_dir=data_dir
-                    )
+                    with PostgresWaits(url) as waits:
+                        rate, cpu_ms = raw_copy(
+                            url, bulk_bodies, clients=4, seconds=seconds * 2, data_dir=data_dir
+                        )
                     copy_rates.append(rate)
+                    bulk_waits.setdefault("raw_copy", []).append(waits.mean)
                     copy_cpu.append(cpu_ms)
                     settle(url)
                     direct.append(direct_write(url, bulk_bodies))
@@ -386,6 +394,10 @@ def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str,
     results["raw_copy_events_per_s"] = summarize(copy_rates)
     results["bulk_cpu_ms_per_1000"] = {name: _cpu_parts(v) for name, v in bulk_cpu.items()}
     results["raw_copy_cpu_ms_per_1000"] = _cpu_parts(copy_cpu)
+    results["bulk_postgres_waits"] = {
+        name: {kind: summarize([m[kind] for m in means]) for kind in WAIT_KINDS}
+        for name, means in bulk_waits.items()
+    }
     results["bulk_ratio_to_copy"] = {
         name: summarize([h / c for h, c in zip(v, copy_rates, strict=True)])
         for name, v in bulk_http.items()

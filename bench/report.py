@@ -142,6 +142,34 @@ def _postgres_kinds(
     return lines
 
 
+_WAIT_KINDS = ("running", "waiting for a lock", "I/O", "waiting for the client",
+               "idle in transaction")  # fmt: skip
+
+
+def _waits_section(waits: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Where the bulk phases' transactions spent their time, from pg_stat_activity."""
+    if not waits:
+        return []
+    names = {**_PROCESSES, "raw_copy": "raw `COPY`"}
+    return [
+        "PostgreSQL connections in a transaction during the same phases, on average",
+        "(`pg_stat_activity` every 50 ms; medians over the runs). All bulk requests are one",
+        "tenant's, and a tenant's transactions take turns on its log head from the moment",
+        'they lock it until they commit: a connection "waiting for a lock" waits for another',
+        "request's transaction.",
+        "",
+        "| | " + " | ".join(_WAIT_KINDS) + " |",
+        "|---|" + "---|" * len(_WAIT_KINDS),
+        *(
+            f"| {names.get(name, name)} | "
+            + " | ".join(f"{per[kind]['median']:.2f}" for kind in _WAIT_KINDS)
+            + " |"
+            for name, per in waits.items()
+        ),
+        "",
+    ]
+
+
 def _stack_section(result: dict[str, Any]) -> list[str]:
     """The same application under uvicorn and granian (``bench/stack.py``)."""
     names = list(result["granian_to_uvicorn"])
@@ -260,6 +288,7 @@ def write(results: Path, docs: Path) -> None:
         "client (the API processes, or the loading threads) and every PostgreSQL process. On",
         "two cores it bounds throughput whatever the overlap, at 2,000 ms of CPU per second.",
         "",
+        *_waits_section(r.get("bulk_postgres_waits", {})),
         "## Single-event ingest",
         "",
         "`POST /api/v1/logs`, one event per request, closed loop (wrk), requests/s by number of",

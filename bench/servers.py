@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import psutil
+import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,6 +181,59 @@ class PostgresCpu:
             seconds[kind] = seconds.get(kind, 0.0) + cpu - self._first[pid]
         seconds["unattributed"] = total - sum(seconds.values())
         self.seconds = seconds
+
+
+# What each connection in a transaction is doing, by the wait PostgreSQL reports for it.
+_ACTIVITY = """
+SELECT CASE WHEN state = 'idle in transaction' THEN 'idle in transaction'
+            WHEN wait_event_type IS NULL THEN 'running'
+            WHEN wait_event_type = 'Lock' THEN 'waiting for a lock'
+            WHEN wait_event_type = 'IO' THEN 'I/O'
+            WHEN wait_event_type = 'Client' THEN 'waiting for the client'
+            ELSE 'other' END AS kind,
+       count(*)
+  FROM pg_stat_activity
+ WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+   AND state IN ('active', 'idle in transaction')
+ GROUP BY 1"""
+
+WAIT_KINDS = ("running", "waiting for a lock", "I/O", "waiting for the client",
+              "idle in transaction", "other")  # fmt: skip
+
+
+class PostgresWaits:
+    """How many of PostgreSQL's connections, on average, were running or waiting (and on
+    what) while the ``with`` block ran, from ``pg_stat_activity`` every *interval* seconds.
+
+    CPU figures say how much work a load costs; these say where its requests queue. A
+    tenant's writes take turns on its log head, and "waiting for a lock" shows how many
+    of them wait for another's transaction at any moment.
+    """
+
+    def __init__(self, url: str, interval: float = 0.05) -> None:
+        self._url = url
+        self._interval = interval
+        self._stop = threading.Event()
+        self._counts = dict.fromkeys(WAIT_KINDS, 0)
+        self._samples = 0
+        self.mean: dict[str, float] = {}
+
+    def _loop(self) -> None:
+        with psycopg.connect(self._url, autocommit=True) as conn:
+            while not self._stop.wait(self._interval):
+                for kind, count in conn.execute(_ACTIVITY).fetchall():
+                    self._counts[kind] += count
+                self._samples += 1
+
+    def __enter__(self) -> PostgresWaits:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.mean = {kind: n / max(self._samples, 1) for kind, n in self._counts.items()}
 
 
 def _service_env(*, group_commit: bool = True) -> dict[str, str]:
