@@ -156,7 +156,7 @@ def _waits_section(waits: dict[str, dict[str, dict[str, float]]]) -> list[str]:
         "(`pg_stat_activity` every 50 ms; medians over the runs). All bulk requests are one",
         "tenant's, and a tenant's transactions take turns on its log head from the moment",
         'they lock it until they commit: a connection "waiting for a lock" waits for another',
-        "request's transaction.",
+        "request's transaction, or briefly for a table's file to be extended.",
         "",
         "| | " + " | ".join(_WAIT_KINDS) + " |",
         "|---|" + "---|" * len(_WAIT_KINDS),
