@@ -48,6 +48,16 @@ def _fmt(summary: dict[str, float], digits: int = 0, unit: str = "") -> str:
     )
 
 
+def _row(*cells: object) -> str:
+    """One Markdown table row."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _head(*cells: object) -> list[str]:
+    """A Markdown table's header row and the separator under it."""
+    return [_row(*cells), "|" + "---|" * len(cells)]
+
+
 def _cpu(parts: dict[str, dict[str, float]]) -> str:
     """A CPU cost split as "total (client + PostgreSQL)", medians in milliseconds."""
     client, postgres = parts["client"]["median"], parts["postgres"]["median"]
@@ -128,8 +138,7 @@ def _postgres_kinds(
         "(checkpointer, WAL and background writers) are PostgreSQL's own upkeep;",
         "unattributed is the part of exited processes that no poll (every 0.25 s) saw.",
         "",
-        "| API processes | phase | " + " | ".join(_KINDS) + " |",
-        "|---|---|" + "---|" * len(_KINDS),
+        *_head("API processes", "phase", *_KINDS),
     ]
     for workers in sorted({run["workers"] for run in runs}):
         mine = [run for run in runs if run["workers"] == workers]
@@ -138,7 +147,7 @@ def _postgres_kinds(
                 statistics.median(cores_of(run)["postgres_by_kind"].get(kind, 0.0) for run in mine)
                 for kind in _KINDS
             ]
-            lines.append(f"| {workers} | {phase} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+            lines.append(_row(workers, phase, *(f"{c:.2f}" for c in cells)))
     return lines
 
 
@@ -156,12 +165,9 @@ def _waits_section(waits: dict[str, dict[str, dict[str, float]]]) -> list[str]:
         "transaction of the tenant (raw `COPY` takes turns only in the rollup triggers).",
         "Other is PostgreSQL's internal locks, on its buffers and its WAL.",
         "",
-        "| | " + " | ".join(kinds) + " |",
-        "|---|" + "---|" * len(kinds),
+        *_head("phase", *kinds),
         *(
-            f"| {names.get(name, name)} | "
-            + " | ".join(f"{per[kind]['median']:.2f}" for kind in kinds)
-            + " |"
+            _row(names.get(name, name), *(f"{per[kind]['median']:.2f}" for kind in kinds))
             for name, per in waits.items()
         ),
         "",
@@ -179,15 +185,12 @@ def _stack_section(result: dict[str, Any]) -> list[str]:
         "HTTP server, on one database, alternating stacks (uvicorn with the options",
         f"`auditline serve` gives it); events/s, {result['runs']} runs of {result['seconds']} s.",
         "",
-        "| server | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+        *_head("server", *names),
         *(
-            f"| {stack} | " + " | ".join(_fmt(per[name]) for name in names) + " |"
+            _row(stack, *(_fmt(per[name]) for name in names))
             for stack, per in result["events_per_s"].items()
         ),
-        "| granian / uvicorn | "
-        + " | ".join(_fmt(result["granian_to_uvicorn"][name], 2) for name in names)
-        + " |",
+        _row("granian / uvicorn", *(_fmt(result["granian_to_uvicorn"][name], 2) for name in names)),
         "",
         f"Median ratio over the scenarios: {statistics.median(ratios):.2f}.",
     ]
@@ -293,20 +296,18 @@ def write(results: Path, docs: Path) -> None:
         "concurrent connections. `bare` is the ceiling: the same server stack parsing the same",
         "JSON with the same schema and answering 201 without storing anything.",
         "",
-        "| server | " + " | ".join(f"c={lv}" for lv in levels) + " |",
-        "|---|" + "---|" * len(levels),
+        *_head("server", *(f"c={lv}" for lv in levels)),
     ]
     for name, per in r["single_rps"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(per[lv]) for lv in levels) + " |")
+        lines.append(_row(name, *(_fmt(per[lv]) for lv in levels)))
     lines += [
         "",
         "Ratio to the bare ceiling at the same concurrency (target ≥ 0.4 with group commit):",
         "",
-        "| server | " + " | ".join(f"c={lv}" for lv in levels) + " |",
-        "|---|" + "---|" * len(levels),
+        *_head("server", *(f"c={lv}" for lv in levels)),
     ]
     for name, per in r["single_ratio_to_bare"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(per[lv], 2) for lv in levels) + " |")
+        lines.append(_row(name, *(_fmt(per[lv], 2) for lv in levels)))
     group, single_txn = r["single"].get("group_commit"), r["single"].get("no_group_commit")
     if group and single_txn:
         speedups = []
