@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import psutil
@@ -135,7 +135,40 @@ def _kind(title: str) -> str:
     return "background"  # checkpointer, WAL writer, background writer, launchers, ...
 
 
-class PostgresCpu:
+class _Poller:
+    """Calls ``_poll`` every *interval* seconds in a thread while the ``with`` block runs;
+    subclasses take their first reading in ``_begin`` and their last in ``_end``."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+
+    def _begin(self) -> None:
+        pass
+
+    def _poll(self) -> None:
+        raise NotImplementedError
+
+    def _end(self) -> None:
+        pass
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._poll()
+
+    def __enter__(self) -> Self:
+        self._begin()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._end()
+
+
+class PostgresCpu(_Poller):
     """CPU seconds PostgreSQL spends while the ``with`` block runs, by kind of process.
 
     A total alone cannot say whether a window's PostgreSQL time went to the load or to
@@ -145,9 +178,8 @@ class PostgresCpu:
     """
 
     def __init__(self, data_dir: Path, interval: float = 0.25) -> None:
+        super().__init__(interval)
         self._postmaster = _postmaster(data_dir)
-        self._interval = interval
-        self._stop = threading.Event()
         self._first: dict[int, float] = {}
         self._last: dict[int, tuple[str, float]] = {}
         self.seconds: dict[str, float] = {}
@@ -157,20 +189,14 @@ class PostgresCpu:
             self._first.setdefault(pid, 0.0)  # started inside the window: all of it counts
             self._last[pid] = (kind, cpu)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._record(_children(self._postmaster))
-
-    def __enter__(self) -> PostgresCpu:
+    def _begin(self) -> None:
         self._own0, self._exited0, children = _sample(self._postmaster)
         self._first = {pid: cpu for pid, (_, cpu) in children.items()}
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def _poll(self) -> None:
+        self._record(_children(self._postmaster))
+
+    def _end(self) -> None:
         own, exited, children = _sample(self._postmaster)
         live0 = sum(self._first.values())  # processes started since count 0 here
         self._record(children)
@@ -201,7 +227,7 @@ WAIT_KINDS = ("running", "waiting for a lock", "I/O", "waiting for the client",
               "idle in transaction", "other")  # fmt: skip
 
 
-class PostgresWaits:
+class PostgresWaits(_Poller):
     """How many of PostgreSQL's connections, on average, were running or waiting (and on
     what) while the ``with`` block ran, from ``pg_stat_activity`` every *interval* seconds.
 
@@ -211,28 +237,22 @@ class PostgresWaits:
     """
 
     def __init__(self, url: str, interval: float = 0.05) -> None:
+        super().__init__(interval)
         self._url = url
-        self._interval = interval
-        self._stop = threading.Event()
         self._counts = dict.fromkeys(WAIT_KINDS, 0)
         self._samples = 0
         self.mean: dict[str, float] = {}
 
-    def _loop(self) -> None:
-        with psycopg.connect(self._url, autocommit=True) as conn:
-            while not self._stop.wait(self._interval):
-                for kind, count in conn.execute(_ACTIVITY).fetchall():
-                    self._counts[kind] += count
-                self._samples += 1
+    def _begin(self) -> None:
+        self._conn = psycopg.connect(self._url, autocommit=True)  # used by the thread only
 
-    def __enter__(self) -> PostgresWaits:
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
+    def _poll(self) -> None:
+        for kind, count in self._conn.execute(_ACTIVITY).fetchall():
+            self._counts[kind] += count
+        self._samples += 1
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def _end(self) -> None:
+        self._conn.close()
         self.mean = {kind: n / max(self._samples, 1) for kind, n in self._counts.items()}
 
 
