@@ -25,7 +25,8 @@ from uuid_utils.compat import uuid7
 
 from auditline.api.schemas import BulkIn, EventIn
 from auditline.config import DatabaseSettings, Settings
-from auditline.domain.events import Event, TenantId
+from auditline.domain.events import Event
+from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.ingest.writer import EventWriter
 from auditline.integrity.canonical import canonical_json

@@ -47,18 +47,18 @@ import psycopg
 from psycopg import sql
 
 from auditline.bench.seed import MARKERS, VOCABULARY, seed
-from auditline.config import DatabaseSettings, SearchSettings
-from auditline.domain.events import TenantId
-from auditline.search.cursor import CursorCodec
+from auditline.config import DatabaseSettings, Settings
+from auditline.domain.access import Actor
+from auditline.domain.tenants import TenantId
 from auditline.search.model import PageRequest, SearchFilters, SearchQuery
-from auditline.search.postgres import PostgresSearch
 from auditline.search.query import parse
-from auditline.search.service import SearchService
-from auditline.storage import search as store
-from auditline.storage import stats as stats_store
+from auditline.services import open_services
 from auditline.storage.database import open_pool, set_tenant
 from auditline.storage.embedded import EmbeddedPostgres
 from auditline.storage.migrations import migrate
+from auditline.storage.search import pages as store
+from auditline.storage.search import stats as stats_store
+from auditline.storage.search.backend import PostgresSearch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -272,14 +272,14 @@ async def explain(url: str, ctx: Context, mix: list[Query]) -> dict[str, list[st
 
 
 async def export_throughput(url: str, tenant: TenantId) -> dict[str, Any]:
-    """CSV export of a whole tenant through the path the API uses (``export_file``)."""
-    pool = await open_pool(url, DatabaseSettings(url=url, pool_min_size=1, pool_max_size=2))
+    """CSV export of a whole tenant through the path the API uses (``SearchService.export``,
+    its two access records included)."""
+    settings = Settings(database=DatabaseSettings(url=url, pool_min_size=1, pool_max_size=2))
     process = psutil.Process()
     rss: list[int] = [process.memory_info().rss]
     rows = 0
     size = 0
-    try:
-        service = SearchService(PostgresSearch(pool), CursorCodec(os.urandom(32)), SearchSettings())
+    async with open_services(settings) as services:
 
         def sample(n: int) -> None:
             nonlocal rows
@@ -287,11 +287,12 @@ async def export_throughput(url: str, tenant: TenantId) -> dict[str, Any]:
             rss.append(process.memory_info().rss)
 
         began = time.perf_counter()
-        async for chunk in service.export_file(tenant, SearchQuery(), fmt="csv", on_batch=sample):
+        chunks = await services.search.export(
+            tenant, SearchQuery(), Actor("bench", "system"), fmt="csv", on_batch=sample
+        )
+        async for chunk in chunks:
             size += len(chunk)
         seconds = time.perf_counter() - began
-    finally:
-        await pool.close()
     return {
         "tenant": tenant, "rows": rows, "bytes": size, "seconds": round(seconds, 2),
         "rows_per_second": round(rows / seconds), "rss_start_mb": round(rss[0] / 2**20, 1),

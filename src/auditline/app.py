@@ -1,50 +1,23 @@
-"""The application factory. The lifespan owns every resource: no module-level pools."""
+"""The application factory: routes, middleware and error handlers, and a lifespan that
+opens the services (``services.open_services``) and runs the process's upkeep."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
 from auditline import __version__
 from auditline.api import api_keys, health, logs, search, tenants, wellknown
-from auditline.api.deps import Services
 from auditline.api.errors import install_error_handlers
 from auditline.api.middleware import EdgeMiddleware
 from auditline.config import Settings
-from auditline.ingest.access import AccessRecorder
-from auditline.ingest.writer import EventWriter, months_from
-from auditline.runtime import database, signing_key
-from auditline.search.postgres import postgres_search_service
-from auditline.search.reader import EventReader
-from auditline.security.service import build_security
-from auditline.storage.database import open_pool
-from auditline.storage.migrations import migrate
-from auditline.storage.rls import require_row_level_security
-
-log = logging.getLogger(__name__)
-
-
-async def ensure_partitions_ahead(writer: EventWriter, settings: Settings) -> None:
-    """Partitions for last month through ``partition_months_ahead`` months from now."""
-    start = datetime.now(UTC) - timedelta(days=31)
-    await writer.ensure_partitions(months_from(start, settings.database.partition_months_ahead + 2))
-
-
-async def _maintenance(writer: EventWriter, settings: Settings) -> None:
-    """Periodic upkeep until cancelled. Failures are logged and retried next round."""
-    while True:
-        await asyncio.sleep(settings.maintenance_interval_seconds)
-        try:
-            await ensure_partitions_ahead(writer, settings)
-        except Exception:
-            log.exception("partition maintenance failed; retrying next round")
+from auditline.jobs.upkeep import maintain_partitions
+from auditline.services import open_services
 
 
 def _freeze_startup_objects() -> None:
@@ -65,43 +38,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with database(settings) as url:
-            await migrate(url, app_role=settings.database.app_role)
-            pool = await open_pool(url, settings.database)
+        async with open_services(settings) as services:
+            app.state.services = services
+            upkeep = asyncio.create_task(maintain_partitions(services.writer, settings))
+            _freeze_startup_objects()
             try:
-                writer = EventWriter(
-                    pool,
-                    group_commit=settings.ingest.group_commit,
-                    max_group_events=settings.ingest.max_group_events,
-                )
-                await writer.start()
-                await ensure_partitions_ahead(writer, settings)
-                if settings.database.require_rls:
-                    await require_row_level_security(pool)
-                access = AccessRecorder(writer, settings.ingest)
-                app.state.services = Services(
-                    settings=settings,
-                    pool=pool,
-                    writer=writer,
-                    reader=EventReader(pool),
-                    search=postgres_search_service(
-                        pool, settings.search, signing_key(settings).private
-                    ),
-                    access=access,
-                    signing_key=signing_key(settings),
-                    security=build_security(settings, pool, access, signing_key(settings)),
-                )
-                upkeep = asyncio.create_task(_maintenance(writer, settings))
-                _freeze_startup_objects()
-                try:
-                    yield
-                finally:
-                    upkeep.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await upkeep
-                    await writer.close()
+                yield
             finally:
-                await pool.close()
+                upkeep.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await upkeep
 
     app = FastAPI(
         title="Auditline",

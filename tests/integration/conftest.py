@@ -8,7 +8,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import DatabaseSettings
-from auditline.domain.events import TenantId
+from auditline.domain.tenants import TenantId
 from auditline.storage.database import Connection, open_pool
 from auditline.storage.tenants import create_tenant
 

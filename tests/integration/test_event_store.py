@@ -12,7 +12,8 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import IngestSettings
-from auditline.domain.events import Event, EventDraft, TenantId, WriteResult
+from auditline.domain.events import Event, EventDraft, WriteResult
+from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.storage import events as store
 from auditline.storage.database import Connection, set_tenant

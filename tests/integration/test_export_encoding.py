@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 from auditline.config import DatabaseSettings
-from auditline.domain.events import TenantId
-from auditline.integrity.leaf import canonical_ip
+from auditline.domain.normalise import canonical_ip
+from auditline.domain.tenants import TenantId
 from auditline.search.export import CSV_COLUMNS, ExportFormat, encode, frame
 from auditline.search.model import SearchQuery
-from auditline.search.postgres import PostgresSearch
 from auditline.storage.database import open_pool
+from auditline.storage.search.backend import PostgresSearch
 from tests.conftest import TokenFactory, bearer
 from tests.integration.search_fixtures import base_time
 

@@ -10,7 +10,8 @@ import httpx
 import psycopg
 import pytest
 
-from auditline.domain.events import Event, TenantId
+from auditline.domain.events import Event
+from auditline.domain.tenants import TenantId
 from auditline.integrity.leaf import leaf_hash
 from tests.conftest import TokenFactory, bearer
 

@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from auditline.app import create_app
 from auditline.config import DatabaseSettings, Settings
-from auditline.domain.events import TenantId
+from auditline.domain.tenants import TenantId
 from auditline.storage.database import Connection, open_pool, set_tenant
 from auditline.storage.rls import RlsNotEnforced
 from tests.conftest import TokenFactory, bearer

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import IngestSettings
-from auditline.domain.events import Event, EventDraft, TenantId
+from auditline.domain.events import Event, EventDraft
+from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.storage.database import Connection, set_tenant
 from auditline.storage.events import insert_events

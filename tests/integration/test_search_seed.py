@@ -9,7 +9,8 @@ import pytest
 
 from auditline.bench.seed import tenant_sizes
 from auditline.cli import main
-from auditline.domain.events import Event, TenantId
+from auditline.domain.events import Event
+from auditline.domain.tenants import TenantId
 from auditline.integrity.leaf import leaf_hash
 from auditline.storage.events import COLUMNS
 

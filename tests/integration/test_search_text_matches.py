@@ -17,11 +17,12 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import IngestSettings
-from auditline.domain.events import EventDraft, TenantId
+from auditline.domain.events import EventDraft
+from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.storage.database import Connection, set_tenant
 from auditline.storage.events import ensure_partition, insert_events
-from auditline.storage.search import read_watermark
+from auditline.storage.search.pages import read_watermark
 
 ACME, GLOBEX = TenantId("acme"), TenantId("globex")
 

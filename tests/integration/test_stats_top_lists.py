@@ -13,12 +13,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from auditline.bench.seed import seed
 from auditline.config import DatabaseSettings, IngestSettings
-from auditline.domain.events import EventDraft, TenantId
+from auditline.domain.events import EventDraft
+from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.search.model import SearchQuery, Stats
-from auditline.storage import stats as store
 from auditline.storage.database import Connection, open_pool, set_tenant
 from auditline.storage.events import ensure_partition, insert_events
+from auditline.storage.search import stats as store
 from auditline.storage.tenants import create_tenant
 from tests.integration.rollup_checks import HEAVY_MISMATCHES
 

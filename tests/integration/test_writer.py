@@ -13,12 +13,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from auditline.app import create_app
 from auditline.config import IngestSettings, Settings
-from auditline.domain.events import EventDraft, TenantId
+from auditline.domain.events import EventDraft
+from auditline.domain.tenants import TenantId, UnknownTenant
 from auditline.ingest.prepare import prepare_events
 from auditline.ingest.writer import EventWriter, WriterClosed
 from auditline.security.tokens import issue_token
 from auditline.storage.database import Connection
-from auditline.storage.events import UnknownTenant
 
 ACME, GLOBEX = TenantId("acme"), TenantId("globex")
 

@@ -13,8 +13,8 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
+from auditline.domain.normalise import canonical_ip, is_canonical_ipv4, rfc3339
 from auditline.integrity.canonical import _fast_path, canonical_json
-from auditline.integrity.leaf import canonical_ip, is_canonical_ipv4, rfc3339
 
 scalars = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text()
 json_values = st.recursive(

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from auditline.api.schemas import EventIn
 from auditline.config import IngestSettings
-from auditline.domain.events import EventDraft, InvalidEvents, TenantId
+from auditline.domain.events import EventDraft, InvalidEvents
 from auditline.domain.masking import REDACTED
+from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.integrity.leaf import LEAF_PREFIX, leaf_entry, leaf_hash
 

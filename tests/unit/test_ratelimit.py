@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from auditline.config import RateBudget, RateLimitSettings
+from auditline.domain.access import Actor
 from auditline.security.audit import AccessAudit, RequestInfo
 from auditline.security.ratelimit import (
     Decision,
@@ -92,8 +93,8 @@ class FakeRecorder:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
 
-    async def record(self, tenant: str, **fields: Any) -> None:
-        self.records.append({"tenant": tenant, **fields})
+    async def record(self, tenant: str, actor: Actor, **fields: Any) -> None:
+        self.records.append({"tenant": tenant, "actor": actor.subject, **fields})
 
 
 async def test_failures_beyond_the_recording_budget_are_counted_on_the_next_record() -> None:

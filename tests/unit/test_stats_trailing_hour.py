@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auditline.storage.stats import _end_from_rollup
+from auditline.storage.search.stats import _end_from_rollup
 
 HOUR = datetime(2026, 12, 1, 10, tzinfo=UTC)
 

@@ -10,16 +10,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from auditline.api.deps import PrincipalDep, ServicesDep
+from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.schemas import Problem, TenantSlug
-from auditline.domain.events import TenantId
+from auditline.domain.tenants import PLATFORM_TENANT, TenantId
 from auditline.security.api_keys import ApiKeyLimitReached
-from auditline.security.principal import PLATFORM_TENANT, Forbidden, Permission, Principal, Scope
+from auditline.security.principal import Forbidden, Permission, Principal, Scope
 from auditline.storage.api_keys import ApiKey
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
@@ -81,6 +81,19 @@ def _invalid(field: str, message: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
 
 
+def _check_expiry(expires_at: datetime | None, max_days: int | None) -> None:
+    """A key expires in the future, and within the server's maximum lifetime if it has one."""
+    if expires_at is None:
+        if max_days is not None:
+            raise _invalid("expires_at", "is required by this server")
+        return
+    now = datetime.now(UTC)
+    if expires_at <= now:
+        raise _invalid("expires_at", "must be in the future")
+    if max_days is not None and expires_at > now + timedelta(days=max_days):
+        raise _invalid("expires_at", f"must be within {max_days} days")
+
+
 def _authorize(principal: Principal, requested: str | None) -> TenantId:
     tenant = principal.authorize(requested, Permission.MANAGE_TENANT)
     if tenant == PLATFORM_TENANT:
@@ -96,9 +109,9 @@ def _authorize(principal: Principal, requested: str | None) -> TenantId:
 )
 async def create_api_key(
     body: ApiKeyIn,
-    request: Request,
     response: Response,
     principal: PrincipalDep,
+    actor: ActorDep,
     services: ServicesDep,
     tenant_id: TenantQuery = None,
 ) -> ApiKeyCreated:
@@ -106,21 +119,11 @@ async def create_api_key(
     if tenant_id is not None and body.tenant_id is not None and tenant_id != body.tenant_id:
         raise _invalid("tenant_id", "differs from the tenant_id parameter")
     tenant = _authorize(principal, body.tenant_id or tenant_id)
-    if body.expires_at is not None:
-        now = datetime.now(UTC)
-        if body.expires_at <= now:
-            raise _invalid("expires_at", "must be in the future")
-        limit = services.settings.api_keys.max_lifetime_days
-        if limit is not None and body.expires_at > now + timedelta(days=limit):
-            raise _invalid("expires_at", f"must be within {limit} days")
-    elif services.settings.api_keys.max_lifetime_days is not None:
-        raise _invalid("expires_at", "is required by this server")
+    _check_expiry(body.expires_at, services.settings.api_keys.max_lifetime_days)
     try:
         stored, secret = await services.security.api_keys.create(
-            tenant, name=body.name, scopes=body.scopes, expires_at=body.expires_at,
-            actor=principal.subject, actor_type=principal.actor_type,
-            request_id=request.state.request_id,
-        )  # fmt: skip
+            tenant, name=body.name, scopes=body.scopes, expires_at=body.expires_at, actor=actor
+        )
     except ApiKeyLimitReached as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"the tenant already has {exc.args[0]} active API keys"
@@ -146,16 +149,13 @@ async def list_keys(
 )
 async def revoke_key(
     key_id: UUID,
-    request: Request,
     principal: PrincipalDep,
+    actor: ActorDep,
     services: ServicesDep,
     tenant_id: TenantQuery = None,
 ) -> None:
     """The key stops working at once, in every API process; revoking twice is harmless."""
     tenant = _authorize(principal, tenant_id)
-    revoked = await services.security.api_keys.revoke(
-        tenant, key_id, actor=principal.subject, actor_type=principal.actor_type,
-        request_id=request.state.request_id,
-    )  # fmt: skip
+    revoked = await services.security.api_keys.revoke(tenant, key_id, actor=actor)
     if revoked is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"API key {key_id} not found")

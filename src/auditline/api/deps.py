@@ -1,4 +1,4 @@
-"""Request dependencies: the shared services and the authenticated principal.
+"""Request dependencies: the shared services, the authenticated principal, its actor.
 
 ``get_principal`` is the one gate every authenticated route passes: it authenticates the
 bearer credential (JWT of a trusted issuer, or API key), records a failure in the right log
@@ -7,38 +7,17 @@ bearer credential (JWT of a trusted issuer, or API key), records a failure in th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from psycopg_pool import AsyncConnectionPool
 
-from auditline.config import Settings
-from auditline.ingest.access import AccessRecorder
-from auditline.ingest.writer import EventWriter
-from auditline.search.reader import EventReader
-from auditline.search.service import SearchService
+from auditline.domain.access import Actor
 from auditline.security.audit import RequestInfo
 from auditline.security.principal import Forbidden, Principal, TenantNotFound
 from auditline.security.ratelimit import Kind, RateLimited
-from auditline.security.service import Security
-from auditline.security.tokens import InvalidToken, SigningKey
-from auditline.storage.database import Connection
-
-
-@dataclass
-class Services:
-    """Everything a request may use; created and closed by the app's lifespan."""
-
-    settings: Settings
-    pool: AsyncConnectionPool[Connection]
-    writer: EventWriter
-    reader: EventReader
-    search: SearchService
-    access: AccessRecorder
-    signing_key: SigningKey
-    security: Security
+from auditline.security.tokens import InvalidToken
+from auditline.services import Services
 
 
 async def get_services(request: Request) -> Services:
@@ -108,5 +87,13 @@ async def record_denial(request: Request, exc: Forbidden | TenantNotFound) -> No
         await services.security.audit.authorization_failed(principal, exc, request_info(request))
 
 
+async def get_actor(
+    request: Request, principal: Annotated[Principal, Depends(get_principal)]
+) -> Actor:
+    """The caller as the records of its reads and changes name it."""
+    return Actor(principal.subject, principal.actor_type, request.state.request_id)
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ActorDep = Annotated[Actor, Depends(get_actor)]

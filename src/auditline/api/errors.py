@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 
 from auditline.api.deps import record_denial
 from auditline.domain.events import FieldError, InvalidEvents
+from auditline.domain.tenants import TenantExists, UnknownTenant
 from auditline.ingest.writer import WriterClosed
 from auditline.search.cursor import InvalidCursor
 from auditline.search.model import InvalidSearch
@@ -28,8 +29,6 @@ from auditline.search.query import ParseError
 from auditline.security.principal import Forbidden, InvalidClaims, TenantNotFound, TenantRequired
 from auditline.security.ratelimit import RateLimited
 from auditline.security.tokens import InvalidToken
-from auditline.storage.events import UnknownTenant
-from auditline.storage.tenants import TenantExists
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,9 @@ from pydantic import (
 )
 
 from auditline.domain.events import ActorType, Outcome, Severity, StoredEvent
-from auditline.integrity.leaf import is_canonical_ipv4
-from auditline.storage.tenants import Tenant
+from auditline.domain.normalise import is_canonical_ipv4
+from auditline.domain.tenants import TENANT_ID_PATTERN, Tenant
 
-TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 TenantSlug = Annotated[
     str, Field(pattern=TENANT_ID_PATTERN, description="Tenant id: lower-case slug, 1-63 chars")
 ]

@@ -11,16 +11,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from auditline.api.deps import PrincipalDep, ServicesDep
+from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.schemas import JsonObject, Problem, TenantIn, TenantOut, TenantSlug
-from auditline.domain.events import TenantId
-from auditline.security.principal import PLATFORM_TENANT, Permission, Principal
-from auditline.storage.events import UnknownTenant
-from auditline.storage.tenants import Tenant, create_tenant, get_tenant, list_tenants, update_tenant
+from auditline.security.principal import Permission
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["tenants"])
 
@@ -56,16 +53,6 @@ class TenantPatch(BaseModel):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
 
-def _view(tenant: Tenant, fields: Any = None) -> dict[str, Any]:
-    """The tenant's changeable fields (all, or *fields*) as a change record shows them."""
-    names = fields or ("name", "retention_days", "archive_after_days", "settings")
-    return {name: getattr(tenant, name) for name in names}
-
-
-def _actor(principal: Principal) -> dict[str, Any]:
-    return {"actor": principal.subject, "actor_type": principal.actor_type}
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -73,34 +60,20 @@ def _actor(principal: Principal) -> dict[str, Any]:
     summary="Create a tenant (platform admin)",
 )
 async def post_tenant(
-    body: TenantIn, request: Request, principal: PrincipalDep, services: ServicesDep
+    body: TenantIn, principal: PrincipalDep, actor: ActorDep, services: ServicesDep
 ) -> TenantOut:
     """Create a tenant and its empty log; recorded (CREATE, tenant) in the platform log."""
-    principal.require(Permission.MANAGE_TENANTS)
-    async with services.pool.connection() as conn, conn.transaction():
-        tenant = await create_tenant(
-            conn,
-            TenantId(body.id),
-            name=body.name,
-            retention_days=body.retention_days,
-            archive_after_days=body.archive_after_days,
-            settings=body.settings,
-        )
-        await services.access.record_in(
-            conn, TenantId(PLATFORM_TENANT), **_actor(principal), action="CREATE",
-            resource_type="tenant", resource_id=tenant.id, message=f"created tenant {tenant.id}",
-            after=_view(tenant), request_id=request.state.request_id,
-        )  # fmt: skip
+    tenant = await services.tenants.create(
+        principal.new_tenant(body.id), actor, name=body.name, retention_days=body.retention_days,
+        archive_after_days=body.archive_after_days, settings=body.settings,
+    )  # fmt: skip
     return TenantOut.of(tenant)
 
 
 @router.get("", responses=_ERRORS, summary="List the tenants the caller administers")
 async def get_tenants(principal: PrincipalDep, services: ServicesDep) -> list[TenantOut]:
     """All client tenants for a platform admin; for a tenant admin, their own tenants."""
-    principal.require(Permission.MANAGE_TENANT)
-    only = None if principal.is_platform_admin else principal.tenants
-    async with services.pool.connection() as conn:
-        tenants = await list_tenants(conn, only)
+    tenants = await services.tenants.list(principal.administered_tenants())
     return [TenantOut.of(t) for t in tenants]
 
 
@@ -113,19 +86,15 @@ async def get_one_tenant(
 ) -> TenantOut:
     """For the tenant's admins and platform admins; any other tenant is a plain 404."""
     tenant = principal.authorize(tenant_id, Permission.MANAGE_TENANT)
-    async with services.pool.connection() as conn:
-        found = await get_tenant(conn, tenant)
-    if found is None:
-        raise UnknownTenant(tenant)
-    return TenantOut.of(found)
+    return TenantOut.of(await services.tenants.get(tenant))
 
 
 @router.patch("/{tenant_id}", responses=_ERRORS, summary="Change one tenant's settings")
 async def patch_tenant(
     tenant_id: TenantPath,
     body: TenantPatch,
-    request: Request,
     principal: PrincipalDep,
+    actor: ActorDep,
     services: ServicesDep,
 ) -> TenantOut:
     """Change name, retention, archive-after days or settings.
@@ -134,18 +103,4 @@ async def patch_tenant(
     changed fields' previous values in ``before`` and new values in ``after``.
     """
     tenant = principal.authorize(tenant_id, Permission.MANAGE_TENANT)
-    changes = body.changes()
-    async with services.pool.connection() as conn, conn.transaction():
-        result = await update_tenant(conn, tenant, changes)
-        if result is None:
-            raise UnknownTenant(tenant)
-        before, after = result
-        changed = [k for k in changes if getattr(before, k) != getattr(after, k)]
-        if changed:
-            await services.access.record_in(
-                conn, tenant, **_actor(principal), action="UPDATE", resource_type="tenant",
-                resource_id=tenant, message=f"changed tenant {', '.join(sorted(changed))}",
-                before=_view(before, changed), after=_view(after, changed),
-                request_id=request.state.request_id,
-            )  # fmt: skip
-    return TenantOut.of(after)
+    return TenantOut.of(await services.tenants.update(tenant, actor, body.changes()))

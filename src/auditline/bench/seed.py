@@ -34,12 +34,14 @@ from typing import Any, Final
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.domain.diffing import changed_fields
-from auditline.domain.events import Event, Severity, TenantId
+from auditline.domain.events import Event, Severity
+from auditline.domain.tenants import TenantExists, TenantId
 from auditline.ingest.writer import months_from
 from auditline.integrity.leaf import leaf_hash
 from auditline.storage.database import Connection, tenant_transaction
 from auditline.storage.events import ensure_partition, insert_events
-from auditline.storage.tenants import TenantExists, create_tenant
+from auditline.storage.tenants import create_tenant
+from auditline.tenancy.scope import for_system
 
 ACTIONS: Final[list[tuple[str, float]]] = [
     ("READ", 38), ("VIEW", 20), ("UPDATE", 12), ("LOGIN", 9), ("LOGOUT", 6), ("CREATE", 6),
@@ -267,7 +269,7 @@ async def seed(
     sizes = tenant_sizes(events, tenants)
     shapes = [
         TenantShape(
-            tenant=TenantId(f"{prefix}-{i:03d}"),
+            tenant=for_system(f"{prefix}-{i:03d}", reason="benchmark data generator"),
             size=size,
             users=max(3, min(20_000, size // 150)),
             resources=max(5, min(200_000, size // 12)),

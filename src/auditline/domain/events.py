@@ -8,16 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal, NewType, Protocol
+from typing import Any, Final, Literal, Protocol
 from uuid import UUID
 
-TenantId = NewType("TenantId", str)
-"""A tenant the current caller is allowed to act on.
-
-Only ``auditline.security`` turns a string into a ``TenantId`` (after checking the caller's
-grants), and every repository call takes one, so a query without a checked tenant does
-not type-check.
-"""
+from auditline.domain.tenants import TenantId
 
 Severity = Literal["INFO", "WARNING", "ERROR", "CRITICAL"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("INFO", "WARNING", "ERROR", "CRITICAL")

@@ -9,47 +9,34 @@ before the response is sent, so a read that succeeded is a read that was recorde
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Required, TypedDict, Unpack
+from typing import Unpack
 
 from auditline.config import IngestSettings
-from auditline.domain.events import ActorType, Event, EventDraft, Outcome, TenantId
+from auditline.domain.access import AccessFields, Actor
+from auditline.domain.events import Event, EventDraft
+from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.ingest.writer import EventWriter
 from auditline.storage.database import Connection, set_tenant
 from auditline.storage.events import insert_events
 
 
-class AccessFields(TypedDict, total=False):
-    """What was done, by whom, to what: the fields of one access or change record."""
-
-    actor: Required[str]
-    action: Required[str]
-    resource_type: Required[str]
-    message: Required[str]
-    actor_type: ActorType
-    resource_id: str | None
-    metadata: dict[str, Any] | None
-    outcome: Outcome
-    request_id: str | None
-    ip_address: str | None
-    user_agent: str | None
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-
-
 class AccessRecorder:
-    """Writes access events; one instance per app, shared by all routes."""
+    """Writes access events; one instance per process, shared by every service.
+
+    Satisfies :class:`~auditline.domain.access.AccessLog`.
+    """
 
     def __init__(self, writer: EventWriter, limits: IngestSettings) -> None:
         self._writer = writer
         self._limits = limits
 
-    async def record(self, tenant: TenantId, **fields: Unpack[AccessFields]) -> None:
+    async def record(self, tenant: TenantId, actor: Actor, **fields: Unpack[AccessFields]) -> None:
         """Store one access event for *tenant* and wait until it is durably committed."""
-        await self._writer.write(tenant, self._prepare(tenant, fields))
+        await self._writer.write(tenant, self._prepare(tenant, actor, fields))
 
     async def record_in(
-        self, conn: Connection, tenant: TenantId, **fields: Unpack[AccessFields]
+        self, conn: Connection, tenant: TenantId, actor: Actor, **fields: Unpack[AccessFields]
     ) -> None:
         """Store one change record in the caller's open transaction on *conn*.
 
@@ -57,24 +44,24 @@ class AccessRecorder:
         with the change it describes, so neither can exist without the other. Points
         row-level security at *tenant* for the rest of the transaction.
         """
-        events = self._prepare(tenant, fields)
+        events = self._prepare(tenant, actor, fields)
         await self._writer.ensure_partitions(event.timestamp for event in events)
         await set_tenant(conn, tenant)
         await insert_events(conn, tenant, events)
 
-    def _prepare(self, tenant: TenantId, fields: AccessFields) -> list[Event]:
+    def _prepare(self, tenant: TenantId, actor: Actor, fields: AccessFields) -> list[Event]:
         outcome = fields.get("outcome", "success")
         user_agent = fields.get("user_agent")
         draft = EventDraft(
             action=fields["action"],
-            user_id=fields["actor"],
-            actor_type=fields.get("actor_type", "user"),
+            user_id=actor.subject,
+            actor_type=actor.type,
             resource_type=fields["resource_type"],
             resource_id=fields.get("resource_id"),
             message=fields["message"],
             metadata=fields.get("metadata") or {},
             outcome=outcome,
-            request_id=fields.get("request_id"),
+            request_id=actor.request_id,
             ip_address=fields.get("ip_address"),
             user_agent=None
             if user_agent is None

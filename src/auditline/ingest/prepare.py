@@ -21,17 +21,12 @@ from uuid_utils.compat import uuid7
 
 from auditline.config import IngestSettings
 from auditline.domain.diffing import changed_fields
-from auditline.domain.events import (
-    DraftFields,
-    Event,
-    FieldError,
-    InvalidEvents,
-    Json,
-    TenantId,
-)
+from auditline.domain.events import DraftFields, Event, FieldError, InvalidEvents, Json
 from auditline.domain.masking import DEFAULT_RULES, MaskingRules, mask_json, mask_text
+from auditline.domain.normalise import canonical_ip
+from auditline.domain.tenants import TenantId
 from auditline.domain.validation import EventChecker
-from auditline.integrity.leaf import canonical_ip, leaf_hash
+from auditline.integrity.leaf import leaf_hash
 from auditline.storage.events import SMALL_BATCH
 
 

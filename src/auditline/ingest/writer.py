@@ -31,12 +31,12 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from auditline.domain.events import Event, TenantId, WriteResult
+from auditline.domain.events import Event, WriteResult
+from auditline.domain.tenants import TenantId, UnknownTenant
 from auditline.storage.database import Connection, set_tenant
 from auditline.storage.events import (
     SMALL_BATCH,
     PendingInsert,
-    UnknownTenant,
     ensure_partition,
     partition_months,
     send_insert,

@@ -1,6 +1,6 @@
 """The search backend interface: what every implementation answers, in domain terms.
 
-PostgreSQL (``search.postgres``) is the default and the source of truth; the OpenSearch
+PostgreSQL (``storage.search.backend``) is the default and the source of truth; the OpenSearch
 backend implements the same protocol. Callers pass filters, a parsed query (the AST, never
 a backend-specific string) and keyset positions, and get domain objects back, so the two
 backends are interchangeable behind the API, the export and the CLI, and can be tested
@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Protocol, runtime_checkable
+from uuid import UUID
 
-from auditline.domain.events import StoredEvent, TenantId
+from auditline.domain.events import StoredEvent
+from auditline.domain.tenants import TenantId
 from auditline.search.export import ExportFormat
 from auditline.search.model import Interval, Order, Page, PageRequest, SearchQuery, Stats
 
@@ -53,6 +55,17 @@ class SearchBackend(Protocol):
         top: int,
     ) -> Stats:
         """Counts over [start, end) for the events matching *query*."""
+        ...
+
+
+class EventLookup(Protocol):
+    """One event by id, from the source of truth (PostgreSQL, whatever backend searches)."""
+
+    async def get(
+        self, tenant: TenantId, event_id: UUID, *, only_user: str | None = None
+    ) -> StoredEvent | None:
+        """The event, or None when it does not exist *or* (with *only_user*) that user did
+        not act in it."""
         ...
 
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from auditline.domain.events import TenantId
+from auditline.domain.tenants import TenantId
 from auditline.search.model import Order, Position, SearchQuery
 
 _VERSION: Final = 1

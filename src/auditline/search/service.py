@@ -1,23 +1,41 @@
-"""Search as the API and the CLI use it: a backend plus cursors and limits.
+"""Reading the audit log, as the API and the CLI do it: every read answered and recorded.
 
-Thin on purpose: authorization happens before (``Principal.authorize``), recording the
-access happens in the caller (it knows the request), and the backend does the reading.
-What lives here is what is the same for every backend: turning an opaque cursor into a
-position and back, and clamping sizes.
+One method per kind of read (get, search, export, stats). Each is one unit of work: it asks
+the backend, then records the read in the tenant's own log (``AccessLog``) before the
+answer is returned; an export records its start before the first byte and its end with
+the exact count. Authorization happens before (``Principal.authorize``), so a method is
+only ever called for a tenant the caller may read, and a ``user``'s restriction to their
+own events arrives inside the query (``SearchQuery.only_user``).
+
+What else is here is the same for every backend: turning opaque cursors into positions
+and back, clamping sizes, and checking a statistics range.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
 
 from auditline.config import SearchSettings
-from auditline.domain.events import StoredEvent, TenantId
-from auditline.search.backend import EncodingBackend, SearchBackend
+from auditline.domain.access import AccessLog, Actor
+from auditline.domain.events import StoredEvent
+from auditline.domain.tenants import TenantId
+from auditline.search.backend import EncodingBackend, EventLookup, SearchBackend
 from auditline.search.cursor import CursorCodec, binding
 from auditline.search.export import ExportFormat, encode, frame
-from auditline.search.model import Interval, Order, PageRequest, SearchQuery, Stats, Total
+from auditline.search.model import (
+    INTERVAL_SECONDS,
+    Interval,
+    InvalidSearch,
+    Order,
+    PageRequest,
+    SearchQuery,
+    Stats,
+    Total,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,16 +47,39 @@ class SearchResult:
 
 class SearchService:
     def __init__(
-        self, backend: SearchBackend, cursors: CursorCodec, settings: SearchSettings
+        self,
+        backend: SearchBackend,
+        events: EventLookup,
+        cursors: CursorCodec,
+        settings: SearchSettings,
+        access: AccessLog,
     ) -> None:
         self.backend = backend
+        self.events = events
         self.cursors = cursors
         self.settings = settings
+        self._access = access
+
+    async def get(
+        self, tenant: TenantId, event_id: UUID, actor: Actor, *, only_user: str | None = None
+    ) -> StoredEvent | None:
+        """The event, or None when it does not exist *or* the caller may not see it.
+
+        Recorded (VIEW) either way, with whether it was found.
+        """
+        stored = await self.events.get(tenant, event_id, only_user=only_user)
+        await self._access.record(
+            tenant, actor, action="VIEW", resource_type="audit_log", resource_id=str(event_id),
+            message="read an audit event", metadata={"found": stored is not None},
+            outcome="success" if stored is not None else "failure",
+        )  # fmt: skip
+        return stored
 
     async def search(
         self,
         tenant: TenantId,
         query: SearchQuery,
+        actor: Actor,
         *,
         limit: int | None,
         order: Order,
@@ -64,25 +105,71 @@ class SearchService:
         next_cursor = None
         if page.next is not None:
             next_cursor = self.cursors.encode(page.next, page.watermark, bound_to)
+        await self._access.record(
+            tenant, actor, action="VIEW", resource_type="audit_log",
+            message="searched audit events",
+            metadata={"query": query.describe(), "result_count": len(page.items),
+                      "page": "next" if cursor else "first"},
+        )  # fmt: skip
         return SearchResult(items=page.items, next_cursor=next_cursor, total=page.total)
 
-    def export(
-        self, tenant: TenantId, query: SearchQuery, *, order: Order = "asc"
-    ) -> AsyncIterator[list[StoredEvent]]:
-        return self.backend.export(
-            tenant, query, order=order, batch_size=self.settings.export_batch_size
-        )
+    async def export(
+        self,
+        tenant: TenantId,
+        query: SearchQuery,
+        actor: Actor,
+        *,
+        fmt: ExportFormat,
+        order: Order = "asc",
+        on_batch: Callable[[int], None] | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The export file, chunk by chunk, recorded at its start and at its end.
 
-    def export_file(
+        The first batch is read before this returns, so a failing backend raises here,
+        before anything is sent. Then the start is recorded (``phase: started``, the count
+        not known yet); the end, with the exact count (``phase: completed``), once the last
+        chunk has been taken. *context* adds to both records' metadata (the CLI says
+        ``via: cli``).
+        """
+        described = {"query": query.describe(), "format": fmt, **(context or {})}
+        sent = 0
+
+        def counted(n: int) -> None:
+            nonlocal sent
+            sent += n
+            if on_batch is not None:
+                on_batch(n)
+
+        chunks = self._file(tenant, query, fmt=fmt, order=order, on_batch=counted)
+        first = await anext(chunks)  # frame() always yields at least the header
+        await self._access.record(
+            tenant, actor, action="EXPORT", resource_type="audit_log",
+            message="started an export of audit events",
+            metadata={**described, "result_count": None, "phase": "started"},
+        )  # fmt: skip
+
+        async def rest() -> AsyncIterator[bytes]:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+            await self._access.record(
+                tenant, actor, action="EXPORT", resource_type="audit_log",
+                message="completed an export of audit events",
+                metadata={**described, "result_count": sent, "phase": "completed"},
+            )  # fmt: skip
+
+        return rest()
+
+    def _file(
         self,
         tenant: TenantId,
         query: SearchQuery,
         *,
         fmt: ExportFormat,
-        order: Order = "asc",
-        on_batch: Callable[[int], None] | None = None,
+        order: Order,
+        on_batch: Callable[[int], None],
     ) -> AsyncIterator[bytes]:
-        """The export file, chunk by chunk; the first chunk comes after the first read."""
         size = self.settings.export_batch_size
         if isinstance(self.backend, EncodingBackend):
             lines = self.backend.export_lines(tenant, query, fmt=fmt, order=order, batch_size=size)
@@ -91,17 +178,46 @@ class SearchService:
         return encode(batches, fmt, on_batch=on_batch)
 
     async def count(self, tenant: TenantId, query: SearchQuery) -> int:
+        """The exact number of matches (for progress bars; not recorded, reads no event)."""
         return await self.backend.count(tenant, query)
 
     async def stats(
         self,
         tenant: TenantId,
         query: SearchQuery,
+        actor: Actor,
         *,
-        start: datetime,
-        end: datetime,
+        start: datetime | None,
+        end: datetime | None,
         interval: Interval,
     ) -> Stats:
-        return await self.backend.stats(
+        """Counts over [start, end) (default: the 24 hours before *end*, which defaults to
+        now); raises ``InvalidSearch`` for an empty range or one with too many buckets."""
+        end = end or datetime.now(UTC)
+        start = start or _day_before(end)
+        if start >= end:
+            raise InvalidSearch("start", "start must be before end")
+        buckets = (end - start).total_seconds() / INTERVAL_SECONDS[interval]
+        limit = self.settings.stats_max_buckets
+        if buckets > limit:
+            raise InvalidSearch(
+                "interval", f"the range holds more than {limit} {interval} buckets; "
+                "choose a larger interval or a shorter range",
+            )  # fmt: skip
+        stats = await self.backend.stats(
             tenant, query, start=start, end=end, interval=interval, top=self.settings.stats_top
         )
+        await self._access.record(
+            tenant, actor, action="VIEW", resource_type="audit_log",
+            message="viewed audit statistics",
+            metadata={"query": query.describe(), "result_count": stats.total,
+                      "interval": interval, "start": start.isoformat(), "end": end.isoformat()},
+        )  # fmt: skip
+        return stats
+
+
+def _day_before(end: datetime) -> datetime:
+    """The default start of statistics: 24 hours before *end*, or the earliest instant
+    there is (an *end* in the first day of year 1 must not overflow into a 500)."""
+    earliest = datetime.min.replace(tzinfo=UTC)
+    return earliest if end - earliest < timedelta(hours=24) else end - timedelta(hours=24)

@@ -33,7 +33,8 @@ from psycopg_pool import AsyncConnectionPool
 from uuid_utils.compat import uuid7
 
 from auditline.config import ApiKeySettings
-from auditline.domain.events import ActorType, TenantId
+from auditline.domain.access import Actor
+from auditline.domain.tenants import TenantId, UnknownTenant
 from auditline.ingest.access import AccessRecorder
 from auditline.security.principal import Principal, Scope
 from auditline.security.tokens import InvalidToken
@@ -47,7 +48,7 @@ from auditline.storage.api_keys import (
     touch_api_key,
 )
 from auditline.storage.database import Connection, tenant_transaction
-from auditline.storage.events import UnknownTenant
+from auditline.tenancy.scope import for_system
 
 KEY_MARKER: Final = "alk_"
 _BASE32: Final = "abcdefghijklmnopqrstuvwxyz234567"
@@ -98,9 +99,7 @@ class ApiKeys:
         name: str,
         scopes: list[Scope],
         expires_at: datetime | None,
-        actor: str,
-        actor_type: ActorType = "user",
-        request_id: str | None = None,
+        actor: Actor,
     ) -> tuple[ApiKey, str]:
         """The new key's record and its secret, which exists nowhere else after this returns."""
         scopes = sorted(set(scopes))
@@ -117,16 +116,15 @@ class ApiKeys:
                         stored = await insert_api_key(
                             conn, tenant, key_id=uuid7(), prefix=prefix,
                             secret_hash=hash_key(key), name=name, scopes=list(scopes),
-                            created_by=actor, expires_at=expires_at,
+                            created_by=actor.subject, expires_at=expires_at,
                         )  # fmt: skip
                     break
                 except errors.UniqueViolation:
                     if attempt == 2:
                         raise
             await self._access.record_in(
-                conn, tenant, actor=actor, actor_type=actor_type, action="CREATE",
-                resource_type="api_key", resource_id=str(stored.id),
-                message=f"created API key {stored.prefix}", request_id=request_id,
+                conn, tenant, actor, action="CREATE", resource_type="api_key",
+                resource_id=str(stored.id), message=f"created API key {stored.prefix}",
                 after=_describe(stored),
             )  # fmt: skip
         return stored, key
@@ -140,21 +138,18 @@ class ApiKeys:
         tenant: TenantId,
         key_id: UUID,
         *,
-        actor: str,
-        actor_type: ActorType = "user",
-        request_id: str | None = None,
+        actor: Actor,
     ) -> ApiKey | None:
         """Revoke the key (idempotent); None if *tenant* has no such key."""
         async with tenant_transaction(self._pool, tenant) as conn:
-            found = await revoke_api_key(conn, tenant, key_id, revoked_by=actor)
+            found = await revoke_api_key(conn, tenant, key_id, revoked_by=actor.subject)
             if found is None:
                 return None
             stored, revoked_now = found
             if revoked_now:
                 await self._access.record_in(
-                    conn, tenant, actor=actor, actor_type=actor_type, action="DELETE",
-                    resource_type="api_key", resource_id=str(stored.id),
-                    message=f"revoked API key {stored.prefix}", request_id=request_id,
+                    conn, tenant, actor, action="DELETE", resource_type="api_key",
+                    resource_id=str(stored.id), message=f"revoked API key {stored.prefix}",
                     before=_describe(stored, revoked=False), after=_describe(stored),
                 )  # fmt: skip
         return stored
@@ -185,8 +180,9 @@ class ApiKeys:
             )  # fmt: skip
         resolution = timedelta(seconds=self._settings.last_used_resolution_seconds)
         if found.last_used_at is None or now - found.last_used_at >= resolution:
-            async with tenant_transaction(self._pool, TenantId(found.tenant_id)) as conn:
-                await touch_api_key(conn, TenantId(found.tenant_id), found.id)
+            tenant = for_system(found.tenant_id, reason="the key's secret proved its tenant")
+            async with tenant_transaction(self._pool, tenant) as conn:
+                await touch_api_key(conn, tenant, found.id)
         return Principal.for_api_key(
             tenant=found.tenant_id,
             key_id=found.id,

@@ -28,21 +28,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from auditline.config import RateLimitSettings
-from auditline.domain.events import TenantId
+from auditline.domain.access import Actor
+from auditline.domain.tenants import TenantId
 from auditline.ingest.access import AccessRecorder
-from auditline.security.principal import (
-    ALL_TENANTS,
-    PLATFORM_TENANT,
-    Forbidden,
-    Principal,
-    TenantNotFound,
-)
+from auditline.security.principal import AuthError, Forbidden, Principal, TenantNotFound
 from auditline.security.ratelimit import Decision, MemoryBuckets, RateLimited
 from auditline.security.tokens import InvalidToken
+from auditline.tenancy.scope import PLATFORM, for_system
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +79,12 @@ class AccessAudit:
             self._unrecorded += 1
             return
         metadata: dict[str, Any] = {"reason": exc.reason, "scheme": exc.scheme, **exc.details}
-        tenant = TenantId(exc.tenant or PLATFORM_TENANT)
+        tenant = PLATFORM
+        if exc.tenant is not None:
+            tenant = for_system(exc.tenant, reason="the API key's secret proved its tenant")
+        actor = Actor(exc.actor or "anonymous", "service" if exc.actor else "user")
         await self._write(
-            tenant, request,
-            actor=exc.actor or "anonymous",
-            actor_type="service" if exc.actor else "user",
-            action="LOGIN",
-            message=f"authentication failed: {exc}",
+            tenant, request, actor, action="LOGIN", message=f"authentication failed: {exc}",
             metadata=metadata,
         )  # fmt: skip
 
@@ -99,29 +94,28 @@ class AccessAudit:
         """Record a 403 in the caller's tenant; a tenant not granted (404) in the platform log."""
         metadata: dict[str, Any]
         if isinstance(exc, Forbidden):
-            tenant = exc.tenant or _only_tenant(principal) or TenantId(PLATFORM_TENANT)
+            tenant = exc.tenant or _only_tenant(principal) or PLATFORM
             metadata = {"reason": "forbidden"}
             if exc.permission is not None:
                 metadata["permission"] = exc.permission.value
             message = f"access denied: {exc}"
         else:
-            tenant = TenantId(PLATFORM_TENANT)
+            tenant = PLATFORM
             metadata = {"reason": "tenant_not_granted", "requested_tenant": str(exc)[:100]}
             message = "access denied: tenant not granted"
         if principal.issuer:
             metadata["issuer"] = principal.issuer
+        actor = Actor(principal.subject, principal.actor_type)
         await self._write(
-            tenant, request, actor=principal.subject, actor_type=principal.actor_type,
-            action="ACCESS", message=message, metadata=metadata,
-        )  # fmt: skip
+            tenant, request, actor, action="ACCESS", message=message, metadata=metadata
+        )
 
     async def _write(
         self,
         tenant: TenantId,
         request: RequestInfo,
+        actor: Actor,
         *,
-        actor: str,
-        actor_type: Any,
         action: str,
         message: str,
         metadata: dict[str, Any],
@@ -132,18 +126,18 @@ class AccessAudit:
             self._unrecorded = 0
         try:
             await self._access.record(
-                tenant, actor=actor, actor_type=actor_type, action=action,
+                tenant, replace(actor, request_id=request.request_id), action=action,
                 resource_type="api", resource_id=request.path[:200], message=message,
-                metadata=metadata, outcome="failure", request_id=request.request_id,
-                ip_address=request.ip_address, user_agent=request.user_agent,
+                metadata=metadata, outcome="failure", ip_address=request.ip_address,
+                user_agent=request.user_agent,
             )  # fmt: skip
         except Exception:  # the caller still gets its 401/403/404; the failure is logged
             log.exception("could not record an access failure in tenant %s", tenant)
 
 
 def _only_tenant(principal: Principal) -> TenantId | None:
-    if len(principal.tenants) == 1 and ALL_TENANTS not in principal.tenants:
-        tenant = next(iter(principal.tenants))
-        if tenant != PLATFORM_TENANT:
-            return TenantId(tenant)
-    return None
+    """The caller's one tenant, if it has exactly one client tenant."""
+    try:
+        return principal.tenant(None)
+    except AuthError:
+        return None

@@ -20,16 +20,14 @@ from typing import Any, Final, Literal, cast, get_args
 from uuid import UUID
 
 from auditline.config import ClaimMapping
-from auditline.domain.events import ActorType, TenantId
+from auditline.domain.events import ActorType
+from auditline.domain.tenants import PLATFORM_TENANT, TenantId
 
 Role = Literal["admin", "auditor", "user"]
 ROLES: Final = frozenset(get_args(Role))
 Scope = Literal["logs:write", "logs:read"]
 SCOPES: Final = frozenset(get_args(Scope))
 ALL_TENANTS: Final = "*"
-PLATFORM_TENANT: Final = "platform"
-"""The system tenant created by migration 0002: failed authentication, cross-tenant attempts
-and platform-level changes are recorded in its log."""
 
 
 class Permission(enum.Enum):
@@ -244,7 +242,7 @@ class Principal:
             )
 
     def tenant(self, requested: str | None) -> TenantId:
-        """The tenant this request acts on; the only place a ``TenantId`` is made."""
+        """The tenant this request acts on (see ``domain.tenants.TenantId``)."""
         if requested is None:
             if len(self.tenants) != 1 or ALL_TENANTS in self.tenants:
                 raise TenantRequired("tenant_id is required: the token grants several tenants")
@@ -256,6 +254,19 @@ class Principal:
         if resolved == PLATFORM_TENANT and not self.is_platform_admin:
             raise TenantNotFound(resolved)
         return TenantId(resolved)
+
+    def new_tenant(self, tenant: str) -> TenantId:
+        """The id of a tenant this caller creates: platform admins only (403 otherwise)."""
+        self.require(Permission.MANAGE_TENANTS)
+        return TenantId(tenant)
+
+    def administered_tenants(self) -> frozenset[TenantId] | None:
+        """The tenants this caller may manage, None meaning all (platform admins); 403 for a
+        caller who may manage none."""
+        self.require(Permission.MANAGE_TENANT)
+        if self.is_platform_admin:
+            return None
+        return frozenset(TenantId(t) for t in self.tenants)
 
     def authorize(self, requested: str | None, permission: Permission) -> TenantId:
         """Resolve the tenant (404 before 403), then check the action."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from auditline.domain.events import TenantId
+from auditline.domain.tenants import TenantId
 from auditline.storage.database import Connection
 
 

@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import DatabaseSettings
-from auditline.domain.events import TenantId
+from auditline.domain.tenants import TenantId
 
 Connection = AsyncConnection[dict[str, Any]]
 Cursor = AsyncCursor[dict[str, Any]]

@@ -34,8 +34,9 @@ from uuid import UUID
 import orjson
 from psycopg.types.json import Jsonb
 
-from auditline.domain.events import Event, StoredEvent, TenantId, WriteResult
-from auditline.integrity.leaf import canonical_ip
+from auditline.domain.events import Event, StoredEvent, WriteResult
+from auditline.domain.normalise import canonical_ip
+from auditline.domain.tenants import TenantId, UnknownTenant
 from auditline.storage.database import Connection, Cursor
 
 COLUMNS = (
@@ -117,10 +118,6 @@ _INSERT_STAGED: Final = _INSERT.format(source=_FROM_STAGING, plain=_PLAIN, chang
 # it stages text (above).
 COLUMN_TYPES: Final = dict(_ARRAYS) | {"seq": "int8", "changed_fields": "text[]"}
 _STAGING_TYPES: Final = ["text" if c in _STAGED_AS_TEXT else COLUMN_TYPES[c] for c in COLUMNS]
-
-
-class UnknownTenant(LookupError):
-    """The tenant has no log (it does not exist)."""
 
 
 @dataclass(frozen=True)
@@ -250,7 +247,6 @@ def row_to_stored(row: dict[str, Any]) -> StoredEvent:
         None if fields["ip_address"] is None else str(fields["ip_address"])
     )
     fields["leaf_hash"] = bytes(fields["leaf_hash"])
-    fields["tenant_id"] = TenantId(fields["tenant_id"])
     return StoredEvent(event=Event(**fields), seq=seq)
 
 

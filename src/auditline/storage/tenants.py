@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
-from auditline.domain.events import TenantId
+from auditline.domain.tenants import UPDATABLE, Tenant, TenantExists, TenantId
 from auditline.storage.database import Connection, set_tenant
-
-
-@dataclass(frozen=True, slots=True)
-class Tenant:
-    id: TenantId
-    name: str
-    retention_days: int
-    archive_after_days: int | None
-    settings: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-
-
-class TenantExists(Exception):
-    """A tenant with that id already exists."""
-
 
 _COLUMNS = "id, name, retention_days, archive_after_days, settings, created_at, updated_at"
 
@@ -58,7 +40,7 @@ async def create_tenant(
     return Tenant(**row)
 
 
-async def list_tenants(conn: Connection, only: Collection[str] | None = None) -> list[Tenant]:
+async def list_tenants(conn: Connection, only: Collection[TenantId] | None = None) -> list[Tenant]:
     """All client tenants, or those whose id is in *only*, ordered by id.
 
     System tenants (the platform log) are never listed; they are reached by id.
@@ -69,10 +51,6 @@ async def list_tenants(conn: Connection, only: Collection[str] | None = None) ->
         {"all": only is None, "only": list(only or ())},
     )
     return [Tenant(**row) for row in await cur.fetchall()]
-
-
-UPDATABLE = ("name", "retention_days", "archive_after_days", "settings")
-"""The tenant fields ``PATCH`` may change."""
 
 
 async def update_tenant(
@@ -114,7 +92,7 @@ async def update_tenant(
     return before, Tenant(**row)
 
 
-async def get_tenant(conn: Connection, tenant: str) -> Tenant | None:
+async def get_tenant(conn: Connection, tenant: TenantId) -> Tenant | None:
     cur = await conn.execute(f"SELECT {_COLUMNS} FROM tenants WHERE id = %s", (tenant,))  # noqa: S608
     row = await cur.fetchone()
     return None if row is None else Tenant(**row)

@@ -2,8 +2,7 @@
 
 Every read runs in a ``REPEATABLE READ, READ ONLY`` transaction with the tenant setting
 made first, so row-level security applies and the watermark (the tenant's log head) and
-the rows come from one snapshot. The SQL and the plan choices live in
-``auditline.storage.search``.
+the rows come from one snapshot. The SQL and the plan choices live beside this module.
 """
 
 from __future__ import annotations
@@ -12,23 +11,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
+from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import SearchSettings
-from auditline.domain.events import StoredEvent, TenantId
+from auditline.domain.access import AccessLog
+from auditline.domain.events import StoredEvent
+from auditline.domain.tenants import TenantId
 from auditline.search.cursor import CursorCodec
 from auditline.search.export import ExportFormat
 from auditline.search.model import Interval, Order, Page, PageRequest, SearchQuery, Stats
 from auditline.search.service import SearchService
-from auditline.storage import search as store
-from auditline.storage import stats as stats_store
 from auditline.storage.database import Connection, set_tenant
+from auditline.storage.events import get_event
+from auditline.storage.search import pages as store
+from auditline.storage.search import stats as stats_store
 
 
 class PostgresSearch:
-    """:class:`~auditline.search.backend.SearchBackend` over the events table."""
+    """``SearchBackend``, ``EncodingBackend`` and ``EventLookup`` over the events table."""
 
     def __init__(
         self, pool: AsyncConnectionPool[Connection], tuning: store.SearchTuning | None = None
@@ -42,6 +45,12 @@ class PostgresSearch:
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             await set_tenant(conn, tenant)
             yield conn
+
+    async def get(
+        self, tenant: TenantId, event_id: UUID, *, only_user: str | None = None
+    ) -> StoredEvent | None:
+        async with self._snapshot(tenant) as conn:
+            return await get_event(conn, tenant, event_id, user_id=only_user)
 
     async def search(self, tenant: TenantId, query: SearchQuery, page: PageRequest) -> Page:
         async with self._snapshot(tenant) as conn:
@@ -120,7 +129,10 @@ class PostgresSearch:
 
 
 def postgres_search_service(
-    pool: AsyncConnectionPool[Connection], settings: SearchSettings, key: Ed25519PrivateKey
+    pool: AsyncConnectionPool[Connection],
+    settings: SearchSettings,
+    key: Ed25519PrivateKey,
+    access: AccessLog,
 ) -> SearchService:
     """The default search service: PostgreSQL, cursors keyed from the server's signing key."""
     tuning = store.SearchTuning(
@@ -128,4 +140,5 @@ def postgres_search_service(
         probe_max_rows=settings.probe_max_rows,
         exact_total_limit=settings.exact_total_limit,
     )
-    return SearchService(PostgresSearch(pool, tuning), CursorCodec.from_signing_key(key), settings)
+    backend = PostgresSearch(pool, tuning)
+    return SearchService(backend, backend, CursorCodec.from_signing_key(key), settings, access)

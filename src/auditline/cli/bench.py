@@ -1,4 +1,5 @@
-"""``auditline bench seed``: fill a database with realistic, skewed audit data."""
+"""``auditline bench seed``: fill a database with realistic, skewed audit data
+(``auditline.bench.seed``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import asyncio
 import sys
 from typing import Any
 
-from auditline.config import Settings
+from auditline.cli.common import settings_from, with_services
+from auditline.services import Services
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -28,38 +30,25 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from auditline.runtime import database
-
     if args.events < 1 or args.tenants < 1 or args.days < 1:
         print("error: --events, --tenants and --days must be positive", file=sys.stderr)
         return 2
-    settings = Settings()
-    if args.data_dir is not None:
-        settings.data_dir = args.data_dir
-    with database(settings) as url:
-        return asyncio.run(_seed(url, settings, args))
+    return asyncio.run(with_services(settings_from(args), lambda s: _seed(s, args)))
 
 
-async def _seed(url: str, settings: Settings, args: argparse.Namespace) -> int:
+async def _seed(services: Services, args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from auditline.bench.seed import seed
-    from auditline.storage.database import open_pool
-    from auditline.storage.migrations import migrate
 
-    await migrate(url, app_role=settings.database.app_role)
-    pool = await open_pool(url, settings.database.model_copy(update={"pool_min_size": 1}))
-    try:
-        columns = (TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, disable=args.no_progress) as progress:
-            task = progress.add_task("events", total=args.events)
-            report = await seed(
-                pool, events=args.events, tenants=args.tenants, days=args.days,
-                prefix=args.prefix, seed_value=args.seed, batch_size=args.batch_size,
-                progress=lambda n: progress.advance(task, n),
-            )  # fmt: skip
-    finally:
-        await pool.close()
+    columns = (TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=args.no_progress) as progress:
+        task = progress.add_task("events", total=args.events)
+        report = await seed(
+            services.pool, events=args.events, tenants=args.tenants, days=args.days,
+            prefix=args.prefix, seed_value=args.seed, batch_size=args.batch_size,
+            progress=lambda n: progress.advance(task, n),
+        )  # fmt: skip
     largest = ", ".join(f"{t} {n}" for t, n in report.tenants[:3])
     print(
         f"wrote {report.events} events to {len(report.tenants)} tenants in "

@@ -35,10 +35,11 @@ from typing import Any, Final
 
 from psycopg import sql
 
-from auditline.domain.events import SEVERITIES, TenantId
+from auditline.domain.events import SEVERITIES
+from auditline.domain.tenants import TenantId
 from auditline.search.model import Bucket, Count, Interval, ResourceCount, SearchQuery, Stats
 from auditline.storage.database import Connection
-from auditline.storage.search import Compiler, where_all
+from auditline.storage.search.compiler import Compiler, where_all
 
 _DIMS: Final = ("action", "severity", "resource_type", "outcome")
 _RANKED: Final = ("user", "resource")

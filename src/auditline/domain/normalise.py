@@ -1,0 +1,57 @@
+"""One spelling per value: the normal forms events are stored, hashed and exported in.
+
+The leaf hash (``integrity.leaf``) commits to these spellings, and storage, the API and the
+exports must produce exactly the same ones from what PostgreSQL returns, so they live here,
+below all of them: timestamps as UTC RFC 3339 with microseconds, IP addresses in Python's
+canonical text form (with IPv4-mapped IPv6 spelled the same on every Python version).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import UTC, datetime
+
+
+def rfc3339(ts: datetime) -> str:
+    """UTC, microsecond precision, ``Z`` suffix: one spelling per instant."""
+    utc = ts.astimezone(UTC)
+    if utc.year < 1000:  # strftime does not pad the year to four digits; keep its spelling
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as the strftime format above in half the time (twice per leaf); %-format
+    # beats both isoformat and an f-string with format specs here.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond,
+    )  # fmt: skip
+
+
+_CANONICAL_IPV4 = re.compile(
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+    r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
+)
+
+
+def is_canonical_ipv4(text: str) -> bool:
+    """Whether *text* is an IPv4 address spelled exactly as ``ipaddress`` prints it.
+
+    Four decimal octets of at most 255, without leading zeros. Such text needs no parsing
+    to be validated or canonicalised, and most addresses in audit events are IPv4.
+    """
+    return _CANONICAL_IPV4.fullmatch(text) is not None
+
+
+def canonical_ip(value: str | None) -> str | None:
+    """One spelling per address; events hold addresses only in this form.
+
+    IPv4 in dotted quads, IPv6 as RFC 5952 text, except IPv4-mapped addresses, which are
+    spelled ``::ffff:1.2.3.4`` explicitly: Python changed how it prints those in 3.13, and
+    a leaf hash must not depend on the interpreter version.
+    """
+    if value is None:
+        return None
+    if is_canonical_ipv4(value):
+        return value
+    address = ipaddress.ip_address(value)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)

@@ -1,0 +1,88 @@
+"""The composition root: every service of a process, built from the settings in one place.
+
+``open_services`` is the one start-up sequence. The API's lifespan, every CLI command and
+(as it lands) the worker open it, use what it yields and leave it to close everything
+again, in reverse order. Nothing else creates a pool, a writer or a service, so an operator's
+command and an API request run the same code with the same guarantees: row-level security
+checked, partitions ready, access and changes recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from auditline.config import Settings
+from auditline.ingest.access import AccessRecorder
+from auditline.ingest.service import Ingest
+from auditline.ingest.writer import EventWriter
+from auditline.jobs.upkeep import ensure_partitions_ahead
+from auditline.runtime import database, signing_key
+from auditline.search.service import SearchService
+from auditline.security.service import Security, build_security
+from auditline.security.tokens import SigningKey
+from auditline.storage.database import Connection, open_pool
+from auditline.storage.migrations import migrate
+from auditline.storage.rls import require_row_level_security
+from auditline.storage.search.backend import postgres_search_service
+from auditline.tenancy.service import TenantService
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything requests, commands and jobs use; made and closed by :func:`open_services`."""
+
+    settings: Settings
+    pool: AsyncConnectionPool[Connection]
+    writer: EventWriter
+    access: AccessRecorder
+    signing_key: SigningKey
+    security: Security
+    ingest: Ingest
+    search: SearchService
+    tenants: TenantService
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Migrate, connect and build every service; close them all when the block ends.
+
+    The database is ``settings.database.url``, or the data dir's embedded server (started
+    if needed). Start-up refuses to go on if the application role could bypass row-level
+    security (unless ``database.require_rls`` is off, for debugging).
+    """
+    with database(settings) as url:
+        await migrate(url, app_role=settings.database.app_role)
+        pool = await open_pool(url, settings.database)
+        try:
+            writer = EventWriter(
+                pool,
+                group_commit=settings.ingest.group_commit,
+                max_group_events=settings.ingest.max_group_events,
+            )
+            await writer.start()
+            try:
+                await ensure_partitions_ahead(writer, settings)
+                if settings.database.require_rls:
+                    await require_row_level_security(pool)
+                key = signing_key(settings)
+                access = AccessRecorder(writer, settings.ingest)
+                search = postgres_search_service(pool, settings.search, key.private, access)
+                yield Services(
+                    settings=settings,
+                    pool=pool,
+                    writer=writer,
+                    access=access,
+                    signing_key=key,
+                    security=build_security(settings, pool, access, key),
+                    ingest=Ingest(writer, search.events, settings.ingest),
+                    search=search,
+                    tenants=TenantService(pool, access),
+                )
+            finally:
+                await writer.close()
+        finally:
+            await pool.close()

@@ -1,0 +1,87 @@
+"""Tenant operations, each one unit of work: the change and its record commit together.
+
+A tenant's creation is recorded in the platform log (nobody administers the tenant yet); a
+change of its settings in the tenant's own log, with the changed fields' previous values
+in ``before`` and the new ones in ``after``. The API and the ``auditline tenants`` command
+call the same methods, so an operator's change is recorded exactly like an admin's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from auditline.domain.access import Actor
+from auditline.domain.tenants import UPDATABLE, Tenant, TenantId, UnknownTenant
+from auditline.ingest.access import AccessRecorder
+from auditline.storage import tenants as store
+from auditline.storage.database import Connection
+from auditline.tenancy.scope import PLATFORM
+
+
+class TenantService:
+    def __init__(self, pool: AsyncConnectionPool[Connection], access: AccessRecorder) -> None:
+        self._pool = pool
+        self._access = access
+
+    async def create(
+        self,
+        tenant: TenantId,
+        actor: Actor,
+        *,
+        name: str,
+        retention_days: int,
+        archive_after_days: int | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Tenant:
+        """Create *tenant* and its empty log; raises ``TenantExists`` if the id is taken."""
+        async with self._pool.connection() as conn, conn.transaction():
+            created = await store.create_tenant(
+                conn, tenant, name=name, retention_days=retention_days,
+                archive_after_days=archive_after_days, settings=settings or {},
+            )  # fmt: skip
+            await self._access.record_in(
+                conn, PLATFORM, actor, action="CREATE", resource_type="tenant",
+                resource_id=created.id, message=f"created tenant {created.id}",
+                after=_view(created),
+            )  # fmt: skip
+        return created
+
+    async def list(self, only: Collection[TenantId] | None = None) -> list[Tenant]:
+        """Every client tenant, or those in *only*, by id (the platform tenant never)."""
+        async with self._pool.connection() as conn:
+            return await store.list_tenants(conn, only)
+
+    async def get(self, tenant: TenantId) -> Tenant:
+        """The tenant; raises ``UnknownTenant`` if it does not exist."""
+        async with self._pool.connection() as conn:
+            found = await store.get_tenant(conn, tenant)
+        if found is None:
+            raise UnknownTenant(tenant)
+        return found
+
+    async def update(self, tenant: TenantId, actor: Actor, changes: dict[str, Any]) -> Tenant:
+        """Apply *changes* (fields of ``UPDATABLE``); the tenant as it is afterwards.
+
+        Recorded (UPDATE, tenant) in the tenant's own log when anything actually changed.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            result = await store.update_tenant(conn, tenant, changes)
+            if result is None:
+                raise UnknownTenant(tenant)
+            before, after = result
+            changed = [k for k in changes if getattr(before, k) != getattr(after, k)]
+            if changed:
+                await self._access.record_in(
+                    conn, tenant, actor, action="UPDATE", resource_type="tenant",
+                    resource_id=tenant, message=f"changed tenant {', '.join(sorted(changed))}",
+                    before=_view(before, changed), after=_view(after, changed),
+                )  # fmt: skip
+        return after
+
+
+def _view(tenant: Tenant, fields: Iterable[str] = UPDATABLE) -> dict[str, Any]:
+    """The tenant's changeable fields (all, or *fields*) as a change record shows them."""
+    return {name: getattr(tenant, name) for name in fields}
