@@ -2,9 +2,10 @@
 
 A claim that a change made nothing slower (or something faster) needs both versions
 measured in the same run on the same machine: absolute figures drift here by a quarter
-between runs (docs/BENCHMARKS.md). This runs the working tree ("head") and *REV* ("base",
-checked out in a temporary worktree) in turns, each round starting with the other side,
-each side on its own data dir, and prints the median and range of each scenario per side:
+between runs (docs/BENCHMARKS.md). This runs *REV* ("base") and the working tree or
+``--head REV`` ("head"; revisions are checked out in temporary worktrees) in turns, each
+round starting with the other side, each side on its own data dir, and prints the median
+and range of each scenario per side:
 
 * searches: the auditor mix of the ingest suite (search, filters, full text, statistics)
   over a 100 k-event tenant, offered at 50/s open loop (p50 and p99 ms);
@@ -103,16 +104,19 @@ def _read_paths(server: Process, data_dir: Path, path: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
     parser.add_argument("--base", required=True, help="git revision to compare with")
+    parser.add_argument("--head", help="git revision to compare (default: the working tree)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    base_tree = WORK / "base"
-    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_tree), args.base],
-                   cwd=ROOT, check=True)  # fmt: skip
-    sources = {"base": base_tree / "src", "head": ROOT / "src"}
+    trees = {"base": WORK / "base", "head": WORK / "head" if args.head else ROOT}
+    for side, rev in (("base", args.base), ("head", args.head)):
+        if rev is not None:
+            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(trees[side]), rev],
+                           cwd=ROOT, check=True)  # fmt: skip
+    sources = {side: tree / "src" for side, tree in trees.items()}
     files = {
         "single": write_bodies(WORK / "single.ndjson", count=5000, events_per_body=1, seed=1),
         "bulk": write_bodies(WORK / "bulk.ndjson", count=20, events_per_body=1000, seed=2),
@@ -144,8 +148,10 @@ def main() -> None:
                 print(f"round {round_ + 1} {side}: {figures}", flush=True)
     finally:
         os.environ.pop("PYTHONPATH", None)
-        subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=ROOT,
-                       check=False)  # fmt: skip
+        for tree in trees.values():
+            if tree != ROOT:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                               check=False)  # fmt: skip
     summary = {
         side: {
             name: {
@@ -158,8 +164,9 @@ def main() -> None:
         for side, side_runs in runs.items()
     }
     result: dict[str, Any] = {
-        "base": args.base, "rounds": args.rounds, "seconds": args.seconds, "runs": runs,
-        "summary": summary, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "base": args.base, "head": args.head or "working tree", "rounds": args.rounds,
+        "seconds": args.seconds, "runs": runs, "summary": summary,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
     (ROOT / "bench" / "results" / "ab.json").write_text(json.dumps(result, indent=2))
     for name in summary["head"]:
