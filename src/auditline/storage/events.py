@@ -165,7 +165,14 @@ async def send_insert(
     With *staged* (what :func:`stage` returned for these *events*) the rows come from the
     staging table, else from column arrays. In pipeline mode nothing waits for the server
     here; call ``result()`` after the pipeline's sync.
+
+    Every event must be *tenant*'s: the statement numbers and checks them against that
+    tenant's log but stores each under its own ``tenant_id``, so another tenant's event
+    would land in that tenant's log with this one's numbers. Row-level security refuses
+    it too, but a role that bypasses it (maintenance, a future worker) must not depend on it.
     """
+    if any(event.tenant_id != tenant for event in events):
+        raise ValueError(f"an event of another tenant in a write for tenant {tenant}")
     lock = await conn.execute(_LOCK_HEAD, {"t": tenant})
     if staged is not None:
         params: dict[str, Any] = {"t": tenant, "first": staged.start, "stop": staged.stop}

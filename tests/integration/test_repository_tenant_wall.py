@@ -1,0 +1,583 @@
+"""The first wall alone: every repository function that takes a tenant keeps to it.
+
+Row-level security (``test_rls.py``) hides a query that forgets its tenant condition.
+Here every repository function runs on a connection that bypasses row-level security
+(the superuser the test server logs in as, without ``SET ROLE``), against two tenants
+whose data overlap (same event ids, key ids, users, words, timestamps): only the explicit
+``tenant_id = ...`` condition of each query keeps the other tenant out, and each test
+shows that it sees and changes its own tenant's rows and nothing else.
+
+``COVERED`` maps every public repository coroutine that takes a tenant to the test that
+proves its wall; ``test_every_repository_function_taking_a_tenant_has_a_wall_test`` fails
+when a new one appears without an entry (or an entry outlives its function).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+import auditline.storage
+from auditline.config import DatabaseSettings, IngestSettings
+from auditline.domain.events import Event, EventDraft, StoredEvent
+from auditline.domain.tenants import TenantId
+from auditline.ingest.prepare import prepare_events
+from auditline.search.model import PageRequest, Position, SearchQuery
+from auditline.security.api_keys import generate_key
+from auditline.storage import api_keys as keys_store
+from auditline.storage import events as events_store
+from auditline.storage import tenants as tenants_store
+from auditline.storage.database import Connection, open_pool, set_tenant, tenant_transaction
+from auditline.storage.search import pages as search_store
+from auditline.storage.search import stats as stats_store
+from auditline.storage.search.backend import PostgresSearch
+from auditline.storage.search.pages import SearchTuning
+from tests.integration.conftest import ACME, GLOBEX
+from tests.integration.tenant_overlap import (
+    SHARED,
+    TENANTS,
+    Key,
+    Overlap,
+    build,
+    cases,
+    shared_id,
+    stats_over_time,
+    stats_with_filters,
+    store,
+)
+
+NOW = datetime.now(UTC)
+TUNINGS = {  # every full-text route: one walk, two walks, the text index
+    "walk": SearchTuning(),
+    "walk twice": SearchTuning(probe_rows=3, probe_max_rows=1_000_000),
+    "text index": SearchTuning(probe_rows=3, probe_max_rows=0),
+}
+SEARCH_CASES = ("everything", "word", "phrase", "word and field", "ids", "field prefix",
+                "metadata array", "negated word", "or")  # fmt: skip
+
+
+@pytest.fixture
+async def bypass(database_url: str) -> AsyncIterator[AsyncConnectionPool[Connection]]:
+    """Connections as the superuser: row-level security does not apply to them."""
+    pool = await open_pool(
+        database_url, DatabaseSettings(app_role=None, pool_min_size=1, pool_max_size=2)
+    )
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        assert await cur.fetchone() == {"rolsuper": True}
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def data(pool: AsyncConnectionPool[Connection]) -> Overlap:
+    """The overlapping data of acme and globex, written through the application role."""
+    overlap = build(NOW)
+    for tenant in TENANTS:
+        await store(pool, overlap.events[tenant])
+    return overlap
+
+
+def key_of(stored: StoredEvent) -> Key:
+    return stored.event.tenant_id, stored.event.id
+
+
+def heads(database_url: str) -> dict[str, int]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT tenant_id, next_seq FROM tenant_log_heads").fetchall()
+    return dict(rows)
+
+
+# ---------------------------------------------------------------------------------------
+# Events
+
+
+async def test_the_same_event_id_in_two_tenants_is_two_events(
+    pool: AsyncConnectionPool[Connection],
+    bypass: AsyncConnectionPool[Connection],
+    database_url: str,
+) -> None:
+    def drafts(word: str) -> list[EventDraft]:
+        return [
+            EventDraft(action="READ", id=event_id, message=f"{word} {i}",
+                       timestamp=NOW - timedelta(minutes=i))
+            for i, event_id in enumerate(ids)
+        ]  # fmt: skip
+
+    ids = [uuid.uuid4() for _ in range(45)]
+    small, large = slice(0, 5), slice(5, 45)  # column arrays, and the COPY staging table
+    # globex already holds 3 other events: the two log heads differ.
+    async with tenant_transaction(pool, GLOBEX) as conn:
+        await events_store.insert_events(
+            conn, GLOBEX, prepare_events(GLOBEX, [EventDraft(action="LOGIN")] * 3,
+                                         limits=IngestSettings(), now=NOW),
+        )  # fmt: skip
+    written = {t: prepare_events(t, drafts(t), limits=IngestSettings(), now=NOW) for t in TENANTS}
+    for tenant in (ACME, GLOBEX):
+        first = 0 if tenant == ACME else 3
+        for part in (small, large):
+            async with tenant_transaction(bypass, tenant) as conn:
+                result = await events_store.insert_events(conn, tenant, written[tenant][part])
+            assert result.duplicates == []
+            assert result.inserted == {
+                e.id: first + i for i, e in enumerate(written[tenant]) if e in written[tenant][part]
+            }
+    assert heads(database_url) == {"platform": 0, "acme": 45, "globex": 48}
+    for tenant in TENANTS:  # a retry is a duplicate in its own tenant only
+        for part in (small, large):
+            async with tenant_transaction(bypass, tenant) as conn:
+                retry = await events_store.insert_events(conn, tenant, written[tenant][part])
+            assert retry.inserted == {}
+            assert retry.duplicates == ids[part]
+    assert heads(database_url) == {"platform": 0, "acme": 45, "globex": 48}
+    with psycopg.connect(database_url) as conn:
+        for tenant in TENANTS:
+            stored = conn.execute(
+                "SELECT id, message FROM events WHERE tenant_id = %s AND message LIKE %s",
+                (tenant, f"{tenant} %"),
+            ).fetchall()
+            assert sorted(stored) == sorted((e.id, e.message) for e in written[tenant])
+
+
+async def test_insert_events_stores_nothing_under_another_tenant(
+    pool: AsyncConnectionPool[Connection],
+    bypass: AsyncConnectionPool[Connection],
+    database_url: str,
+) -> None:
+    def events(tenant: TenantId, n: int) -> list[Event]:
+        drafts = [EventDraft(action="READ", message=f"{tenant} {i}") for i in range(n)]
+        return prepare_events(tenant, drafts, limits=IngestSettings(), now=NOW)
+
+    for tenant, n in ((ACME, 5), (GLOBEX, 3)):
+        async with tenant_transaction(pool, tenant) as conn:
+            await events_store.insert_events(conn, tenant, events(tenant, n))
+    misaddressed = events(GLOBEX, 2)  # globex's events handed to a write for acme
+    for many in (False, True):  # from column arrays, and staged by COPY
+        batch = misaddressed * (20 if many else 1)
+        with pytest.raises(ValueError, match="another tenant"):
+            async with tenant_transaction(bypass, ACME) as conn:
+                await events_store.insert_events(conn, ACME, batch)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT tenant_id, count(*) FROM events GROUP BY 1").fetchall()
+    # Before the check: globex 5, numbered 5 and 6 in acme's sequence.
+    assert dict(rows) == {"acme": 5, "globex": 3}
+    assert heads(database_url) == {"platform": 0, "acme": 5, "globex": 3}
+
+
+async def test_get_event_returns_only_the_tenants_own_event(
+    bypass: AsyncConnectionPool[Connection], data: Overlap
+) -> None:
+    reader = PostgresSearch(bypass)
+    for tenant, other in ((ACME, GLOBEX), (GLOBEX, ACME)):
+        async with tenant_transaction(bypass, tenant) as conn:
+            for k in range(SHARED):  # the same id in both tenants: this tenant's event
+                mine, theirs = data.event(tenant, shared_id(k)), data.event(other, shared_id(k))
+                got = await events_store.get_event(conn, tenant, mine.id)
+                assert got is not None
+                assert got.event == mine
+                if theirs.user_id not in (None, mine.user_id):  # their user is not ours
+                    assert await events_store.get_event(
+                        conn, tenant, mine.id, user_id=theirs.user_id
+                    ) is None  # fmt: skip
+                if mine.user_id is not None:
+                    assert await events_store.get_event(conn, tenant, mine.id, user_id=mine.user_id)
+            for their_own in data.own_ids(other):  # an id only the other tenant holds
+                assert await events_store.get_event(conn, tenant, their_own) is None
+        for k in range(0, SHARED, 7):  # and through the reader the API uses
+            read = await reader.get(tenant, shared_id(k))
+            assert read is not None
+            assert read.event == data.event(tenant, shared_id(k))
+        assert await reader.get(tenant, data.own_ids(other)[0]) is None
+
+
+# ---------------------------------------------------------------------------------------
+# Search and statistics
+
+
+async def test_read_watermark_is_the_tenants_own_log_head(
+    bypass: AsyncConnectionPool[Connection], data: Overlap
+) -> None:
+    sizes = {t: len(data.events[t]) for t in TENANTS}
+    assert sizes[ACME] != sizes[GLOBEX]
+    for tenant in TENANTS:
+        async with tenant_transaction(bypass, tenant) as conn:
+            assert await search_store.read_watermark(conn, tenant) == sizes[tenant]
+
+
+async def test_search_page_and_export_lines_return_only_the_tenants_rows(
+    bypass: AsyncConnectionPool[Connection], data: Overlap
+) -> None:
+    for route, tuning in TUNINGS.items():
+        for name in SEARCH_CASES:
+            query = cases(data)[name]
+            for tenant in TENANTS:
+                expected = data.expected(tenant, query)
+                async with tenant_transaction(bypass, tenant) as conn:
+                    mark = await search_store.read_watermark(conn, tenant)
+                    whole = PageRequest(limit=len(expected) + 1, include_total=True)
+                    page = await search_store.search_page(
+                        conn, tenant, query, whole, watermark=mark, tuning=tuning
+                    )
+                    assert [key_of(s) for s in page.items] == expected, (route, name, tenant)
+                    assert page.total is not None
+                    assert page.total.value == len(expected)
+                    # from a position half-way, in both orders
+                    middle = data.event(tenant, expected[len(expected) // 2][1])
+                    at = Position(middle.timestamp, middle.id)
+                    for order in ("desc", "asc"):
+                        rest = PageRequest(limit=len(expected), order=order, after=at)
+                        page = await search_store.search_page(
+                            conn, tenant, query, rest, watermark=mark, tuning=tuning
+                        )
+                        after = data.expected(tenant, query, order)
+                        after = after[after.index((tenant, middle.id)) + 1 :]
+                        assert [key_of(s) for s in page.items] == after, (route, name, order)
+                    lines, _ = await search_store.export_lines(
+                        conn, tenant, query, whole, fmt="ndjson", watermark=mark, tuning=tuning
+                    )
+                    documents = [orjson.loads(line) for line in lines]
+                    assert [(d["tenant_id"], uuid.UUID(d["id"])) for d in documents] == expected
+
+
+async def test_count_matches_counts_only_the_tenants_rows(
+    bypass: AsyncConnectionPool[Connection], data: Overlap
+) -> None:
+    for name, query in cases(data).items():
+        for tenant in TENANTS:
+            n = len(data.expected(tenant, query))
+            async with tenant_transaction(bypass, tenant) as conn:
+                mark = await search_store.read_watermark(conn, tenant)
+                exact = await search_store.count_matches(conn, tenant, query, mark, limit=None)
+                assert (exact.value, exact.exact) == (n, True), (name, tenant)
+                capped = await search_store.count_matches(conn, tenant, query, mark, limit=n)
+                assert (capped.value, capped.exact) == (n, True), (name, tenant)
+                if n > 1:
+                    below = await search_store.count_matches(conn, tenant, query, mark, limit=n - 1)
+                    assert (below.value, below.exact) == (n - 1, False), (name, tenant)
+
+
+async def test_stats_count_only_the_tenants_events(
+    bypass: AsyncConnectionPool[Connection], data: Overlap
+) -> None:
+    ways = [(None, None), (True, True), (False, False), (True, False)]  # prune, trailing hour
+    runs = [(run, way) for run in stats_over_time(data) for way in ways]
+    runs += [(run, (None, None)) for run in stats_with_filters(data)]
+    for (query, start, end, interval), (prune, end_from_rollup) in runs:
+        for tenant in TENANTS:
+            for top in (1, 10):
+                args: dict[str, Any] = {"start": start, "end": end, "interval": interval}
+                async with tenant_transaction(bypass, tenant) as conn:
+                    stats = await stats_store.stats(
+                        conn, tenant, query, top=top, prune=prune,
+                        end_from_rollup=end_from_rollup, **args,
+                    )  # fmt: skip
+                expected = data.stats(tenant, query, top=top, **args)
+                assert dataclasses.replace(stats, source="events") == expected, (
+                    tenant, query, args, prune, end_from_rollup, top,
+                )  # fmt: skip
+
+
+class Counting:
+    """A connection that counts the statements sent through it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.statements = 0
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        self.statements += 1
+        return await self.conn.execute(*args, **kwargs)
+
+
+async def test_the_prune_choice_weighs_only_the_tenants_own_events(
+    bypass: AsyncConnectionPool[Connection], data: Overlap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Top lists are pruned when the range's whole hours hold enough events (60,000 in
+    # production). With the threshold at globex's count, acme (fewer) sums its lists: the
+    # decision and one statement; globex prunes: the decision, the candidates and, as no
+    # list of 10 can be proven here, the full sum.
+    start, end = data.base, data.base + timedelta(hours=5)
+    sizes = {t: sum(start <= e.timestamp < end for e in data.events[t]) for t in TENANTS}
+    assert sizes[ACME] < sizes[GLOBEX]
+    monkeypatch.setattr(stats_store, "_PRUNE_FROM_EVENTS", sizes[GLOBEX])
+    for tenant, statements in ((ACME, 2), (GLOBEX, 3)):
+        args: dict[str, Any] = {"start": start, "end": end, "interval": "hour", "top": 10}
+        async with tenant_transaction(bypass, tenant) as conn:
+            counting = Counting(conn)
+            stats = await stats_store.stats(counting, tenant, SearchQuery(), **args)  # type: ignore[arg-type]
+        assert counting.statements == statements, tenant
+        expected = data.stats(tenant, SearchQuery(), **args)
+        assert dataclasses.replace(stats, source="events") == expected
+
+
+# ---------------------------------------------------------------------------------------
+# API keys
+
+
+@pytest.fixture
+async def api_keys(
+    bypass: AsyncConnectionPool[Connection], pool: AsyncConnectionPool[Connection]
+) -> dict[TenantId, list[uuid.UUID]]:
+    """Keys of both tenants, the first with the same id in both; acme 3, globex 4."""
+    same = uuid.uuid4()
+    made: dict[TenantId, list[uuid.UUID]] = {}
+    for tenant, n in ((ACME, 3), (GLOBEX, 4)):
+        made[tenant] = [same, *(uuid.uuid4() for _ in range(n - 1))]
+        async with tenant_transaction(bypass, tenant) as conn:
+            for key_id in made[tenant]:
+                key = await keys_store.insert_api_key(
+                    conn, tenant, key_id=key_id, prefix=generate_key()[1],
+                    secret_hash=b"\0" * 32, name="billing", scopes=["logs:read"],
+                    created_by="admin", expires_at=None,
+                )  # fmt: skip
+                assert (key.tenant_id, key.id) == (tenant, key_id)
+    return made
+
+
+async def api_key_rows(bypass: AsyncConnectionPool[Connection]) -> dict[tuple[str, uuid.UUID], Any]:
+    async with bypass.connection() as conn:
+        cur = await conn.execute("SELECT tenant_id, id, revoked_at, last_used_at FROM api_keys")
+        return {(r["tenant_id"], r["id"]): (r["revoked_at"], r["last_used_at"])
+                for r in await cur.fetchall()}  # fmt: skip
+
+
+async def test_insert_and_list_api_keys_keep_to_the_tenant(
+    bypass: AsyncConnectionPool[Connection], api_keys: dict[TenantId, list[uuid.UUID]]
+) -> None:
+    assert set(await api_key_rows(bypass)) == {(t, k) for t in TENANTS for k in api_keys[t]}
+    for tenant in TENANTS:
+        async with tenant_transaction(bypass, tenant) as conn:
+            listed = await keys_store.list_api_keys(conn, tenant)
+        assert sorted((k.tenant_id, k.id) for k in listed) == sorted(
+            (tenant, k) for k in api_keys[tenant]
+        )
+
+
+async def test_lock_tenant_keys_counts_and_locks_only_the_tenant(
+    bypass: AsyncConnectionPool[Connection],
+    api_keys: dict[TenantId, list[uuid.UUID]],
+    database_url: str,
+) -> None:
+    async with tenant_transaction(bypass, GLOBEX) as conn:  # one of globex's keys retired
+        await keys_store.revoke_api_key(conn, GLOBEX, api_keys[GLOBEX][1], revoked_by="admin")
+    for tenant, active in ((ACME, 3), (GLOBEX, 3)):
+        async with tenant_transaction(bypass, tenant) as conn:
+            assert await keys_store.lock_tenant_keys(conn, tenant) == active
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await keys_store.lock_tenant_keys(conn, ACME) == 3
+        with psycopg.connect(database_url, autocommit=True) as other:
+            other.execute("SET lock_timeout = '50ms'")
+            other.execute("SELECT 1 FROM tenants WHERE id = 'globex' FOR UPDATE")  # free
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("SELECT 1 FROM tenants WHERE id = 'acme' FOR UPDATE")
+    async with tenant_transaction(bypass, TenantId("initech")) as conn:
+        assert await keys_store.lock_tenant_keys(conn, TenantId("initech")) is None
+
+
+async def test_revoke_api_key_reaches_only_the_tenants_key(
+    bypass: AsyncConnectionPool[Connection], api_keys: dict[TenantId, list[uuid.UUID]]
+) -> None:
+    same, globex_only = api_keys[ACME][0], api_keys[GLOBEX][1]
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await keys_store.revoke_api_key(conn, ACME, globex_only, revoked_by="x") is None
+        revoked = await keys_store.revoke_api_key(conn, ACME, same, revoked_by="x")
+        assert revoked is not None
+        assert (revoked[0].tenant_id, revoked[0].id, revoked[1]) == (ACME, same, True)
+        again = await keys_store.revoke_api_key(conn, ACME, same, revoked_by="x")
+        assert again is not None
+        assert (again[0].tenant_id, again[0].revoked_at, again[1]) == (
+            ACME, revoked[0].revoked_at, False,
+        )  # fmt: skip
+    rows = await api_key_rows(bypass)
+    assert [k for k, (revoked_at, _) in rows.items() if revoked_at is not None] == [(ACME, same)]
+    async with tenant_transaction(bypass, GLOBEX) as conn:  # globex's key of that id: still live
+        theirs = await keys_store.revoke_api_key(conn, GLOBEX, same, revoked_by="y")
+    assert theirs is not None
+    assert (theirs[0].tenant_id, theirs[0].revoked_by, theirs[1]) == (GLOBEX, "y", True)
+
+
+async def test_touch_api_key_reaches_only_the_tenants_key(
+    bypass: AsyncConnectionPool[Connection], api_keys: dict[TenantId, list[uuid.UUID]]
+) -> None:
+    same, globex_only = api_keys[ACME][0], api_keys[GLOBEX][1]
+    async with tenant_transaction(bypass, ACME) as conn:
+        await keys_store.touch_api_key(conn, ACME, same)
+        await keys_store.touch_api_key(conn, ACME, globex_only)
+    rows = await api_key_rows(bypass)
+    assert [k for k, (_, used) in rows.items() if used is not None] == [(ACME, same)]
+
+
+# ---------------------------------------------------------------------------------------
+# Tenants
+
+
+@pytest.mark.usefixtures("pool")  # acme and globex
+async def test_get_and_update_tenant_reach_only_that_tenant(
+    bypass: AsyncConnectionPool[Connection],
+) -> None:
+    async with bypass.connection() as conn:
+        globex_before = await tenants_store.get_tenant(conn, GLOBEX)
+        acme = await tenants_store.get_tenant(conn, ACME)
+        assert acme is not None
+        assert (acme.id, acme.name) == (ACME, "acme")
+    async with tenant_transaction(bypass, ACME) as conn:
+        changed = await tenants_store.update_tenant(
+            conn, ACME, {"name": "Acme Corp", "retention_days": 30}
+        )
+    assert changed is not None
+    before, after = changed
+    assert (before.id, before.name, after.id, after.name, after.retention_days) == (
+        ACME, "acme", ACME, "Acme Corp", 30,
+    )  # fmt: skip
+    async with bypass.connection() as conn:
+        assert await tenants_store.get_tenant(conn, GLOBEX) == globex_before
+        assert await tenants_store.get_tenant(conn, ACME) == after
+        assert await tenants_store.get_tenant(conn, "initech") is None
+
+
+@pytest.mark.usefixtures("pool")  # acme and globex
+async def test_list_tenants_lists_only_the_tenants_asked_for(
+    bypass: AsyncConnectionPool[Connection],
+) -> None:
+    async with bypass.connection() as conn:
+        assert [t.id for t in await tenants_store.list_tenants(conn, {ACME})] == [ACME]
+        assert [t.id for t in await tenants_store.list_tenants(conn, {GLOBEX})] == [GLOBEX]
+        assert [t.id for t in await tenants_store.list_tenants(conn, set())] == []
+        # Every client tenant, never the platform's own log.
+        assert [t.id for t in await tenants_store.list_tenants(conn)] == [ACME, GLOBEX]
+
+
+async def test_the_postgres_backend_reads_only_the_tenants_rows(
+    bypass: AsyncConnectionPool[Connection], data: Overlap
+) -> None:
+    backend = PostgresSearch(bypass)
+    window = {"start": data.base - timedelta(days=1), "end": NOW + timedelta(hours=1)}
+    for tenant, other in ((ACME, GLOBEX), (GLOBEX, ACME)):
+        mine = {e.id for e in data.events[tenant]}
+        page = await backend.search(tenant, SearchQuery(), PageRequest(limit=1000))
+        assert {key_of(s) for s in page.items} == {(tenant, i) for i in mine}
+        assert await backend.count(tenant, SearchQuery()) == len(mine)
+        stats = await backend.stats(
+            tenant, SearchQuery(), interval="day", top=3, **window
+        )  # fmt: skip
+        assert stats.total == len(mine)
+        read = await backend.get(tenant, data.own_ids(other)[0])
+        assert read is None
+        assert await backend.get(tenant, data.own_ids(tenant)[0]) is not None
+
+
+async def test_create_tenant_opens_only_the_new_tenants_log(
+    bypass: AsyncConnectionPool[Connection], data: Overlap, database_url: str
+) -> None:
+    before = heads(database_url)
+    initech = TenantId("initech")
+    async with bypass.connection() as conn:
+        created = await tenants_store.create_tenant(
+            conn, initech, name="Initech", retention_days=90, archive_after_days=None, settings={}
+        )
+        await conn.commit()
+        assert created.id == initech
+        acme = await tenants_store.get_tenant(conn, ACME)
+        with pytest.raises(tenants_store.TenantExists):
+            await tenants_store.create_tenant(
+                conn, ACME, name="Taken", retention_days=1, archive_after_days=None, settings={}
+            )
+        await conn.rollback()
+        assert await tenants_store.get_tenant(conn, ACME) == acme
+        await conn.rollback()
+    assert heads(database_url) == {**before, "initech": 0}
+    assert before[ACME] == len(data.events[ACME])
+
+
+async def test_set_tenant_lasts_for_its_transaction_only(
+    bypass: AsyncConnectionPool[Connection],
+) -> None:
+    async with bypass.connection() as conn:
+        for tenant in TENANTS:
+            async with conn.transaction():
+                await set_tenant(conn, tenant)
+                cur = await conn.execute("SELECT auditline_current_tenant() AS t")
+                assert await cur.fetchone() == {"t": tenant}
+            cur = await conn.execute("SELECT auditline_current_tenant() AS t")
+            assert await cur.fetchone() == {"t": None}  # the next request's tenant is unset
+            await conn.rollback()
+
+
+# ---------------------------------------------------------------------------------------
+# Every repository function that takes a tenant has a test above
+
+COVERED: dict[str, Callable[..., Any]] = {
+    "api_keys.insert_api_key": test_insert_and_list_api_keys_keep_to_the_tenant,
+    "api_keys.list_api_keys": test_insert_and_list_api_keys_keep_to_the_tenant,
+    "api_keys.lock_tenant_keys": test_lock_tenant_keys_counts_and_locks_only_the_tenant,
+    "api_keys.revoke_api_key": test_revoke_api_key_reaches_only_the_tenants_key,
+    "api_keys.touch_api_key": test_touch_api_key_reaches_only_the_tenants_key,
+    "database.set_tenant": test_set_tenant_lasts_for_its_transaction_only,
+    "events.get_event": test_get_event_returns_only_the_tenants_own_event,
+    "events.insert_events": test_the_same_event_id_in_two_tenants_is_two_events,
+    "events.send_insert": test_the_same_event_id_in_two_tenants_is_two_events,
+    "search.pages.count_matches": test_count_matches_counts_only_the_tenants_rows,
+    "search.pages.export_lines": test_search_page_and_export_lines_return_only_the_tenants_rows,
+    "search.pages.read_watermark": test_read_watermark_is_the_tenants_own_log_head,
+    "search.pages.search_page": test_search_page_and_export_lines_return_only_the_tenants_rows,
+    "search.stats.stats": test_stats_count_only_the_tenants_events,
+    "search.backend.PostgresSearch.count": test_the_postgres_backend_reads_only_the_tenants_rows,
+    "search.backend.PostgresSearch.get": test_get_event_returns_only_the_tenants_own_event,
+    "search.backend.PostgresSearch.search": test_the_postgres_backend_reads_only_the_tenants_rows,
+    "search.backend.PostgresSearch.stats": test_the_postgres_backend_reads_only_the_tenants_rows,
+    "tenants.create_tenant": test_create_tenant_opens_only_the_new_tenants_log,
+    "tenants.list_tenants": test_list_tenants_lists_only_the_tenants_asked_for,
+    "tenants.get_tenant": test_get_and_update_tenant_reach_only_that_tenant,
+    "tenants.update_tenant": test_get_and_update_tenant_reach_only_that_tenant,
+}
+
+
+def _modules(package: ModuleType) -> Iterator[ModuleType]:
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+        yield importlib.import_module(info.name)
+
+
+def _takes_a_tenant(function: Callable[..., Any]) -> bool:
+    return any(
+        p.name in ("tenant", "tenant_id") or "TenantId" in str(p.annotation)
+        for p in inspect.signature(function).parameters.values()
+    )
+
+
+def repository_functions_taking_a_tenant() -> set[str]:
+    """``module.function`` (or ``module.Class.method``) for every public coroutine of the
+    storage package with a tenant parameter (named so, or annotated ``TenantId``)."""
+    found: set[str] = set()
+    for module in _modules(auditline.storage):
+        short = module.__name__.removeprefix("auditline.storage.")
+        for name, value in vars(module).items():
+            if name.startswith("_") or getattr(value, "__module__", None) != module.__name__:
+                continue
+            members = [(name, value)]
+            if inspect.isclass(value):
+                members = [
+                    (f"{name}.{n}", m) for n, m in vars(value).items() if not n.startswith("_")
+                ]
+            for qualname, member in members:
+                if inspect.iscoroutinefunction(member) and _takes_a_tenant(member):
+                    found.add(f"{short}.{qualname}")
+    return found
+
+
+def test_every_repository_function_taking_a_tenant_has_a_wall_test() -> None:
+    found = repository_functions_taking_a_tenant()
+    assert "events.get_event" in found  # the introspection sees what it must
+    assert found - COVERED.keys() == set(), "add a tenant-wall test and a COVERED entry"
+    assert COVERED.keys() - found == set(), "COVERED names a function that is gone"
