@@ -139,6 +139,10 @@ async def test_the_app_role_can_neither_write_across_tenants_nor_switch_rls_off(
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
             await as_acme(conn, "INSERT INTO tenant_log_heads (tenant_id) VALUES ('globex')")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            await as_acme(
+                conn, "INSERT INTO event_ids VALUES ('globex', gen_random_uuid(), 99, now())"
+            )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
             await as_acme(conn, "SET LOCAL row_security = off; SELECT count(*) FROM events")
         async with conn.transaction():
             await set_tenant(conn, TenantId("acme"))
