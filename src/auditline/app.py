@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from auditline import __version__
 from auditline.api import api_keys, health, logs, search, tenants, wellknown
-from auditline.api.errors import install_error_handlers
+from auditline.api.errors import install_error_handlers, no_such_websocket
 from auditline.api.middleware import EdgeMiddleware
 from auditline.config import Settings
 from auditline.jobs.upkeep import maintain_partitions
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tenants.router)
     app.include_router(api_keys.router)
     app.include_router(wellknown.router)
+    app.add_api_websocket_route("/{path:path}", no_such_websocket)  # last: nothing else matched
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.ingest.max_body_bytes,

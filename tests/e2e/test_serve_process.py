@@ -40,6 +40,22 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AUDITLINE_")}
 
 
+def websocket_upgrade(port: int, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    """The status and body of the answer to a WebSocket handshake (RFC 6455) for *path*."""
+    lines = [
+        f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
+        "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13", *(f"{k}: {v}" for k, v in headers.items()),
+    ]  # fmt: skip
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
 class Server:
     def __init__(self, data_dir: Path, port: int) -> None:
         self.data_dir, self.port = data_dir, port
@@ -129,6 +145,12 @@ def test_readme_flow_survives_sigkill_and_refuses_a_second_server(server: Server
         )
         assert bulk.status_code == 201
         ids += bulk.json()["ids"]
+
+    # A WebSocket upgrade where there is no stream is understood as one, and refused with
+    # the 404 problem a plain request gets (before: taken for GET /logs/{id}, a 422).
+    status, body = websocket_upgrade(server.port, "/api/v1/logs/stream", writer)
+    assert status == 404, body
+    assert '"type":"https://auditline.dev/problems/http-404"' in body.replace(" ", "")
 
     second = run_cli("serve", "--port", str(free_port()), data_dir=server.data_dir)
     assert second.returncode != 0

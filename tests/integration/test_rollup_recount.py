@@ -1,24 +1,32 @@
 """The rollups hold exactly what counting the events again gives, after inserts and deletes.
 
 The triggers count a statement's events with one GROUPING SETS aggregation (migration
-0008). The recount here uses the plain per-event form, ``auditline_rollup_rows`` (one
+0008), leaving out the service's records of reads (resource type ``audit_log``, migration
+0009). The recount here uses the plain per-event form, ``auditline_rollup_rows`` (one
 row per event and dimension), so a wrong bit in the triggers' dimension mapping, a key
-coalesced differently or a dimension left out shows up as a difference.
+coalesced differently, a dimension left out or an access record counted shows up as a
+difference.
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import IngestSettings
 from auditline.domain.events import SEVERITIES, EventDraft
 from auditline.ingest.prepare import prepare_events
-from auditline.storage.database import Connection, set_tenant
+from auditline.storage.database import STAGING_DDL, Connection, set_tenant
+from auditline.storage.embedded import EmbeddedPostgres
 from auditline.storage.events import ensure_partition, insert_events
+from auditline.storage.migrations import migrate
+from auditline.storage.tenants import create_tenant
 from tests.integration.conftest import ACME, GLOBEX
 from tests.integration.rollup_checks import HEAVY_MISMATCHES
 
@@ -32,6 +40,7 @@ WITH recount AS (
            LATERAL auditline_rollup_rows(e.tenant_id, e.timestamp, e.action, e.severity,
                                          e.resource_type, e.outcome, e.user_id,
                                          e.resource_id) x
+     WHERE e.resource_type IS DISTINCT FROM 'audit_log'
      GROUP BY 1, 2, 3, 4, 5
 )
 SELECT tenant_id, dim, bucket, k1, k2, coalesce(r.n, 0) AS rollup, coalesce(c.n, 0) AS recount
@@ -52,7 +61,7 @@ def drafts(rng: random.Random, count: int) -> list[EventDraft]:
             severity=rng.choice(SEVERITIES),
             timestamp=NOW - timedelta(minutes=rng.randrange(5 * 60)),
             user_id=maybe(f"user-{rng.randrange(6)}"),
-            resource_type=maybe(rng.choice(["doc", "invoice"])),
+            resource_type=maybe(rng.choice(["doc", "invoice", "audit_log"])),
             resource_id=maybe(f"r-{rng.randrange(9)}"),
             outcome=rng.choice(["success", "failure", None]),
         )
@@ -98,3 +107,40 @@ async def test_rollups_equal_a_recount_after_inserts_and_deletes(
         assert deleted > 500
         assert conn.execute(DIFFERENCES).fetchall() == []
         assert conn.execute(HEAVY_MISMATCHES).fetchall() == []
+
+
+async def test_migration_0009_takes_back_the_access_records_counted_before_it(
+    pg_server: EmbeddedPostgres,
+) -> None:
+    name = f"m9_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = pg_server.url(name)
+    try:
+        await migrate(url, app_role="auditline_app", up_to=8)
+        rng = random.Random(9)
+        async with await psycopg.AsyncConnection.connect(
+            url, row_factory=dict_row, autocommit=True
+        ) as conn:
+            await conn.execute(STAGING_DDL)
+            for month in {NOW, NOW - timedelta(hours=5)}:
+                await ensure_partition(conn, month)
+            for tenant in (ACME, GLOBEX):
+                async with conn.transaction():  # one staging table's contents per transaction
+                    await create_tenant(
+                        conn, tenant, name=tenant, retention_days=90, archive_after_days=None,
+                        settings={},
+                    )  # fmt: skip
+                    drafted = drafts(rng, 400)
+                    events = prepare_events(tenant, drafted, limits=IngestSettings(), now=NOW)
+                    await insert_events(conn, tenant, events)
+        with psycopg.connect(url, autocommit=True) as conn:
+            # Before 0009 the access records were counted like any event.
+            assert conn.execute(DIFFERENCES).fetchall() != []
+        await migrate(url, app_role="auditline_app")
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute(DIFFERENCES).fetchall() == []
+            assert conn.execute(HEAVY_MISMATCHES).fetchall() == []
+    finally:
+        with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

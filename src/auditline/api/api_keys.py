@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
+from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unknown_query
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.schemas import Problem, TenantSlug
 from auditline.domain.tenants import PLATFORM_TENANT, TenantId
@@ -22,7 +22,9 @@ from auditline.security.api_keys import ApiKeyLimitReached
 from auditline.security.principal import Forbidden, Permission, Principal, Scope
 from auditline.storage.api_keys import ApiKey
 
-router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
+router = APIRouter(
+    prefix="/api/v1/api-keys", tags=["api keys"], dependencies=[Depends(reject_unknown_query)]
+)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}

@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from auditline.domain.access import Actor
@@ -92,6 +95,37 @@ async def get_actor(
 ) -> Actor:
     """The caller as the records of its reads and changes name it."""
     return Actor(principal.subject, principal.actor_type, request.state.request_id)
+
+
+def _declared_query(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route (its dependencies included) declares."""
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared_query(sub)
+    return frozenset(names)
+
+
+async def reject_unknown_query(
+    request: Request, principal: Annotated[Principal, Depends(get_principal)]
+) -> None:
+    """422 for a query parameter the route does not declare, as search's models do.
+
+    A router dependency of the authenticated routes without a query model; it depends on
+    the principal so that authentication still answers first (401 before 422).
+    """
+    route = request.scope.get("route")
+    if not request.scope.get("query_string") or not isinstance(route, APIRoute):
+        return  # most requests (every ingest request, nearly) have no query string
+    declared = _declared_query(route.dependant)
+    unknown = [name for name in request.query_params if name not in declared]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {"type": "extra_forbidden", "loc": ("query", name),
+                 "msg": "Extra inputs are not permitted", "input": request.query_params[name]}
+                for name in unknown
+            ]
+        )  # fmt: skip
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

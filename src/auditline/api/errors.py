@@ -13,7 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 import psycopg
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -59,6 +59,20 @@ def problem(
         if request_id:
             body["request_id"] = request_id
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+async def no_such_websocket(websocket: WebSocket) -> None:
+    """An upgrade to a path with no WebSocket route: the same 404 problem a request gets.
+
+    Registered after every route. Without it the upgrade would be refused with a bare 403
+    (Starlette's default), or, were no WebSocket library installed, taken for a plain GET
+    and matched against the HTTP routes.
+    """
+    response = problem(404, "Not Found", "Not Found", kind="http-404", instance=websocket.url.path)
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:  # pragma: no cover - every server we run supports denial responses
+        await websocket.close()
 
 
 def pointer(path: Iterable[str | int]) -> str:

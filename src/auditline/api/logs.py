@@ -5,41 +5,72 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.responses import JSONResponse
 
-from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
+from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unknown_query
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.routing import ModelBodyRoute
-from auditline.api.schemas import BulkIn, BulkOut, EventIn, EventOut, Problem, TenantSlug
+from auditline.api.schemas import (
+    BulkIn,
+    BulkOut,
+    DuplicateOut,
+    EventIn,
+    EventOut,
+    Problem,
+    TenantSlug,
+)
 from auditline.domain.events import FieldError, InvalidEvents
+from auditline.ingest.service import Duplicate
 from auditline.security.principal import Permission
 
-router = APIRouter(prefix="/api/v1/logs", tags=["logs"], route_class=ModelBodyRoute)
+router = APIRouter(
+    prefix="/api/v1/logs",
+    tags=["logs"],
+    route_class=ModelBodyRoute,
+    dependencies=[Depends(reject_unknown_query)],
+)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
     for code in (401, 403, 404, 413, 422, 503)
 }
 
+TenantQuery = Annotated[
+    TenantSlug | None,
+    Query(description="The tenant, when the token grants several (or as the body says)"),
+]
+
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    response_model=EventOut,
     responses={
-        200: {"model": EventOut, "description": "Already stored (idempotent retry)"},
+        200: {
+            "model": DuplicateOut,
+            "description": "An event with this id is already stored (idempotent retry): its "
+            "id and seq only, never its contents",
+        },
         **_ERRORS,
     },
     summary="Create one audit event",
 )
 async def create_log(
-    body: EventIn, principal: PrincipalDep, services: ServicesDep, response: Response
-) -> EventOut:
+    body: EventIn,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    tenant_id: TenantQuery = None,
+) -> EventOut | JSONResponse:
     """Store one event; 201 once it is durably committed, 200 if its id was already stored."""
-    tenant = principal.authorize(body.tenant_id, Permission.WRITE_LOGS)
+    if tenant_id is not None and body.tenant_id is not None and tenant_id != body.tenant_id:
+        raise InvalidEvents([FieldError(("tenant_id",), "differs from the tenant_id parameter")])
+    tenant = principal.authorize(body.tenant_id or tenant_id, Permission.WRITE_LOGS)
     stored = await services.ingest.create(tenant, body)
-    if not stored.created:
-        response.status_code = status.HTTP_200_OK
-    return EventOut.of(stored.event)
+    if isinstance(stored, Duplicate):
+        duplicate = DuplicateOut(id=stored.id, seq=stored.seq)
+        return JSONResponse(duplicate.model_dump(mode="json"), status_code=status.HTTP_200_OK)
+    return EventOut.of(stored)
 
 
 @router.post(
@@ -52,7 +83,7 @@ async def create_logs_bulk(
     body: BulkIn,
     principal: PrincipalDep,
     services: ServicesDep,
-    tenant_id: Annotated[TenantSlug | None, Query(description="Tenant for all events")] = None,
+    tenant_id: TenantQuery = None,
 ) -> BulkOut:
     """Store up to the configured number of events in one transaction.
 
@@ -87,7 +118,7 @@ def _bulk_tenant(body: BulkIn, parameter: str | None) -> str | None:
     return next(iter(named), None)
 
 
-@router.get("/{event_id}", responses=_ERRORS, summary="Get one audit event")
+@router.get("/{event_id:uuid}", responses=_ERRORS, summary="Get one audit event")
 async def get_log(
     event_id: UUID,
     principal: PrincipalDep,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -87,6 +87,15 @@ class EventIn(BaseModel):
     message: str | None = None
     request_id: ShortText | None = None
     outcome: Outcome | None = None
+
+
+class DuplicateOut(BaseModel):
+    """The answer to a retry: an event with this id is already stored. Its contents are not
+    shown (the retrying caller may not be allowed to read them; ``GET`` it to see them)."""
+
+    id: UUID
+    seq: int = Field(description="Its position in the tenant's log")
+    duplicate: Literal[True] = True
 
 
 class BulkIn(BaseModel):

@@ -44,6 +44,7 @@ def _query(params: SearchParams, principal: Principal) -> SearchQuery:
         filters=params.filters(),
         q=parse(params.q) if params.q is not None else None,
         only_user=principal.subject if principal.own_events_only else None,
+        include_access=params.include_access,
     )
 
 

@@ -46,6 +46,13 @@ class SearchParams(BaseModel):
     request_id: Text | None = None
     outcome: Outcome | None = None
     actor_type: ActorType | None = None
+    include_access: bool = Field(
+        default=False,
+        description="Also match the service's own records of reads (resource_type "
+        "`audit_log`: every get, search, export and statistics request is recorded as one). "
+        "Left out by default, so searches and statistics show the tenant's own activity; a "
+        "`resource_type=audit_log` filter or `resource_type:audit_log` term includes them too.",
+    )
     q: str | None = Field(
         default=None,
         max_length=2000,

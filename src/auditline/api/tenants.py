@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Depends, Path, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
+from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unknown_query
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.schemas import JsonObject, Problem, TenantIn, TenantOut, TenantSlug
 from auditline.security.principal import Permission
 
-router = APIRouter(prefix="/api/v1/tenants", tags=["tenants"])
+router = APIRouter(
+    prefix="/api/v1/tenants", tags=["tenants"], dependencies=[Depends(reject_unknown_query)]
+)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}

@@ -51,6 +51,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     export.add_argument("--outcome", choices=("success", "failure"))
     export.add_argument("--actor-type", choices=("user", "service", "system"))
     export.add_argument("-q", "--query", help="query language, as the API's q")
+    export.add_argument(
+        "--include-access", action="store_true", help="also export the records of reads"
+    )
     export.add_argument("--no-progress", action="store_true", help="no progress bar")
     export.set_defaults(func=cmd_export)
 
@@ -67,7 +70,11 @@ def _query(args: argparse.Namespace) -> SearchQuery:
         "outcome": args.outcome, "actor_type": args.actor_type,
     }  # fmt: skip
     params = SearchParams.model_validate({k: v for k, v in raw.items() if v not in (None, [])})
-    return SearchQuery(filters=params.filters(), q=parse(args.query) if args.query else None)
+    return SearchQuery(
+        filters=params.filters(),
+        q=parse(args.query) if args.query else None,
+        include_access=args.include_access,
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -8,10 +8,17 @@ to it: who acted (:class:`Actor`) and the fields of one record (:class:`AccessFi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Required, TypedDict, Unpack
+from typing import Any, Final, Protocol, Required, TypedDict, Unpack
 
 from auditline.domain.events import ActorType, Outcome
 from auditline.domain.tenants import TenantId
+
+ACCESS_RESOURCE: Final = "audit_log"
+"""The resource type of the service's own records of reads (get, search, export, stats).
+
+Reserved: clients cannot send it. Searches, exports and statistics leave these records out
+unless asked (``SearchQuery.access_included``), so an auditor's own searches do not drown
+the tenant's activity; they are recorded all the same."""
 
 
 @dataclass(frozen=True, slots=True)

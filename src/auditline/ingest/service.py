@@ -3,6 +3,11 @@
 Preparation (limits, diff, masking, leaf hash: ``ingest.prepare``) and the group-commit
 writer (``ingest.writer``) behind two methods, one per endpoint. A method returns only once
 the events are durably committed, so the caller may acknowledge them.
+
+What a write answers reveals nothing the writer could not read otherwise: a new event is
+the caller's own, but a retry of an id already stored answers only that id and its place
+in the log (:class:`Duplicate`), never the stored event, which another caller may have
+written and which the retrying caller may have no right to read.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from auditline.config import IngestSettings
-from auditline.domain.events import DraftFields, StoredEvent, WriteResult
+from auditline.domain.access import ACCESS_RESOURCE
+from auditline.domain.events import DraftFields, FieldError, InvalidEvents, StoredEvent, WriteResult
 from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_batch, prepare_events
 from auditline.ingest.writer import EventWriter
@@ -21,11 +27,11 @@ from auditline.search.backend import EventLookup
 
 
 @dataclass(frozen=True, slots=True)
-class Stored:
-    """One event as the log holds it; *created* is False when its id was already stored."""
+class Duplicate:
+    """An event with this id was already stored: where it is, nothing of what it says."""
 
-    event: StoredEvent
-    created: bool
+    id: UUID
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,22 +48,46 @@ class Ingest:
         self._events = events
         self.limits = limits
 
-    async def create(self, tenant: TenantId, draft: DraftFields) -> Stored:
-        """Store one event, idempotently by id: a retry gets the first stored version back."""
-        (event,) = prepare_events(
-            tenant, [draft], limits=self.limits, now=datetime.now(UTC), indexed_errors=False
-        )
+    async def create(self, tenant: TenantId, draft: DraftFields) -> StoredEvent | Duplicate:
+        """Store one event, idempotently by id; a retry of a stored id gets a ``Duplicate``."""
+        reserved = _reserved([draft], indexed=False)
+        try:
+            (event,) = prepare_events(
+                tenant, [draft], limits=self.limits, now=datetime.now(UTC), indexed_errors=False
+            )
+        except InvalidEvents as exc:
+            raise InvalidEvents(reserved + exc.errors) from None
+        if reserved:
+            raise InvalidEvents(reserved)
         result = await self._writer.write(tenant, [event])
         if event.id in result.inserted:
-            return Stored(StoredEvent(event=event, seq=result.inserted[event.id]), created=True)
+            return StoredEvent(event=event, seq=result.inserted[event.id])
         existing = await self._events.get(tenant, event.id)
         if existing is None:  # stored under the same id, but not visible: cannot happen in-tenant
             raise RuntimeError("duplicate event id vanished")
-        return Stored(existing, created=False)
+        return Duplicate(event.id, existing.seq)
 
     async def create_many(self, tenant: TenantId, drafts: Sequence[DraftFields]) -> BatchStored:
         """Store every draft in one transaction, or nothing if any is invalid (all errors,
         each with the event's index)."""
-        events = await prepare_batch(tenant, drafts, limits=self.limits, now=datetime.now(UTC))
+        reserved = _reserved(drafts, indexed=True)
+        try:
+            events = await prepare_batch(tenant, drafts, limits=self.limits, now=datetime.now(UTC))
+        except InvalidEvents as exc:
+            raise InvalidEvents(reserved + exc.errors) from None
+        if reserved:
+            raise InvalidEvents(reserved)
         result = await self._writer.write(tenant, events)
         return BatchStored(result, [event.id for event in events])
+
+
+def _reserved(drafts: Sequence[DraftFields], *, indexed: bool) -> list[FieldError]:
+    """Errors for drafts that claim the resource type of the service's own access records."""
+    return [
+        FieldError(
+            (i, "resource_type") if indexed else ("resource_type",),
+            f"'{ACCESS_RESOURCE}' is reserved for the service's records of reads",
+        )
+        for i, draft in enumerate(drafts)
+        if draft.resource_type == ACCESS_RESOURCE
+    ]

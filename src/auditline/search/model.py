@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any, Final, Literal
 from uuid import UUID
 
+from auditline.domain.access import ACCESS_RESOURCE
 from auditline.domain.events import ActorType, Outcome, Severity, StoredEvent
-from auditline.search.query import Node, to_query
+from auditline.search.query import Match, Node, to_query, walk
 
 Order = Literal["desc", "asc"]
 Interval = Literal["minute", "hour", "day"]
@@ -64,7 +65,8 @@ class SearchFilters:
 
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
-    """Filters, the parsed ``q`` and the caller's row restriction.
+    """Filters, the parsed ``q``, the caller's row restriction, and whether access records
+    are searched too.
 
     ``only_user`` is not a filter the caller chose: it is the access rule for the ``user``
     role (only events whose ``user_id`` is the caller's subject), applied by every backend.
@@ -73,6 +75,22 @@ class SearchQuery:
     filters: SearchFilters = field(default_factory=SearchFilters)
     q: Node | None = None
     only_user: str | None = None
+    include_access: bool = False
+
+    @property
+    def access_included(self) -> bool:
+        """Whether the service's records of reads (``ACCESS_RESOURCE``) may match.
+
+        Only when asked: ``include_access``, or a query that names their resource type
+        (the ``resource_type`` filter, or a ``resource_type:audit_log`` term anywhere in
+        ``q``). Every backend leaves them out otherwise.
+        """
+        if self.include_access or self.filters.resource_type == ACCESS_RESOURCE:
+            return True
+        return self.q is not None and any(
+            isinstance(n, Match) and n.field == "resource_type" and n.value == ACCESS_RESOURCE
+            for n in walk(self.q)
+        )
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.filters.describe())
@@ -80,6 +98,8 @@ class SearchQuery:
             out["q"] = to_query(self.q)
         if self.only_user is not None:
             out["only_user"] = self.only_user
+        if self.include_access:
+            out["include_access"] = True
         return out
 
 

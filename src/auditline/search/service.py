@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 from auditline.config import SearchSettings
-from auditline.domain.access import AccessLog, Actor
+from auditline.domain.access import ACCESS_RESOURCE, AccessLog, Actor
 from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
 from auditline.search.backend import EncodingBackend, EventLookup, SearchBackend
@@ -69,7 +69,7 @@ class SearchService:
         """
         stored = await self.events.get(tenant, event_id, only_user=only_user)
         await self._access.record(
-            tenant, actor, action="VIEW", resource_type="audit_log", resource_id=str(event_id),
+            tenant, actor, action="VIEW", resource_type=ACCESS_RESOURCE, resource_id=str(event_id),
             message="read an audit event", metadata={"found": stored is not None},
             outcome="success" if stored is not None else "failure",
         )  # fmt: skip
@@ -106,7 +106,7 @@ class SearchService:
         if page.next is not None:
             next_cursor = self.cursors.encode(page.next, page.watermark, bound_to)
         await self._access.record(
-            tenant, actor, action="VIEW", resource_type="audit_log",
+            tenant, actor, action="VIEW", resource_type=ACCESS_RESOURCE,
             message="searched audit events",
             metadata={"query": query.describe(), "result_count": len(page.items),
                       "page": "next" if cursor else "first"},
@@ -144,7 +144,7 @@ class SearchService:
         chunks = self._file(tenant, query, fmt=fmt, order=order, on_batch=counted)
         first = await anext(chunks)  # frame() always yields at least the header
         await self._access.record(
-            tenant, actor, action="EXPORT", resource_type="audit_log",
+            tenant, actor, action="EXPORT", resource_type=ACCESS_RESOURCE,
             message="started an export of audit events",
             metadata={**described, "result_count": None, "phase": "started"},
         )  # fmt: skip
@@ -154,7 +154,7 @@ class SearchService:
             async for chunk in chunks:
                 yield chunk
             await self._access.record(
-                tenant, actor, action="EXPORT", resource_type="audit_log",
+                tenant, actor, action="EXPORT", resource_type=ACCESS_RESOURCE,
                 message="completed an export of audit events",
                 metadata={**described, "result_count": sent, "phase": "completed"},
             )  # fmt: skip
@@ -192,11 +192,18 @@ class SearchService:
         interval: Interval,
     ) -> Stats:
         """Counts over [start, end) (default: the 24 hours before *end*, which defaults to
-        now); raises ``InvalidSearch`` for an empty range or one with too many buckets."""
-        end = end or datetime.now(UTC)
-        start = start or _day_before(end)
+        now); raises ``InvalidSearch`` for an empty range or one with too many buckets.
+
+        Statistics count in UTC hours, so a bound beyond what the calendar holds in UTC
+        (``9999-12-31T23:59:59-14:00``) is moved to the edge of :data:`_CALENDAR`, which no
+        stored event can lie beyond; the answer says which range it counted.
+        """
+        end = _within_calendar(end or datetime.now(UTC))
+        start = _within_calendar(start) if start is not None else _day_before(end)
         if start >= end:
-            raise InvalidSearch("start", "start must be before end")
+            raise InvalidSearch(
+                "start", f"start must be before end (statistics count up to {_LAST_DAY})"
+            )
         buckets = (end - start).total_seconds() / INTERVAL_SECONDS[interval]
         limit = self.settings.stats_max_buckets
         if buckets > limit:
@@ -208,7 +215,7 @@ class SearchService:
             tenant, query, start=start, end=end, interval=interval, top=self.settings.stats_top
         )
         await self._access.record(
-            tenant, actor, action="VIEW", resource_type="audit_log",
+            tenant, actor, action="VIEW", resource_type=ACCESS_RESOURCE,
             message="viewed audit statistics",
             metadata={"query": query.describe(), "result_count": stats.total,
                       "interval": interval, "start": start.isoformat(), "end": end.isoformat()},
@@ -216,8 +223,26 @@ class SearchService:
         return stats
 
 
+_CALENDAR: Final = (datetime.min.replace(tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC))
+"""The instants statistics count within: the calendar in UTC, less its last day, so that
+the hour and day arithmetic at a range's end never leaves it (an OverflowError was a 500).
+Stored events lie far inside: ingest refuses times beyond a few minutes from now."""
+
+
+_LAST_DAY: Final = f"{_CALENDAR[1]:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _within_calendar(ts: datetime) -> datetime:
+    first, last = _CALENDAR
+    try:
+        utc = ts.astimezone(UTC)
+    except OverflowError:  # beyond year 1 or 9999 once in UTC
+        return first if ts.year == 1 else last
+    return min(max(utc, first), last)
+
+
 def _day_before(end: datetime) -> datetime:
-    """The default start of statistics: 24 hours before *end*, or the earliest instant
-    there is (an *end* in the first day of year 1 must not overflow into a 500)."""
-    earliest = datetime.min.replace(tzinfo=UTC)
-    return earliest if end - earliest < timedelta(hours=24) else end - timedelta(hours=24)
+    """The default start of statistics: 24 hours before *end*, or the calendar's first
+    instant (24 hours before the first day of year 1 do not exist)."""
+    first = _CALENDAR[0]
+    return first if end - first < timedelta(hours=24) else end - timedelta(hours=24)

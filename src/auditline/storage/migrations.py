@@ -52,11 +52,12 @@ def available_migrations() -> list[Migration]:
     return found
 
 
-async def migrate(url: str, *, app_role: str | None) -> list[int]:
+async def migrate(url: str, *, app_role: str | None, up_to: int | None = None) -> list[int]:
     """Bring the database at *url* up to date; returns the versions applied by this call.
 
     *app_role*, when given, is created if missing and granted exactly what the service
-    needs: data access, no DDL, no BYPASSRLS.
+    needs: data access, no DDL, no BYPASSRLS. *up_to* stops after that version (for tests
+    of a migration's effect on data stored before it).
     """
     applied: list[int] = []
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -72,6 +73,8 @@ async def migrate(url: str, *, app_role: str | None) -> list[int]:
             cur = await conn.execute("SELECT version, checksum FROM schema_migrations")
             done: dict[int, str] = dict(await cur.fetchall())
             for migration in available_migrations():
+                if up_to is not None and migration.version > up_to:
+                    break
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:
                         raise MigrationError(

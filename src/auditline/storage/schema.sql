@@ -145,7 +145,8 @@ BEGIN
                        severity::text AS severity, coalesce(resource_type, '') AS rt,
                        coalesce(outcome, '') AS oc, coalesce(user_id, '') AS us,
                        coalesce(resource_id, '') AS ri
-                  FROM old_events) e
+                  FROM old_events
+                 WHERE resource_type IS DISTINCT FROM 'audit_log') e
          GROUP BY tenant_id, bucket,
                   GROUPING SETS ((), (action), (severity), (rt), (oc), (us), (rt, ri))
     ), counted AS (
@@ -187,7 +188,8 @@ BEGIN
                        severity::text AS severity, coalesce(resource_type, '') AS rt,
                        coalesce(outcome, '') AS oc, coalesce(user_id, '') AS us,
                        coalesce(resource_id, '') AS ri
-                  FROM new_events) e
+                  FROM new_events
+                 WHERE resource_type IS DISTINCT FROM 'audit_log') e
          GROUP BY tenant_id, bucket,
                   GROUPING SETS ((), (action), (severity), (rt), (oc), (us), (rt, ri))
     ), counted AS (

@@ -17,6 +17,7 @@ from typing import Any, Final
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from auditline.domain.access import ACCESS_RESOURCE
 from auditline.domain.tenants import TenantId
 from auditline.search.model import Order, Position, SearchFilters, SearchQuery
 from auditline.search.query import And, Compare, Match, Node, Not, Text
@@ -90,11 +91,18 @@ class Compiler:
         return out
 
     def base(self, tenant: TenantId, query: SearchQuery) -> list[sql.Composable]:
-        """Tenant, filters and the role restriction (not the ``q`` tree)."""
+        """Tenant, filters, the role restriction and, unless the query includes them, the
+        exclusion of access records (not the ``q`` tree)."""
         out: list[sql.Composable] = [
             sql.SQL("{} = {}::text").format(self.col("tenant_id"), self.param(tenant))
         ]
         out.extend(self.filters(query.filters))
+        if not query.access_included:
+            out.append(
+                sql.SQL("{} IS DISTINCT FROM {}::text").format(
+                    self.col("resource_type"), self.param(ACCESS_RESOURCE)
+                )
+            )
         if query.only_user is not None:
             out.append(
                 sql.SQL("{} = {}::text").format(self.col("user_id"), self.param(query.only_user))

@@ -142,7 +142,10 @@ class _Request:
         """Whole hours from the rollups: only a time range, hourly or coarser, an hour long."""
         q = self.query
         only_time = q.filters.only_time and q.q is None and q.only_user is None
-        return only_time and self.interval != "minute" and self.h0 < self.h1
+        # The rollups do not count access records (migration 0009).
+        return (
+            only_time and not q.access_included and self.interval != "minute" and self.h0 < self.h1
+        )
 
     @property
     def verify(self) -> int:
