@@ -18,7 +18,6 @@ from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unkno
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.schemas import Problem, TenantSlug
 from auditline.domain.tenants import PLATFORM_TENANT, TenantId
-from auditline.security.api_keys import ApiKeyLimitReached
 from auditline.security.principal import Forbidden, Permission, Principal, Scope
 from auditline.storage.api_keys import ApiKey
 
@@ -122,14 +121,9 @@ async def create_api_key(
         raise _invalid("tenant_id", "differs from the tenant_id parameter")
     tenant = _authorize(principal, body.tenant_id or tenant_id)
     _check_expiry(body.expires_at, services.settings.api_keys.max_lifetime_days)
-    try:
-        stored, secret = await services.security.api_keys.create(
-            tenant, name=body.name, scopes=body.scopes, expires_at=body.expires_at, actor=actor
-        )
-    except ApiKeyLimitReached as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"the tenant already has {exc.args[0]} active API keys"
-        ) from exc
+    stored, secret = await services.security.api_keys.create(
+        tenant, name=body.name, scopes=body.scopes, expires_at=body.expires_at, actor=actor
+    )
     response.headers["Cache-Control"] = "no-store"
     return ApiKeyCreated(**ApiKeyOut.of(stored).model_dump(), key=secret)
 

@@ -26,6 +26,7 @@ from auditline.ingest.writer import WriterClosed
 from auditline.search.cursor import InvalidCursor
 from auditline.search.model import InvalidSearch
 from auditline.search.query import ParseError
+from auditline.security.api_keys import ApiKeyLimitReached
 from auditline.security.principal import Forbidden, InvalidClaims, TenantNotFound, TenantRequired
 from auditline.security.ratelimit import RateLimited
 from auditline.security.tokens import InvalidToken
@@ -194,6 +195,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(
             400, "Invalid search", exc.message, kind="invalid-search", request=request,
             errors=[{"parameter": exc.parameter, "in": "query", "detail": exc.message}],
+        )  # fmt: skip
+
+    @app.exception_handler(ApiKeyLimitReached)
+    async def on_key_limit(request: Request, exc: ApiKeyLimitReached) -> JSONResponse:
+        return problem(
+            409, _title(409), f"the tenant already has {exc.args[0]} active API keys",
+            kind="http-409", request=request,
         )  # fmt: skip
 
     @app.exception_handler(TenantExists)
