@@ -196,6 +196,38 @@ def _stack_section(result: dict[str, Any]) -> list[str]:
     ]
 
 
+_AB_FIGURES = {
+    "search_p50_ms": ("searches at 50/s, p50 (ms)", 1),
+    "search_p99_ms": ("searches at 50/s, p99 (ms)", 1),
+    "read_by_id_rps": ("reads by id, 8 connections (requests/s)", 0),
+    "single_rps": ("single events, 32 connections (requests/s)", 0),
+    "bulk_events_per_s": ("bulk, 4 connections (events/s)", 0),
+}
+
+
+def _ab_section(result: dict[str, Any]) -> list[str]:
+    """Two versions measured alternately in one run (``python -m bench.ab``)."""
+    base, head = result["summary"]["base"], result["summary"]["head"]
+    return [
+        "## Two versions, same run (A/B)",
+        "",
+        f"`python -m bench.ab --base {result['base']}` against {result['head']}, "
+        f"{result['rounds']} alternating rounds of {result['seconds']} s per scenario, each "
+        f"side on its own data dir (finished {result['finished_at']}). Medians (min-max).",
+        "",
+        *_head("scenario", "base", "head", "head / base"),
+        *(
+            _row(
+                label,
+                _fmt(base[name], digits),
+                _fmt(head[name], digits),
+                f"{head[name]['median'] / base[name]['median']:.2f}",
+            )
+            for name, (label, digits) in _AB_FIGURES.items()
+        ),
+    ]
+
+
 def _plots(result: dict[str, Any], img: Path) -> list[str]:
     try:
         import matplotlib
@@ -393,6 +425,9 @@ def write(results: Path, docs: Path) -> None:
     stack_path = results / "stack.json"
     if stack_path.exists():
         lines += ["", *_stack_section(json.loads(stack_path.read_text()))]
+    ab_path = results / "ab.json"
+    if ab_path.exists():
+        lines += ["", *_ab_section(json.loads(ab_path.read_text()))]
     if r.get("rss_samples"):
         ys = [b / 2**20 for _, b in r["rss_samples"]]
         lines += [
