@@ -2,7 +2,9 @@
 
 Preparation (limits, diff, masking, leaf hash: ``ingest.prepare``) and the group-commit
 writer (``ingest.writer``) behind two methods, one per endpoint. A method returns only once
-the events are durably committed, so the caller may acknowledge them.
+the events are durably committed, so the caller may acknowledge them. Each tenant's
+masking rules come from the per-process cache ``ingest.tenant_rules``: no database round
+trip per request.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from auditline.config import IngestSettings
 from auditline.domain.events import DraftFields, StoredEvent, WriteResult
 from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_batch, prepare_events
+from auditline.ingest.tenant_rules import TenantRules
 from auditline.ingest.writer import EventWriter
 from auditline.search.backend import EventLookup
 
@@ -37,16 +40,25 @@ class BatchStored:
 
 
 class Ingest:
-    def __init__(self, writer: EventWriter, events: EventLookup, limits: IngestSettings) -> None:
+    def __init__(
+        self,
+        writer: EventWriter,
+        events: EventLookup,
+        limits: IngestSettings,
+        rules: TenantRules,
+    ) -> None:
         self._writer = writer
         self._events = events
         self.limits = limits
+        self._rules = rules
 
     async def create(self, tenant: TenantId, draft: DraftFields) -> Stored:
         """Store one event, idempotently by id: a retry gets the first stored version back."""
+        rules = self._rules.cached(tenant) or await self._rules.get(tenant)
         (event,) = prepare_events(
-            tenant, [draft], limits=self.limits, now=datetime.now(UTC), indexed_errors=False
-        )
+            tenant, [draft], limits=self.limits, now=datetime.now(UTC), rules=rules,
+            indexed_errors=False,
+        )  # fmt: skip
         result = await self._writer.write(tenant, [event])
         if event.id in result.inserted:
             return Stored(StoredEvent(event=event, seq=result.inserted[event.id]), created=True)
@@ -58,6 +70,9 @@ class Ingest:
     async def create_many(self, tenant: TenantId, drafts: Sequence[DraftFields]) -> BatchStored:
         """Store every draft in one transaction, or nothing if any is invalid (all errors,
         each with the event's index)."""
-        events = await prepare_batch(tenant, drafts, limits=self.limits, now=datetime.now(UTC))
+        rules = self._rules.cached(tenant) or await self._rules.get(tenant)
+        events = await prepare_batch(
+            tenant, drafts, limits=self.limits, now=datetime.now(UTC), rules=rules
+        )
         result = await self._writer.write(tenant, events)
         return BatchStored(result, [event.id for event in events])
