@@ -57,9 +57,24 @@ def pseudonym(key: bytes, label: str, value: str) -> str:
     and without the key a pseudonym says nothing about the value. The label is part of the
     MAC input, so an address and a card number with the same text never share one.
     """
-    message = label.encode() + b"\x00" + value.encode("utf-8", "surrogatepass")
-    digest = hmac.digest(key, message, "sha256")
-    return f"[{label}:{digest[: PSEUDONYM_HEX_CHARS // 2].hex()}]"
+    return _Pseudonyms(key, label)(value)
+
+
+class _Pseudonyms:
+    """:func:`pseudonym` for one key and label, with the HMAC's key schedule and the label
+    absorbed once: each value then costs one copy, one update and one digest (about half
+    the time of a one-shot HMAC)."""
+
+    __slots__ = ("_label", "_mac")
+
+    def __init__(self, key: bytes, label: str) -> None:
+        self._label = label
+        self._mac = hmac.new(key, label.encode() + b"\x00", "sha256")
+
+    def __call__(self, value: str) -> str:
+        mac = self._mac.copy()
+        mac.update(value.encode("utf-8", "surrogatepass"))
+        return f"[{self._label}:{mac.digest()[: PSEUDONYM_HEX_CHARS // 2].hex()}]"
 
 
 # --- secret keys -------------------------------------------------------------------------
@@ -136,8 +151,8 @@ class MaskingRules:
         # How a detected address or card is named: None for the fixed placeholder.
         email_name = card_name = None
         if key is not None:
-            email_name = partial(pseudonym, key, "EMAIL") if self.pseudonymise_emails else None
-            card_name = partial(pseudonym, key, "CARD") if self.pseudonymise_cards else None
+            email_name = _Pseudonyms(key, "EMAIL") if self.pseudonymise_emails else None
+            card_name = _Pseudonyms(key, "CARD") if self.pseudonymise_cards else None
         set_("_email_name", email_name)
         set_("_card_name", card_name)
         set_("_exempt", frozenset(exempt))
