@@ -74,6 +74,13 @@ class IngestSettings(BaseModel):
         default=300, ge=0, description="how far in the future a `timestamp` may be"
     )
     max_past_days: int = Field(default=3660, ge=1, description="how old a `timestamp` may be")
+    masking_rules_ttl_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="how long a process keeps a tenant's masking rules: a settings change "
+        "applies at once in the process that made it, within this in the others",
+    )
 
 
 JwtAlgorithm = Literal["EdDSA", "ES256", "RS256", "HS256"]

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from auditline.config import Settings
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.service import Ingest
+from auditline.ingest.tenant_rules import TenantRules, database_loader
 from auditline.ingest.writer import EventWriter
 from auditline.jobs.upkeep import ensure_partitions_ahead
 from auditline.runtime import database, signing_key
@@ -70,6 +71,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     await require_row_level_security(pool)
                 key = signing_key(settings)
                 access = AccessRecorder(writer, settings.ingest)
+                rules = TenantRules(
+                    database_loader(pool), ttl_seconds=settings.ingest.masking_rules_ttl_seconds
+                )
                 search = postgres_search_service(pool, settings.search, key.private, access)
                 yield Services(
                     settings=settings,
@@ -78,9 +82,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     access=access,
                     signing_key=key,
                     security=build_security(settings, pool, access, key),
-                    ingest=Ingest(writer, search.events, settings.ingest),
+                    ingest=Ingest(writer, search.events, settings.ingest, rules),
                     search=search,
-                    tenants=TenantService(pool, access),
+                    tenants=TenantService(pool, access, rules),
                 )
             finally:
                 await writer.close()

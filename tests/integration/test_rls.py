@@ -29,6 +29,7 @@ TENANT_TABLES = (
     "api_keys",
     "event_rollups",
     "event_rollup_heavy",
+    "tenant_secrets",
 )
 
 

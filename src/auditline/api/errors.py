@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 
 from auditline.api.deps import record_denial
 from auditline.domain.events import FieldError, InvalidEvents
+from auditline.domain.masking_settings import InvalidSettings
 from auditline.domain.tenants import TenantExists, UnknownTenant
 from auditline.ingest.writer import WriterClosed
 from auditline.search.cursor import InvalidCursor
@@ -125,6 +126,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(
             422, "Invalid events", "One or more events break the ingest rules; nothing was stored.",
             kind="validation", request=request, errors=field_errors(exc.errors, prefix=prefix),
+        )  # fmt: skip
+
+    @app.exception_handler(InvalidSettings)
+    async def on_invalid_settings(request: Request, exc: InvalidSettings) -> JSONResponse:
+        return problem(
+            422, "Invalid settings", "The tenant settings break the rules; nothing was changed.",
+            kind="validation", request=request, errors=field_errors(exc.errors),
         )  # fmt: skip
 
     @app.exception_handler(StarletteHTTPException)

@@ -4,9 +4,12 @@ An audit log is append-only and tamper-evident: whatever reaches storage can nev
 taken back out. Masking therefore runs on the way in and errs on the side of hiding too
 much. Guarantees:
 
-* **Pure.** No I/O, no global state; inputs are never mutated.
+* **Pure.** No I/O, no global state; inputs are never mutated. A pseudonym depends only on
+  the value and the key the rules carry.
 * **Idempotent.** Masking already-masked data changes nothing, so re-ingesting, replaying
-  or exporting and re-importing events is safe and yields byte-identical payloads.
+  or exporting and re-importing events is safe and yields byte-identical payloads. This
+  holds for pseudonyms too: ``[EMAIL:3f9a1c2e5b7d]`` holds no ``@``, no run of 13 digits
+  and nothing a credential pattern starts with.
 * **Structure-preserving.** :func:`mask_json` keeps every key, the nesting and the length
   of every list; only leaf values are replaced.
 * **Linear time.** A match can only start at the beginning of a run (a look-behind
@@ -17,10 +20,12 @@ much. Guarantees:
 
 from __future__ import annotations
 
+import hmac
 import re
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import accumulate
 from typing import Final, TypeAlias
 
@@ -31,6 +36,45 @@ REDACTED: Final = "[REDACTED]"
 EMAIL_PLACEHOLDER: Final = "[EMAIL]"
 CARD_PLACEHOLDER: Final = "[CARD]"
 JWT_PLACEHOLDER: Final = "[JWT]"
+
+PSEUDONYM_HEX_CHARS: Final = 12
+"""Hex digits of the HMAC kept in a pseudonym: 48 bits.
+
+Long enough that two different values of one tenant share a pseudonym only by a rare
+accident (about one pair in 560 among a million distinct addresses; 32 bits would already
+collide around 77,000), and that a change goes unseen with probability 2^-48. Short
+enough to read, and to stay under 13 digits, so a pseudonym can never be taken for a card
+number, which keeps masking idempotent. A longer digest would reveal nothing more without
+the key; with the key, any length lets one test guesses (see docs/security.md).
+"""
+MIN_PSEUDONYM_KEY_BYTES: Final = 16
+
+
+def pseudonym(key: bytes, label: str, value: str) -> str:
+    """``[LABEL:<12 hex digits>]``: a truncated HMAC-SHA256 of *value* under *key*.
+
+    Equal values give equal pseudonyms under one key, different keys give unrelated ones,
+    and without the key a pseudonym says nothing about the value. The label is part of the
+    MAC input, so an address and a card number with the same text never share one.
+    """
+    return _Pseudonyms(key, label)(value)
+
+
+class _Pseudonyms:
+    """:func:`pseudonym` for one key and label, with the HMAC's key schedule and the label
+    absorbed once: each value then costs one copy, one update and one digest (about half
+    the time of a one-shot HMAC)."""
+
+    __slots__ = ("_label", "_mac")
+
+    def __init__(self, key: bytes, label: str) -> None:
+        self._label = label
+        self._mac = hmac.new(key, label.encode() + b"\x00", "sha256")
+
+    def __call__(self, value: str) -> str:
+        mac = self._mac.copy()
+        mac.update(value.encode("utf-8", "surrogatepass"))
+        return f"[{self._label}:{mac.digest()[: PSEUDONYM_HEX_CHARS // 2].hex()}]"
 
 
 # --- secret keys -------------------------------------------------------------------------
@@ -48,31 +92,77 @@ def _normalise_fragment(fragment: str) -> str:
 
 @dataclass(frozen=True)
 class MaskingRules:
-    """What to mask. Immutable, so one instance can be shared by every request.
+    """What to mask and how. Immutable, so one instance can be shared by every request.
 
     ``secret_keys`` holds key fragments; they are normalised on construction (lower-cased,
     separators removed), so ``"api_key"`` and ``"apikey"`` are the same fragment. An empty
     fragment would match every key and is rejected.
 
     ``mask_tokens`` covers both ``Bearer``/``Basic`` credentials and JWTs in free text.
+
+    ``exempt_keys`` names JSON keys (normalised like fragments, but matched whole) whose
+    values, at any depth, the e-mail and card detectors leave alone. Secret keys and
+    credentials inside them are still masked.
+
+    With ``pseudonymise_emails`` / ``pseudonymise_cards``, a detected address or card becomes
+    a keyed pseudonym (:func:`pseudonym`) under ``pseudonym_key`` instead of a fixed
+    placeholder, so a change of value stays visible. The key is kept only while one of
+    them is on, and never shown by ``repr``.
     """
 
     secret_keys: tuple[str, ...]
     mask_emails: bool = True
     mask_card_numbers: bool = True
     mask_tokens: bool = True
+    exempt_keys: tuple[str, ...] = ()
+    pseudonymise_emails: bool = False
+    pseudonymise_cards: bool = False
+    pseudonym_key: bytes | None = field(default=None, repr=False)
     _hash: int = field(init=False, repr=False, compare=False)
+    _email_name: Callable[[str], str] | None = field(init=False, repr=False, compare=False)
+    _card_name: Callable[[str], str] | None = field(init=False, repr=False, compare=False)
+    _exempt: frozenset[str] = field(init=False, repr=False, compare=False)
+    _exempt_view: MaskingRules | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         normalised = tuple(dict.fromkeys(_normalise_fragment(f) for f in self.secret_keys))
         if "" in normalised:
             raise ValueError("secret key fragments must contain at least one letter or digit")
-        object.__setattr__(self, "secret_keys", normalised)
-        object.__setattr__(
-            self,
+        exempt = tuple(dict.fromkeys(_normalise_fragment(k) for k in self.exempt_keys))
+        if "" in exempt:
+            raise ValueError("exempt keys must contain at least one letter or digit")
+        if (self.pseudonymise_emails and not self.mask_emails) or (
+            self.pseudonymise_cards and not self.mask_card_numbers
+        ):
+            raise ValueError("only a masked kind can be pseudonymised")
+        pseudonymising = self.pseudonymise_emails or self.pseudonymise_cards
+        key = self.pseudonym_key if pseudonymising else None
+        if pseudonymising and (key is None or len(key) < MIN_PSEUDONYM_KEY_BYTES):
+            raise ValueError(f"pseudonyms need a key of at least {MIN_PSEUDONYM_KEY_BYTES} bytes")
+        set_ = partial(object.__setattr__, self)
+        set_("secret_keys", normalised)
+        set_("exempt_keys", exempt)
+        set_("pseudonym_key", key)
+        set_(
             "_hash",
-            hash((normalised, self.mask_emails, self.mask_card_numbers, self.mask_tokens)),
-        )
+            hash((normalised, self.mask_emails, self.mask_card_numbers, self.mask_tokens, exempt,
+                  self.pseudonymise_emails, self.pseudonymise_cards, key)),
+        )  # fmt: skip
+        # How a detected address or card is named: None for the fixed placeholder.
+        email_name = card_name = None
+        if key is not None:
+            email_name = _Pseudonyms(key, "EMAIL") if self.pseudonymise_emails else None
+            card_name = _Pseudonyms(key, "CARD") if self.pseudonymise_cards else None
+        set_("_email_name", email_name)
+        set_("_card_name", card_name)
+        set_("_exempt", frozenset(exempt))
+        set_(
+            "_exempt_view",
+            MaskingRules(normalised, mask_emails=False, mask_card_numbers=False,
+                         mask_tokens=self.mask_tokens)
+            if exempt
+            else None,
+        )  # fmt: skip
 
     def __hash__(self) -> int:
         # The rules are part of the cache key of every secret-key lookup: hashing all the
@@ -148,6 +238,14 @@ def is_secret_key(key: str, rules: MaskingRules = DEFAULT_RULES) -> bool:
     return False
 
 
+@lru_cache(maxsize=8192)
+def is_exempt_key(key: str, rules: MaskingRules) -> bool:
+    """Tell whether ``key`` is one of the rules' exempt keys, across case and separators
+    (``supportEmail``, ``support-email`` and ``SUPPORT_EMAIL`` are one key). Cached like
+    :func:`is_secret_key`."""
+    return _normalise_fragment(key) in rules._exempt
+
+
 # --- free text ---------------------------------------------------------------------------
 
 # `Bearer <token68>` / `Basic <token68>` (RFC 9110 section 11). To leave prose such as
@@ -185,10 +283,15 @@ _EMAIL: Final = re.compile(
 _EMAIL_KEPT_PREFIX: Final = re.compile(r"(?:[^']*[=/?{|}`](?=[^=/?{|}`]))?(?:'+(?=[^']))?")
 
 
-def _mask_email(match: re.Match[str]) -> str:
-    local_part = match.group().partition("@")[0]
-    kept = _EMAIL_KEPT_PREFIX.match(local_part)
-    return (kept.group() if kept else "") + EMAIL_PLACEHOLDER
+def _mask_email(match: re.Match[str], name: Callable[[str], str] | None = None) -> str:
+    """The placeholder, or with *name* the pseudonym of the address (lower-cased: the
+    pseudonym names the mailbox, not its spelling), after the kept prefix."""
+    address = match.group()
+    kept = _EMAIL_KEPT_PREFIX.match(address.partition("@")[0])
+    prefix = kept.group() if kept else ""
+    if name is None:
+        return prefix + EMAIL_PLACEHOLDER
+    return prefix + name(address[len(prefix) :].lower())
 
 
 # A run of digit groups joined by single spaces or dashes, not glued to a word on the left
@@ -231,8 +334,9 @@ class _LuhnSums:
         return (sums[end] - sums[start]) % 10 == 0
 
 
-def _mask_cards_in_run(match: re.Match[str]) -> str:
-    """Mask every card inside one run of digit groups.
+def _mask_cards_in_run(match: re.Match[str], name: Callable[[str], str] | None = None) -> str:
+    """Mask every card inside one run of digit groups (with *name*: by the pseudonym of
+    its digits, so separators do not change it).
 
     A card is a span of whole groups with 13 to 19 digits in total that passes the Luhn
     check, so a card is found even when the run also holds an order number or an expiry
@@ -270,7 +374,11 @@ def _mask_cards_in_run(match: re.Match[str]) -> str:
     pieces: list[str] = []
     cursor = 0
     for first, last in masked_spans:
-        pieces += (run[cursor : groups[first][0]], CARD_PLACEHOLDER)
+        if name is None:
+            placeholder = CARD_PLACEHOLDER
+        else:
+            placeholder = name("".join(run[start:end] for start, end in groups[first : last + 1]))
+        pieces += (run[cursor : groups[first][0]], placeholder)
         cursor = groups[last][1]
     pieces.append(run[cursor:])
     return "".join(pieces)
@@ -331,6 +439,9 @@ def mask_text(text: str, rules: MaskingRules = DEFAULT_RULES) -> str:
       (order numbers, timestamps) and digits glued to letters (hashes, identifiers) are
       kept.
 
+    Rules that pseudonymise addresses or cards write ``[EMAIL:<hex>]`` / ``[CARD:<hex>]``
+    (:func:`pseudonym`) instead.
+
     Tokens are masked first so that a JWT after ``Bearer`` is redacted as a credential.
     Placeholders contain no character any pattern can start or continue with, which is
     what makes the function idempotent.
@@ -344,9 +455,13 @@ def mask_text(text: str, rules: MaskingRules = DEFAULT_RULES) -> str:
             # the result again would change it.
             text = _BEARER.sub(rf"\g<scheme> {REDACTED}", text)
     if rules.mask_emails and "@" in text:
-        text = _EMAIL.sub(_mask_email, text)
+        name = rules._email_name
+        text = _EMAIL.sub(_mask_email if name is None else partial(_mask_email, name=name), text)
     if rules.mask_card_numbers and _may_hold_card(text):
-        text = _DIGIT_RUN.sub(_mask_cards_in_run, text)
+        name = rules._card_name
+        text = _DIGIT_RUN.sub(
+            _mask_cards_in_run if name is None else partial(_mask_cards_in_run, name=name), text
+        )
     return text
 
 
@@ -358,9 +473,11 @@ def mask_json(value: JsonValue, rules: MaskingRules = DEFAULT_RULES) -> JsonValu
 
     Any value under a secret key (see :func:`is_secret_key`), scalar, array or object,
     becomes the string ``"[REDACTED]"``, except ``null``, which stays ``null`` so that
-    "no password set" remains distinguishable. Every other string goes through
-    :func:`mask_text`. Keys, numbers, booleans and nulls are kept, as are the order of keys
-    and the length of arrays. Keys are never masked: they are schema, not data.
+    "no password set" remains distinguishable. A value under an exempt key (see
+    :class:`MaskingRules`) is masked without the e-mail and card detectors. Every other
+    string goes through :func:`mask_text`. Keys, numbers, booleans and nulls are kept, as
+    are the order of keys and the length of arrays. Keys are never masked: they are schema,
+    not data.
 
     No recursion: containers are created empty, queued, and filled later from an explicit
     work list, so nesting depth is bounded by memory rather than by the interpreter's
@@ -382,6 +499,7 @@ def mask_json(value: JsonValue, rules: MaskingRules = DEFAULT_RULES) -> JsonValu
         arrays.append((value, new_array))
     else:
         return value
+    exempt_view = rules._exempt_view
     # Items are handled inline rather than by a helper per item: this runs for every event
     # with metadata, and the calls alone would cost a fifth of it.
     while objects or arrays:
@@ -392,6 +510,9 @@ def mask_json(value: JsonValue, rules: MaskingRules = DEFAULT_RULES) -> JsonValu
                     target[key] = None
                 elif is_secret_key(key, rules):
                     target[key] = REDACTED
+                elif exempt_view is not None and is_exempt_key(key, rules):
+                    # One level of recursion at most: the view has no exempt keys.
+                    target[key] = mask_json(item, exempt_view)
                 elif isinstance(item, str):
                     target[key] = mask_text(item, rules)
                 elif isinstance(item, dict):

@@ -6,7 +6,9 @@ The order matters and is part of the contract:
 2. ``changed_fields`` is derived from the *unmasked* before/after, so a changed password
    still shows up as changed even though both values are stored as ``[REDACTED]``;
 3. masking runs before anything is stored or hashed, so no secret reaches the database,
-   the search index, the stream or the integrity log;
+   the search index, the stream or the integrity log; with the tenant's rules (default:
+   ``DEFAULT_RULES``), which may pseudonymise addresses and cards, so that a changed value
+   reads differently in ``before`` and ``after`` without being revealed;
 4. the leaf hash is computed last, over exactly what will be stored.
 """
 
@@ -55,7 +57,12 @@ def prepare_events(
 
 
 async def prepare_batch(
-    tenant: TenantId, drafts: Sequence[DraftFields], *, limits: IngestSettings, now: datetime
+    tenant: TenantId,
+    drafts: Sequence[DraftFields],
+    *,
+    limits: IngestSettings,
+    now: datetime,
+    rules: MaskingRules = DEFAULT_RULES,
 ) -> list[Event]:
     """:func:`prepare_events` for a bulk request, off the event loop when the batch is large.
 
@@ -66,8 +73,10 @@ async def prepare_batch(
     prepare in place.
     """
     if len(drafts) <= SMALL_BATCH:
-        return prepare_events(tenant, drafts, limits=limits, now=now)
-    return await asyncio.to_thread(prepare_events, tenant, drafts, limits=limits, now=now)
+        return prepare_events(tenant, drafts, limits=limits, now=now, rules=rules)
+    return await asyncio.to_thread(
+        prepare_events, tenant, drafts, limits=limits, now=now, rules=rules
+    )
 
 
 def _mask(value: Json | None, rules: MaskingRules) -> Json | None:

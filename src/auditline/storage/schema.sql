@@ -475,6 +475,20 @@ ALTER TABLE ONLY public.tenant_log_heads FORCE ROW LEVEL SECURITY;
 
 
 --
+-- Name: tenant_secrets; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.tenant_secrets (
+    tenant_id text NOT NULL,
+    pseudonym_key bytea DEFAULT sha256((uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))) NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tenant_secrets_pseudonym_key_check CHECK ((length(pseudonym_key) = 32))
+);
+
+ALTER TABLE ONLY public.tenant_secrets FORCE ROW LEVEL SECURITY;
+
+
+--
 -- Name: tenants; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -576,6 +590,14 @@ ALTER TABLE ONLY public.tenant_log_heads
 
 
 --
+-- Name: tenant_secrets tenant_secrets_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.tenant_secrets
+    ADD CONSTRAINT tenant_secrets_pkey PRIMARY KEY (tenant_id);
+
+
+--
 -- Name: tenants tenants_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -670,6 +692,14 @@ ALTER TABLE ONLY public.tenant_log_heads
 
 
 --
+-- Name: tenant_secrets tenant_secrets_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.tenant_secrets
+    ADD CONSTRAINT tenant_secrets_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
 -- Name: api_keys; Type: ROW SECURITY; Schema: public; Owner: -
 --
 
@@ -742,10 +772,23 @@ CREATE POLICY tenant_isolation ON public.tenant_log_heads USING ((tenant_id = pu
 
 
 --
+-- Name: tenant_secrets tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.tenant_secrets USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
+
+
+--
 -- Name: tenant_log_heads; Type: ROW SECURITY; Schema: public; Owner: -
 --
 
 ALTER TABLE public.tenant_log_heads ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tenant_secrets; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.tenant_secrets ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: SCHEMA public; Type: ACL; Schema: -; Owner: -
@@ -1489,6 +1532,13 @@ GRANT SELECT ON TABLE public.schema_migrations TO auditline_app;
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.tenant_log_heads TO auditline_app;
+
+
+--
+-- Name: TABLE tenant_secrets; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.tenant_secrets TO auditline_app;
 
 
 --

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import errors, sql
@@ -23,7 +24,10 @@ async def create_tenant(
     archive_after_days: int | None,
     settings: dict[str, Any],
 ) -> Tenant:
-    """Create *tenant* and its empty log, in the caller's transaction."""
+    """Create *tenant*, its empty log and its pseudonym key, in the caller's transaction.
+
+    The key is made by the column default (migration 0010) and never read back here.
+    """
     try:
         async with conn.transaction():
             cur = await conn.execute(
@@ -34,6 +38,7 @@ async def create_tenant(
             row = await cur.fetchone()
             await set_tenant(conn, tenant)
             await conn.execute("INSERT INTO tenant_log_heads (tenant_id) VALUES (%s)", (tenant,))
+            await conn.execute("INSERT INTO tenant_secrets (tenant_id) VALUES (%s)", (tenant,))
     except errors.UniqueViolation as exc:
         raise TenantExists(tenant) from exc
     assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
@@ -96,3 +101,37 @@ async def get_tenant(conn: Connection, tenant: TenantId) -> Tenant | None:
     cur = await conn.execute(f"SELECT {_COLUMNS} FROM tenants WHERE id = %s", (tenant,))  # noqa: S608
     row = await cur.fetchone()
     return None if row is None else Tenant(**row)
+
+
+@dataclass(frozen=True, slots=True)
+class MaskingSource:
+    """What a tenant's masking rules are compiled from."""
+
+    settings: dict[str, Any]
+    """The tenant's settings, cut down to their ``masking`` member if they have one."""
+    pseudonym_key: bytes | None = field(repr=False)
+    """The tenant's key; None if its row is missing (e.g. a partial restore)."""
+
+
+async def masking_source(conn: Connection, tenant: TenantId) -> MaskingSource | None:
+    """The tenant's stored masking settings and pseudonym key; None if it does not exist.
+
+    The one query that reads a tenant key. Points row-level security at *tenant* (the
+    secrets table is under it), so it must run in a transaction of its own or the caller's.
+    """
+    await set_tenant(conn, tenant)
+    cur = await conn.execute(
+        """SELECT CASE WHEN t.settings ? 'masking'
+                       THEN jsonb_build_object('masking', t.settings -> 'masking')
+                       ELSE '{}'::jsonb END AS settings,
+                  s.pseudonym_key
+             FROM tenants t
+             LEFT JOIN tenant_secrets s ON s.tenant_id = t.id AND s.tenant_id = %(tenant)s
+            WHERE t.id = %(tenant)s""",
+        {"tenant": tenant},
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    key = row["pseudonym_key"]
+    return MaskingSource(row["settings"], None if key is None else bytes(key))

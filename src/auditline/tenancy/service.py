@@ -4,6 +4,10 @@ A tenant's creation is recorded in the platform log (nobody administers the tena
 change of its settings in the tenant's own log, with the changed fields' previous values
 in ``before`` and the new ones in ``after``. The API and the ``auditline tenants`` command
 call the same methods, so an operator's change is recorded exactly like an admin's.
+
+Settings are checked before anything is written (``settings.masking``: a 422 naming the
+field, ``domain.masking_settings``), and a committed change drops the tenant's cached
+masking rules in this process at once (``ingest.tenant_rules``).
 """
 
 from __future__ import annotations
@@ -14,17 +18,22 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.domain.access import Actor
+from auditline.domain.masking_settings import masking_settings
 from auditline.domain.tenants import UPDATABLE, Tenant, TenantId, UnknownTenant
 from auditline.ingest.access import AccessRecorder
+from auditline.ingest.tenant_rules import TenantRules
 from auditline.storage import tenants as store
 from auditline.storage.database import Connection
 from auditline.tenancy.scope import PLATFORM
 
 
 class TenantService:
-    def __init__(self, pool: AsyncConnectionPool[Connection], access: AccessRecorder) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[Connection], access: AccessRecorder, rules: TenantRules
+    ) -> None:
         self._pool = pool
         self._access = access
+        self._rules = rules
 
     async def create(
         self,
@@ -36,7 +45,9 @@ class TenantService:
         archive_after_days: int | None = None,
         settings: dict[str, Any] | None = None,
     ) -> Tenant:
-        """Create *tenant* and its empty log; raises ``TenantExists`` if the id is taken."""
+        """Create *tenant*, its empty log and its pseudonym key; raises ``TenantExists`` if
+        the id is taken, ``InvalidSettings`` if *settings* break the rules."""
+        masking_settings(settings or {})
         async with self._pool.connection() as conn, conn.transaction():
             created = await store.create_tenant(
                 conn, tenant, name=name, retention_days=retention_days,
@@ -47,6 +58,7 @@ class TenantService:
                 resource_id=created.id, message=f"created tenant {created.id}",
                 after=_view(created),
             )  # fmt: skip
+        self._rules.invalidate(tenant)  # a write tried before it existed cached the defaults
         return created
 
     async def list(self, only: Collection[TenantId] | None = None) -> list[Tenant]:
@@ -66,7 +78,10 @@ class TenantService:
         """Apply *changes* (fields of ``UPDATABLE``); the tenant as it is afterwards.
 
         Recorded (UPDATE, tenant) in the tenant's own log when anything actually changed.
+        Raises ``InvalidSettings`` (nothing changed) if new settings break the rules.
         """
+        if "settings" in changes:
+            masking_settings(changes["settings"])
         async with self._pool.connection() as conn, conn.transaction():
             result = await store.update_tenant(conn, tenant, changes)
             if result is None:
@@ -79,6 +94,8 @@ class TenantService:
                     resource_id=tenant, message=f"changed tenant {', '.join(sorted(changed))}",
                     before=_view(before, changed), after=_view(after, changed),
                 )  # fmt: skip
+        if "settings" in changed:  # committed: this process masks by the new rules at once
+            self._rules.invalidate(tenant)
         return after
 
 
