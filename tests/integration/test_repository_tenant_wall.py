@@ -478,6 +478,28 @@ async def test_the_postgres_backend_reads_only_the_tenants_rows(
         assert await backend.get(tenant, data.own_ids(tenant)[0]) is not None
 
 
+@pytest.mark.usefixtures("pool")  # acme and globex, each with its own key
+async def test_masking_source_reads_only_the_tenants_settings_and_key(
+    bypass: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    masking = {"masking": {"email": "pseudonymise"}}
+    async with tenant_transaction(bypass, GLOBEX) as conn:
+        await tenants_store.update_tenant(conn, GLOBEX, {"settings": masking})
+    with psycopg.connect(database_url) as conn:
+        keys = dict(conn.execute("SELECT tenant_id, pseudonym_key FROM tenant_secrets").fetchall())
+    async with bypass.connection() as conn:
+        acme = await tenants_store.masking_source(conn, ACME)
+        globex = await tenants_store.masking_source(conn, GLOBEX)
+        missing = await tenants_store.masking_source(conn, TenantId("initech"))
+        await conn.rollback()
+    assert acme is not None
+    assert globex is not None
+    assert (acme.settings, acme.pseudonym_key) == ({}, bytes(keys[ACME]))
+    assert (globex.settings, globex.pseudonym_key) == (masking, bytes(keys[GLOBEX]))
+    assert acme.pseudonym_key != globex.pseudonym_key
+    assert missing is None
+
+
 async def test_create_tenant_opens_only_the_new_tenants_log(
     bypass: AsyncConnectionPool[Connection], data: Overlap, database_url: str
 ) -> None:
@@ -539,6 +561,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "search.backend.PostgresSearch.stats": test_the_postgres_backend_reads_only_the_tenants_rows,
     "tenants.create_tenant": test_create_tenant_opens_only_the_new_tenants_log,
     "tenants.list_tenants": test_list_tenants_lists_only_the_tenants_asked_for,
+    "tenants.masking_source": test_masking_source_reads_only_the_tenants_settings_and_key,
     "tenants.get_tenant": test_get_and_update_tenant_reach_only_that_tenant,
     "tenants.update_tenant": test_get_and_update_tenant_reach_only_that_tenant,
 }
