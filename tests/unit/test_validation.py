@@ -21,6 +21,8 @@ from auditline.domain.validation import (
     _check_json_exactly,
     _json_is_clearly_within,
     check_event,
+    has_surrogate,
+    storable_text,
 )
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -142,3 +144,47 @@ def test_a_window_the_calendar_cannot_hold_fails_only_events_with_a_timestamp() 
     assert checker.check(EventDraft(action="X")) == []
     with pytest.raises(OverflowError):
         checker.check(EventDraft(action="X", timestamp=NOW))
+
+
+@given(value=json_documents, limits=tight_limits)
+def test_a_document_the_exact_check_accepts_can_be_encoded_and_hashed(
+    value: Any, limits: IngestSettings
+) -> None:
+    if _check_json_exactly("metadata", value, limits) == []:
+        orjson.dumps(value)  # what the leaf hash does; a lone surrogate used to raise here
+
+
+surrogate_text = st.text(
+    alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()),
+    max_size=8,
+)
+
+
+@given(surrogate_text)
+def test_a_surrogate_is_found_exactly_when_utf8_cannot_encode_the_text(text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        assert has_surrogate(text)
+    else:
+        assert not has_surrogate(text)
+
+
+@given(surrogate_text)
+def test_storable_text_can_always_be_stored_and_leaves_storable_text_alone(text: str) -> None:
+    kept = storable_text(text)
+
+    kept.encode()
+    assert "\x00" not in kept
+    if "\x00" not in text and not has_surrogate(text):
+        assert kept == text
+
+
+def test_a_lone_surrogate_is_reported_where_it_is() -> None:
+    draft = EventDraft(action="X", message="a\ud800", metadata={"k": ["\udc00"], "\udfff": {}})
+
+    assert check_event(draft, IngestSettings(), NOW) == [
+        FieldError(("message",), "must not contain unpaired UTF-16 surrogates (RFC 7493)"),
+        FieldError(("metadata",), "a key must not contain unpaired UTF-16 surrogates (RFC 7493)"),
+        FieldError(("metadata", "k", 0), "must not contain unpaired UTF-16 surrogates (RFC 7493)"),
+    ]

@@ -16,13 +16,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
+from auditline.api.routing import ModelBodyRoute
 from auditline.api.schemas import Problem, TenantSlug
 from auditline.domain.tenants import PLATFORM_TENANT, TenantId
 from auditline.security.api_keys import ApiKeyLimitReached
 from auditline.security.principal import Forbidden, Permission, Principal, Scope
 from auditline.storage.api_keys import ApiKey
 
-router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
+router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"], route_class=ModelBodyRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}

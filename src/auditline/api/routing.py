@@ -8,9 +8,12 @@ isolation), a few per cent of what the service spends on a stored event.
 Only the parsing changes, not what FastAPI does with its result: the request's ``json()``
 hands FastAPI the validated model, which it accepts as it is (pydantic does not validate
 an instance of the model again), so dependencies, their order and the OpenAPI document
-stay FastAPI's own. A body the direct path refuses takes FastAPI's standard path, so every
-error a client sees, and the order in which it sees them, is what it would be without
-this class.
+stay FastAPI's own. A body the direct path refuses is read again strictly
+(``api.jsonbody``): what breaks I-JSON is refused there with pointers, and any other
+document takes FastAPI's standard path, so every error about the fields a client sees,
+and the order in which it sees them, is what it would be without this class.
+
+Every router with a JSON body uses this class, so every JSON body is read the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.types import Receive, Scope
+
+from auditline.api.jsonbody import parse_body
 
 
 class ModelBodyRoute(APIRoute):
@@ -35,7 +40,9 @@ class ModelBodyRoute(APIRoute):
         body_model: type[BaseModel] = model
 
         async def handle(request: Request) -> Response:
-            return await handler(_ModelBodyRequest(request.scope, request.receive, body_model))
+            body_request = _ModelBodyRequest(request.scope, request.receive, body_model)
+            await body_request.read_document()
+            return await handler(body_request)
 
         return handle
 
@@ -45,10 +52,32 @@ class _ModelBodyRequest(Request):
         super().__init__(scope, receive)
         self._body_model = model
 
+    async def read_document(self) -> None:
+        """Parse the body before FastAPI asks for it; raise what is wrong with it as JSON.
+
+        Raised here, outside FastAPI's body reading (which would turn any exception but a
+        ``JSONDecodeError`` into a bare 400), these reach the problem+json handlers as they
+        are. An empty body is left to FastAPI ("Field required"), as is one whose content
+        type FastAPI does not read as JSON.
+        """
+        body = await self.body()
+        if not body or not _declares_json(self.headers.get("content-type")):
+            return
+        try:
+            self._json = self._body_model.model_validate_json(body)
+        except ValidationError:
+            self._json = parse_body(body)  # FastAPI validates it and reports the errors
+
     async def json(self) -> Any:
-        if not hasattr(self, "_json"):
-            try:
-                self._json = self._body_model.model_validate_json(await self.body())
-            except ValidationError:
-                return await super().json()  # FastAPI reports the errors its own way
+        if not hasattr(self, "_json"):  # a content type FastAPI reads as JSON and we did not
+            self._json = parse_body(await self.body())
         return self._json
+
+
+def _declares_json(content_type: str | None) -> bool:
+    """Whether FastAPI reads a body with this content type as JSON."""
+    if not content_type:
+        return False
+    media_type = content_type.partition(";")[0].strip().lower()
+    main, _, sub = media_type.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))

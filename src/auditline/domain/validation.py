@@ -3,12 +3,14 @@
 Type and format checks (UUIDs, IP addresses, the action pattern, unknown fields) happen at
 the API edge; the rules here bound what one event may cost to store and index, and keep out
 what PostgreSQL would refuse later (NUL characters) or what would not round-trip through
-canonical JSON (non-finite floats, integers beyond I-JSON's 2**53).
+canonical JSON (non-finite floats, integers beyond I-JSON's 2**53, unpaired UTF-16
+surrogates, which no UTF-8 encoder can write and so no leaf hash can cover).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -23,6 +25,32 @@ MAX_SAFE_INTEGER = 2**53 - 1
 _WALK_GUARD = 64
 
 _SHORT_FIELDS = ("user_id", "session_id", "resource_type", "resource_id", "request_id")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+SURROGATE_MESSAGE = "must not contain unpaired UTF-16 surrogates (RFC 7493)"
+
+
+def has_surrogate(text: str) -> bool:
+    """Whether *text* holds a lone UTF-16 surrogate (as ``"\\ud800"`` in JSON spells one).
+
+    Python strings can hold them, UTF-8 cannot: orjson, the leaf hash and PostgreSQL all
+    refuse such text. A pair of surrogate escapes decodes to one real character, so any
+    surrogate left in a decoded string is unpaired.
+    """
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def storable_text(text: str) -> str:
+    """*text* with NUL characters and unpaired surrogates written as escapes (``\\x00``).
+
+    For what the service records about a request without validating it first (the header
+    of a token it refused): a record that says what was sent, readably, rather than one
+    that cannot be stored, which would leave the attempt unrecorded.
+    """
+    if "\x00" in text or has_surrogate(text):
+        return text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
+    return text
 
 
 def check_event(draft: DraftFields, limits: IngestSettings, now: datetime) -> list[FieldError]:
@@ -87,6 +115,8 @@ def _check_text(errors: list[FieldError], name: str, value: str | None, limit: i
         errors.append(FieldError((name,), f"is longer than {limit} characters"))
     if "\x00" in value:
         errors.append(FieldError((name,), "must not contain NUL characters"))
+    if has_surrogate(value):
+        errors.append(FieldError((name,), SURROGATE_MESSAGE))
 
 
 def _check_json(name: str, value: object, limits: IngestSettings) -> list[FieldError]:
@@ -95,7 +125,7 @@ def _check_json(name: str, value: object, limits: IngestSettings) -> list[FieldE
         if _json_is_clearly_within(value, limits):
             return []
     except orjson.JSONEncodeError:
-        pass  # a lone surrogate, say: the exact check reports it or fails as it always has
+        pass  # a lone surrogate, an integer beyond 64 bits: the exact check reports it
     return _check_json_exactly(name, value, limits)
 
 
@@ -152,8 +182,13 @@ def _check_json_exactly(name: str, value: object, limits: IngestSettings) -> lis
             for key in item:
                 if "\x00" in key:
                     errors.append(FieldError((*path, key), "key must not contain NUL characters"))
-        elif isinstance(item, str) and "\x00" in item:
-            errors.append(FieldError(path, "must not contain NUL characters"))
+                if has_surrogate(key):  # pointed at from its object: no pointer can spell it
+                    errors.append(FieldError(path, "a key " + SURROGATE_MESSAGE))
+        elif isinstance(item, str):
+            if "\x00" in item:
+                errors.append(FieldError(path, "must not contain NUL characters"))
+            if has_surrogate(item):
+                errors.append(FieldError(path, SURROGATE_MESSAGE))
         elif isinstance(item, float) and not math.isfinite(item):
             errors.append(FieldError(path, "must be a finite number"))
         elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_SAFE_INTEGER:
@@ -170,13 +205,17 @@ def _check_json_exactly(name: str, value: object, limits: IngestSettings) -> lis
 def _walk(
     value: object, path: tuple[str | int, ...], depth: int
 ) -> Iterator[tuple[tuple[str | int, ...], int, object]]:
-    """Yield (path, depth, value) for *value* and everything inside it, depth-first."""
+    """Yield (path, depth, value) for *value* and everything inside it, depth-first.
+
+    Nothing under a key holding a surrogate is visited: its path could not be reported.
+    """
     yield path, depth, value
     if depth > _WALK_GUARD:  # the caller stops at its own (smaller) limit; this guards recursion
         return
     if isinstance(value, dict):
         for key, child in value.items():
-            yield from _walk(child, (*path, key), depth + 1)
+            if not has_surrogate(key):
+                yield from _walk(child, (*path, key), depth + 1)
     elif isinstance(value, list):
         for index, child in enumerate(value):
             yield from _walk(child, (*path, index), depth + 1)
