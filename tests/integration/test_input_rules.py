@@ -3,14 +3,23 @@ nothing; valid neighbours are not slowed or failed by it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
+from auditline.app import create_app
+from auditline.config import Settings
 from tests.conftest import TokenFactory, bearer
 
 pytestmark = pytest.mark.usefixtures("tenants")
@@ -141,3 +150,203 @@ async def test_a_refused_token_whose_header_holds_a_surrogate_or_nul_is_still_re
             "SELECT metadata FROM events WHERE tenant_id = 'platform' AND action = 'LOGIN'"
         ).fetchall()
     assert [r[0]["kid"] for r in rows] == ["k\\ud800\\x00"]
+
+
+# -- 4. what PostgreSQL would refuse is refused before the write path ---------------------
+
+
+async def test_an_unstorable_event_of_another_tenant_leaves_a_shared_commit_whole(
+    settings: Settings,
+    make_token: TokenFactory,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Ten valid writes of acme and one of globex that PostgreSQL's inet would refuse arrive
+    while the flusher is busy, so all of them wait in the queue for one group. The bad one
+    must be refused at the edge: in the group it failed the shared commit, and the writer
+    retried every write of it in a transaction of its own."""
+    caplog.set_level(logging.WARNING, logger="auditline.ingest.writer")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            root = bearer(make_token("admin", "*", sub="root"))
+            for tenant in ("acme", "globex", "zeta"):
+                created = await http.post(
+                    "/api/v1/tenants", json={"id": tenant, "name": tenant}, headers=root
+                )
+                assert created.status_code in (201, 409), created.text
+            writer = app.state.services.writer
+            with psycopg.connect(database_url) as lock:
+                # The flusher's first group (zeta's) waits for this lock on zeta's log head.
+                lock.execute("SELECT 1 FROM tenant_log_heads WHERE tenant_id = 'zeta' FOR UPDATE")
+                first = asyncio.create_task(
+                    http.post("/api/v1/logs", json={"action": "HOLD", "tenant_id": "zeta"},
+                              headers=root)
+                )  # fmt: skip
+                await _until(lambda: _busy_with_zeta(database_url))
+                acme = bearer(make_token("user", "acme"))
+                good = [
+                    asyncio.create_task(
+                        http.post("/api/v1/logs", json={"action": "OK", "user_id": f"u{i}"},
+                                  headers=acme)
+                    )
+                    for i in range(10)
+                ]  # fmt: skip
+                bad = asyncio.create_task(
+                    http.post(
+                        "/api/v1/logs",
+                        json={"action": "LOGIN", "ip_address": "fe80::1%eth0"},
+                        headers=bearer(make_token("user", "globex")),
+                    )
+                )
+                # The writer's queue, read directly: nothing public says a write is waiting.
+                await _until(lambda: len(writer._queue) + bad.done() == 11)
+                lock.commit()  # the first group commits; the next takes the whole queue
+            responses = await asyncio.gather(first, *good, bad)
+    *accepted, refused = responses
+    assert [r.status_code for r in accepted] == [201] * 11
+    with psycopg.connect(database_url) as conn:
+        transactions = conn.execute(
+            "SELECT count(DISTINCT xmin::text) FROM events WHERE tenant_id = 'acme'"
+        ).fetchone()
+    assert transactions == (1,)  # one shared commit, not ten single ones
+    assert "retrying singly" not in caplog.text
+    assert refused.status_code == 422
+    assert pointers(refused) == ["/ip_address"]
+    assert stored(database_url, "tenant_id = 'globex'") == 0
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll *condition* (a state with no event to wait for) for up to ten seconds."""
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+def _busy_with_zeta(database_url: str) -> bool:
+    """Whether a backend is waiting for the lock this test holds on zeta's log head."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return row is not None and row[0] > 0
+
+
+anything_text = st.text(
+    alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()),
+    max_size=6,
+)
+numbers = (
+    st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.sampled_from([1e308, -1e308, 5e-324, -0.0, 2**53 - 1, 2**63, -(2**63) - 1])
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | numbers | anything_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(anything_text, inner, max_size=3),
+    max_leaves=8,
+)
+addresses = (
+    st.ip_addresses().map(str)
+    | st.tuples(st.ip_addresses(v=6).map(str), st.text("abc019", min_size=1)).map("%".join)
+    | st.sampled_from(["::ffff:10.0.0.1", "0:0::0", "10.0.0.256", "1.2.3.4/32"])
+)
+times = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.timezones()
+).map(datetime.isoformat) | st.sampled_from(
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+)
+probe_events = st.fixed_dictionaries(
+    {"action": st.sampled_from(["LOGIN", "UPDATE"])},
+    optional={
+        "timestamp": times,
+        "ip_address": addresses,
+        "user_id": anything_text,
+        "resource_id": anything_text,
+        "message": anything_text,
+        "user_agent": anything_text,
+        "metadata": st.dictionaries(anything_text, json_values, max_size=3),
+        "before": st.dictionaries(anything_text, json_values, max_size=2),
+        "after": st.dictionaries(anything_text, json_values, max_size=2),
+    },
+)
+
+
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(event=probe_events)
+async def test_every_event_is_stored_or_refused_with_pointers_never_by_postgresql(
+    client: httpx.AsyncClient, acme: dict[str, str], event: dict[str, Any]
+) -> None:
+    body = json.dumps(event).encode()  # NaN and the infinities as JavaScript spells them
+
+    response = await client.post("/api/v1/logs", content=body, headers={**acme, **JSON})
+
+    assert response.status_code in (201, 422), response.text
+    if response.status_code == 422:
+        errors = response.json()["errors"]
+        assert errors, response.text
+        assert all("pointer" in e for e in errors), response.text
+
+
+async def test_an_expiry_no_read_could_return_is_refused_and_the_keys_stay_listable(
+    client: httpx.AsyncClient, acme: dict[str, str]
+) -> None:
+    body = {"name": "k", "scopes": ["logs:read"], "expires_at": "9999-12-31T23:59:59-01:00"}
+
+    created = await client.post("/api/v1/api-keys", json=body, headers=acme)
+
+    assert created.status_code == 422, created.text
+    assert pointers(created) == ["/expires_at"]
+    listed = await client.get("/api/v1/api-keys", headers=acme)
+    assert (listed.status_code, listed.json()) == (200, [])
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ({"start": "0001-01-01T00:00:00+01:00"}, "start"),
+        ({"end": "9999-12-31T23:59:59-00:30"}, "end"),
+        ({"ip_address": "fe80::1%eth0"}, "ip_address"),
+        ({"ip_address": "fe80::1%eth0/64"}, "ip_address"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/v1/logs", "/api/v1/logs/stats", "/api/v1/logs/export"])
+async def test_search_parameters_postgresql_would_refuse_are_a_422_naming_them(
+    client: httpx.AsyncClient, acme: dict[str, str], path: str, query: dict[str, str],
+    parameter: str,
+) -> None:  # fmt: skip
+    response = await client.get(path, params=query, headers=acme)
+
+    assert response.status_code == 422, response.text
+    assert [e["parameter"] for e in response.json()["errors"]] == [parameter]
+
+
+async def test_a_zone_in_the_query_language_is_a_400(
+    client: httpx.AsyncClient, acme: dict[str, str]
+) -> None:
+    response = await client.get(
+        "/api/v1/logs", params={"q": "ip_address:fe80::1%eth0"}, headers=acme
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["parameter"] == "q"
+
+
+async def test_a_link_local_client_is_recorded_without_its_zone(
+    settings: Settings, database_url: str
+) -> None:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("fe80::1%eth0", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            response = await http.get("/api/v1/tenants", headers=bearer("not-a-token"))
+    assert response.status_code == 401
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT host(ip_address) FROM events WHERE tenant_id = 'platform' AND action = 'LOGIN'"
+        ).fetchall()
+    assert rows == [("fe80::1",)]

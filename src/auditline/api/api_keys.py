@@ -12,12 +12,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.routing import ModelBodyRoute
-from auditline.api.schemas import Problem, TenantSlug
+from auditline.api.schemas import Instant, Problem, TenantSlug
 from auditline.domain.tenants import PLATFORM_TENANT, TenantId
 from auditline.security.api_keys import ApiKeyLimitReached
 from auditline.security.principal import Forbidden, Permission, Principal, Scope
@@ -41,7 +41,7 @@ class ApiKeyIn(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=200, examples=["billing-service"])]
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=2, examples=[["logs:write"]])]
     tenant_id: TenantSlug | None = None
-    expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339; omit: never")
+    expires_at: Instant | None = Field(default=None, description="RFC 3339; omit: never")
 
 
 class ApiKeyOut(BaseModel):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from ipaddress import IPv6Address
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from pydantic import (
     TypeAdapter,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from auditline.domain.events import ActorType, Outcome, Severity, StoredEvent
 from auditline.domain.normalise import is_canonical_ipv4
@@ -35,20 +37,36 @@ Action = Annotated[
     ),
 ]
 ShortText = Annotated[str, Field(min_length=1)]
+
+Instant = Annotated[
+    AwareDatetime,
+    Field(ge=datetime.min.replace(tzinfo=UTC), le=datetime.max.replace(tzinfo=UTC)),
+]
+"""A time with an offset whose instant exists in UTC within years 1-9999.
+
+``0001-01-01T00:00:00+01:00`` is a valid spelling of an instant in year 0: PostgreSQL
+would store it, and then no read of it could return it (Python has no year 0)."""
 JsonObject = dict[str, JsonValue]
 
 _ANY_IP_ADDRESS: TypeAdapter[IPvAnyAddress] = TypeAdapter(IPvAnyAddress)
+
+ZONE_MESSAGE = "must not carry a zone (the %... suffix of an IPv6 address)"
 
 
 def _ip_address_text(value: object) -> str:
     """``IPvAnyAddress`` validation (same inputs, same errors), returning the address's text.
 
     The text is all the domain keeps, and parsing a dotted quad in Python is a large part of
-    validating an event: one already spelled canonically is its own text.
+    validating an event: one already spelled canonically is its own text. An IPv6 address
+    with a zone (``fe80::1%eth0``) is refused: PostgreSQL's ``inet`` cannot hold one, and a
+    zone names an interface of the client's host, which means nothing here.
     """
     if type(value) is str and is_canonical_ipv4(value):
         return value
-    return str(_ANY_IP_ADDRESS.validate_python(value))
+    address = _ANY_IP_ADDRESS.validate_python(value)
+    if isinstance(address, IPv6Address) and address.scope_id is not None:
+        raise PydanticCustomError("ip_zone", ZONE_MESSAGE)
+    return str(address)
 
 
 IpAddressText = Annotated[
@@ -69,7 +87,7 @@ class EventIn(BaseModel):
     tenant_id: TenantSlug | None = Field(
         default=None, description="May be omitted when the token grants exactly one tenant"
     )
-    timestamp: AwareDatetime | None = Field(
+    timestamp: Instant | None = Field(
         default=None, description="RFC 3339 with a zone offset; defaults to receipt time"
     )
     user_id: ShortText | None = None

@@ -6,9 +6,9 @@ import ipaddress
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from auditline.api.schemas import Action, EventOut, TenantSlug
+from auditline.api.schemas import Action, EventOut, Instant, TenantSlug
 from auditline.domain.events import ActorType, Outcome, Severity
 from auditline.search.export import ExportFormat
 from auditline.search.model import (
@@ -31,8 +31,8 @@ class SearchParams(BaseModel):
     tenant_id: TenantSlug | None = Field(
         default=None, description="Required when the token grants several tenants"
     )
-    start: AwareDatetime | None = Field(default=None, description="Inclusive, RFC 3339")
-    end: AwareDatetime | None = Field(default=None, description="Exclusive, RFC 3339")
+    start: Instant | None = Field(default=None, description="Inclusive, RFC 3339")
+    end: Instant | None = Field(default=None, description="Exclusive, RFC 3339")
     user_id: Text | None = None
     session_id: Text | None = None
     action: list[Action] = Field(default_factory=list, description="Repeatable: any of them")
@@ -68,9 +68,12 @@ class SearchParams(BaseModel):
         if value is None:
             return None
         try:
-            return str(ipaddress.ip_network(value, strict=False))
+            network = ipaddress.ip_network(value, strict=False)
         except ValueError:
             raise ValueError("an IP address or a CIDR network") from None
+        if "%" in value:  # PostgreSQL's cidr cannot hold a zone (fe80::1%eth0)
+            raise ValueError("an IP address or a CIDR network, without a zone (%...)")
+        return str(network)
 
     @model_validator(mode="after")
     def _range(self) -> Self:

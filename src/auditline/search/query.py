@@ -427,6 +427,8 @@ def _match(field: str, value: str, *, quoted: bool, prefix: bool, at: int) -> Ma
             network = ipaddress.ip_network(value, strict=False)
         except ValueError:
             raise ParseError("ip_address needs an IP address or a CIDR network", at) from None
+        if "%" in value:  # PostgreSQL's cidr cannot hold a zone (fe80::1%eth0)
+            raise ParseError("ip_address takes no zone (%...)", at)
         return Match(field, str(network))
     if field == "id":
         try:
