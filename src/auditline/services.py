@@ -80,7 +80,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     security=build_security(settings, pool, access, key),
                     ingest=Ingest(writer, search.events, settings.ingest),
                     search=search,
-                    tenants=TenantService(pool, access),
+                    tenants=TenantService(pool, access, settings.ingest),
                 )
             finally:
                 await writer.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from auditline.config import IngestSettings
@@ -21,7 +21,9 @@ from auditline.domain.validation import (
     _check_json_exactly,
     _json_is_clearly_within,
     check_event,
+    check_json,
     has_surrogate,
+    settings_limits,
     storable_text,
 )
 
@@ -188,3 +190,51 @@ def test_a_lone_surrogate_is_reported_where_it_is() -> None:
         FieldError(("metadata",), "a key must not contain unpaired UTF-16 surrogates (RFC 7493)"),
         FieldError(("metadata", "k", 0), "must not contain unpaired UTF-16 surrogates (RFC 7493)"),
     ]
+
+
+record_limits = st.builds(
+    IngestSettings,
+    max_json_bytes=st.integers(1500, 4000),
+    max_json_depth=st.integers(1, 5),
+    max_json_keys=st.integers(4, 12),
+)
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@given(
+    settings=json_documents.filter(lambda v: isinstance(v, dict)) | st.integers(0, 6).map(nested),
+    name=st.text(min_size=1, max_size=200).filter(lambda n: "\x00" not in n),
+    limits=record_limits,
+)
+def test_settings_within_their_limits_make_a_change_record_the_ingest_rules_accept(
+    settings: dict[str, Any], name: str, limits: IngestSettings
+) -> None:
+    record = {"name": name, "retention_days": 36500, "archive_after_days": None}
+    assume(_check_json("after", {**record, "settings": {}}, limits) == [])  # a sane config
+    if check_json("settings", settings, settings_limits(limits)):
+        return
+
+    assert _check_json("after", {**record, "settings": settings}, limits) == []
+
+
+@given(
+    name=st.text(min_size=1, max_size=200).filter(lambda n: "\x00" not in n), limits=record_limits
+)
+def test_settings_of_the_largest_size_allowed_still_fit_in_a_change_record(
+    name: str, limits: IngestSettings
+) -> None:
+    record = {"name": name, "retention_days": 36500, "archive_after_days": None}
+    assume(_check_json("after", {**record, "settings": {}}, limits) == [])
+    bounds = settings_limits(limits)
+    room = bounds.max_json_bytes - len(b'{"s":""}')
+    assume(bounds.max_json_depth >= 1 and bounds.max_json_keys >= 1 and room >= 0)
+    largest = {"s": "x" * room}
+    assert check_json("settings", largest, bounds) == []
+
+    assert _check_json("after", {**record, "settings": largest}, limits) == []

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.routing import ModelBodyRoute
-from auditline.api.schemas import Instant, Problem, TenantSlug
+from auditline.api.schemas import Instant, Name, Problem, TenantSlug
 from auditline.domain.tenants import PLATFORM_TENANT, TenantId
 from auditline.security.api_keys import ApiKeyLimitReached
 from auditline.security.principal import Forbidden, Permission, Principal, Scope
@@ -38,7 +38,7 @@ TenantQuery = Annotated[
 class ApiKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=200, examples=["billing-service"])]
+    name: Annotated[Name, Field(examples=["billing-service"])]
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=2, examples=[["logs:write"]])]
     tenant_id: TenantSlug | None = None
     expires_at: Instant | None = Field(default=None, description="RFC 3339; omit: never")

@@ -12,13 +12,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     IPvAnyAddress,
     JsonValue,
     PlainValidator,
     TypeAdapter,
     WithJsonSchema,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 from auditline.domain.events import ActorType, Outcome, Severity, StoredEvent
 from auditline.domain.normalise import is_canonical_ipv4
@@ -37,6 +40,50 @@ Action = Annotated[
     ),
 ]
 ShortText = Annotated[str, Field(min_length=1)]
+
+
+class TextRule:
+    """A string of *min_length* to *max_length* characters holding none of *forbidden* (a
+    regular-expression character class body), refused with *message*.
+
+    All of it runs in pydantic-core (lengths, then a pattern; no Python call per value), and
+    the pattern is in the OpenAPI document, so clients can see the rule.
+    """
+
+    def __init__(
+        self, forbidden: str, message: str, *, min_length: int = 1, max_length: int | None = None
+    ) -> None:
+        self.pattern = f"^[^{forbidden}]*$"
+        self.message = message
+        self.min_length = min_length
+        self.max_length = max_length
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.chain_schema(
+            [
+                core_schema.str_schema(min_length=self.min_length, max_length=self.max_length),
+                core_schema.custom_error_schema(
+                    core_schema.str_schema(pattern=self.pattern),
+                    custom_error_type="string_characters",
+                    custom_error_message=self.message,
+                ),
+            ]
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(
+            core_schema.str_schema(
+                min_length=self.min_length, max_length=self.max_length, pattern=self.pattern
+            )
+        )
+
+
+Name = Annotated[str, TextRule(r"\x00", "must not contain NUL characters", max_length=200)]
+"""A display name (a tenant's, an API key's): PostgreSQL text cannot hold NUL."""
 
 Instant = Annotated[
     AwareDatetime,
@@ -178,7 +225,7 @@ class TenantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: TenantSlug
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     retention_days: Annotated[int, Field(ge=1, le=36500)] = 90
     archive_after_days: Annotated[int, Field(ge=1, le=36500)] | None = None
     settings: JsonObject = Field(default_factory=dict)

@@ -8,7 +8,6 @@ with the previous and new values.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Path, status
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.routing import ModelBodyRoute
-from auditline.api.schemas import JsonObject, Problem, TenantIn, TenantOut, TenantSlug
+from auditline.api.schemas import JsonObject, Name, Problem, TenantIn, TenantOut, TenantSlug
 from auditline.security.principal import Permission
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["tenants"], route_class=ModelBodyRoute)
@@ -26,15 +25,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
     for code in (401, 403, 404, 409, 422, 429, 503)
 }
-_MAX_SETTINGS_BYTES = 16 * 1024
 
 
 class TenantPatch(BaseModel):
-    """Fields to change; absent fields stay as they are. ``settings`` is replaced whole."""
+    """Fields to change; absent fields stay as they are. ``settings`` is replaced whole, and
+    checked by the JSON rules of event metadata (``TenantService``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name: Name | None = None
     retention_days: Annotated[int, Field(ge=1, le=36500)] | None = None
     archive_after_days: Annotated[int, Field(ge=1, le=36500)] | None = Field(
         default=None, description="null clears it"
@@ -46,8 +45,6 @@ class TenantPatch(BaseModel):
         for name in ("name", "retention_days", "settings"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
-        if self.settings is not None and len(json.dumps(self.settings)) > _MAX_SETTINGS_BYTES:
-            raise ValueError(f"settings exceed {_MAX_SETTINGS_BYTES} bytes")
         return self
 
     def changes(self) -> dict[str, Any]:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import Protocol
 
 import orjson
 
 from auditline.config import IngestSettings
 from auditline.domain.events import DraftFields, FieldError
+from auditline.domain.tenants import UPDATABLE
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -39,6 +42,52 @@ def has_surrogate(text: str) -> bool:
     surrogate left in a decoded string is unpaired.
     """
     return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+class JsonLimits(Protocol):
+    """The bounds of one JSON field (``IngestSettings`` has them for events)."""
+
+    @property
+    def max_json_bytes(self) -> int: ...
+
+    @property
+    def max_json_depth(self) -> int: ...
+
+    @property
+    def max_json_keys(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JsonBounds:
+    max_json_bytes: int
+    max_json_depth: int
+    max_json_keys: int
+
+
+MAX_SETTINGS_BYTES = 16 * 1024
+
+_RECORD_ROOM_BYTES = 1536
+"""What a tenant change record holds beside the settings: a name of at most 200
+characters (1,200 bytes if every one is written as a \\u escape), two numbers, the keys."""
+
+
+def settings_limits(events: JsonLimits) -> JsonBounds:
+    """The JSON rules for a tenant's settings: an event's, so that the record of a change,
+    which copies the settings one level down beside the tenant's other fields, is itself
+    an event the ingest rules accept (at most 16 KiB in any case)."""
+    return JsonBounds(
+        max_json_bytes=max(0, min(MAX_SETTINGS_BYTES, events.max_json_bytes - _RECORD_ROOM_BYTES)),
+        max_json_depth=events.max_json_depth - 1,
+        max_json_keys=max(0, events.max_json_keys - len(UPDATABLE)),
+    )
+
+
+class InvalidInput(ValueError):
+    """A request breaks input rules (other than an event's); nothing was changed."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(f"{len(errors)} invalid field(s)")
+        self.errors = errors
 
 
 def storable_text(text: str) -> str:
@@ -119,7 +168,13 @@ def _check_text(errors: list[FieldError], name: str, value: str | None, limit: i
         errors.append(FieldError((name,), SURROGATE_MESSAGE))
 
 
-def _check_json(name: str, value: object, limits: IngestSettings) -> list[FieldError]:
+def check_json(name: str, value: object, limits: JsonLimits) -> list[FieldError]:
+    """The rules JSON *value* breaks (paths start with *name*): size, depth, keys, NUL
+    characters, unpaired surrogates, I-JSON numbers (finite, integers within 2**53)."""
+    return _check_json(name, value, limits)
+
+
+def _check_json(name: str, value: object, limits: JsonLimits) -> list[FieldError]:
     """The rules *value* breaks, from the cheap pre-check when it can vouch for the value."""
     try:
         if _json_is_clearly_within(value, limits):
@@ -129,7 +184,7 @@ def _check_json(name: str, value: object, limits: IngestSettings) -> list[FieldE
     return _check_json_exactly(name, value, limits)
 
 
-def _json_is_clearly_within(value: object, limits: IngestSettings) -> bool:
+def _json_is_clearly_within(value: object, limits: JsonLimits) -> bool:
     """A cheap sufficient condition for :func:`_check_json_exactly` finding nothing.
 
     Almost every document passes, so its cost is what ingest pays; the exact check, which
@@ -170,7 +225,7 @@ def _json_is_clearly_within(value: object, limits: IngestSettings) -> bool:
     return keys <= limits.max_json_keys
 
 
-def _check_json_exactly(name: str, value: object, limits: IngestSettings) -> list[FieldError]:
+def _check_json_exactly(name: str, value: object, limits: JsonLimits) -> list[FieldError]:
     errors: list[FieldError] = []
     keys = 0
     for path, depth, item in _walk(value, (name,), 0):

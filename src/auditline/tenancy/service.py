@@ -4,6 +4,10 @@ A tenant's creation is recorded in the platform log (nobody administers the tena
 change of its settings in the tenant's own log, with the changed fields' previous values
 in ``before`` and the new ones in ``after``. The API and the ``auditline tenants`` command
 call the same methods, so an operator's change is recorded exactly like an admin's.
+
+Settings are checked before anything is written, by the JSON rules of an event's metadata
+(``domain.validation.settings_limits``): the record of a change copies them, and a record
+the ingest rules refuse would fail the change with errors about the record, not the input.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from auditline.config import IngestSettings
 from auditline.domain.access import Actor
 from auditline.domain.tenants import UPDATABLE, Tenant, TenantId, UnknownTenant
+from auditline.domain.validation import InvalidInput, check_json, settings_limits
 from auditline.ingest.access import AccessRecorder
 from auditline.storage import tenants as store
 from auditline.storage.database import Connection
@@ -22,9 +28,19 @@ from auditline.tenancy.scope import PLATFORM
 
 
 class TenantService:
-    def __init__(self, pool: AsyncConnectionPool[Connection], access: AccessRecorder) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[Connection], access: AccessRecorder, limits: IngestSettings
+    ) -> None:
         self._pool = pool
         self._access = access
+        self._settings_limits = settings_limits(limits)
+
+    def _check_settings(self, settings: dict[str, Any] | None) -> None:
+        """Raise :class:`InvalidInput` (pointing into ``settings``) if they break a rule."""
+        if settings is not None and (
+            errors := check_json("settings", settings, self._settings_limits)
+        ):
+            raise InvalidInput(errors)
 
     async def create(
         self,
@@ -37,6 +53,7 @@ class TenantService:
         settings: dict[str, Any] | None = None,
     ) -> Tenant:
         """Create *tenant* and its empty log; raises ``TenantExists`` if the id is taken."""
+        self._check_settings(settings)
         async with self._pool.connection() as conn, conn.transaction():
             created = await store.create_tenant(
                 conn, tenant, name=name, retention_days=retention_days,
@@ -67,6 +84,7 @@ class TenantService:
 
         Recorded (UPDATE, tenant) in the tenant's own log when anything actually changed.
         """
+        self._check_settings(changes.get("settings"))
         async with self._pool.connection() as conn, conn.transaction():
             result = await store.update_tenant(conn, tenant, changes)
             if result is None:
