@@ -472,3 +472,47 @@ async def test_a_database_refusal_reaches_the_client_without_the_databases_words
     assert body["request_id"] == "req-16-5"
     for word in ("inet", "syntax", "fe80", "PostgreSQL"):
         assert word not in response.text
+
+
+# -- 6. repeated keys ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "pointer"),
+    [
+        ("POST", "/api/v1/logs", b'{"action": "CREATE", "action": "DELETE"}', "/action"),
+        ("POST", "/api/v1/logs", b'{"action": "A", "tenant_id": "acme", "tenant_id": "globex"}',
+         "/tenant_id"),
+        ("POST", "/api/v1/logs", b'{"action": "A", "metadata": {"a": {"b": 1,\n "b" : 1}}}',
+         "/metadata/a/b"),
+        ("POST", "/api/v1/logs/bulk",
+         b'{"events": [{"action": "A"}, {"action": "B", "after": {"k": 1, "k": 2}}]}',
+         "/events/1/after/k"),
+        ("POST", "/api/v1/logs/bulk", b'{"events": [{"action": "A"}], "events": [{"action": "B"}]}',
+         "/events"),
+        ("POST", "/api/v1/tenants", b'{"id": "initech", "id": "acme2", "name": "I"}', "/id"),
+        ("PATCH", "/api/v1/tenants/acme", b'{"settings": {"a": 1, "a": 2}}', "/settings/a"),
+        ("POST", "/api/v1/api-keys",
+         b'{"name": "k", "scopes": ["logs:read"], "scopes": ["logs:write"]}', "/scopes"),
+    ],
+)  # fmt: skip
+async def test_a_repeated_key_is_a_422_pointing_at_it_and_changes_nothing(
+    client: httpx.AsyncClient,
+    platform_admin: dict[str, str],
+    database_url: str,
+    method: str,
+    path: str,
+    body: bytes,
+    pointer: str,
+) -> None:
+    response = await client.request(method, path, content=body, headers={**platform_admin, **JSON})
+
+    assert response.status_code == 422, response.text
+    assert pointers(response) == [pointer]
+    assert response.json()["errors"][0]["detail"].startswith("repeats a key")
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+        assert conn.execute("SELECT id, settings FROM tenants ORDER BY id").fetchall() == [
+            ("acme", {}), ("globex", {}), ("platform", {}),
+        ]  # fmt: skip
+    assert stored(database_url) == 0

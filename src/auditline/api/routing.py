@@ -9,9 +9,10 @@ Only the parsing changes, not what FastAPI does with its result: the request's `
 hands FastAPI the validated model, which it accepts as it is (pydantic does not validate
 an instance of the model again), so dependencies, their order and the OpenAPI document
 stay FastAPI's own. A body the direct path refuses is read again strictly
-(``api.jsonbody``): what breaks I-JSON is refused there with pointers, and any other
-document takes FastAPI's standard path, so every error about the fields a client sees,
-and the order in which it sees them, is what it would be without this class.
+(``api.jsonbody``): what breaks I-JSON (a repeated key, an unpaired surrogate) is refused
+there with pointers, and any other document takes FastAPI's standard path, so every error
+about the fields a client sees, and the order in which it sees them, is what it would be
+without this class.
 
 Every router with a JSON body uses this class, so every JSON body is read the same way.
 """
@@ -23,10 +24,10 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.types import Receive, Scope
 
-from auditline.api.jsonbody import parse_body
+from auditline.api.jsonbody import parse_body, read_body
 
 
 class ModelBodyRoute(APIRoute):
@@ -63,10 +64,7 @@ class _ModelBodyRequest(Request):
         body = await self.body()
         if not body or not _declares_json(self.headers.get("content-type")):
             return
-        try:
-            self._json = self._body_model.model_validate_json(body)
-        except ValidationError:
-            self._json = parse_body(body)  # FastAPI validates it and reports the errors
+        self._json = read_body(self._body_model, body)
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):  # a content type FastAPI reads as JSON and we did not
