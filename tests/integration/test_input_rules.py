@@ -443,7 +443,7 @@ async def test_a_nul_in_a_name_is_refused_at_the_edge_with_a_pointer(
 
     assert response.status_code == 422, response.text
     assert response.json()["errors"] == [
-        {"pointer": "/name", "detail": "must not contain NUL characters"}
+        {"pointer": "/name", "detail": "must not contain control characters or line breaks"}
     ]
 
 
@@ -516,3 +516,49 @@ async def test_a_repeated_key_is_a_422_pointing_at_it_and_changes_nothing(
             ("acme", {}), ("globex", {}), ("platform", {}),
         ]  # fmt: skip
     assert stored(database_url) == 0
+
+
+# -- 8. leniency the docs never promised -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field", ["user_id", "session_id", "resource_type", "resource_id", "request_id"]
+)
+@pytest.mark.parametrize("text", ["alice\r\nseverity=INFO", "bob\n", "\u0085x", "a\u2028b"])
+async def test_an_identifier_with_a_control_character_is_a_422(
+    client: httpx.AsyncClient, acme: dict[str, str], database_url: str, field: str, text: str
+) -> None:
+    single = await client.post("/api/v1/logs", json={"action": "A", field: text}, headers=acme)
+    bulk = await client.post(
+        "/api/v1/logs/bulk", json={"events": [{"action": "A"}, {"action": "A", field: text}]},
+        headers=acme,
+    )  # fmt: skip
+    search = await client.get("/api/v1/logs", params={field: text}, headers=acme)
+
+    assert single.status_code == bulk.status_code == search.status_code == 422
+    assert pointers(single) == [f"/{field}"]
+    assert pointers(bulk) == [f"/events/1/{field}"]
+    assert [e["parameter"] for e in search.json()["errors"]] == [field]
+    assert stored(database_url) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/tenants", {"id": "initech", "name": "Initech\nAdmin: yes"}),
+        ("/api/v1/api-keys", {"name": "billing\r\n", "scopes": ["logs:read"]}),
+    ],
+)
+async def test_a_name_with_a_line_break_is_a_422(
+    client: httpx.AsyncClient,
+    platform_admin: dict[str, str],
+    acme: dict[str, str],
+    path: str,
+    body: dict[str, Any],
+) -> None:
+    headers = platform_admin if path == "/api/v1/tenants" else acme
+
+    response = await client.post(path, json=body, headers=headers)
+
+    assert response.status_code == 422, response.text
+    assert pointers(response) == ["/name"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from ipaddress import IPv6Address
 from typing import Any
 
@@ -10,7 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, IPvAnyAddress, ValidationError
 
-from auditline.api.schemas import EventIn
+from auditline.api.api_keys import ApiKeyIn
+from auditline.api.schemas import EventIn, TenantIn
+from auditline.api.search_schemas import SearchParams
+from auditline.domain.validation import has_control_character
 
 
 class Reference(BaseModel):
@@ -99,3 +104,58 @@ def test_the_address_field_is_documented_as_pydantics() -> None:
 
     assert schema == Reference.model_json_schema()["properties"]["ip_address"]
     assert {"type": "string", "format": "ipvanyaddress"} in schema["anyOf"]
+
+
+# -- identifiers and names -------------------------------------------------------------
+
+any_text = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=8)
+
+
+def forbidden(text: str) -> bool:
+    """The reference: a Unicode control character (Cc) or a line or paragraph separator."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
+
+
+def accepted(model: type[BaseModel], field: str, text: str, **others: Any) -> bool:
+    document = {**others, field: text}
+    outcomes: list[list[str]] = []
+    for validate in (
+        lambda: model.model_validate_json(json.dumps(document)),  # the direct path
+        lambda: model.model_validate(document),  # FastAPI's path, and query parameters
+    ):
+        try:
+            validate()
+        except ValidationError as exc:
+            outcomes.append([e["msg"] for e in exc.errors()])
+        else:
+            outcomes.append([])
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] in ([], ["must not contain control characters or line breaks"])
+    return outcomes[0] == []
+
+
+@pytest.mark.parametrize(
+    "field", ["user_id", "session_id", "resource_type", "resource_id", "request_id"]
+)
+@given(text=any_text)
+def test_an_identifier_is_refused_exactly_when_it_holds_a_control_character(
+    field: str, text: str
+) -> None:
+    assert accepted(EventIn, field, text, action="LOGIN") is not forbidden(text)
+    assert has_control_character(text) is forbidden(text)
+
+
+@given(text=any_text)
+def test_names_and_search_identifiers_follow_the_same_rule(text: str) -> None:
+    expected = not forbidden(text)
+    assert accepted(TenantIn, "name", text, id="acme") is expected
+    assert accepted(ApiKeyIn, "name", text, scopes=["logs:read"]) is expected
+    assert accepted(SearchParams, "resource_id", text) is expected
+
+
+def test_the_identifier_rule_is_in_the_openapi_document() -> None:
+    schema = EventIn.model_json_schema()["properties"]["user_id"]["anyOf"][0]
+
+    assert schema == {
+        "type": "string", "minLength": 1, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*$",
+    }  # fmt: skip

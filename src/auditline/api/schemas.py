@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError, core_schema
 from auditline.domain.events import ActorType, Outcome, Severity, StoredEvent
 from auditline.domain.normalise import is_canonical_ipv4
 from auditline.domain.tenants import TENANT_ID_PATTERN, Tenant
+from auditline.domain.validation import CONTROL_CHARACTERS
 
 TenantSlug = Annotated[
     str, Field(pattern=TENANT_ID_PATTERN, description="Tenant id: lower-case slug, 1-63 chars")
@@ -39,7 +40,6 @@ Action = Annotated[
         examples=["UPDATE"],
     ),
 ]
-ShortText = Annotated[str, Field(min_length=1)]
 
 
 class TextRule:
@@ -82,8 +82,15 @@ class TextRule:
         )
 
 
-Name = Annotated[str, TextRule(r"\x00", "must not contain NUL characters", max_length=200)]
-"""A display name (a tenant's, an API key's): PostgreSQL text cannot hold NUL."""
+NO_CONTROLS_MESSAGE = "must not contain control characters or line breaks"
+
+Identifier = Annotated[str, TextRule(CONTROL_CHARACTERS, NO_CONTROLS_MESSAGE)]
+"""An id an auditor searches by and a log viewer prints on one line (user, session,
+resource, request): a CR/LF in one forges a line of whatever prints it, a NUL cannot be
+stored. Its length is an ingest limit (``ingest.max_field_chars``)."""
+
+Name = Annotated[str, TextRule(CONTROL_CHARACTERS, NO_CONTROLS_MESSAGE, max_length=200)]
+"""A display name (a tenant's, an API key's), under the rules of an identifier."""
 
 Instant = Annotated[
     AwareDatetime,
@@ -137,12 +144,12 @@ class EventIn(BaseModel):
     timestamp: Instant | None = Field(
         default=None, description="RFC 3339 with a zone offset; defaults to receipt time"
     )
-    user_id: ShortText | None = None
+    user_id: Identifier | None = None
     actor_type: ActorType | None = None
-    session_id: ShortText | None = None
+    session_id: Identifier | None = None
     action: Action
-    resource_type: ShortText | None = None
-    resource_id: ShortText | None = None
+    resource_type: Identifier | None = None
+    resource_id: Identifier | None = None
     ip_address: IpAddressText | None = None
     user_agent: str | None = None
     before: JsonObject | None = None
@@ -150,7 +157,7 @@ class EventIn(BaseModel):
     metadata: JsonObject | None = None
     severity: Severity = "INFO"
     message: str | None = None
-    request_id: ShortText | None = None
+    request_id: Identifier | None = None
     outcome: Outcome | None = None
 
 

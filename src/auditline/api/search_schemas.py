@@ -8,8 +8,16 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from auditline.api.schemas import Action, EventOut, Instant, TenantSlug
+from auditline.api.schemas import (
+    NO_CONTROLS_MESSAGE,
+    Action,
+    EventOut,
+    Instant,
+    TenantSlug,
+    TextRule,
+)
 from auditline.domain.events import ActorType, Outcome, Severity
+from auditline.domain.validation import CONTROL_CHARACTERS
 from auditline.search.export import ExportFormat
 from auditline.search.model import (
     Count,
@@ -20,7 +28,8 @@ from auditline.search.model import (
     Total,
 )
 
-Text = Annotated[str, Field(min_length=1, max_length=256)]
+Text = Annotated[str, TextRule(CONTROL_CHARACTERS, NO_CONTROLS_MESSAGE, max_length=256)]
+"""An identifier to match, under the rules of the identifiers events hold."""
 
 
 class SearchParams(BaseModel):
@@ -54,7 +63,7 @@ class SearchParams(BaseModel):
         "metadata.key:value",
     )
 
-    @field_validator("user_id", "session_id", "resource_type", "resource_id", "request_id", "q")
+    @field_validator("q")
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
         # PostgreSQL text cannot hold NUL; found by the schemathesis contract test (a 500).

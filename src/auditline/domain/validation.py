@@ -31,6 +31,20 @@ _SHORT_FIELDS = ("user_id", "session_id", "resource_type", "resource_id", "reque
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+"""Unicode's control characters (category Cc: C0, DEL, C1) and its line and paragraph
+separators, as the body of a character class (Python's and pydantic-core's regex syntax
+alike): what an identifier or a name must not hold. A CR/LF in an id forges a line in
+whatever prints it one per line; a NUL cannot be stored."""
+
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+
+
+def has_control_character(text: str) -> bool:
+    """Whether *text* holds one of :data:`CONTROL_CHARACTERS`."""
+    return not text.isprintable() and _CONTROL.search(text) is not None
+
+
 SURROGATE_MESSAGE = "must not contain unpaired UTF-16 surrogates (RFC 7493)"
 
 
