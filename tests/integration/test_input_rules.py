@@ -562,3 +562,45 @@ async def test_a_name_with_a_line_break_is_a_422(
 
     assert response.status_code == 422, response.text
     assert pointers(response) == ["/name"]
+
+
+@pytest.mark.parametrize("value", [1764492900, "1764492900", 1764492900.5, "2026-11-30 09:15:00Z",
+                                   "2026-11-30T09:15Z", "2026-11-30T09:15:00+0100"])  # fmt: skip
+async def test_only_rfc3339_is_a_time_in_bodies_and_parameters(
+    client: httpx.AsyncClient, acme: dict[str, str], database_url: str, value: Any
+) -> None:
+    event = await client.post(
+        "/api/v1/logs", json={"action": "A", "timestamp": value}, headers=acme
+    )
+    bulk = await client.post(
+        "/api/v1/logs/bulk", json={"events": [{"action": "A", "timestamp": value}]}, headers=acme
+    )
+    key = await client.post(
+        "/api/v1/api-keys",
+        json={"name": "k", "scopes": ["logs:read"], "expires_at": value},
+        headers=acme,
+    )
+    searches = [
+        await client.get(path, params={"start": str(value)}, headers=acme)
+        for path in ("/api/v1/logs", "/api/v1/logs/export", "/api/v1/logs/stats")
+    ]
+
+    assert [event.status_code, bulk.status_code, key.status_code] == [422] * 3
+    assert pointers(event) == ["/timestamp"]
+    assert pointers(bulk) == ["/events/0/timestamp"]
+    assert pointers(key) == ["/expires_at"]
+    for search in searches:
+        assert search.status_code == 422, search.text
+        assert [e["parameter"] for e in search.json()["errors"]] == ["start"]
+    assert stored(database_url) == 0
+
+
+async def test_a_time_without_seconds_in_the_query_language_is_a_400(
+    client: httpx.AsyncClient, acme: dict[str, str]
+) -> None:
+    response = await client.get(
+        "/api/v1/logs", params={"q": "timestamp>2026-11-30T09:15Z"}, headers=acme
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["parameter"] == "q"

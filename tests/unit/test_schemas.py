@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from datetime import datetime, timedelta, timezone
 from ipaddress import IPv6Address
 from typing import Any
 
@@ -159,3 +160,104 @@ def test_the_identifier_rule_is_in_the_openapi_document() -> None:
     assert schema == {
         "type": "string", "minLength": 1, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*$",
     }  # fmt: skip
+
+
+# -- times ---------------------------------------------------------------------------------
+
+RFC3339_REFUSAL = (
+    "Input should be an RFC 3339 date-time with seconds and an offset, "
+    "e.g. 2026-11-30T09:15:00+01:00"
+)
+instants = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
+)
+
+
+def timestamp_outcome(value: Any) -> object:
+    """(JSON body, query parameter) outcomes: the time, or the errors' messages."""
+    outcomes = []
+    for validate in (
+        lambda: EventIn.model_validate_json(json.dumps({"action": "A", "timestamp": value})),
+        lambda: SearchParams.model_validate({"start": value}),
+    ):
+        try:
+            model = validate()
+        except ValidationError as exc:
+            outcomes.append([e["msg"] for e in exc.errors()])
+        else:
+            outcomes.append(getattr(model, "timestamp", None) or getattr(model, "start", None))
+    assert outcomes[0] == outcomes[1]
+    return outcomes[0]
+
+
+def whole_minutes(moment: datetime) -> bool:
+    """RFC 3339 offsets are hours and minutes (some historic zones have seconds)."""
+    offset = moment.utcoffset()
+    return offset is not None and offset.total_seconds() % 60 == 0
+
+
+def spell(moment: datetime, data: st.DataObject) -> tuple[str, datetime]:
+    """*moment* in one of RFC 3339's spellings of it, and the instant that spelling names
+    (fractions beyond microseconds are cut, as pydantic cuts them)."""
+    digits = data.draw(st.integers(0, 9))
+    fraction = f"{moment.microsecond:06d}000"[:digits]
+    minutes = int(moment.utcoffset().total_seconds()) // 60  # type: ignore[union-attr]
+    zone = f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    if minutes == 0 and data.draw(st.booleans()):
+        zone = data.draw(st.sampled_from(["Z", "z"]))
+    separator = data.draw(st.sampled_from(["T", "t"]))
+    text = (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}{separator}"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+        + (f".{fraction}" if digits else "")
+        + zone
+    )
+    fixed = timezone(timedelta(minutes=minutes))  # a zone's own fold rules stay out of it
+    return text, moment.replace(microsecond=int(f"{fraction}000000"[:6]), tzinfo=fixed)
+
+
+@given(moment=instants.filter(whole_minutes), data=st.data())
+def test_every_rfc3339_spelling_of_an_instant_is_that_instant(
+    moment: datetime, data: st.DataObject
+) -> None:
+    text, named = spell(moment, data)
+
+    parsed = timestamp_outcome(text)
+
+    assert isinstance(parsed, datetime), (text, parsed)
+    assert parsed == named
+    assert parsed.utcoffset() == named.utcoffset()
+
+
+unix_times = (
+    st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(0, 2**40).map(str)
+    | st.floats(0, 2**40).map(str)
+)
+
+
+@given(unix_times)
+def test_a_unix_time_is_refused_in_any_spelling(value: Any) -> None:
+    assert timestamp_outcome(value) == [RFC3339_REFUSAL]
+
+
+NOT_RFC3339 = [
+    lambda t: t.replace(t[10], " ", 1),  # a space for the T
+    lambda t: t[:16] + t[19:],  # no seconds
+    lambda t: t[:-3] + t[-2:],  # +0100
+    lambda t: t[:-6],  # no offset: a naive time
+    lambda t: t[:10],  # a date alone
+    lambda t: t + " ",
+    lambda t: t.replace("-", "", 2),  # the basic format, 20261130T...
+]
+
+
+@given(moment=instants.filter(whole_minutes), data=st.data())
+def test_iso_8601_forms_rfc3339_does_not_have_are_refused(
+    moment: datetime, data: st.DataObject
+) -> None:
+    text = moment.replace(microsecond=0).isoformat()  # always ends in an offset: +HH:MM
+    mutate = data.draw(st.sampled_from(NOT_RFC3339))
+
+    assert timestamp_outcome(mutate(text)) == [RFC3339_REFUSAL]

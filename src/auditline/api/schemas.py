@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,7 +25,7 @@ from pydantic_core import PydanticCustomError, core_schema
 from auditline.domain.events import ActorType, Outcome, Severity, StoredEvent
 from auditline.domain.normalise import is_canonical_ipv4
 from auditline.domain.tenants import TENANT_ID_PATTERN, Tenant
-from auditline.domain.validation import CONTROL_CHARACTERS
+from auditline.domain.validation import CONTROL_CHARACTERS, RFC3339_PATTERN
 
 TenantSlug = Annotated[
     str, Field(pattern=TENANT_ID_PATTERN, description="Tenant id: lower-case slug, 1-63 chars")
@@ -92,11 +91,44 @@ stored. Its length is an ingest limit (``ingest.max_field_chars``)."""
 Name = Annotated[str, TextRule(CONTROL_CHARACTERS, NO_CONTROLS_MESSAGE, max_length=200)]
 """A display name (a tenant's, an API key's), under the rules of an identifier."""
 
-Instant = Annotated[
-    AwareDatetime,
-    Field(ge=datetime.min.replace(tzinfo=UTC), le=datetime.max.replace(tzinfo=UTC)),
-]
-"""A time with an offset whose instant exists in UTC within years 1-9999.
+
+class _Rfc3339:
+    """RFC 3339 text (``domain.validation.RFC3339_PATTERN``), then pydantic's own parse.
+
+    Both steps run in pydantic-core, in a body and in a query parameter alike. Pydantic's
+    datetime alone also takes Unix times (``1700000000``, as a number or as text) and ISO
+    8601 forms RFC 3339 does not have; the API documents RFC 3339 with an offset only.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.chain_schema(
+            [
+                core_schema.custom_error_schema(
+                    core_schema.str_schema(pattern=RFC3339_PATTERN),
+                    custom_error_type="datetime_rfc3339",
+                    custom_error_message="Input should be an RFC 3339 date-time with seconds "
+                    "and an offset, e.g. 2026-11-30T09:15:00+01:00",
+                ),
+                core_schema.datetime_schema(
+                    tz_constraint="aware",
+                    ge=datetime.min.replace(tzinfo=UTC),
+                    le=datetime.max.replace(tzinfo=UTC),
+                ),
+            ]
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "date-time"}
+
+
+Instant = Annotated[datetime, _Rfc3339]
+"""A time as RFC 3339 text with an offset, whose instant exists in UTC within years 1-9999.
 
 ``0001-01-01T00:00:00+01:00`` is a valid spelling of an instant in year 0: PostgreSQL
 would store it, and then no read of it could return it (Python has no year 0)."""

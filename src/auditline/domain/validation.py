@@ -39,6 +39,15 @@ whatever prints it one per line; a NUL cannot be stored."""
 
 _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+"""RFC 3339's date-time (section 5.6), the one spelling of a time the API takes: seconds
+and an offset required, ``T`` and ``Z`` in either case. Not ISO 8601's other forms (no
+seconds, ``+0100``, a space for the ``T``, week dates) nor a Unix time in any spelling.
+The ranges of the fields (month 01-12, ...) are the parser's to check."""
+
 
 def has_control_character(text: str) -> bool:
     """Whether *text* holds one of :data:`CONTROL_CHARACTERS`."""
