@@ -604,3 +604,43 @@ async def test_a_time_without_seconds_in_the_query_language_is_a_400(
 
     assert response.status_code == 400, response.text
     assert response.json()["errors"][0]["parameter"] == "q"
+
+
+@pytest.mark.parametrize("value", [True, "30", 30.0])
+@pytest.mark.parametrize("field", ["retention_days", "archive_after_days"])
+async def test_a_number_of_days_is_a_json_integer(
+    client: httpx.AsyncClient,
+    platform_admin: dict[str, str],
+    acme: dict[str, str],
+    database_url: str,
+    field: str,
+    value: Any,
+) -> None:
+    created = await client.post(
+        "/api/v1/tenants", json={"id": "initech", "name": "I", field: value}, headers=platform_admin
+    )
+    patched = await client.patch("/api/v1/tenants/acme", json={field: value}, headers=acme)
+
+    for response in (created, patched):
+        assert response.status_code == 422, response.text
+        assert pointers(response) == [f"/{field}"]
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT id, retention_days, archive_after_days FROM tenants ORDER BY id"
+        )
+        assert [r[:3] for r in rows.fetchall()] == [
+            ("acme", 90, None), ("globex", 90, None), ("platform", 365, None),
+        ]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", [True, 167772161])
+async def test_an_address_is_text_not_a_number(
+    client: httpx.AsyncClient, acme: dict[str, str], database_url: str, value: Any
+) -> None:
+    response = await client.post(
+        "/api/v1/logs", json={"action": "LOGIN", "ip_address": value}, headers=acme
+    )
+
+    assert response.status_code == 422, response.text
+    assert pointers(response) == ["/ip_address"]
+    assert stored(database_url) == 0

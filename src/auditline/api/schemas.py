@@ -16,6 +16,7 @@ from pydantic import (
     IPvAnyAddress,
     JsonValue,
     PlainValidator,
+    Strict,
     TypeAdapter,
     WithJsonSchema,
 )
@@ -140,14 +141,17 @@ ZONE_MESSAGE = "must not carry a zone (the %... suffix of an IPv6 address)"
 
 
 def _ip_address_text(value: object) -> str:
-    """``IPvAnyAddress`` validation (same inputs, same errors), returning the address's text.
+    """``IPvAnyAddress`` validation (same texts, same errors), returning the address's text.
 
     The text is all the domain keeps, and parsing a dotted quad in Python is a large part of
-    validating an event: one already spelled canonically is its own text. An IPv6 address
+    validating an event: one already spelled canonically is its own text. Only text is an
+    address (``IPvAnyAddress`` also reads numbers and booleans as IPv4). An IPv6 address
     with a zone (``fe80::1%eth0``) is refused: PostgreSQL's ``inet`` cannot hold one, and a
     zone names an interface of the client's host, which means nothing here.
     """
-    if type(value) is str and is_canonical_ipv4(value):
+    if type(value) is not str:  # ipaddress would read 167772161 or true as an IPv4 address
+        raise PydanticCustomError("ip_any_address", "value is not a valid IPv4 or IPv6 address")
+    if is_canonical_ipv4(value):
         return value
     address = _ANY_IP_ADDRESS.validate_python(value)
     if isinstance(address, IPv6Address) and address.scope_id is not None:
@@ -260,13 +264,20 @@ class BulkOut(BaseModel):
     ids: list[UUID] = Field(description="The id of every event in request order")
 
 
+Days = Annotated[int, Strict(), Field(ge=1, le=36500)]
+"""A number of days: a JSON integer. Pydantic alone reads ``true`` as 1 and ``"30"`` and
+``30.0`` as 30; ``Strict()`` on the field, not a strict model, because a body pydantic
+refuses is validated again as Python objects (``api.routing``), where a strict model would
+refuse the strings that UUIDs and times arrive as, while a strict integer is the same there."""
+
+
 class TenantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: TenantSlug
     name: Name
-    retention_days: Annotated[int, Field(ge=1, le=36500)] = 90
-    archive_after_days: Annotated[int, Field(ge=1, le=36500)] | None = None
+    retention_days: Days = 90
+    archive_after_days: Days | None = None
     settings: JsonObject = Field(default_factory=dict)
 
 

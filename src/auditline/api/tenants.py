@@ -16,7 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.routing import ModelBodyRoute
-from auditline.api.schemas import JsonObject, Name, Problem, TenantIn, TenantOut, TenantSlug
+from auditline.api.schemas import (
+    Days,
+    JsonObject,
+    Name,
+    Problem,
+    TenantIn,
+    TenantOut,
+    TenantSlug,
+)
 from auditline.security.principal import Permission
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["tenants"], route_class=ModelBodyRoute)
@@ -34,10 +42,8 @@ class TenantPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
-    retention_days: Annotated[int, Field(ge=1, le=36500)] | None = None
-    archive_after_days: Annotated[int, Field(ge=1, le=36500)] | None = Field(
-        default=None, description="null clears it"
-    )
+    retention_days: Days | None = None
+    archive_after_days: Days | None = Field(default=None, description="null clears it")
     settings: JsonObject | None = None
 
     @model_validator(mode="after")
