@@ -60,7 +60,6 @@ def pointers(response: httpx.Response) -> list[str]:
         (rb'{"action": "LOGIN", "metadata": {"\udc00": 1}}', "/metadata"),
         (rb'{"action": "LOGIN", "user_id": "\udfff"}', "/user_id"),
         (rb'{"action": "LOGIN", "after": {"a": [1, {"b": "\ud83d"}]}}', "/after/a/1/b"),
-        (b'{"action": "LOGIN", "message": "a\xed\xa0\x80b"}', "/message"),  # UTF-8-encoded
     ],
 )
 async def test_a_lone_surrogate_in_an_event_is_a_422_pointing_at_it(
@@ -644,3 +643,79 @@ async def test_an_address_is_text_not_a_number(
     assert response.status_code == 422, response.text
     assert pointers(response) == ["/ip_address"]
     assert stored(database_url) == 0
+
+
+NOT_JSON_IN_UTF8 = [
+    (None, b'{"action": "LOGIN"}'),
+    ("text/plain", b'{"action": "LOGIN"}'),
+    ("application/x-www-form-urlencoded", b"action=LOGIN"),
+    (
+        "multipart/form-data; boundary=x",
+        b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\n1',
+    ),
+    ("application/xml", b"<action>LOGIN</action>"),
+    ("application/json; charset=utf-16", '{"action": "LOGIN"}'.encode("utf-16")),
+    ("application/json; charset=iso-8859-1", b'{"action": "LOGIN"}'),
+    ("application/json", '{"action": "LOGIN"}'.encode("utf-16")),
+    ("application/json", '{"action": "LOGIN"}'.encode("utf-32")),
+    ("application/json", b'{"action": "LOGIN", "message": "caf\xe9"}'),
+    ("application/json", b'{"action": "LOGIN", "message": "a\xed\xa0\x80b"}'),  # a surrogate
+]
+
+
+@pytest.mark.parametrize(("content_type", "body"), NOT_JSON_IN_UTF8)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/logs"),
+        ("POST", "/api/v1/logs/bulk"),
+        ("POST", "/api/v1/tenants"),
+        ("PATCH", "/api/v1/tenants/acme"),
+        ("POST", "/api/v1/api-keys"),
+    ],
+)
+async def test_a_body_that_is_not_json_in_utf8_is_a_415(
+    client: httpx.AsyncClient,
+    platform_admin: dict[str, str],
+    database_url: str,
+    method: str,
+    path: str,
+    content_type: str | None,
+    body: bytes,
+) -> None:
+    headers = {**platform_admin, **({"content-type": content_type} if content_type else {})}
+
+    response = await client.request(method, path, content=body, headers=headers)
+
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 415
+    assert stored(database_url) == 0
+
+
+async def test_utf16_without_a_byte_order_mark_is_not_json_either(
+    client: httpx.AsyncClient, acme: dict[str, str], database_url: str
+) -> None:
+    body = '{"action": "LOGIN"}'.encode("utf-16-le")  # valid UTF-8, holding NULs
+
+    response = await client.post("/api/v1/logs", content=body, headers={**acme, **JSON})
+
+    assert response.status_code == 422, response.text
+    assert stored(database_url) == 0
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=UTF-8", 'application/json;charset="utf-8"',
+     "application/merge-patch+json"],
+)  # fmt: skip
+async def test_json_in_utf8_is_read_whatever_the_content_type_says_besides(
+    client: httpx.AsyncClient, acme: dict[str, str], content_type: str
+) -> None:
+    response = await client.post(
+        "/api/v1/logs",
+        content=b'{"action": "LOGIN"}',
+        headers={**acme, "content-type": content_type},
+    )
+
+    assert response.status_code == 201, response.text

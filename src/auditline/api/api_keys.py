@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
-from auditline.api.routing import ModelBodyRoute
+from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
 from auditline.api.schemas import Instant, Name, Problem, TenantSlug
 from auditline.domain.tenants import PLATFORM_TENANT, TenantId
 from auditline.security.api_keys import ApiKeyLimitReached
@@ -105,7 +105,7 @@ def _authorize(principal: Principal, requested: str | None) -> TenantId:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=_ERRORS,
+    responses={**_ERRORS, **JSON_BODY_RESPONSES},
     summary="Create an API key (tenant admin)",
 )
 async def create_api_key(

@@ -122,17 +122,25 @@ def parse_body(body: bytes) -> Any:
     """The JSON document *body* holds, or the error a client gets for it.
 
     Malformed JSON gets FastAPI's own answer (a ``json_invalid`` error at the offset), and a
-    body nested too deeply to parse FastAPI's 400, so the answers to those do not change.
+    body nested too deeply to parse FastAPI's 400, so the answers to those do not change;
+    bytes that are not UTF-8 a 415 (the content, inspected, is not a type we read).
     """
     try:
-        document = json.loads(body, object_pairs_hook=_object)
+        text = body.decode()  # strictly UTF-8: json.loads would take UTF-16 and UTF-32 too
+    except UnicodeDecodeError as exc:
+        raise HTTPException(
+            415, f"The body is not UTF-8 (byte {exc.start}): JSON is UTF-8 (RFC 8259); "
+            "nothing was stored.",
+        ) from exc  # fmt: skip
+    try:
+        document = json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
               "input": {}, "ctx": {"error": exc.msg}}],
             body=exc.doc,
         ) from exc  # fmt: skip
-    except (ValueError, RecursionError) as exc:  # undecodable bytes; a depth Python cannot parse
+    except RecursionError as exc:  # a depth Python's parser cannot follow
         raise HTTPException(400, "There was an error parsing the body") from exc
     errors = [
         {"type": kind, "loc": ("body", *path), "msg": message, "input": None}

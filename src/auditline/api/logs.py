@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
-from auditline.api.routing import ModelBodyRoute
+from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
 from auditline.api.schemas import BulkIn, BulkOut, EventIn, EventOut, Problem, TenantSlug
 from auditline.domain.events import FieldError, InvalidEvents
 from auditline.security.principal import Permission
@@ -28,6 +28,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     responses={
         200: {"model": EventOut, "description": "Already stored (idempotent retry)"},
         **_ERRORS,
+        **JSON_BODY_RESPONSES,
     },
     summary="Create one audit event",
 )
@@ -45,7 +46,7 @@ async def create_log(
 @router.post(
     "/bulk",
     status_code=status.HTTP_201_CREATED,
-    responses=_ERRORS,
+    responses={**_ERRORS, **JSON_BODY_RESPONSES},
     summary="Create many audit events, all or nothing",
 )
 async def create_logs_bulk(

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
-from auditline.api.routing import ModelBodyRoute
+from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
 from auditline.api.schemas import (
     Days,
     JsonObject,
@@ -60,7 +60,7 @@ class TenantPatch(BaseModel):
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=_ERRORS,
+    responses={**_ERRORS, **JSON_BODY_RESPONSES},
     summary="Create a tenant (platform admin)",
 )
 async def post_tenant(
@@ -93,7 +93,11 @@ async def get_one_tenant(
     return TenantOut.of(await services.tenants.get(tenant))
 
 
-@router.patch("/{tenant_id}", responses=_ERRORS, summary="Change one tenant's settings")
+@router.patch(
+    "/{tenant_id}",
+    responses={**_ERRORS, **JSON_BODY_RESPONSES},
+    summary="Change one tenant's settings",
+)
 async def patch_tenant(
     tenant_id: TenantPath,
     body: TenantPatch,
