@@ -719,3 +719,22 @@ async def test_json_in_utf8_is_read_whatever_the_content_type_says_besides(
     )
 
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("same_contents", [False, True])
+async def test_an_id_sent_twice_in_one_bulk_request_is_a_422_naming_both_events(
+    client: httpx.AsyncClient, acme: dict[str, str], database_url: str, same_contents: bool
+) -> None:
+    twice = "0b7c3a1e-6a55-4a43-9b9e-7d8c1f7e2a10"
+    second = {"action": "CREATE"} if same_contents else {"action": "DELETE"}
+    batch = [{"action": "READ"}, {"action": "CREATE", "id": twice}, {"action": "READ"},
+             {**second, "id": twice}]  # fmt: skip
+
+    response = await client.post("/api/v1/logs/bulk", json={"events": batch}, headers=acme)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"pointer": "/events/3/id", "index": 3,
+         "detail": "is also the id of event 1: ids must be unique"},
+    ]  # fmt: skip
+    assert stored(database_url) == 0

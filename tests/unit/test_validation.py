@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from auditline.domain.validation import (
     check_event,
     check_json,
     has_surrogate,
+    repeated_ids,
     settings_limits,
     storable_text,
 )
@@ -238,3 +240,17 @@ def test_settings_of_the_largest_size_allowed_still_fit_in_a_change_record(
     assert check_json("settings", largest, bounds) == []
 
     assert _check_json("after", {**record, "settings": largest}, limits) == []
+
+
+@given(st.lists(st.none() | st.sampled_from([uuid.UUID(int=i) for i in range(4)]), max_size=8))
+def test_each_repeat_of_an_id_is_reported_with_the_event_that_had_it_first(
+    ids: list[uuid.UUID | None],
+) -> None:
+    drafts = [EventDraft(action="X", id=i) for i in ids]
+    expected = [
+        FieldError((n, "id"), f"is also the id of event {ids.index(i)}: ids must be unique")
+        for n, i in enumerate(ids)
+        if i is not None and ids.index(i) != n
+    ]
+
+    assert repeated_ids(drafts) == expected

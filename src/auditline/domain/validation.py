@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Protocol
+from uuid import UUID
 
 import orjson
 
@@ -123,6 +124,23 @@ def storable_text(text: str) -> str:
     if "\x00" in text or has_surrogate(text):
         return text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
     return text
+
+
+def repeated_ids(drafts: Sequence[DraftFields]) -> list[FieldError]:
+    """An error for each draft whose id an earlier draft of the same request has, naming both.
+
+    A bulk request that sends one id twice is a client's mistake whichever version it
+    meant: storing the first and counting the second as a duplicate (what idempotency
+    does across requests) would silently drop the other's contents.
+    """
+    first: dict[UUID, int] = {}
+    errors: list[FieldError] = []
+    for index, draft in enumerate(drafts):
+        if draft.id is not None and (seen := first.setdefault(draft.id, index)) != index:
+            errors.append(
+                FieldError((index, "id"), f"is also the id of event {seen}: ids must be unique")
+            )
+    return errors
 
 
 def check_event(draft: DraftFields, limits: IngestSettings, now: datetime) -> list[FieldError]:

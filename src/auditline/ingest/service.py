@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from auditline.config import IngestSettings
-from auditline.domain.events import DraftFields, StoredEvent, WriteResult
+from auditline.domain.events import DraftFields, InvalidEvents, StoredEvent, WriteResult
 from auditline.domain.tenants import TenantId
+from auditline.domain.validation import repeated_ids
 from auditline.ingest.prepare import prepare_batch, prepare_events
 from auditline.ingest.writer import EventWriter
 from auditline.search.backend import EventLookup
@@ -57,7 +58,9 @@ class Ingest:
 
     async def create_many(self, tenant: TenantId, drafts: Sequence[DraftFields]) -> BatchStored:
         """Store every draft in one transaction, or nothing if any is invalid (all errors,
-        each with the event's index)."""
+        each with the event's index). An id sent twice is an error at its second index."""
+        if repeats := repeated_ids(drafts):
+            raise InvalidEvents(repeats)
         events = await prepare_batch(tenant, drafts, limits=self.limits, now=datetime.now(UTC))
         result = await self._writer.write(tenant, events)
         return BatchStored(result, [event.id for event in events])
