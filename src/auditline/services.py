@@ -84,7 +84,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     security=build_security(settings, pool, access, key),
                     ingest=Ingest(writer, search.events, settings.ingest, rules),
                     search=search,
-                    tenants=TenantService(pool, access, rules),
+                    tenants=TenantService(pool, access, rules, settings.ingest),
                 )
             finally:
                 await writer.close()

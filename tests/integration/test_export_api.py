@@ -41,7 +41,9 @@ FORMULAS = {
         "resource_id": "-1+2", "message": '=HYPERLINK("http://evil.example","click")',
         "user_agent": "+SUM(A1:A9)", "metadata": {"note": "=1+1"},
     },
-    "f1": {"action": "READ", "user_id": "\tindent", "message": "\rcarriage", "session_id": "=x"},
+    # Identifiers cannot hold a tab (issue #16); the free-text user agent can.
+    "f1": {"action": "READ", "user_id": "tabbed", "user_agent": "\tindent",
+           "message": "\rcarriage", "session_id": "=x"},
     "f2": {"action": "READ", "user_id": "safe", "message": "a = b, \"quoted\"\nnext line"},
 }  # fmt: skip
 
@@ -138,7 +140,8 @@ async def test_csv_neutralises_formula_injection(
     assert evil["message"] == "'" + FORMULAS["f0"]["message"]
     assert evil["user_agent"] == "'+SUM(A1:A9)"
     assert json.loads(evil["metadata"]) == {"note": "=1+1"}  # inside JSON: not at cell start
-    tabbed = by_user["'\tindent"]
+    tabbed = by_user["tabbed"]
+    assert tabbed["user_agent"] == "'\tindent"
     assert tabbed["message"] == "'\rcarriage"
     assert tabbed["session_id"] == "'=x"
     safe = by_user["safe"]

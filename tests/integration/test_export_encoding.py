@@ -31,7 +31,7 @@ TRICKY: list[dict[str, Any]] = [
     {"action": "READ", "ip_address": "fe80::1", "user_agent": "Mozilla/5.0, \"quoted\""},
     {"action": "READ", "ip_address": "203.0.113.9", "message": "line one\r\nline two"},
     {"action": "UPDATE", "user_id": "=cmd|' /C calc'!A0", "message": "-2+3",
-     "resource_id": "@SUM(1)", "session_id": "\tx", "request_id": "+1",
+     "resource_id": "@SUM(1)", "session_id": "x", "user_agent": "\tx", "request_id": "+1",
      "before": {"a": 1, "nested": {"list": [1, 2.5, None, True]}}, "after": {"a": 2},
      "metadata": {"ünïcode": "日本語", "quote": "\"", "comma": "a,b", "n": -0.5}},
     {"action": "LOGIN", "message": "", "metadata": {}},

@@ -104,12 +104,9 @@ def test_any_json_document_gets_the_same_answer_as_from_fastapis_own_parsing(doc
     [
         (b'{"events": [', "application/json"),  # truncated
         (b'{"events": [{"action": "A", "metadata": {"x": NaN}}]}', "application/json"),
-        (b'{"events": [{"action": "A", "metadata": {"x": "\\ud800"}}]}', "application/json"),
         (b'{"events": [{"action": "A", "metadata": {"n": 1e400}}]}', "application/json"),
-        (b'{"events": [{"action": "A", "user_id": "u", "user_id": ""}]}', "application/json"),
-        (b'{"events": [{"action": "A"}]}', None),
-        (b'{"events": [{"action": "A"}]}', "text/plain"),
         (b'{"events": [{"action": "A"}]}', "application/merge-patch+json"),
+        (b'{"events": [{"action": "A"}]}', "application/json; charset=UTF-8"),
         (b"", "application/json"),
     ],
 )
@@ -118,6 +115,46 @@ def test_edge_cases_get_the_same_answer_as_from_fastapis_own_parsing(
 ) -> None:
     standard, direct = both(content, content_type)
     assert direct == standard
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "pointer"),
+    [
+        (b'{"events": [{"action": "A", "metadata": {"x": "\\ud800"}}]}', "application/json",
+         "/events/0/metadata/x"),
+        (b'{"events": [{"action": "A", "user_id": "u", "user_id": "v"}]}', "application/json",
+         "/events/0/user_id"),
+        (b'{"events": [{"action": "A", "metadata": {"a": {"b": 1, "b": 2}}}]}', "application/json",
+         "/events/0/metadata/a/b"),
+    ],
+)  # fmt: skip
+def test_what_breaks_i_json_is_refused_with_a_pointer_where_fastapi_took_it(
+    content: bytes, content_type: str, pointer: str
+) -> None:
+    standard, direct = both(content, content_type)
+
+    assert standard[0] == 200
+    assert direct[0] == 422
+    assert [e["pointer"] for e in direct[1]["errors"]] == [pointer]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b'{"events": [{"action": "A"}]}', None),
+        (b'{"events": [{"action": "A"}]}', "text/plain"),
+        (b"events=1", "application/x-www-form-urlencoded"),
+        (b'{"events": [{"action": "A"}]}', "application/json; charset=utf-16"),
+        ('{"events": [{"action": "A"}]}'.encode("utf-16"), "application/json"),
+        (b'{"events": [{"action": "caf\xe9"}]}', "application/json"),  # Latin-1
+    ],
+)
+def test_what_is_not_json_in_utf8_is_a_415(content: bytes, content_type: str | None) -> None:
+    standard, direct = both(content, content_type)
+
+    assert standard[0] in (200, 400, 422)  # FastAPI took it, or said "a valid dictionary"
+    assert direct[0] == 415
+    assert direct[1]["status"] == 415
 
 
 def test_a_valid_body_is_not_parsed_by_the_standard_json_module(

@@ -131,6 +131,8 @@ def test_rate_limit_tenant_is_only_ever_a_granted_one() -> None:
         ({"sub": "x", "role": "admin", "tenants": [1]}, "no tenants"),
         ({"sub": "x", "role": "admin", "tenants": {"acme": True}}, "no tenants"),
         ({"sub": "x", "role": "auditor", "tenants": ["*"]}, "only admins"),
+        ({"sub": "a\ud800", "role": "admin", "tenants": ["acme"]}, "subject is not valid text"),
+        ({"sub": "a\r\nb", "role": "admin", "tenants": ["acme"]}, "subject is not valid text"),
     ],
 )
 def test_claims_that_describe_no_valid_principal_are_refused(

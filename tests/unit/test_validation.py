@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from auditline.config import IngestSettings
@@ -21,6 +22,11 @@ from auditline.domain.validation import (
     _check_json_exactly,
     _json_is_clearly_within,
     check_event,
+    check_json,
+    has_surrogate,
+    repeated_ids,
+    settings_limits,
+    storable_text,
 )
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -142,3 +148,109 @@ def test_a_window_the_calendar_cannot_hold_fails_only_events_with_a_timestamp() 
     assert checker.check(EventDraft(action="X")) == []
     with pytest.raises(OverflowError):
         checker.check(EventDraft(action="X", timestamp=NOW))
+
+
+@given(value=json_documents, limits=tight_limits)
+def test_a_document_the_exact_check_accepts_can_be_encoded_and_hashed(
+    value: Any, limits: IngestSettings
+) -> None:
+    if _check_json_exactly("metadata", value, limits) == []:
+        orjson.dumps(value)  # what the leaf hash does; a lone surrogate used to raise here
+
+
+surrogate_text = st.text(
+    alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()),
+    max_size=8,
+)
+
+
+@given(surrogate_text)
+def test_a_surrogate_is_found_exactly_when_utf8_cannot_encode_the_text(text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        assert has_surrogate(text)
+    else:
+        assert not has_surrogate(text)
+
+
+@given(surrogate_text)
+def test_storable_text_can_always_be_stored_and_leaves_storable_text_alone(text: str) -> None:
+    kept = storable_text(text)
+
+    kept.encode()
+    assert "\x00" not in kept
+    if "\x00" not in text and not has_surrogate(text):
+        assert kept == text
+
+
+def test_a_lone_surrogate_is_reported_where_it_is() -> None:
+    draft = EventDraft(action="X", message="a\ud800", metadata={"k": ["\udc00"], "\udfff": {}})
+
+    assert check_event(draft, IngestSettings(), NOW) == [
+        FieldError(("message",), "must not contain unpaired UTF-16 surrogates (RFC 7493)"),
+        FieldError(("metadata",), "a key must not contain unpaired UTF-16 surrogates (RFC 7493)"),
+        FieldError(("metadata", "k", 0), "must not contain unpaired UTF-16 surrogates (RFC 7493)"),
+    ]
+
+
+record_limits = st.builds(
+    IngestSettings,
+    max_json_bytes=st.integers(1500, 4000),
+    max_json_depth=st.integers(1, 5),
+    max_json_keys=st.integers(4, 12),
+)
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@given(
+    settings=json_documents.filter(lambda v: isinstance(v, dict)) | st.integers(0, 6).map(nested),
+    name=st.text(min_size=1, max_size=200).filter(lambda n: "\x00" not in n),
+    limits=record_limits,
+)
+def test_settings_within_their_limits_make_a_change_record_the_ingest_rules_accept(
+    settings: dict[str, Any], name: str, limits: IngestSettings
+) -> None:
+    record = {"name": name, "retention_days": 36500, "archive_after_days": None}
+    assume(_check_json("after", {**record, "settings": {}}, limits) == [])  # a sane config
+    if check_json("settings", settings, settings_limits(limits)):
+        return
+
+    assert _check_json("after", {**record, "settings": settings}, limits) == []
+
+
+@given(
+    name=st.text(min_size=1, max_size=200).filter(lambda n: "\x00" not in n), limits=record_limits
+)
+def test_settings_of_the_largest_size_allowed_still_fit_in_a_change_record(
+    name: str, limits: IngestSettings
+) -> None:
+    record = {"name": name, "retention_days": 36500, "archive_after_days": None}
+    assume(_check_json("after", {**record, "settings": {}}, limits) == [])
+    bounds = settings_limits(limits)
+    room = bounds.max_json_bytes - len(b'{"s":""}')
+    assume(bounds.max_json_depth >= 1 and bounds.max_json_keys >= 1 and room >= 0)
+    largest = {"s": "x" * room}
+    assert check_json("settings", largest, bounds) == []
+
+    assert _check_json("after", {**record, "settings": largest}, limits) == []
+
+
+@given(st.lists(st.none() | st.sampled_from([uuid.UUID(int=i) for i in range(4)]), max_size=8))
+def test_each_repeat_of_an_id_is_reported_with_the_event_that_had_it_first(
+    ids: list[uuid.UUID | None],
+) -> None:
+    drafts = [EventDraft(action="X", id=i) for i in ids]
+    expected = [
+        FieldError((n, "id"), f"is also the id of event {ids.index(i)}: ids must be unique")
+        for n, i in enumerate(ids)
+        if i is not None and ids.index(i) != n
+    ]
+
+    assert repeated_ids(drafts) == expected

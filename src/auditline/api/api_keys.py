@@ -12,17 +12,21 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unknown_query
 from auditline.api.errors import PROBLEM_JSON
-from auditline.api.schemas import Problem, TenantSlug
+from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
+from auditline.api.schemas import Instant, Name, Problem, TenantSlug
 from auditline.domain.tenants import PLATFORM_TENANT, TenantId
 from auditline.security.principal import Forbidden, Permission, Principal, Scope
 from auditline.storage.api_keys import ApiKey
 
 router = APIRouter(
-    prefix="/api/v1/api-keys", tags=["api keys"], dependencies=[Depends(reject_unknown_query)]
+    prefix="/api/v1/api-keys",
+    tags=["api keys"],
+    route_class=ModelBodyRoute,
+    dependencies=[Depends(reject_unknown_query)],
 )
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -38,10 +42,10 @@ TenantQuery = Annotated[
 class ApiKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=200, examples=["billing-service"])]
+    name: Annotated[Name, Field(examples=["billing-service"])]
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=2, examples=[["logs:write"]])]
     tenant_id: TenantSlug | None = None
-    expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339; omit: never")
+    expires_at: Instant | None = Field(default=None, description="RFC 3339; omit: never")
 
 
 class ApiKeyOut(BaseModel):
@@ -105,7 +109,7 @@ def _authorize(principal: Principal, requested: str | None) -> TenantId:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=_ERRORS,
+    responses={**_ERRORS, **JSON_BODY_RESPONSES},
     summary="Create an API key (tenant admin)",
 )
 async def create_api_key(

@@ -23,6 +23,7 @@ from auditline.api.deps import record_denial
 from auditline.domain.events import FieldError, InvalidEvents
 from auditline.domain.masking_settings import InvalidSettings
 from auditline.domain.tenants import TenantExists, UnknownTenant
+from auditline.domain.validation import InvalidInput
 from auditline.ingest.writer import WriterClosed
 from auditline.search.cursor import InvalidCursor
 from auditline.search.model import InvalidSearch
@@ -135,6 +136,13 @@ def install_error_handlers(app: FastAPI) -> None:
             kind="validation", request=request, errors=field_errors(exc.errors),
         )  # fmt: skip
 
+    @app.exception_handler(InvalidInput)
+    async def on_invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:
+        return problem(
+            422, "Invalid request", "The request breaks the input rules; nothing was changed.",
+            kind="validation", request=request, errors=field_errors(exc.errors),
+        )  # fmt: skip
+
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(
@@ -221,12 +229,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(psycopg.DataError)
     async def on_unstorable_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
-        # The last line of defence for values the schemas let through but PostgreSQL cannot
-        # hold (a NUL in text, an escape jsonb refuses): the transaction failed, so nothing
-        # changed, and the caller gets a 422 instead of a 500.
+        # The last line of defence for a value the edge let through but PostgreSQL cannot
+        # hold: the transaction failed, so nothing changed. The edge should have refused it
+        # with a pointer (a bug to fix), so the database's own words, which quote values and
+        # name its types, stay in the server's log under the request id the client gets.
         reason = (exc.diag.message_primary or str(exc)).splitlines()[0]
+        log.warning(
+            "request %s: the database refused a value the edge accepted: %s",
+            getattr(request.state, "request_id", None), reason,
+        )  # fmt: skip
         return problem(
-            422, "Invalid value", f"A value in the request cannot be stored: {reason}",
+            422, "Invalid value",
+            "A value in the request cannot be stored; nothing was stored. "
+            "Quote the request id when reporting this.",
             kind="validation", request=request,
         )  # fmt: skip
 

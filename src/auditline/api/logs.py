@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unknown_query
 from auditline.api.errors import PROBLEM_JSON
-from auditline.api.routing import ModelBodyRoute
+from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
 from auditline.api.schemas import (
     BulkIn,
     BulkOut,
@@ -53,6 +53,7 @@ TenantQuery = Annotated[
             "id and seq only, never its contents",
         },
         **_ERRORS,
+        **JSON_BODY_RESPONSES,
     },
     summary="Create one audit event",
 )
@@ -76,7 +77,7 @@ async def create_log(
 @router.post(
     "/bulk",
     status_code=status.HTTP_201_CREATED,
-    responses=_ERRORS,
+    responses={**_ERRORS, **JSON_BODY_RESPONSES},
     summary="Create many audit events, all or nothing",
 )
 async def create_logs_bulk(

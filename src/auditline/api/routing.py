@@ -8,9 +8,14 @@ isolation), a few per cent of what the service spends on a stored event.
 Only the parsing changes, not what FastAPI does with its result: the request's ``json()``
 hands FastAPI the validated model, which it accepts as it is (pydantic does not validate
 an instance of the model again), so dependencies, their order and the OpenAPI document
-stay FastAPI's own. A body the direct path refuses takes FastAPI's standard path, so every
-error a client sees, and the order in which it sees them, is what it would be without
-this class.
+stay FastAPI's own. A body the direct path refuses is read again strictly
+(``api.jsonbody``): what breaks I-JSON (a repeated key, an unpaired surrogate) is refused
+there with pointers, and any other document takes FastAPI's standard path, so every error
+about the fields a client sees, and the order in which it sees them, is what it would be
+without this class.
+
+Every router with a JSON body uses this class, so every JSON body is read the same way,
+and a body that is not JSON in UTF-8 is a 415 before anything else is looked at.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.types import Receive, Scope
+
+from auditline.api.errors import PROBLEM_JSON
+from auditline.api.jsonbody import parse_body, read_body
+from auditline.api.schemas import Problem
 
 
 class ModelBodyRoute(APIRoute):
@@ -35,7 +44,9 @@ class ModelBodyRoute(APIRoute):
         body_model: type[BaseModel] = model
 
         async def handle(request: Request) -> Response:
-            return await handler(_ModelBodyRequest(request.scope, request.receive, body_model))
+            body_request = _ModelBodyRequest(request.scope, request.receive, body_model)
+            await body_request.read_document()
+            return await handler(body_request)
 
         return handle
 
@@ -45,10 +56,54 @@ class _ModelBodyRequest(Request):
         super().__init__(scope, receive)
         self._body_model = model
 
+    async def read_document(self) -> None:
+        """Parse the body before FastAPI asks for it; raise what is wrong with it as JSON.
+
+        Raised here, outside FastAPI's body reading (which would turn any exception but a
+        ``JSONDecodeError`` into a bare 400), these reach the problem+json handlers as they
+        are: 415 for a body that is not JSON in UTF-8, 422 with pointers for one that breaks
+        I-JSON. An empty body is left to FastAPI ("Field required").
+        """
+        body = await self.body()
+        if not body:
+            return
+        refusal = _unreadable_media_type(self.headers.get("content-type"))
+        if refusal is not None:
+            raise HTTPException(415, refusal)
+        self._json = read_body(self._body_model, body)
+
     async def json(self) -> Any:
-        if not hasattr(self, "_json"):
-            try:
-                self._json = self._body_model.model_validate_json(await self.body())
-            except ValidationError:
-                return await super().json()  # FastAPI reports the errors its own way
+        if not hasattr(self, "_json"):  # read_document parsed every body FastAPI reads; a guard
+            self._json = parse_body(await self.body())
         return self._json
+
+
+def _unreadable_media_type(content_type: str | None) -> str | None:
+    """Why a body with this ``Content-Type`` is not one we read, or None if it is.
+
+    JSON (``application/json``, or any ``application/*+json`` as FastAPI reads them) in
+    UTF-8, the only encoding JSON has (RFC 8259): a ``charset`` parameter, which JSON does
+    not define, may only say so. No content type, a form or text is refused, where FastAPI
+    would answer that the body "should be a valid dictionary".
+    """
+    if not content_type:
+        return "A JSON body needs Content-Type: application/json; nothing was stored."
+    media_type, _, parameters = content_type.partition(";")
+    main, _, sub = media_type.strip().lower().partition("/")
+    if main != "application" or not (sub == "json" or sub.endswith("+json")):
+        return "The body must be JSON (Content-Type: application/json); nothing was stored."
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            return "JSON is read in UTF-8 only (RFC 8259); nothing was stored."
+    return None
+
+
+JSON_BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    415: {
+        "model": Problem,
+        "content": {PROBLEM_JSON: {}},
+        "description": "The body is not JSON in UTF-8",
+    }
+}
+"""The answer every route with a JSON body adds to its documented ones."""

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from ipaddress import IPv6Address
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     IPvAnyAddress,
     JsonValue,
     PlainValidator,
+    Strict,
     TypeAdapter,
     WithJsonSchema,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 from auditline.domain.events import ActorType, Outcome, Severity, StoredEvent
 from auditline.domain.normalise import is_canonical_ipv4
 from auditline.domain.tenants import TENANT_ID_PATTERN, Tenant
+from auditline.domain.validation import CONTROL_CHARACTERS, RFC3339_PATTERN
 
 TenantSlug = Annotated[
     str, Field(pattern=TENANT_ID_PATTERN, description="Tenant id: lower-case slug, 1-63 chars")
@@ -34,21 +40,123 @@ Action = Annotated[
         examples=["UPDATE"],
     ),
 ]
-ShortText = Annotated[str, Field(min_length=1)]
+
+
+class TextRule:
+    """A string of *min_length* to *max_length* characters holding none of *forbidden* (a
+    regular-expression character class body), refused with *message*.
+
+    All of it runs in pydantic-core (lengths, then a pattern; no Python call per value), and
+    the pattern is in the OpenAPI document, so clients can see the rule.
+    """
+
+    def __init__(
+        self, forbidden: str, message: str, *, min_length: int = 1, max_length: int | None = None
+    ) -> None:
+        self.pattern = f"^[^{forbidden}]*$"
+        self.message = message
+        self.min_length = min_length
+        self.max_length = max_length
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.chain_schema(
+            [
+                core_schema.str_schema(min_length=self.min_length, max_length=self.max_length),
+                core_schema.custom_error_schema(
+                    core_schema.str_schema(pattern=self.pattern),
+                    custom_error_type="string_characters",
+                    custom_error_message=self.message,
+                ),
+            ]
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(
+            core_schema.str_schema(
+                min_length=self.min_length, max_length=self.max_length, pattern=self.pattern
+            )
+        )
+
+
+NO_CONTROLS_MESSAGE = "must not contain control characters or line breaks"
+
+Identifier = Annotated[str, TextRule(CONTROL_CHARACTERS, NO_CONTROLS_MESSAGE)]
+"""An id an auditor searches by and a log viewer prints on one line (user, session,
+resource, request): a CR/LF in one forges a line of whatever prints it, a NUL cannot be
+stored. Its length is an ingest limit (``ingest.max_field_chars``)."""
+
+Name = Annotated[str, TextRule(CONTROL_CHARACTERS, NO_CONTROLS_MESSAGE, max_length=200)]
+"""A display name (a tenant's, an API key's), under the rules of an identifier."""
+
+
+class _Rfc3339:
+    """RFC 3339 text (``domain.validation.RFC3339_PATTERN``), then pydantic's own parse.
+
+    Both steps run in pydantic-core, in a body and in a query parameter alike. Pydantic's
+    datetime alone also takes Unix times (``1700000000``, as a number or as text) and ISO
+    8601 forms RFC 3339 does not have; the API documents RFC 3339 with an offset only.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.chain_schema(
+            [
+                core_schema.custom_error_schema(
+                    core_schema.str_schema(pattern=RFC3339_PATTERN),
+                    custom_error_type="datetime_rfc3339",
+                    custom_error_message="Input should be an RFC 3339 date-time with seconds "
+                    "and an offset, e.g. 2026-11-30T09:15:00+01:00",
+                ),
+                core_schema.datetime_schema(
+                    tz_constraint="aware",
+                    ge=datetime.min.replace(tzinfo=UTC),
+                    le=datetime.max.replace(tzinfo=UTC),
+                ),
+            ]
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "date-time"}
+
+
+Instant = Annotated[datetime, _Rfc3339]
+"""A time as RFC 3339 text with an offset, whose instant exists in UTC within years 1-9999.
+
+``0001-01-01T00:00:00+01:00`` is a valid spelling of an instant in year 0: PostgreSQL
+would store it, and then no read of it could return it (Python has no year 0)."""
 JsonObject = dict[str, JsonValue]
 
 _ANY_IP_ADDRESS: TypeAdapter[IPvAnyAddress] = TypeAdapter(IPvAnyAddress)
 
+ZONE_MESSAGE = "must not carry a zone (the %... suffix of an IPv6 address)"
+
 
 def _ip_address_text(value: object) -> str:
-    """``IPvAnyAddress`` validation (same inputs, same errors), returning the address's text.
+    """``IPvAnyAddress`` validation (same texts, same errors), returning the address's text.
 
     The text is all the domain keeps, and parsing a dotted quad in Python is a large part of
-    validating an event: one already spelled canonically is its own text.
+    validating an event: one already spelled canonically is its own text. Only text is an
+    address (``IPvAnyAddress`` also reads numbers and booleans as IPv4). An IPv6 address
+    with a zone (``fe80::1%eth0``) is refused: PostgreSQL's ``inet`` cannot hold one, and a
+    zone names an interface of the client's host, which means nothing here.
     """
-    if type(value) is str and is_canonical_ipv4(value):
+    if type(value) is not str:  # ipaddress would read 167772161 or true as an IPv4 address
+        raise PydanticCustomError("ip_any_address", "value is not a valid IPv4 or IPv6 address")
+    if is_canonical_ipv4(value):
         return value
-    return str(_ANY_IP_ADDRESS.validate_python(value))
+    address = _ANY_IP_ADDRESS.validate_python(value)
+    if isinstance(address, IPv6Address) and address.scope_id is not None:
+        raise PydanticCustomError("ip_zone", ZONE_MESSAGE)
+    return str(address)
 
 
 IpAddressText = Annotated[
@@ -69,15 +177,15 @@ class EventIn(BaseModel):
     tenant_id: TenantSlug | None = Field(
         default=None, description="May be omitted when the token grants exactly one tenant"
     )
-    timestamp: AwareDatetime | None = Field(
+    timestamp: Instant | None = Field(
         default=None, description="RFC 3339 with a zone offset; defaults to receipt time"
     )
-    user_id: ShortText | None = None
+    user_id: Identifier | None = None
     actor_type: ActorType | None = None
-    session_id: ShortText | None = None
+    session_id: Identifier | None = None
     action: Action
-    resource_type: ShortText | None = None
-    resource_id: ShortText | None = None
+    resource_type: Identifier | None = None
+    resource_id: Identifier | None = None
     ip_address: IpAddressText | None = None
     user_agent: str | None = None
     before: JsonObject | None = None
@@ -85,7 +193,7 @@ class EventIn(BaseModel):
     metadata: JsonObject | None = None
     severity: Severity = "INFO"
     message: str | None = None
-    request_id: ShortText | None = None
+    request_id: Identifier | None = None
     outcome: Outcome | None = None
 
 
@@ -165,13 +273,20 @@ class BulkOut(BaseModel):
     ids: list[UUID] = Field(description="The id of every event in request order")
 
 
+Days = Annotated[int, Strict(), Field(ge=1, le=36500)]
+"""A number of days: a JSON integer. Pydantic alone reads ``true`` as 1 and ``"30"`` and
+``30.0`` as 30; ``Strict()`` on the field, not a strict model, because a body pydantic
+refuses is validated again as Python objects (``api.routing``), where a strict model would
+refuse the strings that UUIDs and times arrive as, while a strict integer is the same there."""
+
+
 class TenantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: TenantSlug
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    retention_days: Annotated[int, Field(ge=1, le=36500)] = 90
-    archive_after_days: Annotated[int, Field(ge=1, le=36500)] | None = None
+    name: Name
+    retention_days: Days = 90
+    archive_after_days: Days | None = None
     settings: JsonObject = Field(default_factory=dict)
 
 

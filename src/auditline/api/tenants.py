@@ -8,7 +8,6 @@ with the previous and new values.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Path, status
@@ -16,30 +15,40 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unknown_query
 from auditline.api.errors import PROBLEM_JSON
-from auditline.api.schemas import JsonObject, Problem, TenantIn, TenantOut, TenantSlug
+from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
+from auditline.api.schemas import (
+    Days,
+    JsonObject,
+    Name,
+    Problem,
+    TenantIn,
+    TenantOut,
+    TenantSlug,
+)
 from auditline.security.principal import Permission
 
 router = APIRouter(
-    prefix="/api/v1/tenants", tags=["tenants"], dependencies=[Depends(reject_unknown_query)]
+    prefix="/api/v1/tenants",
+    tags=["tenants"],
+    route_class=ModelBodyRoute,
+    dependencies=[Depends(reject_unknown_query)],
 )
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
     for code in (401, 403, 404, 409, 422, 429, 503)
 }
-_MAX_SETTINGS_BYTES = 16 * 1024
 
 
 class TenantPatch(BaseModel):
-    """Fields to change; absent fields stay as they are. ``settings`` is replaced whole."""
+    """Fields to change; absent fields stay as they are. ``settings`` is replaced whole, and
+    checked by the JSON rules of event metadata (``TenantService``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    retention_days: Annotated[int, Field(ge=1, le=36500)] | None = None
-    archive_after_days: Annotated[int, Field(ge=1, le=36500)] | None = Field(
-        default=None, description="null clears it"
-    )
+    name: Name | None = None
+    retention_days: Days | None = None
+    archive_after_days: Days | None = Field(default=None, description="null clears it")
     settings: JsonObject | None = None
 
     @model_validator(mode="after")
@@ -47,8 +56,6 @@ class TenantPatch(BaseModel):
         for name in ("name", "retention_days", "settings"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
-        if self.settings is not None and len(json.dumps(self.settings)) > _MAX_SETTINGS_BYTES:
-            raise ValueError(f"settings exceed {_MAX_SETTINGS_BYTES} bytes")
         return self
 
     def changes(self) -> dict[str, Any]:
@@ -58,7 +65,7 @@ class TenantPatch(BaseModel):
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=_ERRORS,
+    responses={**_ERRORS, **JSON_BODY_RESPONSES},
     summary="Create a tenant (platform admin)",
 )
 async def post_tenant(
@@ -91,7 +98,11 @@ async def get_one_tenant(
     return TenantOut.of(await services.tenants.get(tenant))
 
 
-@router.patch("/{tenant_id}", responses=_ERRORS, summary="Change one tenant's settings")
+@router.patch(
+    "/{tenant_id}",
+    responses={**_ERRORS, **JSON_BODY_RESPONSES},
+    summary="Change one tenant's settings",
+)
 async def patch_tenant(
     tenant_id: TenantPath,
     body: TenantPatch,

@@ -23,6 +23,7 @@ from auditline.config import IngestSettings
 from auditline.domain.access import ACCESS_RESOURCE
 from auditline.domain.events import DraftFields, FieldError, InvalidEvents, StoredEvent, WriteResult
 from auditline.domain.tenants import TenantId
+from auditline.domain.validation import repeated_ids
 from auditline.ingest.prepare import prepare_batch, prepare_events
 from auditline.ingest.tenant_rules import TenantRules
 from auditline.ingest.writer import EventWriter
@@ -81,7 +82,9 @@ class Ingest:
 
     async def create_many(self, tenant: TenantId, drafts: Sequence[DraftFields]) -> BatchStored:
         """Store every draft in one transaction, or nothing if any is invalid (all errors,
-        each with the event's index)."""
+        each with the event's index). An id sent twice is an error at its second index."""
+        if repeats := repeated_ids(drafts):
+            raise InvalidEvents(repeats)
         rules = self._rules.cached(tenant) or await self._rules.get(tenant)
         reserved = _reserved(drafts, indexed=True)
         try:

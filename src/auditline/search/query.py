@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime
 from typing import Final, Literal, TypeAlias, get_args
 
 from auditline.domain.events import SEVERITIES
+from auditline.domain.validation import RFC3339_PATTERN
 
 MAX_QUERY_CHARS: Final = 2000
 MAX_TERMS: Final = 64
@@ -58,9 +59,7 @@ _PREFIX_WORD = re.compile(r"\w+")
 _WORD_END = frozenset('()"')
 _VALUE_END = frozenset('()"')
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:[Zz]|[+-]\d{2}:\d{2})"
-)
+_RFC3339 = re.compile(RFC3339_PATTERN)
 _KEYWORDS: Final = frozenset({"AND", "OR", "NOT"})
 
 
@@ -427,6 +426,8 @@ def _match(field: str, value: str, *, quoted: bool, prefix: bool, at: int) -> Ma
             network = ipaddress.ip_network(value, strict=False)
         except ValueError:
             raise ParseError("ip_address needs an IP address or a CIDR network", at) from None
+        if "%" in value:  # PostgreSQL's cidr cannot hold a zone (fe80::1%eth0)
+            raise ParseError("ip_address takes no zone (%...)", at)
         return Match(field, str(network))
     if field == "id":
         try:
@@ -457,7 +458,7 @@ def _severity(value: str, at: int) -> str:
 
 def parse_time(value: str, at: int = 0) -> datetime:
     """An RFC 3339 instant with an offset, or a date (midnight UTC); naive times refused."""
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
         try:
             day = date.fromisoformat(value)
         except ValueError:

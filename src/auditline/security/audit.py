@@ -55,8 +55,10 @@ class RequestInfo:
 
     @property
     def ip_address(self) -> str | None:
+        """The client's address as an event holds it: without the zone a link-local IPv6
+        peer carries (``fe80::1%eth0``), which PostgreSQL's ``inet`` refuses."""
         try:
-            return str(ipaddress.ip_address(self.client)) if self.client else None
+            return str(ipaddress.ip_address(self.client.partition("%")[0])) if self.client else None
         except ValueError:
             return None
 

@@ -22,6 +22,7 @@ from uuid import UUID
 from auditline.config import ClaimMapping
 from auditline.domain.events import ActorType
 from auditline.domain.tenants import PLATFORM_TENANT, TenantId
+from auditline.domain.validation import has_control_character, has_surrogate
 
 Role = Literal["admin", "auditor", "user"]
 ROLES: Final = frozenset(get_args(Role))
@@ -183,6 +184,9 @@ class Principal:
         subject = claim(claims, mapping.subject)
         if not isinstance(subject, str) or not subject or len(subject) > 256:
             raise InvalidClaims("token has no subject")
+        if has_surrogate(subject) or has_control_character(subject):
+            # it is the user_id of the caller's records, under the rules of an identifier
+            raise InvalidClaims("token subject is not valid text")
         role = _map_role(claim(claims, mapping.role), mapping.role_values)
         tenants = _map_tenants(claim(claims, mapping.tenants), mapping.tenant_prefix)
         if ALL_TENANTS in tenants:

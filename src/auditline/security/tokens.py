@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from auditline.config import AuthSettings, ClaimMapping, IssuerSettings
+from auditline.domain.validation import storable_text
 from auditline.security.jwks import Fetch, RemoteKeySet, fetch_url
 
 ALGORITHM = "EdDSA"
@@ -204,7 +205,8 @@ class VerifiedToken:
 
 
 def _bounded(value: Any) -> str:
-    return str(value)[:_DETAIL_CHARS]
+    """An unverified header fact as a failure record can hold it, however it was spelled."""
+    return storable_text(str(value)[:_DETAIL_CHARS])
 
 
 def _raw_header(token: str) -> dict[str, Any]:

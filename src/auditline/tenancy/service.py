@@ -5,9 +5,12 @@ change of its settings in the tenant's own log, with the changed fields' previou
 in ``before`` and the new ones in ``after``. The API and the ``auditline tenants`` command
 call the same methods, so an operator's change is recorded exactly like an admin's.
 
-Settings are checked before anything is written (``settings.masking``: a 422 naming the
-field, ``domain.masking_settings``), and a committed change drops the tenant's cached
-masking rules in this process at once (``ingest.tenant_rules``).
+Settings are checked before anything is written: by the JSON rules of an event's metadata
+(``domain.validation.settings_limits``: the record of a change copies them, and a record
+the ingest rules refuse would fail the change with errors about the record, not the input),
+and ``settings.masking`` by its own rules (``domain.masking_settings``); both are a 422
+naming the field. A committed change drops the tenant's cached masking rules in this
+process at once (``ingest.tenant_rules``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from auditline.config import IngestSettings
 from auditline.domain.access import Actor
 from auditline.domain.masking_settings import masking_settings
 from auditline.domain.tenants import UPDATABLE, Tenant, TenantId, UnknownTenant
+from auditline.domain.validation import InvalidInput, check_json, settings_limits
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.tenant_rules import TenantRules
 from auditline.storage import tenants as store
@@ -29,11 +34,25 @@ from auditline.tenancy.scope import PLATFORM
 
 class TenantService:
     def __init__(
-        self, pool: AsyncConnectionPool[Connection], access: AccessRecorder, rules: TenantRules
+        self,
+        pool: AsyncConnectionPool[Connection],
+        access: AccessRecorder,
+        rules: TenantRules,
+        limits: IngestSettings,
     ) -> None:
         self._pool = pool
         self._access = access
         self._rules = rules
+        self._settings_limits = settings_limits(limits)
+
+    def _check_settings(self, settings: dict[str, Any] | None) -> None:
+        """Raise :class:`InvalidInput` (pointing into ``settings``) if they break a JSON rule,
+        ``InvalidSettings`` if their ``masking`` member does."""
+        if settings is None:
+            return
+        if errors := check_json("settings", settings, self._settings_limits):
+            raise InvalidInput(errors)
+        masking_settings(settings)
 
     async def create(
         self,
@@ -46,8 +65,8 @@ class TenantService:
         settings: dict[str, Any] | None = None,
     ) -> Tenant:
         """Create *tenant*, its empty log and its pseudonym key; raises ``TenantExists`` if
-        the id is taken, ``InvalidSettings`` if *settings* break the rules."""
-        masking_settings(settings or {})
+        the id is taken, ``InvalidInput``/``InvalidSettings`` if *settings* break the rules."""
+        self._check_settings(settings)
         async with self._pool.connection() as conn, conn.transaction():
             created = await store.create_tenant(
                 conn, tenant, name=name, retention_days=retention_days,
@@ -80,8 +99,7 @@ class TenantService:
         Recorded (UPDATE, tenant) in the tenant's own log when anything actually changed.
         Raises ``InvalidSettings`` (nothing changed) if new settings break the rules.
         """
-        if "settings" in changes:
-            masking_settings(changes["settings"])
+        self._check_settings(changes.get("settings"))
         async with self._pool.connection() as conn, conn.transaction():
             result = await store.update_tenant(conn, tenant, changes)
             if result is None:
