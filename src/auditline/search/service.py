@@ -194,9 +194,10 @@ class SearchService:
         """Counts over [start, end) (default: the 24 hours before *end*, which defaults to
         now); raises ``InvalidSearch`` for an empty range or one with too many buckets.
 
-        Statistics count in UTC hours, so a bound beyond what the calendar holds in UTC
-        (``9999-12-31T23:59:59-14:00``) is moved to the edge of :data:`_CALENDAR`, which no
-        stored event can lie beyond; the answer says which range it counted.
+        Statistics count in UTC hours and days, so a bound beyond :data:`_CALENDAR` (the API
+        refuses times outside the calendar in UTC; its last day is still let through, and
+        other callers may pass anything) is moved to its edge, which no stored event lies
+        beyond; the answer says which range it counted.
         """
         end = _within_calendar(end or datetime.now(UTC))
         start = _within_calendar(start) if start is not None else _day_before(end)
