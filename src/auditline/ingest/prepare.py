@@ -63,8 +63,9 @@ async def prepare_batch(
     limits: IngestSettings,
     now: datetime,
     rules: MaskingRules = DEFAULT_RULES,
+    indexed_errors: bool = True,
 ) -> list[Event]:
-    """:func:`prepare_events` for a bulk request, off the event loop when the batch is large.
+    """:func:`prepare_events` for a request, off the event loop when the batch is large.
 
     Preparing a large batch takes tens of milliseconds of CPU. On the event loop it would
     stall every other request at each of its awaits, the group-commit flusher included
@@ -73,10 +74,13 @@ async def prepare_batch(
     prepare in place.
     """
     if len(drafts) <= SMALL_BATCH:
-        return prepare_events(tenant, drafts, limits=limits, now=now, rules=rules)
+        return prepare_events(
+            tenant, drafts, limits=limits, now=now, rules=rules, indexed_errors=indexed_errors
+        )
     return await asyncio.to_thread(
-        prepare_events, tenant, drafts, limits=limits, now=now, rules=rules
-    )
+        prepare_events, tenant, drafts, limits=limits, now=now, rules=rules,
+        indexed_errors=indexed_errors,
+    )  # fmt: skip
 
 
 def _mask(value: Json | None, rules: MaskingRules) -> Json | None:

@@ -21,10 +21,17 @@ from uuid import UUID
 
 from auditline.config import IngestSettings
 from auditline.domain.access import ACCESS_RESOURCE
-from auditline.domain.events import DraftFields, FieldError, InvalidEvents, StoredEvent, WriteResult
+from auditline.domain.events import (
+    DraftFields,
+    Event,
+    FieldError,
+    InvalidEvents,
+    StoredEvent,
+    WriteResult,
+)
 from auditline.domain.tenants import TenantId
 from auditline.domain.validation import repeated_ids
-from auditline.ingest.prepare import prepare_batch, prepare_events
+from auditline.ingest.prepare import prepare_batch
 from auditline.ingest.tenant_rules import TenantRules
 from auditline.ingest.writer import EventWriter
 from auditline.search.backend import EventLookup
@@ -61,17 +68,7 @@ class Ingest:
 
     async def create(self, tenant: TenantId, draft: DraftFields) -> StoredEvent | Duplicate:
         """Store one event, idempotently by id; a retry of a stored id gets a ``Duplicate``."""
-        rules = self._rules.cached(tenant) or await self._rules.get(tenant)
-        reserved = _reserved([draft], indexed=False)
-        try:
-            (event,) = prepare_events(
-                tenant, [draft], limits=self.limits, now=datetime.now(UTC), rules=rules,
-                indexed_errors=False,
-            )  # fmt: skip
-        except InvalidEvents as exc:
-            raise InvalidEvents(reserved + exc.errors) from None
-        if reserved:
-            raise InvalidEvents(reserved)
+        (event,) = await self._prepare(tenant, [draft], indexed=False)
         result = await self._writer.write(tenant, [event])
         if event.id in result.inserted:
             return StoredEvent(event=event, seq=result.inserted[event.id])
@@ -85,18 +82,31 @@ class Ingest:
         each with the event's index). An id sent twice is an error at its second index."""
         if repeats := repeated_ids(drafts):
             raise InvalidEvents(repeats)
-        rules = self._rules.cached(tenant) or await self._rules.get(tenant)
-        reserved = _reserved(drafts, indexed=True)
+        events = await self._prepare(tenant, drafts, indexed=True)
+        result = await self._writer.write(tenant, events)
+        return BatchStored(result, [event.id for event in events])
+
+    async def _prepare(
+        self, tenant: TenantId, drafts: Sequence[DraftFields], *, indexed: bool
+    ) -> list[Event]:
+        """The drafts prepared under the tenant's masking rules, or every error of every
+        draft at once (a claim to the reserved resource type of access records included).
+
+        The reserved type is checked here, not in the ingest rules, because the service's
+        own access records go through those rules and carry it.
+        """
+        rules = self._rules.cached(tenant) or await self._rules.get(tenant)  # no await if fresh
+        reserved = _reserved(drafts, indexed=indexed)
         try:
             events = await prepare_batch(
-                tenant, drafts, limits=self.limits, now=datetime.now(UTC), rules=rules
-            )
+                tenant, drafts, limits=self.limits, now=datetime.now(UTC), rules=rules,
+                indexed_errors=indexed,
+            )  # fmt: skip
         except InvalidEvents as exc:
             raise InvalidEvents(reserved + exc.errors) from None
         if reserved:
             raise InvalidEvents(reserved)
-        result = await self._writer.write(tenant, events)
-        return BatchStored(result, [event.id for event in events])
+        return events
 
 
 def _reserved(drafts: Sequence[DraftFields], *, indexed: bool) -> list[FieldError]:
