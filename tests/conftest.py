@@ -26,6 +26,8 @@ from auditline.security.tokens import issue_token
 from auditline.storage.embedded import EmbeddedPostgres
 from auditline.storage.migrations import migrate
 
+pytest_plugins = ["tests.services.fixtures"]
+
 TEMPLATE = "auditline_template"
 
 

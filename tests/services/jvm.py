@@ -1,0 +1,142 @@
+"""Start a Java test service (ElasticMQ, S3Proxy, later OpenSearch) from Maven Central.
+
+Each service has a pom in ``tests/services/maven/<name>/`` that pins its version. Maven
+resolves the jars into the local repository (``~/.m2``, the cache between runs) and writes
+the classpath to ``.cache/<name>-<pom hash>.classpath`` here, so a second run starts the
+service without asking Maven again. The process runs on a free loopback port and is
+stopped at the end of the test session.
+
+Missing Java or Maven, or a service that does not come up, skips the tests that need it on
+a developer's machine and fails the run under ``CI=true``: CI must never pass by skipping
+the real servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+CACHE = HERE / ".cache"
+
+
+class ServiceUnavailable(RuntimeError):
+    """The service could not be resolved or started here."""
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or under ``CI=true`` fail: the real servers are part of the suite."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"test service unavailable under CI: {reason}", pytrace=False)
+    pytest.skip(f"test service unavailable: {reason}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def classpath(name: str) -> str:
+    """The service's classpath, resolved by Maven once per version of its pom."""
+    pom = HERE / "maven" / name / "pom.xml"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+    cached = CACHE / f"{name}-{digest}.classpath"
+    if cached.exists() and all(Path(p).exists() for p in cached.read_text().split(os.pathsep)):
+        return cached.read_text()
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise ServiceUnavailable("Maven (mvn) is not installed")
+    CACHE.mkdir(exist_ok=True)
+    partial = cached.with_suffix(".tmp")
+    done = subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:build-classpath",
+            f"-Dmdep.outputFile={partial}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0 or not partial.exists():
+        raise ServiceUnavailable(f"Maven could not resolve {name}: {done.stdout[-2000:]}")
+    partial.replace(cached)
+    return cached.read_text()
+
+
+class JvmService:
+    """One Java process on loopback, started by :meth:`start` and ended by :meth:`stop`."""
+
+    def __init__(
+        self,
+        name: str,
+        main_class: str,
+        port: int,
+        *,
+        args: Sequence[str] = (),
+        jvm_options: Sequence[str] = (),
+        workdir: Path,
+        java_home: str | None = None,
+    ) -> None:
+        self.name, self.main_class, self.port = name, main_class, port
+        self.args, self.jvm_options, self.workdir = list(args), list(jvm_options), workdir
+        self.java_home = java_home
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self, *, timeout: float = 120.0) -> None:
+        java = (
+            str(Path(self.java_home) / "bin" / "java") if self.java_home else shutil.which("java")
+        )
+        if java is None or not Path(java).exists():
+            raise ServiceUnavailable("Java is not installed")
+        cp = classpath(self.name)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [java, *self.jvm_options, "-cp", cp, self.main_class, *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceUnavailable(f"{self.name} exited: {self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise ServiceUnavailable(f"{self.name} did not listen within {timeout:.0f} s")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
