@@ -12,10 +12,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from auditline import __version__
-from auditline.api import api_keys, health, logs, search, tenants, wellknown
+from auditline.api import api_keys, health, integrity, logs, search, tenants, wellknown
 from auditline.api.errors import install_error_handlers, no_such_websocket
 from auditline.api.middleware import EdgeMiddleware
 from auditline.config import Settings
+from auditline.evidence.sealer import keep_sealing
 from auditline.jobs.upkeep import maintain_partitions
 from auditline.services import open_services
 
@@ -41,13 +42,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with open_services(settings) as services:
             app.state.services = services
             upkeep = asyncio.create_task(maintain_partitions(services.writer, settings))
+            sealing = asyncio.create_task(
+                keep_sealing(services.sealer, settings.integrity.seal_interval_seconds)
+            )
             _freeze_startup_objects()
             try:
                 yield
             finally:
-                upkeep.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await upkeep
+                for task in (upkeep, sealing):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     app = FastAPI(
         title="Auditline",
@@ -60,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Before logs.router: /api/v1/logs/export must not be taken for /api/v1/logs/{event_id}.
     app.include_router(search.router)
     app.include_router(logs.router)
+    app.include_router(integrity.router)
     app.include_router(tenants.router)
     app.include_router(api_keys.router)
     app.include_router(wellknown.router)

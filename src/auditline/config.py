@@ -277,6 +277,34 @@ class SearchSettings(BaseModel):
     stats_max_buckets: int = Field(default=2000, ge=1, description="timeline buckets at most")
 
 
+class IntegritySettings(BaseModel):
+    """Tamper evidence: sealing each tenant's Merkle log into signed checkpoints
+    (docs/integrity.md)."""
+
+    origin: str = Field(
+        default="auditline.localhost",
+        pattern=r"^[A-Za-z0-9.\-]+(:[0-9]+)?$",
+        description="the log's name: checkpoints read `<origin>/<tenant>`, and the "
+        "checkpoint key is named after it (use this deployment's host name)",
+    )
+    key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 checkpoint signing key (PEM, mode 0600); default "
+        "`<data_dir>/checkpoint-key.pem`, created if absent",
+    )
+    seal_interval_seconds: float = Field(
+        default=1.0, gt=0, description="how often tenants with new events are sealed"
+    )
+    max_leaves_per_seal: int = Field(
+        default=100_000, ge=1, description="leaves one tenant's sealing round takes at most"
+    )
+    witness_dir: Path | None = Field(
+        default=None,
+        description="where every checkpoint is also written, outside the database; default "
+        "`<data_dir>/witness`",
+    )
+
+
 class Settings(BaseSettings):
     """All of Auditline's configuration."""
 
@@ -298,6 +326,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    integrity: IntegritySettings = Field(default_factory=IntegritySettings)
     maintenance_interval_seconds: float = Field(
         default=3600.0, gt=0, description="how often partitions ahead are checked"
     )
@@ -305,6 +334,14 @@ class Settings(BaseSettings):
     @property
     def signing_key_path(self) -> Path:
         return self.auth.signing_key_file or self.data_dir / "signing-key.pem"
+
+    @property
+    def checkpoint_key_path(self) -> Path:
+        return self.integrity.key_file or self.data_dir / "checkpoint-key.pem"
+
+    @property
+    def witness_path(self) -> Path:
+        return self.integrity.witness_dir or self.data_dir / "witness"
 
     @property
     def bootstrap_token_path(self) -> Path:

@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import Settings
+from auditline.evidence.proofs import ProofService
+from auditline.evidence.sealer import Sealer
+from auditline.evidence.witness import DirectoryWitness
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.service import Ingest
 from auditline.ingest.tenant_rules import TenantRules, database_loader
 from auditline.ingest.writer import EventWriter
+from auditline.integrity.note import Verifier
+from auditline.integrity.signer import local_signer
 from auditline.jobs.upkeep import ensure_partitions_ahead
 from auditline.runtime import database, signing_key
 from auditline.search.service import SearchService
@@ -45,6 +50,10 @@ class Services:
     ingest: Ingest
     search: SearchService
     tenants: TenantService
+    sealer: Sealer
+    proofs: ProofService
+    checkpoint_verifier: Verifier
+    """The public half of the checkpoint key, published at /.well-known."""
 
 
 @asynccontextmanager
@@ -75,6 +84,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     database_loader(pool), ttl_seconds=settings.ingest.masking_rules_ttl_seconds
                 )
                 search = postgres_search_service(pool, settings.search, key.private, access)
+                checkpoint_signer, _ = local_signer(
+                    settings.checkpoint_key_path, settings.integrity.origin
+                )
                 yield Services(
                     settings=settings,
                     pool=pool,
@@ -85,6 +97,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     ingest=Ingest(writer, search.events, settings.ingest, rules),
                     search=search,
                     tenants=TenantService(pool, access, rules, settings.ingest),
+                    sealer=Sealer(
+                        pool,
+                        checkpoint_signer,
+                        settings.integrity.origin,
+                        DirectoryWitness(settings.witness_path),
+                        max_leaves=settings.integrity.max_leaves_per_seal,
+                    ),
+                    proofs=ProofService(pool, access, settings.integrity.seal_interval_seconds),
+                    checkpoint_verifier=checkpoint_signer.verifier,
                 )
             finally:
                 await writer.close()

@@ -8,6 +8,7 @@ Unexpected failures carry the request id and nothing about the internals.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -24,6 +25,7 @@ from auditline.domain.events import FieldError, InvalidEvents
 from auditline.domain.masking_settings import InvalidSettings
 from auditline.domain.tenants import TenantExists, UnknownTenant
 from auditline.domain.validation import InvalidInput
+from auditline.evidence.proofs import InvalidRange, NotSealed, UnknownEvent
 from auditline.ingest.writer import WriterClosed
 from auditline.search.cursor import InvalidCursor
 from auditline.search.model import InvalidSearch
@@ -197,6 +199,28 @@ def install_error_handlers(app: FastAPI) -> None:
             kind="query-syntax", request=request,
             errors=[{"parameter": "q", "in": "query", "position": exc.position,
                      "detail": exc.message}],
+        )  # fmt: skip
+
+    @app.exception_handler(NotSealed)
+    async def on_not_sealed(request: Request, exc: NotSealed) -> JSONResponse:
+        # The sealer runs about once per interval: by then the checkpoint covers it.
+        interval = request.app.state.services.settings.integrity.seal_interval_seconds
+        return problem(
+            409, "Not sealed yet", str(exc), kind="not-sealed", request=request,
+            headers={"Retry-After": str(max(1, math.ceil(interval)))},
+        )  # fmt: skip
+
+    @app.exception_handler(UnknownEvent)
+    async def on_unknown_event(request: Request, exc: UnknownEvent) -> JSONResponse:
+        return problem(
+            404, "Not Found", f"event {exc} not found", kind="not-found", request=request
+        )
+
+    @app.exception_handler(InvalidRange)
+    async def on_invalid_range(request: Request, exc: InvalidRange) -> JSONResponse:
+        return problem(
+            400, "Invalid range", str(exc), kind="invalid-range", request=request,
+            errors=[{"parameter": "from", "in": "query", "detail": str(exc)}],
         )  # fmt: skip
 
     @app.exception_handler(InvalidCursor)
