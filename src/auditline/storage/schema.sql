@@ -356,6 +356,23 @@ CREATE TABLE public.api_keys (
 
 
 --
+-- Name: checkpoints; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.checkpoints (
+    tenant_id text NOT NULL,
+    tree_size bigint NOT NULL,
+    root_hash bytea NOT NULL,
+    note text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT checkpoints_root_hash_check CHECK ((length(root_hash) = 32)),
+    CONSTRAINT checkpoints_tree_size_check CHECK ((tree_size >= 0))
+);
+
+ALTER TABLE ONLY public.checkpoints FORCE ROW LEVEL SECURITY;
+
+
+--
 -- Name: event_ids; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -435,6 +452,23 @@ CREATE TABLE public.events (
 PARTITION BY RANGE ("timestamp");
 
 ALTER TABLE ONLY public.events FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: merkle_tiles; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.merkle_tiles (
+    tenant_id text NOT NULL,
+    level integer NOT NULL,
+    idx bigint NOT NULL,
+    hashes bytea NOT NULL,
+    CONSTRAINT merkle_tiles_hashes_check CHECK ((((length(hashes) >= 32) AND (length(hashes) <= 8192)) AND ((length(hashes) % 32) = 0))),
+    CONSTRAINT merkle_tiles_idx_check CHECK ((idx >= 0)),
+    CONSTRAINT merkle_tiles_level_check CHECK ((level >= 0))
+);
+
+ALTER TABLE ONLY public.merkle_tiles FORCE ROW LEVEL SECURITY;
 
 
 --
@@ -526,6 +560,14 @@ ALTER TABLE ONLY public.api_keys
 
 
 --
+-- Name: checkpoints checkpoints_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.checkpoints
+    ADD CONSTRAINT checkpoints_pkey PRIMARY KEY (tenant_id, tree_size);
+
+
+--
 -- Name: event_ids event_ids_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -563,6 +605,14 @@ ALTER TABLE ONLY public.event_rollups
 
 ALTER TABLE ONLY public.events
     ADD CONSTRAINT events_pkey PRIMARY KEY (tenant_id, "timestamp", id);
+
+
+--
+-- Name: merkle_tiles merkle_tiles_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.merkle_tiles
+    ADD CONSTRAINT merkle_tiles_pkey PRIMARY KEY (tenant_id, level, idx);
 
 
 --
@@ -684,6 +734,22 @@ ALTER TABLE ONLY public.api_keys
 
 
 --
+-- Name: checkpoints checkpoints_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.checkpoints
+    ADD CONSTRAINT checkpoints_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
+-- Name: merkle_tiles merkle_tiles_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.merkle_tiles
+    ADD CONSTRAINT merkle_tiles_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
 -- Name: tenant_log_heads tenant_log_heads_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -704,6 +770,12 @@ ALTER TABLE ONLY public.tenant_secrets
 --
 
 ALTER TABLE public.api_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: checkpoints; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.checkpoints ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: event_ids; Type: ROW SECURITY; Schema: public; Owner: -
@@ -730,10 +802,23 @@ ALTER TABLE public.event_rollups ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.events ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: merkle_tiles; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.merkle_tiles ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: api_keys tenant_isolation; Type: POLICY; Schema: public; Owner: -
 --
 
 CREATE POLICY tenant_isolation ON public.api_keys USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
+
+
+--
+-- Name: checkpoints tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.checkpoints USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
 
 
 --
@@ -762,6 +847,13 @@ CREATE POLICY tenant_isolation ON public.event_rollups USING ((tenant_id = publi
 --
 
 CREATE POLICY tenant_isolation ON public.events USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
+
+
+--
+-- Name: merkle_tiles tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.merkle_tiles USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
 
 
 --
@@ -1486,6 +1578,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.api_keys TO auditline_app;
 
 
 --
+-- Name: TABLE checkpoints; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.checkpoints TO auditline_app;
+
+
+--
 -- Name: TABLE event_ids; Type: ACL; Schema: public; Owner: -
 --
 
@@ -1511,6 +1610,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.event_rollups TO auditline_app
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.events TO auditline_app;
+
+
+--
+-- Name: TABLE merkle_tiles; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.merkle_tiles TO auditline_app;
 
 
 --
