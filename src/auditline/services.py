@@ -87,6 +87,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 checkpoint_signer, _ = local_signer(
                     settings.checkpoint_key_path, settings.integrity.origin
                 )
+                sealer = Sealer(
+                    pool,
+                    checkpoint_signer,
+                    settings.integrity.origin,
+                    DirectoryWitness(settings.witness_path),
+                    max_leaves=settings.integrity.max_leaves_per_seal,
+                )
                 yield Services(
                     settings=settings,
                     pool=pool,
@@ -97,14 +104,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     ingest=Ingest(writer, search.events, settings.ingest, rules),
                     search=search,
                     tenants=TenantService(pool, access, rules, settings.ingest),
-                    sealer=Sealer(
-                        pool,
-                        checkpoint_signer,
-                        settings.integrity.origin,
-                        DirectoryWitness(settings.witness_path),
-                        max_leaves=settings.integrity.max_leaves_per_seal,
+                    sealer=sealer,
+                    proofs=ProofService(
+                        pool, access, sealer, settings.integrity.seal_interval_seconds
                     ),
-                    proofs=ProofService(pool, access, settings.integrity.seal_interval_seconds),
                     checkpoint_verifier=checkpoint_signer.verifier,
                 )
             finally:

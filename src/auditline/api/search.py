@@ -92,9 +92,14 @@ async def export_logs(
     count (`phase: completed`) follows when the whole file has been sent.
     """
     tenant = principal.authorize(params.tenant_id, Permission.EXPORT_LOGS)
+    proofs = None
+    if params.include_proofs:
+        principal.require(Permission.VERIFY_LOGS, tenant)
+        proofs = await services.proofs.for_export(tenant)
     chunks = await services.search.export(
-        tenant, _query(params, principal), actor, fmt=params.format, order=params.order
-    )
+        tenant, _query(params, principal), actor, fmt=params.format, order=params.order,
+        attachments=proofs,
+    )  # fmt: skip
     name = filename(tenant, params.format, datetime.now(UTC))
     return StreamingResponse(
         chunks,

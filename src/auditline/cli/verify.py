@@ -1,4 +1,10 @@
-"""``auditline verify --tenant T``: check a tenant's stored log against signed checkpoints.
+"""``auditline verify``: check a tenant's log against signed checkpoints.
+
+``auditline verify FILE --key KEY`` checks an export made with ``include_proofs=true``
+offline (no server, no database): the checkpoint's signature, every event's leaf hash and
+every inclusion proof.
+
+``auditline verify --tenant T`` checks the stored log on the database's machine.
 
 Every row is hashed again, the tree rebuilt, and its root compared with every checkpoint
 that verifies under the key: those in the database, those in the witness directory, and
@@ -20,6 +26,7 @@ from rich.progress import Progress
 
 from auditline.cli.common import operator, operator_tenant, settings_from, with_services
 from auditline.domain.access import ACCESS_RESOURCE
+from auditline.evidence.offline import verify_export
 from auditline.evidence.verify import Source, verify_log
 from auditline.evidence.witness import DirectoryWitness
 from auditline.integrity.note import Verifier, parse_verifier_key
@@ -27,8 +34,9 @@ from auditline.services import Services
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    verify = sub.add_parser("verify", parents=[common], help="verify a tenant's log")
-    verify.add_argument("--tenant", required=True, help="the tenant whose log to check")
+    verify = sub.add_parser("verify", parents=[common], help="verify an export or a stored log")
+    verify.add_argument("file", nargs="?", type=Path, help="an export with include_proofs=true")
+    verify.add_argument("--tenant", help="the tenant whose stored log to check")
     verify.add_argument(
         "--key", help="verifier key (`name+id+base64`) or a file holding it; default: this "
         "server's own checkpoint key"
@@ -49,6 +57,11 @@ def _verifier(value: str | None, services: Services) -> Verifier:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if (args.file is None) == (args.tenant is None):
+        print("error: give an export FILE or --tenant, not both", file=sys.stderr)
+        return 2
+    if args.file is not None:
+        return _verify_file(args.file, args.key)
     settings = settings_from(args)
     tenant = operator_tenant(args.tenant)
     kept = [Source(str(p), p.read_text(encoding="utf-8")) for p in args.since_checkpoint]
@@ -85,3 +98,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
 
     return asyncio.run(with_services(settings, run))
+
+
+def _verify_file(path: Path, key: str | None) -> int:
+    if key is None:
+        print("error: verifying a file needs the server's public key: --key", file=sys.stderr)
+        return 2
+    try:
+        text = Path(key).read_text(encoding="utf-8") if Path(key).is_file() else key
+        verifier = parse_verifier_key(text.strip())
+        report = verify_export(path.read_bytes(), verifier)
+    except (OSError, ValueError) as exc:  # NotAProofExport is a ValueError too
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{path}: checkpoint {report.origin} size {report.tree_size}; {report.proven} events "
+        f"proven, {len(report.unproven)} stored after it (unproven)"
+    )
+    for finding in report.findings:
+        print(f"FAIL {finding}")
+    print("OK" if report.ok else f"{len(report.findings)} problem(s) found")
+    return 0 if report.ok else 1

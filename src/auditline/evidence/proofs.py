@@ -10,18 +10,22 @@ other read of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.domain.access import ACCESS_RESOURCE, AccessLog, Actor
+from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
+from auditline.evidence.sealer import Sealer
 from auditline.integrity.merkle import (
     consistency_proof_from,
     consistency_proof_nodes,
     inclusion_proof_from,
     inclusion_proof_nodes,
 )
+from auditline.integrity.note import encode_base64
 from auditline.integrity.tiles import MemoryTiles, Tile, TiledHashes, tiles_for_nodes
 from auditline.storage import integrity as store
 from auditline.storage.database import Connection, tenant_transaction
@@ -53,13 +57,63 @@ async def _hashes(conn: Connection, tenant: TenantId, tiles: list[Tile], size: i
     return TiledHashes(MemoryTiles(stored), size)
 
 
+class ExportProofs:
+    """``search.export.Attachments`` for ``include_proofs``: the checkpoint at the head of
+    the file, and each event's inclusion proof in it (``proof: null`` for an event stored
+    after the checkpoint was taken). Tiles are read once per export batch."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool[Connection], tenant: TenantId, checkpoint: StoredCheckpoint
+    ) -> None:
+        self.pool, self.tenant, self.checkpoint = pool, tenant, checkpoint
+
+    @property
+    def head(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint.note,
+            "tree_size": self.checkpoint.tree_size,
+            "root_hash": encode_base64(self.checkpoint.root_hash),
+        }
+
+    async def for_batch(self, batch: list[StoredEvent]) -> list[dict[str, Any]]:
+        size = self.checkpoint.tree_size
+        covered = [s.seq for s in batch if s.seq < size]
+        paths: dict[int, list[bytes]] = {}
+        if covered:
+            nodes = [n for seq in covered for n in inclusion_proof_nodes(seq, size)]
+            async with tenant_transaction(self.pool, self.tenant) as conn:
+                hashes = await _hashes(conn, self.tenant, tiles_for_nodes(nodes, size), size)
+            paths = {seq: inclusion_proof_from(hashes, seq, size) for seq in covered}
+        return [
+            {"proof": {"leaf_index": s.seq, "tree_size": size,
+                       "inclusion_path": [encode_base64(h) for h in paths[s.seq]]}}
+            if s.seq in paths else {"proof": None}
+            for s in batch
+        ]  # fmt: skip
+
+
 class ProofService:
     def __init__(
-        self, pool: AsyncConnectionPool[Connection], access: AccessLog, seal_interval: float
+        self,
+        pool: AsyncConnectionPool[Connection],
+        access: AccessLog,
+        sealer: Sealer,
+        seal_interval: float,
     ) -> None:
         self.pool = pool
         self.access = access
+        self.sealer = sealer
         self.seal_interval = seal_interval
+
+    async def for_export(self, tenant: TenantId) -> ExportProofs:
+        """Proofs for an export that starts now: the log is sealed up to this moment first,
+        so the checkpoint covers every event the export can contain."""
+        await self.sealer.seal_until_current(tenant)
+        async with tenant_transaction(self.pool, tenant) as conn:
+            latest = await store.latest_checkpoint(conn, tenant)
+        if latest is None:  # pragma: no cover - sealing always leaves a checkpoint
+            raise NotSealed(self._not_yet("the log has no checkpoint yet"))
+        return ExportProofs(self.pool, tenant, latest)
 
     async def checkpoint(self, tenant: TenantId, actor: Actor) -> StoredCheckpoint:
         async with tenant_transaction(self.pool, tenant) as conn:
