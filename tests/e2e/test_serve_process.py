@@ -63,11 +63,11 @@ class Server:
         self.proc: subprocess.Popen[str] | None = None
         self._logfile: IO[str] | None = None
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         self._close_log()
         self._logfile = self._log()
         self.proc = subprocess.Popen(
-            [*CLI, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            [*CLI, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), *extra],
             stdout=self._logfile, stderr=subprocess.STDOUT, text=True, env=_env(),
         )  # fmt: skip
         deadline = time.monotonic() + 90
