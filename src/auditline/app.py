@@ -12,11 +12,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from auditline import __version__
-from auditline.api import api_keys, health, logs, search, tenants, wellknown
+from auditline.api import api_keys, health, logs, metrics, search, tenants, wellknown
 from auditline.api.errors import install_error_handlers, no_such_websocket
 from auditline.api.middleware import EdgeMiddleware
 from auditline.config import Settings
 from auditline.jobs.upkeep import maintain_partitions
+from auditline.metrics import Metrics
 from auditline.services import open_services
 
 
@@ -41,13 +42,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with open_services(settings) as services:
             app.state.services = services
             upkeep = asyncio.create_task(maintain_partitions(services.writer, settings))
+            sampling = asyncio.create_task(_sample_metrics(services.metrics))
             _freeze_startup_objects()
             try:
                 yield
             finally:
-                upkeep.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await upkeep
+                for task in (upkeep, sampling):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                services.metrics.process_stopped()
 
     app = FastAPI(
         title="Auditline",
@@ -63,10 +67,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tenants.router)
     app.include_router(api_keys.router)
     app.include_router(wellknown.router)
+    app.include_router(metrics.router)
     app.add_api_websocket_route("/{path:path}", no_such_websocket)  # last: nothing else matched
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.ingest.max_body_bytes,
         body_timeout=settings.http.body_timeout_seconds,
+        request_log=settings.metrics.request_log,
     )
     return app
+
+
+async def _sample_metrics(metrics: Metrics, interval: float = 1.0) -> None:
+    """Keep this process's sampled gauges (pools) fresh: with several API processes a
+    scrape is answered by one of them, which reads the others' last samples."""
+    while True:
+        metrics.sample_now()
+        await asyncio.sleep(interval)

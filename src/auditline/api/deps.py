@@ -68,13 +68,15 @@ async def get_principal(
             raise limited from None
         raise
     request.state.principal = principal
+    hint = request.path_params.get("tenant_id") or request.query_params.get("tenant_id")
+    # For the request log: the tenant named before the body, if granted (else unknown).
+    request.state.tenant = principal.rate_limit_tenant(hint)
     if security.limits is not None:
-        hint = request.path_params.get("tenant_id") or request.query_params.get("tenant_id")
         try:
             request.state.ratelimit = await security.limits.check(
                 kind=_rate_kind(request),
                 principal=principal.identity,
-                tenant=principal.rate_limit_tenant(hint),
+                tenant=request.state.tenant,
             )
         except RateLimited as exc:
             request.state.ratelimit = exc.decisions

@@ -133,7 +133,8 @@ async def get_log(
     """
     tenant = principal.authorize(tenant_id, Permission.READ_LOGS)
     only_user = principal.subject if principal.own_events_only else None
-    stored = await services.search.get(tenant, event_id, actor, only_user=only_user)
+    async with services.admission.read():
+        stored = await services.search.get(tenant, event_id, actor, only_user=only_user)
     if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"event {event_id} not found")
     return EventOut.of(stored)
