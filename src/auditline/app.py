@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -43,11 +45,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.services = services
             upkeep = asyncio.create_task(maintain_partitions(services.writer, settings))
             sampling = asyncio.create_task(_sample_metrics(services.metrics))
+            watchdog = asyncio.create_task(_stop_with_supervisor())
             _freeze_startup_objects()
             try:
                 yield
             finally:
-                for task in (upkeep, sampling):
+                for task in (upkeep, sampling, watchdog):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
@@ -76,6 +79,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request_log=settings.metrics.request_log,
     )
     return app
+
+
+SUPERVISOR_ENV = "AUDITLINE_SUPERVISOR_PID"
+
+
+async def _stop_with_supervisor(interval: float = 0.5) -> None:
+    """In an API process that ``auditline serve --workers N`` started: stop when serve dies.
+
+    uvicorn's worker processes outlive a supervisor killed with SIGKILL; they would keep
+    serving (and holding database connections) beside the next ``auditline serve`` on the
+    same data dir. Each checks its parent and shuts down gracefully once it has changed.
+    """
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor or os.getpid() == int(supervisor):
+        return
+    while os.getppid() == int(supervisor):
+        await asyncio.sleep(interval)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _sample_metrics(metrics: Metrics, interval: float = 1.0) -> None:

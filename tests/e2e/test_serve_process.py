@@ -99,8 +99,22 @@ class Server:
         assert self.proc is not None
         self.proc.send_signal(sig)
         self.proc.wait(timeout=60)
+        if sig == signal.SIGKILL:
+            self._wait_for_workers_to_stop()
         self._close_log()
         return self.output()
+
+    def _wait_for_workers_to_stop(self) -> None:
+        """serve starts one API process per CPU; killed, it cannot stop them, so each stops
+        itself once its parent is gone (``app._stop_with_supervisor``). Until then they
+        would still answer on the port, beside the next server."""
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return
+            time.sleep(0.1)
+        raise AssertionError("API processes kept serving after serve was killed")
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from auditline.app import create_app
+    from auditline.app import SUPERVISOR_ENV, create_app
 
     settings = settings_from(args)
     settings.host, settings.port = args.host or settings.host, args.port or settings.port
@@ -54,6 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # Worker processes build their own app from the environment.
             os.environ["AUDITLINE_DATABASE__URL"] = url
             os.environ["AUDITLINE_DATA_DIR"] = str(settings.data_dir.resolve())
+            os.environ[SUPERVISOR_ENV] = str(os.getpid())  # workers stop when serve dies
         uvicorn.run(
             "auditline.app:create_app" if workers > 1 else create_app(settings),
             factory=workers > 1,
