@@ -94,7 +94,7 @@ async def _stop_with_supervisor(interval: float = 0.5) -> None:
     supervisor = os.environ.get(SUPERVISOR_ENV)
     if not supervisor or os.getpid() == int(supervisor):
         return
-    while os.getppid() == int(supervisor):
+    while os.getppid() == int(supervisor):  # noqa: ASYNC110 - no event says a parent died
         await asyncio.sleep(interval)
     os.kill(os.getpid(), signal.SIGTERM)
 

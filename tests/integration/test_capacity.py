@@ -41,7 +41,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
             queue_seconds=0.05,
             retry_after_seconds=2,
             statement_timeout_ms=30_000,
-        ),  # fmt: skip
+        ),
     )
 
 
@@ -112,18 +112,17 @@ async def test_ingest_is_acknowledged_while_every_read_slot_is_held_in_the_datab
     held = [
         asyncio.create_task(
             client.get("/api/v1/logs", params={"tenant_id": "acme"}, headers=auditor)
-        )  # fmt: skip
+        )
         for _ in range(READS)
     ]
     await _blocked_reads(database_url, READS)
 
     # Ingest, single and bulk, is acknowledged while every read is held in the database.
-    single = asyncio.create_task(client.post("/api/v1/logs", json={"action": "LOGIN"},
-                                             headers=writer))  # fmt: skip
+    single = asyncio.create_task(
+        client.post("/api/v1/logs", json={"action": "LOGIN"}, headers=writer)
+    )
     bulk = asyncio.create_task(
-        client.post(
-            "/api/v1/logs/bulk", json={"events": [{"action": "VIEW"}] * 40}, headers=writer
-        )  # fmt: skip
+        client.post("/api/v1/logs/bulk", json={"events": [{"action": "VIEW"}] * 40}, headers=writer)
     )
     # The timeout only breaks a deadlock (without separate pools the writes wait for the
     # held reads' connections); what is asserted is that they finished while held.
@@ -158,20 +157,20 @@ async def test_an_export_holds_a_heavy_slot_so_statistics_wait_but_searches_do_n
     database_url: str,
 ) -> None:
     auditor = bearer(make_token("auditor", "acme"))
-    await client.post("/api/v1/logs", json={"action": "LOGIN"},
-                      headers=bearer(make_token("user", "acme")))  # fmt: skip
+    await client.post(
+        "/api/v1/logs", json={"action": "LOGIN"}, headers=bearer(make_token("user", "acme"))
+    )
     export = asyncio.create_task(
         client.get(
             "/api/v1/logs/export", params={"tenant_id": "acme", "format": "ndjson"}, headers=auditor
-        )  # fmt: skip
+        )
     )
     await _blocked_reads(database_url, 1)
 
     stats = await client.get("/api/v1/logs/stats", params={"tenant_id": "acme"}, headers=auditor)
     body = _assert_refused(stats, "overloaded")
     assert "exports and statistics" in body["detail"]
-    second = await client.get("/api/v1/logs/export", params={"tenant_id": "acme"},
-                              headers=auditor)  # fmt: skip
+    second = await client.get("/api/v1/logs/export", params={"tenant_id": "acme"}, headers=auditor)
     _assert_refused(second, "overloaded")
     # A search has its own slots (one of three is the export's): it is not refused. It
     # is held like the export, so it is only checked to be waiting in the database.
@@ -228,8 +227,9 @@ async def test_the_statement_timeout_is_local_to_the_read_transaction(
     """The read bound (SET LOCAL) never stays on a pooled connection: after a read, its
     connection is back at the session's own timeout."""
     auditor = bearer(make_token("auditor", "acme"))
-    assert (await client.get("/api/v1/logs", params={"tenant_id": "acme"},
-                             headers=auditor)).status_code == 200  # fmt: skip
+    assert (
+        await client.get("/api/v1/logs", params={"tenant_id": "acme"}, headers=auditor)
+    ).status_code == 200
     pool = client._transport.app.state.services.read_pool  # type: ignore[attr-defined]
     async with pool.connection() as conn:
         row = await (await conn.execute("SHOW statement_timeout")).fetchone()
