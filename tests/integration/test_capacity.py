@@ -40,7 +40,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
             max_concurrent_heavy=1,
             queue_seconds=0.05,
             retry_after_seconds=2,
-            statement_timeout_ms=30_000,
+            statement_timeout_ms=20_000,
         ),
     )
 
@@ -193,6 +193,7 @@ async def test_an_export_holds_a_heavy_slot_so_statistics_wait_but_searches_do_n
 def short_timeouts(settings: Settings) -> Settings:
     settings.reads.statement_timeout_ms = 300
     settings.reads.export_statement_timeout_ms = 300
+    settings.database.statement_timeout_ms = 0  # no session-wide bound: only the read's own
     return settings
 
 
@@ -206,7 +207,12 @@ async def test_a_read_past_its_statement_timeout_is_a_clear_503_and_changes_noth
     auditor = bearer(make_token("auditor", "acme"))
     before = _events(database_url, "acme")
     for path in ("/api/v1/logs", "/api/v1/logs/export"):
-        response = await client.get(path, params={"tenant_id": "acme"}, headers=auditor)
+        read = asyncio.create_task(client.get(path, params={"tenant_id": "acme"}, headers=auditor))
+        # The lock is never released here: only the statement timeout can end the read
+        # (the wait's own timeout only keeps a failing test from hanging).
+        done, _ = await asyncio.wait({read}, timeout=20)
+        assert done == {read}
+        response = read.result()
         body = _assert_refused(response, "read-timeout")
         assert body["title"] == "Read timed out"
         assert "300 ms" in body["detail"]
