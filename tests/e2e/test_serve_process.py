@@ -16,6 +16,7 @@ from typing import IO
 import httpx
 import pytest
 
+from auditline.cli.serve import default_workers
 from auditline.storage.migrations import available_migrations
 
 pytestmark = pytest.mark.slow
@@ -159,6 +160,13 @@ def test_readme_flow_survives_sigkill_and_refuses_a_second_server(server: Server
         )
         assert bulk.status_code == 201
         ids += bulk.json()["ids"]
+
+    # One API process per CPU, each writing its metrics to the data dir: a scrape answered
+    # by any of them counts every event, whichever process stored it.
+    pids = {f.stem.rsplit("_", 1)[1] for f in (server.data_dir / "metrics").glob("counter_*.db")}
+    assert len(pids) == default_workers()
+    scraped = httpx.get(server.base + "/metrics").text
+    assert 'auditline_events_ingested_total{tenant="_other"} 120.0' in scraped
 
     # A WebSocket upgrade where there is no stream is understood as one, and refused with
     # the 404 problem a plain request gets (before: taken for GET /logs/{id}, a 422).

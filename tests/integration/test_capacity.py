@@ -76,6 +76,7 @@ async def _blocked_reads(database_url: str, count: int) -> None:
         for _ in range(400):
             row = conn.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ).fetchone()
             if row is not None and row[0] >= count:
                 return
