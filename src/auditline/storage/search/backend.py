@@ -124,7 +124,8 @@ class PostgresSearch:
             request = replace(request, after=nxt)
 
     async def count(self, tenant: TenantId, query: SearchQuery) -> int:
-        async with self._snapshot(tenant) as conn:
+        # For an export's progress (the CLI): bounded as an export batch is, not as a page.
+        async with self._snapshot(tenant, timeout_ms=self._export_timeout_ms) as conn:
             watermark = await store.read_watermark(conn, tenant)
             total = await store.count_matches(conn, tenant, query, watermark, limit=None)
         return total.value
