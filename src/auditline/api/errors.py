@@ -20,6 +20,7 @@ from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from auditline.admission import Overloaded
 from auditline.api.deps import record_denial
 from auditline.domain.events import FieldError, InvalidEvents
 from auditline.domain.masking_settings import InvalidSettings
@@ -34,6 +35,7 @@ from auditline.security.api_keys import ApiKeyLimitReached
 from auditline.security.principal import Forbidden, InvalidClaims, TenantNotFound, TenantRequired
 from auditline.security.ratelimit import RateLimited
 from auditline.security.tokens import InvalidToken
+from auditline.storage.database import ReadTimedOut
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +269,29 @@ def install_error_handlers(app: FastAPI) -> None:
             "A value in the request cannot be stored; nothing was stored. "
             "Quote the request id when reporting this.",
             kind="validation", request=request,
+        )  # fmt: skip
+
+    @app.exception_handler(Overloaded)
+    async def on_overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+        what = "exports and statistics" if exc.kind == "heavy" else "reads"
+        return problem(
+            503, "Too many reads at once",
+            f"The server is running as many {what} as it admits; this one was not started "
+            f"and nothing was recorded. Retry in {exc.retry_after} s.",
+            kind="overloaded", request=request, headers={"Retry-After": str(exc.retry_after)},
+        )  # fmt: skip
+
+    @app.exception_handler(ReadTimedOut)
+    async def on_read_timeout(request: Request, exc: ReadTimedOut) -> JSONResponse:
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.metrics.reads_timed_out.inc()
+        retry = services.settings.reads.retry_after_seconds if services is not None else 1
+        return problem(
+            503, "Read timed out",
+            f"{exc} and was cancelled; nothing was returned. Narrow the query (a shorter "
+            "time range, more filters), or retry later if the server is busy.",
+            kind="read-timeout", request=request, headers={"Retry-After": str(retry)},
         )  # fmt: skip
 
     @app.exception_handler(WriterClosed)  # shutting down: another process can take it

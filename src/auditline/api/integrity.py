@@ -11,16 +11,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unknown_query
+from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
+from auditline.api.routing import ModelBodyRoute
 from auditline.api.schemas import Problem, TenantSlug
 from auditline.integrity.note import encode_base64
 from auditline.security.principal import Permission
 
-router = APIRouter(tags=["integrity"], dependencies=[Depends(reject_unknown_query)])
+router = APIRouter(tags=["integrity"], route_class=ModelBodyRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
@@ -63,7 +64,8 @@ async def checkpoint(
     """The newest signed tree head of the tenant's log. Keep one: any later rewrite of
     history is caught by asking for a consistency proof from it."""
     tenant = principal.authorize(tenant_id, Permission.VERIFY_LOGS)
-    latest = await services.proofs.checkpoint(tenant, actor)
+    async with services.admission.read():
+        latest = await services.proofs.checkpoint(tenant, actor)
     return CheckpointOut(
         checkpoint=latest.note, tree_size=latest.tree_size,
         root_hash=encode_base64(latest.root_hash),
@@ -85,7 +87,8 @@ async def inclusion_proof(
     """The event's audit path to the newest checkpoint's root (RFC 9162 section 2.1.3).
     409 while the event is not sealed yet (``Retry-After`` says when to ask again)."""
     tenant = principal.authorize(tenant_id, Permission.VERIFY_LOGS)
-    proof = await services.proofs.inclusion(tenant, event_id, actor)
+    async with services.admission.read():
+        proof = await services.proofs.inclusion(tenant, event_id, actor)
     return InclusionOut(
         leaf_index=proof.leaf_index,
         tree_size=proof.checkpoint.tree_size,
@@ -114,7 +117,8 @@ async def consistency_proof(
     """``PROOF(from, D[to])`` of RFC 9162 section 2.1.4: that the log of size *to* extends
     the log of size *from* without changing it."""
     tenant = principal.authorize(tenant_id, Permission.VERIFY_LOGS)
-    old, new, path = await services.proofs.consistency(tenant, from_, to, actor)
+    async with services.admission.read():
+        old, new, path = await services.proofs.consistency(tenant, from_, to, actor)
     return ConsistencyOut.model_validate(
         {"from": old, "to": new, "consistency_path": [encode_base64(h) for h in path]}
     )

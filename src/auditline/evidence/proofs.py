@@ -9,6 +9,7 @@ other read of it.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -28,7 +29,7 @@ from auditline.integrity.merkle import (
 from auditline.integrity.note import encode_base64
 from auditline.integrity.tiles import MemoryTiles, Tile, TiledHashes, tiles_for_nodes
 from auditline.storage import integrity as store
-from auditline.storage.database import Connection, tenant_transaction
+from auditline.storage.database import Connection, read_transaction
 from auditline.storage.integrity import StoredCheckpoint
 
 
@@ -63,9 +64,14 @@ class ExportProofs:
     after the checkpoint was taken). Tiles are read once per export batch."""
 
     def __init__(
-        self, pool: AsyncConnectionPool[Connection], tenant: TenantId, checkpoint: StoredCheckpoint
+        self,
+        pool: AsyncConnectionPool[Connection],
+        tenant: TenantId,
+        checkpoint: StoredCheckpoint,
+        timeout_ms: int,
     ) -> None:
         self.pool, self.tenant, self.checkpoint = pool, tenant, checkpoint
+        self.timeout_ms = timeout_ms
 
     @property
     def head(self) -> dict[str, Any]:
@@ -81,7 +87,7 @@ class ExportProofs:
         paths: dict[int, list[bytes]] = {}
         if covered:
             nodes = [n for seq in covered for n in inclusion_proof_nodes(seq, size)]
-            async with tenant_transaction(self.pool, self.tenant) as conn:
+            async with read_transaction(self.pool, self.tenant, timeout_ms=self.timeout_ms) as conn:
                 hashes = await _hashes(conn, self.tenant, tiles_for_nodes(nodes, size), size)
             paths = {seq: inclusion_proof_from(hashes, seq, size) for seq in covered}
         return [
@@ -99,24 +105,32 @@ class ProofService:
         access: AccessLog,
         sealer: Sealer,
         seal_interval: float,
+        *,
+        timeout_ms: int,
+        export_timeout_ms: int,
     ) -> None:
         self.pool = pool
         self.access = access
         self.sealer = sealer
         self.seal_interval = seal_interval
+        self.timeout_ms = timeout_ms
+        self.export_timeout_ms = export_timeout_ms
+
+    def _read(self, tenant: TenantId) -> AbstractAsyncContextManager[Connection]:
+        return read_transaction(self.pool, tenant, timeout_ms=self.timeout_ms)
 
     async def for_export(self, tenant: TenantId) -> ExportProofs:
         """Proofs for an export that starts now: the log is sealed up to this moment first,
         so the checkpoint covers every event the export can contain."""
         await self.sealer.seal_until_current(tenant)
-        async with tenant_transaction(self.pool, tenant) as conn:
+        async with self._read(tenant) as conn:
             latest = await store.latest_checkpoint(conn, tenant)
         if latest is None:  # pragma: no cover - sealing always leaves a checkpoint
             raise NotSealed(self._not_yet("the log has no checkpoint yet"))
-        return ExportProofs(self.pool, tenant, latest)
+        return ExportProofs(self.pool, tenant, latest, self.export_timeout_ms)
 
     async def checkpoint(self, tenant: TenantId, actor: Actor) -> StoredCheckpoint:
-        async with tenant_transaction(self.pool, tenant) as conn:
+        async with self._read(tenant) as conn:
             latest = await store.latest_checkpoint(conn, tenant)
         await self._record(tenant, actor, "read the log's checkpoint", {
             "tree_size": latest.tree_size if latest else None})  # fmt: skip
@@ -131,7 +145,7 @@ class ProofService:
         shows this tenant's rows) or ``NotSealed`` when the newest checkpoint does not
         cover it yet.
         """
-        async with tenant_transaction(self.pool, tenant) as conn:
+        async with self._read(tenant) as conn:
             leaf = await store.leaf_of(conn, tenant, event_id)
             latest = await store.latest_checkpoint(conn, tenant)
             path = None
@@ -158,7 +172,7 @@ class ProofService:
         from a size the log never had is still well defined, and verifying it against the
         client's own checkpoint is what catches a forked log.
         """
-        async with tenant_transaction(self.pool, tenant) as conn:
+        async with self._read(tenant) as conn:
             latest = await store.latest_checkpoint(conn, tenant)
             newest = latest.tree_size if latest else -1
             target = newest if new is None else new
