@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from auditline import __version__
-from auditline.api import api_keys, health, integrity, logs, search, tenants, wellknown
+from auditline.api import api_keys, health, integrity, logs, search, stream, tenants, wellknown
 from auditline.api.errors import install_error_handlers, no_such_websocket
 from auditline.api.middleware import EdgeMiddleware
 from auditline.config import Settings
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
+            await services.streams.hub.start()
             upkeep = asyncio.create_task(maintain_partitions(services.writer, settings))
             sealing = asyncio.create_task(
                 keep_sealing(services.sealer, settings.integrity.seal_interval_seconds)
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                await services.streams.hub.close()
 
     app = FastAPI(
         title="Auditline",
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     # Before logs.router: /api/v1/logs/export must not be taken for /api/v1/logs/{event_id}.
     app.include_router(search.router)
+    app.include_router(stream.router)  # before logs.router, as search's routes are
     app.include_router(logs.router)
     app.include_router(integrity.router)
     app.include_router(tenants.router)

@@ -305,6 +305,41 @@ class IntegritySettings(BaseModel):
     )
 
 
+class StreamSettings(BaseModel):
+    """Live streams over WebSocket (``/api/v1/logs/stream``, docs/api.md)."""
+
+    buffer_events: int = Field(
+        default=1000,
+        ge=1,
+        description="events queued per connection; a client further behind is sent `lagged` "
+        "and closed (it resumes with since=)",
+    )
+    max_streams_per_tenant: int = Field(
+        default=100, ge=1, description="concurrent streams per tenant in each API process (4429)"
+    )
+    ping_seconds: float = Field(default=20.0, gt=0, description="a `ping` message this often")
+    auth_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="wait for a first `auth` message when the handshake had "
+        "no token",
+    )  # fmt: skip
+    idle_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="close a stream that sent no event for this long"
+    )
+    max_lifetime_seconds: float = Field(
+        default=86_400.0, gt=0, description="close any stream after this long (it resumes)"
+    )
+    send_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a client that takes longer to accept one message "
+        "is disconnected",
+    )  # fmt: skip
+    read_batch: int = Field(
+        default=1000, ge=1, le=100_000, description="rows the hub reads per round trip"
+    )
+    replay_batch: int = Field(
+        default=500, ge=1, le=10_000, description="stored events replayed per round trip"
+    )
+
+
 class Settings(BaseSettings):
     """All of Auditline's configuration."""
 
@@ -327,6 +362,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     integrity: IntegritySettings = Field(default_factory=IntegritySettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
     maintenance_interval_seconds: float = Field(
         default=3600.0, gt=0, description="how often partitions ahead are checked"
     )

@@ -34,6 +34,8 @@ from auditline.storage.database import Connection, open_pool
 from auditline.storage.migrations import migrate
 from auditline.storage.rls import require_row_level_security
 from auditline.storage.search.backend import postgres_search_service
+from auditline.stream.hub import StreamHub
+from auditline.stream.service import StreamService
 from auditline.tenancy.service import TenantService
 
 
@@ -54,6 +56,8 @@ class Services:
     proofs: ProofService
     checkpoint_verifier: Verifier
     """The public half of the checkpoint key, published at /.well-known."""
+    streams: StreamService
+    """Live streams; its hub listens only once started (the API's lifespan does)."""
 
 
 @asynccontextmanager
@@ -109,6 +113,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                         pool, access, sealer, settings.integrity.seal_interval_seconds
                     ),
                     checkpoint_verifier=checkpoint_signer.verifier,
+                    streams=StreamService(
+                        StreamHub(pool, url, settings.stream), pool, access, settings.stream
+                    ),
                 )
             finally:
                 await writer.close()
