@@ -1,0 +1,186 @@
+"""``python -m bench.stream``: what live streams cost ingest, and how fast they deliver.
+
+One ``auditline serve --workers 2`` and one run, three phases at the same offered rate
+(open loop, bulk requests of ``--batch`` events):
+
+1. **no watchers**: ingest throughput and request latency (p50/p99);
+2. **W watchers** spread over the two processes (the kernel shares connections between
+   the workers): the same figures, and per delivered event the commit-to-receive latency
+   (from the moment the request was *sent*, so an upper bound that includes the commit
+   itself), and per watcher a count by ``seq``: nothing lost, nothing twice;
+3. **no watchers** again, so a drift of the machine shows.
+
+Server memory (RSS of the process tree) is sampled before and after the watched phase.
+Results go to ``bench/results/stream.json``. The issue's target run is
+``--watchers 100 --rate 2000 --batch 20``; on a shared 2-core machine run it small
+(``--watchers 10 --rate 200 --seconds 5``) and leave the final figures to a quiet host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from websockets.asyncio.client import connect
+
+from bench.ingest import ensure_tenant, token_for
+from bench.servers import Process, start_auditline
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / ".work-stream"
+RESULTS = ROOT / "bench" / "results" / "stream.json"
+TENANT = "bench-stream"
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def _ingest(
+    server: Process, token: str, *, rate: float, batch: int, seconds: float
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Open-loop bulk ingest; returns figures and, per event id, when its request was sent."""
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    failures = 0
+    interval = batch / rate
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=server.base, headers=headers, limits=limits,
+                                 timeout=60) as http:  # fmt: skip
+
+        async def one(k: int) -> None:
+            nonlocal failures
+            body = {"events": [{"action": "UPDATE", "message": f"b{k} e{i}",
+                                "severity": "INFO"} for i in range(batch)]}  # fmt: skip
+            start = time.perf_counter()
+            response = await http.post("/api/v1/logs/bulk", json=body)
+            latencies.append(time.perf_counter() - start)
+            if response.status_code != 201:
+                failures += 1
+                return
+            for event_id in response.json()["ids"]:
+                sent_at[event_id] = start
+
+        began = time.perf_counter()
+        tasks = []
+        k = 0
+        while (now := time.perf_counter()) - began < seconds:
+            target = began + k * interval
+            if target > now:
+                await asyncio.sleep(target - now)
+            tasks.append(asyncio.create_task(one(k)))
+            k += 1
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - began
+    figures = {
+        "offered_events_per_s": rate,
+        "events_per_s": len(sent_at) / elapsed,
+        "request_p50_ms": _pct(latencies, 50) * 1000,
+        "request_p99_ms": _pct(latencies, 99) * 1000,
+        "failed_requests": failures,
+    }
+    return figures, sent_at
+
+
+async def _watch(url: str, token: str, ready: asyncio.Event, stop: asyncio.Event,
+                 out: list[tuple[str, int, float]], closes: Counter[str]) -> None:  # fmt: skip
+    async with connect(url, additional_headers={"Authorization": f"Bearer {token}"},
+                       max_queue=None) as ws:  # fmt: skip
+        while True:
+            message = orjson.loads(await ws.recv())
+            if message["type"] == "ready":
+                ready.set()
+                break
+        while not stop.is_set():
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 0.5)
+            except TimeoutError:
+                continue
+            message = orjson.loads(raw)
+            if message["type"] == "event":
+                out.append((message["data"]["id"], int(message["cursor"]), time.perf_counter()))
+            elif message["type"] != "ping":
+                closes[message["type"]] += 1
+                return
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    data_dir = WORK / "data"
+    server = start_auditline(data_dir, workers=2, log=WORK / "serve.log")
+    try:
+        ensure_tenant(server, data_dir, TENANT)
+        writer, auditor = (
+            token_for(data_dir, "admin", TENANT),
+            token_for(data_dir, "auditor", TENANT),
+        )
+        url = f"ws://127.0.0.1:{server.port}/api/v1/logs/stream?tenant_id={TENANT}"
+        kwargs = {"rate": args.rate, "batch": args.batch, "seconds": args.seconds}
+        before, _ = await _ingest(server, writer, **kwargs)
+
+        stop = asyncio.Event()
+        received: list[list[tuple[str, int, float]]] = [[] for _ in range(args.watchers)]
+        closes: Counter[str] = Counter()
+        readies = [asyncio.Event() for _ in range(args.watchers)]
+        watchers = [asyncio.create_task(_watch(url, auditor, readies[i], stop, received[i],
+                                               closes)) for i in range(args.watchers)]  # fmt: skip
+        await asyncio.gather(*(r.wait() for r in readies))
+        rss_before = server.tree_rss()
+        watched, sent_at = await _ingest(server, writer, **kwargs)
+        await asyncio.sleep(2)  # the last deliveries
+        stop.set()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        rss_after = server.tree_rss()
+        after, _ = await _ingest(server, writer, **kwargs)
+    finally:
+        server.stop()
+
+    delays, lost, duplicated = [], 0, 0
+    for events in received:
+        seqs = Counter(seq for _, seq, _ in events)
+        duplicated += sum(n - 1 for n in seqs.values() if n > 1)
+        ids = {event_id for event_id, _, _ in events}
+        lost += len(set(sent_at) - ids)
+        delays += [t - sent_at[i] for i, _, t in events if i in sent_at]
+    baseline = statistics.mean([before["events_per_s"], after["events_per_s"]])
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "watchers": args.watchers, "batch": args.batch, "seconds": args.seconds,
+        "no_watchers_before": before, "watched": watched, "no_watchers_after": after,
+        "throughput_change_pct": 100 * (watched["events_per_s"] - baseline) / baseline,
+        "delivery_ms": {"p50": _pct(delays, 50) * 1000, "p99": _pct(delays, 99) * 1000,
+                        "count": len(delays)},
+        "lost": lost, "duplicated": duplicated, "closed_early": dict(closes),
+        "server_rss_mb": {"before": rss_before / 2**20, "after": rss_after / 2**20},
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--watchers", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=2000, help="events/s offered")
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=20)
+    result = asyncio.run(run(parser.parse_args()))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
