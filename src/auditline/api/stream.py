@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from typing import Any, Final
@@ -26,6 +27,7 @@ from auditline.api.schemas import EventOut
 from auditline.api.search_schemas import SearchParams
 from auditline.domain.access import Actor
 from auditline.domain.events import StoredEvent
+from auditline.domain.tenants import UnknownTenant
 from auditline.search.model import SearchQuery
 from auditline.search.query import ParseError, parse
 from auditline.security.audit import RequestInfo
@@ -43,6 +45,7 @@ from auditline.stream.hub import Subscription, TooManyStreams
 from auditline.stream.service import CursorAhead
 
 router = APIRouter(prefix="/api/v1/logs", tags=["search"])
+log = logging.getLogger(__name__)
 
 BAD_REQUEST: Final = 4400
 UNAUTHENTICATED: Final = 4401
@@ -50,6 +53,7 @@ FORBIDDEN: Final = 4403
 NOT_FOUND: Final = 4404
 LAGGED: Final = 4408
 TOO_MANY: Final = 4429
+INTERNAL: Final = 1011
 RESUME: Final = 4000
 """Idle or at its maximum lifetime: reconnect with ``since=`` the last cursor."""
 
@@ -92,12 +96,17 @@ async def stream_logs(websocket: WebSocket) -> None:
     try:
         await connection.run()
     except _Close as close:
-        if close.code not in (LAGGED, RESUME):  # those said where to resume instead
-            with contextlib.suppress(Exception):
-                await connection.send(_message("error", code=close.code, detail=close.reason))
-        await connection.close(close.code, close.reason)
+        if close.code in (LAGGED, RESUME):  # those said where to resume instead
+            await connection.close(close.code, close.reason)
+        else:
+            await connection.fail(close.code, close.reason)
     except WebSocketDisconnect:
         pass
+    except UnknownTenant:
+        await connection.fail(NOT_FOUND, "tenant not found")
+    except Exception:
+        log.exception("stream failed (request %s)", connection.info.request_id)
+        await connection.fail(INTERNAL, f"internal error (request {connection.info.request_id})")
 
 
 class _Connection:
@@ -116,6 +125,13 @@ class _Connection:
             await asyncio.wait_for(self.ws.send_text(text), self.settings.send_timeout_seconds)
         except TimeoutError:
             raise WebSocketDisconnect(1006, "the client stopped reading") from None
+
+    async def fail(self, code: int, detail: str) -> None:
+        """An ``error`` message, then the close with the same code and reason."""
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self.send(_message("error", code=code, detail=detail))
+        await self.close(code, detail)
 
     async def close(self, code: int, reason: str) -> None:
         if self.ws.application_state == WebSocketState.CONNECTED:
