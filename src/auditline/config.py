@@ -328,6 +328,10 @@ class StreamSettings(BaseModel):
     max_lifetime_seconds: float = Field(
         default=86_400.0, gt=0, description="close any stream after this long (it resumes)"
     )
+    recheck_seconds: float = Field(
+        default=60.0, gt=0, description="how often a stream's credential is checked again "
+        "(a revoked API key closes it with 4401)",
+    )  # fmt: skip
     send_timeout_seconds: float = Field(
         default=30.0, gt=0, description="a client that takes longer to accept one message "
         "is disconnected",

@@ -34,6 +34,7 @@ from auditline.storage.database import Connection, open_pool
 from auditline.storage.migrations import migrate
 from auditline.storage.rls import require_row_level_security
 from auditline.storage.search.backend import postgres_search_service
+from auditline.stream.announce import PostgresAnnouncements
 from auditline.stream.hub import StreamHub
 from auditline.stream.service import StreamService
 from auditline.tenancy.service import TenantService
@@ -114,7 +115,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     ),
                     checkpoint_verifier=checkpoint_signer.verifier,
                     streams=StreamService(
-                        StreamHub(pool, url, settings.stream), pool, access, settings.stream
+                        StreamHub(pool, PostgresAnnouncements(url), settings.stream),
+                        pool,
+                        access,
+                        settings.stream,
                     ),
                 )
             finally:

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 import uvicorn
+from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -23,6 +24,7 @@ from auditline.config import Settings
 class Running:
     http: httpx.AsyncClient
     ws_base: str
+    app: FastAPI
 
     def url(self, **params: Any) -> str:
         pairs = []
@@ -34,8 +36,9 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[Running]:
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on",
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
         ws_ping_interval=None,
     )  # fmt: skip
     server = uvicorn.Server(config)
@@ -48,7 +51,7 @@ async def serve(settings: Settings) -> AsyncIterator[Running]:
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            yield Running(http, f"ws://127.0.0.1:{port}")
+            yield Running(http, f"ws://127.0.0.1:{port}", app)
     finally:
         server.should_exit = True
         await task

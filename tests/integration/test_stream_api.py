@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 
 from auditline.config import Settings, StreamSettings
@@ -318,3 +319,110 @@ async def test_opening_a_stream_is_recorded_as_a_read(
     assert len(records) == 1
     assert records[0]["user_id"] == "ann"
     assert records[0]["metadata"]["query"] == {"q": "refund"}
+
+
+# -- lifetimes, credentials, the hub
+
+
+@pytest.fixture
+async def timed(settings: Settings, platform_admin: dict[str, str]) -> AsyncIterator[Running]:
+    quick = _with(settings, ping_seconds=0.2, idle_timeout_seconds=1.5, recheck_seconds=0.2)
+    async with serve(quick) as running:
+        created = await running.http.post(
+            "/api/v1/tenants", json={"id": "acme", "name": "acme"}, headers=platform_admin
+        )
+        assert created.status_code == 201, created.text
+        yield running
+
+
+async def test_pings_carry_the_cursor_and_an_idle_stream_closes_to_be_resumed(
+    timed: Running, make_token: TokenFactory
+) -> None:
+    auditor, writer = make_token("auditor", "acme"), make_token("admin", "acme")
+    async with connect(timed.url(), additional_headers=bearer(auditor)) as ws:
+        await until_ready(ws)
+        [event_id] = await _post(timed, writer, "acme")
+        [event] = await events(ws, 1)
+        code, reason, seen = await closed(ws)
+    assert event["data"]["id"] == event_id
+    pings = [m for m in seen if m["type"] == "ping"]
+    assert len(pings) >= 3  # 1.5 s idle, a ping every 0.2 s
+    assert {p["cursor"] for p in pings} == {event["cursor"]}
+    assert code == 4000
+    assert "idle" in reason
+
+
+async def test_a_revoked_api_key_closes_its_stream_with_4401(
+    timed: Running, make_token: TokenFactory
+) -> None:
+    admin = bearer(make_token("admin", "acme"))
+    created = await timed.http.post(
+        "/api/v1/api-keys", json={"name": "r", "scopes": ["logs:read"]}, headers=admin
+    )
+    assert created.status_code == 201, created.text
+    key = created.json()
+    async with connect(timed.url(), additional_headers=bearer(key["key"])) as ws:
+        await until_ready(ws)
+        revoked = await timed.http.delete(f"/api/v1/api-keys/{key['id']}", headers=admin)
+        assert revoked.status_code == 204
+        code, reason, _ = await closed(ws)
+    assert code == 4401
+    assert "no longer valid" in reason
+
+
+async def test_the_maximum_lifetime_closes_a_busy_stream_too(
+    settings: Settings, platform_admin: dict[str, str], make_token: TokenFactory
+) -> None:
+    async with serve(_with(settings, max_lifetime_seconds=1.0)) as running:
+        await running.http.post(
+            "/api/v1/tenants", json={"id": "acme", "name": "acme"}, headers=platform_admin
+        )
+        writer = make_token("admin", "acme")
+        async with connect(running.url(), additional_headers=bearer(writer)) as ws:
+            await until_ready(ws)
+            for _ in range(3):
+                await _post(running, writer, "acme")
+                await asyncio.sleep(0.4)
+            code, reason, _ = await closed(ws)
+    assert code == 4000
+    assert "lifetime" in reason
+
+
+async def test_the_hub_reads_each_announced_range_once_whatever_the_subscribers(
+    running: Running, make_token: TokenFactory
+) -> None:
+    auditor, writer = make_token("auditor", "acme"), make_token("admin", "acme")
+    hub = running.app.state.services.streams.hub
+    async with (
+        connect(running.url(), additional_headers=bearer(auditor)) as a,
+        connect(running.url(q="e1"), additional_headers=bearer(auditor)) as b,
+        connect(running.url(severity="ERROR"), additional_headers=bearer(auditor)) as c,
+    ):
+        for ws in (a, b, c):
+            await until_ready(ws)
+        marker = await _post(running, writer, "acme", message="e1", severity="ERROR")
+        for ws in (a, b, c):  # every announcement so far has been read
+            assert [m["data"]["id"] for m in await events(ws, 1)] == marker
+        reads = hub.reads
+        ids = await _post(running, writer, "acme", 40, message="e1", severity="ERROR")
+        for ws in (a, b, c):
+            assert [m["data"]["id"] for m in await events(ws, 40)] == ids
+    assert hub.reads == reads + 1
+
+
+async def test_a_lost_listener_connection_is_made_good_by_seq(
+    running: Running, make_token: TokenFactory, database_url: str
+) -> None:
+    auditor, writer = make_token("auditor", "acme"), make_token("admin", "acme")
+    async with connect(running.url(), additional_headers=bearer(auditor)) as ws:
+        await until_ready(ws)
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as su:
+            cur = await su.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query = 'LISTEN auditline_events'"
+            )
+            assert [row[0] for row in await cur.fetchall()] == [True]
+        # Written while nobody listens: their announcements are lost, not their events.
+        ids = await _post(running, writer, "acme", 5)
+        ids += await _post(running, writer, "acme", 5)
+        assert [m["data"]["id"] for m in await events(ws, 10)] == ids

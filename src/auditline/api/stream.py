@@ -119,6 +119,8 @@ class _Connection:
             client=websocket.client.host if websocket.client else None,
             user_agent=websocket.headers.get("user-agent"), request_id=uuid.uuid4().hex,
         )  # fmt: skip
+        self.credential: str | None = None
+        self.principal: Principal | None = None
 
     async def send(self, text: str) -> None:
         try:
@@ -140,6 +142,7 @@ class _Connection:
 
     async def run(self) -> None:
         principal, expires = await self._authenticate()
+        self.principal = principal
         params = self._params()
         try:
             tenant = principal.authorize(params.tenant_id, Permission.READ_LOGS)
@@ -179,6 +182,7 @@ class _Connection:
         credential = credential or self.ws.query_params.get("access_token")
         if credential is None:
             credential = await self._auth_message()
+        self.credential = credential
         try:
             principal, expires = await authenticate(self.services, credential, self.info)
             await charge(self.services, principal, "read", self.ws.query_params.get("tenant_id"))
@@ -187,6 +191,18 @@ class _Connection:
         except RateLimited:
             raise _Close(TOO_MANY, "rate limited; retry later") from None
         return principal, expires
+
+    async def _recheck(self) -> None:
+        """The credential again: a revoked API key (or one its issuer withdrew) ends the
+        stream, as it would refuse the next request."""
+        try:
+            again, _ = await self.services.security.authenticator.authenticate_until(
+                self.credential or ""
+            )
+        except InvalidToken as exc:
+            raise _Close(UNAUTHENTICATED, f"credential no longer valid: {exc}") from None
+        if again != self.principal:
+            raise _Close(UNAUTHENTICATED, "credential changed; connect again")
 
     async def _auth_message(self) -> str | None:
         """The token of a first ``{"type": "auth", "token": ...}`` message, if one comes
@@ -253,6 +269,7 @@ class _Connection:
         expiry = None if expires is None else now + (expires - time.time())
         idle_until = now + s.idle_timeout_seconds
         next_ping = now + s.ping_seconds
+        recheck = now + s.recheck_seconds
         while True:
             if sub.lagged.is_set():
                 await self.send(_message("lagged", cursor=str(last)))
@@ -267,13 +284,16 @@ class _Connection:
             if now >= next_ping:
                 await self.send(_message("ping", cursor=str(last)))
                 next_ping = now + s.ping_seconds
-            wait = min(next_ping, ends, idle_until, expiry or ends) - now
+            if now >= recheck:
+                await self._recheck()
+                recheck = now + s.recheck_seconds
+            wait = min(next_ping, ends, idle_until, recheck, expiry or ends) - now
             try:
-                stored = await asyncio.wait_for(sub.queue.get(), max(wait, 0.001))
+                delivery = await asyncio.wait_for(sub.queue.get(), max(wait, 0.001))
             except TimeoutError:
                 continue
-            if stored.seq <= last:
+            if delivery.seq <= last:
                 continue
-            await self.send(_event_message(stored))
-            last = stored.seq
+            await self.send(delivery.text(_event_message))
+            last = delivery.seq
             idle_until = time.monotonic() + s.idle_timeout_seconds

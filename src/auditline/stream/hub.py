@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -37,13 +37,36 @@ from auditline.search.evaluate import matches, text_terms
 from auditline.search.model import SearchQuery
 from auditline.search.query import Text
 from auditline.storage.database import Connection, tenant_transaction
-from auditline.storage.stream import CHANNEL, events_after, last_seq, parse_announcement
+from auditline.storage.stream import Announcement, events_after, last_seq
+from auditline.stream.announce import AnnouncementSource
 
 log = logging.getLogger(__name__)
+
+Encode = Callable[[StoredEvent], str]
 
 
 class TooManyStreams(Exception):
     """The tenant already has as many streams in this process as allowed."""
+
+
+class Delivery:
+    """One new event as every subscriber of this process receives it: the message is
+    encoded once, by the first connection that sends it, and shared by the others."""
+
+    __slots__ = ("_text", "event")
+
+    def __init__(self, event: StoredEvent) -> None:
+        self.event = event
+        self._text: str | None = None
+
+    @property
+    def seq(self) -> int:
+        return self.event.seq
+
+    def text(self, encode: Encode) -> str:
+        if self._text is None:
+            self._text = encode(self.event)
+        return self._text
 
 
 class Subscription:
@@ -55,17 +78,17 @@ class Subscription:
         self.terms = text_terms(query)
         self.after = -1
         """Live delivery starts after this seq; set when the subscription joins."""
-        self.queue: asyncio.Queue[StoredEvent] = asyncio.Queue(maxsize=capacity)
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=capacity)
         self.lagged = asyncio.Event()
         """Set when the queue overflowed: nothing more is queued."""
 
-    def offer(self, event: StoredEvent, hits: dict[Text, bool]) -> None:
-        if self.lagged.is_set() or event.seq <= self.after:
+    def offer(self, delivery: Delivery, hits: dict[Text, bool]) -> None:
+        if self.lagged.is_set() or delivery.seq <= self.after:
             return
-        if not matches(event.event, self.query, hits.__getitem__):
+        if not matches(delivery.event.event, self.query, hits.__getitem__):
             return
         try:
-            self.queue.put_nowait(event)
+            self.queue.put_nowait(delivery)
         except asyncio.QueueFull:
             self.lagged.set()
 
@@ -83,15 +106,15 @@ class _Feed:
     pump: asyncio.Task[None] | None = None
 
 
-Connect = Callable[[], Awaitable[psycopg.AsyncConnection[tuple[object, ...]]]]
-
-
 class StreamHub:
     def __init__(
-        self, pool: AsyncConnectionPool[Connection], url: str, settings: StreamSettings
+        self,
+        pool: AsyncConnectionPool[Connection],
+        source: AnnouncementSource,
+        settings: StreamSettings,
     ) -> None:
         self._pool = pool
-        self._url = url
+        self._source = source
         self.settings = settings
         self._feeds: dict[str, _Feed] = {}
         self._listening = asyncio.Event()
@@ -101,7 +124,9 @@ class StreamHub:
 
     async def start(self) -> None:
         """Start listening; returns once LISTEN is in place (subscriptions need it)."""
-        self._task = asyncio.create_task(self._listen(), name="stream-listener")
+        self._task = asyncio.create_task(
+            self._source.run(self._announced, self._connected), name="stream-announcements"
+        )
         waiter = asyncio.create_task(self._listening.wait())
         done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
         if self._task in done:
@@ -166,36 +191,14 @@ class StreamHub:
             if feed.pump is not None:
                 feed.pump.cancel()
 
-    # -- listening
+    # -- announcements
 
-    async def _listen(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-            except psycopg.OperationalError as exc:
-                log.warning("stream listener cannot connect: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            try:
-                async with conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    delay = 0.2
-                    self._listening.set()
-                    # Whatever was announced while nobody listened: read up to each head.
-                    for feed in list(self._feeds.values()):
-                        self._catch_up(feed)
-                    async for note in conn.notifies():
-                        self._announced(note.payload)
-            except psycopg.OperationalError as exc:
-                log.warning("stream listener lost its connection: %s", exc)
-                await asyncio.sleep(delay)
+    def _connected(self) -> None:
+        self._listening.set()
+        for feed in list(self._feeds.values()):  # what was announced while nobody listened
+            self._catch_up(feed)
 
-    def _announced(self, payload: str) -> None:
-        ann = parse_announcement(payload)
-        if ann is None:
-            return
+    def _announced(self, ann: Announcement) -> None:
         feed = self._feeds.get(ann.tenant)
         if feed is None:  # nobody here watches this tenant: nothing to read
             return
@@ -232,8 +235,9 @@ class StreamHub:
                     self.reads += 1
                     for row in rows:
                         hits = dict(zip(terms, row.hits, strict=True))
+                        delivery = Delivery(row.event)
                         for sub in feed.subs:
-                            sub.offer(row.event, hits)
+                            sub.offer(delivery, hits)
                         feed.upto = row.event.seq
                     if not rows:  # removed since (retention): nothing left to read there
                         feed.upto = feed.announced
