@@ -35,6 +35,7 @@ class EnvServer(Server):
         self.env = env
 
     def start(self, *extra: str) -> None:
+        self._close_log()
         log = open(self.data_dir.parent / f"serve-{self.port}.log", "a")  # noqa: SIM115
         self._logfile = log
         env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITLINE_")}
@@ -158,3 +159,60 @@ def test_events_reach_subscribers_on_the_other_process_and_survive_a_restart(
         assert len(set(ids)) == len(ids)
 
     asyncio.run(resume())
+
+
+def test_tail_follows_and_resumes_by_itself_across_a_restart(
+    servers: tuple[Server, Server],
+) -> None:
+    one, two = servers
+    admin = (one.data_dir / "bootstrap-admin.jwt").read_text().strip()
+    created = httpx.post(one.base + "/api/v1/tenants", json={"id": "acme", "name": "Acme"},
+                         headers={"Authorization": f"Bearer {admin}"})  # fmt: skip
+    assert created.status_code == 201, created.text
+    writer = _token(one, "admin")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITLINE_")}
+    tail = subprocess.Popen(
+        [*CLI, "tail", "--tenant", "acme", "--data-dir", str(one.data_dir), "--url", two.base,
+         "--json", "--count", "12", "--min-severity", "WARNING"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert tail.stdout is not None
+        # tail prints nothing before its first event: wait until its stream is open (the
+        # opening is recorded in acme's log) before writing.
+        auditor = _token(one, "auditor")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = httpx.get(
+                one.base + "/api/v1/logs",
+                params={"resource_type": "audit_log"},
+                headers={"Authorization": f"Bearer {auditor}"},
+            ).json()["items"]
+            if any(e["message"] == "opened a stream of audit events" for e in found):
+                break
+            time.sleep(0.2)
+        first = _post_severity(one, writer, 4, "WARNING") + _post_severity(one, writer, 3, "INFO")
+        lines = [orjson.loads(tail.stdout.readline()) for _ in range(4)]
+        two.stop()
+        missed = _post_severity(one, writer, 5, "ERROR")  # while tail cannot connect
+        two.start()
+        more = _post_severity(one, writer, 3, "CRITICAL")
+        lines += [orjson.loads(tail.stdout.readline()) for _ in range(8)]
+        assert tail.wait(timeout=30) == 0
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+        _, stderr = tail.communicate(timeout=10)
+    assert [e["id"] for e in lines] == first[:4] + missed + more
+    assert "resuming after cursor" in stderr
+
+
+def _post_severity(server: Server, token: str, n: int, severity: str) -> list[str]:
+    response = httpx.post(
+        server.base + "/api/v1/logs/bulk",
+        json={"events": [{"action": "UPDATE", "severity": severity} for _ in range(n)]},
+        headers={"Authorization": f"Bearer {token}"}, timeout=30,
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    ids: list[str] = response.json()["ids"]
+    return ids
