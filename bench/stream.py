@@ -11,6 +11,12 @@ One ``auditline serve --workers 2`` and one run, three phases at the same offere
 3. **no watchers** again, so a drift of the machine shows.
 
 Server memory (RSS of the process tree) is sampled before and after the watched phase.
+
+Before those, **the cost of the announcement itself** (the NOTIFY the 0017 trigger sends
+inside every writing transaction; PostgreSQL serialises committing transactions that
+notified on one lock): closed-loop ingest at saturation with the trigger enabled and
+disabled (``ALTER TABLE ... DISABLE TRIGGER`` as the superuser), alternating for
+``--rounds``, for single events (group commit) and for bulk requests.
 Results go to ``bench/results/stream.json``. The issue's target run is
 ``--watchers 100 --rate 2000 --batch 20``; on a shared 2-core machine run it small
 (``--watchers 10 --rate 200 --seconds 5``) and leave the final figures to a quiet host.
@@ -31,8 +37,10 @@ from typing import Any
 
 import httpx
 import orjson
+import psycopg
 from websockets.asyncio.client import connect
 
+from auditline.storage.embedded import EmbeddedPostgres
 from bench.ingest import ensure_tenant, token_for
 from bench.servers import Process, start_auditline
 
@@ -96,6 +104,68 @@ async def _ingest(
     return figures, sent_at
 
 
+async def _saturate(
+    server: Process, token: str, *, clients: int, batch: int, seconds: float
+) -> dict[str, float]:
+    """Closed loop: *clients* connections writing as fast as they are answered."""
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies: list[float] = []
+    written = 0
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=server.base, headers=headers, timeout=60,
+                                 limits=httpx.Limits(max_connections=clients)) as http:  # fmt: skip
+
+        async def client() -> None:
+            nonlocal written
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                if batch == 1:
+                    response = await http.post("/api/v1/logs", json={"action": "UPDATE"})
+                else:
+                    response = await http.post(
+                        "/api/v1/logs/bulk", json={"events": [{"action": "UPDATE"}] * batch}
+                    )
+                latencies.append(time.perf_counter() - start)
+                if response.status_code == 201:
+                    written += batch
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - began
+    return {"events_per_s": written / elapsed, "p50_ms": _pct(latencies, 50) * 1000,
+            "p99_ms": _pct(latencies, 99) * 1000}  # fmt: skip
+
+
+def _trigger(data_dir: Path, enabled: bool) -> None:
+    url = EmbeddedPostgres(data_dir).url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        verb = "ENABLE" if enabled else "DISABLE"
+        conn.execute(f"ALTER TABLE tenant_log_heads {verb} TRIGGER tenant_log_heads_announce")
+
+
+async def notify_cost(server: Process, data_dir: Path, token: str, args: argparse.Namespace
+                      ) -> dict[str, Any]:  # fmt: skip
+    runs: dict[str, list[dict[str, float]]] = {}
+    for round_ in range(args.rounds):
+        for kind, clients, batch in (("single", 32, 1), ("bulk", 4, args.batch)):
+            order = (True, False) if round_ % 2 == 0 else (False, True)
+            for enabled in order:
+                _trigger(data_dir, enabled)
+                figures = await _saturate(server, token, clients=clients, batch=batch,
+                                          seconds=args.seconds)  # fmt: skip
+                runs.setdefault(f"{kind} notify={'on' if enabled else 'off'}", []).append(figures)
+    _trigger(data_dir, True)
+    summary = {
+        name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()
+    }
+    for kind in ("single", "bulk"):
+        on, off = summary[f"{kind} notify=on"], summary[f"{kind} notify=off"]
+        summary[f"{kind} throughput change %"] = {
+            "median": 100 * (on["events_per_s"] - off["events_per_s"]) / off["events_per_s"]
+        }
+    return {"rounds": runs, "summary": summary}
+
+
 async def _watch(url: str, token: str, ready: asyncio.Event, stop: asyncio.Event,
                  out: list[tuple[str, int, float]], closes: Counter[str]) -> None:  # fmt: skip
     async with connect(url, additional_headers={"Authorization": f"Bearer {token}"},
@@ -130,6 +200,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             token_for(data_dir, "auditor", TENANT),
         )
         url = f"ws://127.0.0.1:{server.port}/api/v1/logs/stream?tenant_id={TENANT}"
+        cost = await notify_cost(server, data_dir, writer, args) if args.rounds else None
         kwargs = {"rate": args.rate, "batch": args.batch, "seconds": args.seconds}
         before, _ = await _ingest(server, writer, **kwargs)
 
@@ -160,6 +231,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     baseline = statistics.mean([before["events_per_s"], after["events_per_s"]])
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "notify_cost": cost,
         "watchers": args.watchers, "batch": args.batch, "seconds": args.seconds,
         "no_watchers_before": before, "watched": watched, "no_watchers_after": after,
         "throughput_change_pct": 100 * (watched["events_per_s"] - baseline) / baseline,
@@ -176,6 +248,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000, help="events/s offered")
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--rounds", type=int, default=4, help="notify on/off rounds (0: skip)")
     result = asyncio.run(run(parser.parse_args()))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
