@@ -309,7 +309,7 @@ class StreamSettings(BaseModel):
     """Live streams over WebSocket (``/api/v1/logs/stream``, docs/api.md)."""
 
     buffer_events: int = Field(
-        default=1000,
+        default=2000,
         ge=1,
         description="events queued per connection; a client further behind is sent `lagged` "
         "and closed (it resumes with since=)",
@@ -337,8 +337,9 @@ class StreamSettings(BaseModel):
         "is disconnected",
     )  # fmt: skip
     read_batch: int = Field(
-        default=1000, ge=1, le=100_000, description="rows the hub reads per round trip"
-    )
+        default=500, ge=1, le=100_000, description="rows the hub reads per round trip "
+        "(and hands to the connections at once: keep it well below buffer_events)",
+    )  # fmt: skip
     replay_batch: int = Field(
         default=500, ge=1, le=10_000, description="stored events replayed per round trip"
     )
