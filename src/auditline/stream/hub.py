@@ -23,11 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import StreamSettings
@@ -119,6 +117,7 @@ class StreamHub:
         self._feeds: dict[str, _Feed] = {}
         self._listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.reads = 0
         """Row reads made (for tests and the benchmark: one per range, not per subscriber)."""
 
@@ -134,7 +133,7 @@ class StreamHub:
             self._task.result()  # raises what stopped it
 
     async def close(self) -> None:
-        tasks = [self._task] + [f.pump for f in self._feeds.values()]
+        tasks = [self._task, *self._background] + [f.pump for f in self._feeds.values()]
         for task in tasks:
             if task is not None:
                 task.cancel()
@@ -143,10 +142,6 @@ class StreamHub:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._feeds.clear()
-
-    def count(self) -> Counter[str]:
-        """Subscriptions per tenant in this process."""
-        return Counter({t: len(f.subs) for t, f in self._feeds.items()})
 
     async def subscribe(self, tenant: TenantId, query: SearchQuery) -> Subscription:
         """Join *tenant*'s feed; raises :class:`TooManyStreams` past the per-tenant cap.
@@ -208,13 +203,19 @@ class StreamHub:
 
     def _catch_up(self, feed: _Feed) -> None:
         async def read_head() -> None:
-            async with tenant_transaction(self._pool, feed.tenant) as conn:
-                head = await last_seq(conn, feed.tenant)
+            try:
+                async with tenant_transaction(self._pool, feed.tenant) as conn:
+                    head = await last_seq(conn, feed.tenant)
+            except Exception:  # the next announcement for this tenant catches up instead
+                log.exception("stream catch-up for %s failed", feed.tenant)
+                return
             if head > feed.announced:
                 feed.announced = head
                 self._kick(feed)
 
-        asyncio.get_running_loop().create_task(read_head())
+        task = asyncio.get_running_loop().create_task(read_head())
+        self._background.add(task)  # held until done (the loop keeps only weak references)
+        task.add_done_callback(self._background.discard)
 
     def _kick(self, feed: _Feed) -> None:
         if feed.announced > feed.upto and (feed.pump is None or feed.pump.done()):
@@ -242,8 +243,8 @@ class StreamHub:
                     if not rows:  # removed since (retention): nothing left to read there
                         feed.upto = feed.announced
                 delay = 0.1
-            except (psycopg.OperationalError, TimeoutError) as exc:
-                log.warning("stream read for %s failed: %s", feed.tenant, exc)
+            except Exception:  # the database is away or busy: the announced rows stay due
+                log.exception("stream read for %s failed; retrying", feed.tenant)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         if not feed.subs and self._feeds.get(feed.tenant) is feed:
