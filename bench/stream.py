@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import shutil
 import statistics
 import time
@@ -37,8 +39,10 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 import psycopg
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from auditline.storage.embedded import EmbeddedPostgres
 from bench.ingest import ensure_tenant, token_for
@@ -80,8 +84,9 @@ async def _ingest(
             if response.status_code != 201:
                 failures += 1
                 return
+            sent = time.monotonic() - (time.perf_counter() - start)  # the clock watchers use
             for event_id in response.json()["ids"]:
-                sent_at[event_id] = start
+                sent_at[event_id] = sent
 
         began = time.perf_counter()
         tasks = []
@@ -102,6 +107,18 @@ async def _ingest(
         "failed_requests": failures,
     }
     return figures, sent_at
+
+
+def _api_cpu(server: Process) -> float:
+    """CPU seconds of the API processes (PostgreSQL's own processes left out)."""
+    parent = psutil.Process(server.proc.pid)
+    total = 0.0
+    for proc in [parent, *parent.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.name() != "postgres":
+                times = proc.cpu_times()
+                total += times.user + times.system
+    return total
 
 
 async def _saturate(
@@ -168,24 +185,53 @@ async def notify_cost(server: Process, data_dir: Path, token: str, args: argpars
 
 async def _watch(url: str, token: str, ready: asyncio.Event, stop: asyncio.Event,
                  out: list[tuple[str, int, float]], closes: Counter[str]) -> None:  # fmt: skip
-    async with connect(url, additional_headers={"Authorization": f"Bearer {token}"},
-                       max_queue=None) as ws:  # fmt: skip
-        while True:
-            message = orjson.loads(await ws.recv())
-            if message["type"] == "ready":
-                ready.set()
-                break
-        while not stop.is_set():
-            try:
-                raw = await asyncio.wait_for(ws.recv(), 0.5)
-            except TimeoutError:
-                continue
-            message = orjson.loads(raw)
-            if message["type"] == "event":
-                out.append((message["data"]["id"], int(message["cursor"]), time.perf_counter()))
-            elif message["type"] != "ping":
-                closes[message["type"]] += 1
-                return
+    """One watcher, as a well-behaved client: on ``lagged`` or a close it resumes with
+    ``since=`` its last cursor, so what it finally lacks is really lost."""
+    cursor: str | None = None
+    headers = {"Authorization": f"Bearer {token}"}
+    while not stop.is_set():
+        full = url + (f"&since={cursor}" if cursor is not None else "")
+        try:
+            async with connect(full, additional_headers=headers, max_queue=None) as ws:
+                while not stop.is_set():
+                    try:
+                        async with asyncio.timeout(0.5):
+                            raw = await ws.recv()
+                    except TimeoutError:
+                        continue
+                    message = orjson.loads(raw)
+                    kind = message["type"]
+                    if kind == "event":
+                        cursor = message["cursor"]
+                        out.append((message["data"]["id"], int(cursor), time.monotonic()))
+                    elif kind == "ready":
+                        cursor = cursor or message["cursor"]
+                        ready.set()
+                    elif kind != "ping":
+                        closes[kind] += 1
+        except ConnectionClosed as exc:
+            closes[f"close {exc.rcvd.code if exc.rcvd else 1006}"] += 1
+
+
+def _watchers(url: str, token: str, n: int, stop: Any, ready: Any, out: str) -> None:
+    """A client process holding *n* watchers (the client side is spread over processes,
+    so that it is not the bottleneck being measured)."""
+
+    async def main() -> bytes:
+        done = asyncio.Event()
+        received: list[list[tuple[str, int, float]]] = [[] for _ in range(n)]
+        closes: Counter[str] = Counter()
+        readies = [asyncio.Event() for _ in range(n)]
+        tasks = [asyncio.create_task(_watch(url, token, readies[i], done, received[i], closes))
+                 for i in range(n)]  # fmt: skip
+        await asyncio.gather(*(r.wait() for r in readies))
+        ready.put(n)
+        await asyncio.to_thread(stop.wait)
+        done.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return orjson.dumps({"received": received, "closes": closes})
+
+    Path(out).write_bytes(asyncio.run(main()))
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -202,20 +248,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         url = f"ws://127.0.0.1:{server.port}/api/v1/logs/stream?tenant_id={TENANT}"
         cost = await notify_cost(server, data_dir, writer, args) if args.rounds else None
         kwargs = {"rate": args.rate, "batch": args.batch, "seconds": args.seconds}
+        cpu = _api_cpu(server)
         before, _ = await _ingest(server, writer, **kwargs)
+        before["api_cpu_s"] = _api_cpu(server) - cpu
 
-        stop = asyncio.Event()
-        received: list[list[tuple[str, int, float]]] = [[] for _ in range(args.watchers)]
-        closes: Counter[str] = Counter()
-        readies = [asyncio.Event() for _ in range(args.watchers)]
-        watchers = [asyncio.create_task(_watch(url, auditor, readies[i], stop, received[i],
-                                               closes)) for i in range(args.watchers)]  # fmt: skip
-        await asyncio.gather(*(r.wait() for r in readies))
+        procs = max(1, min(args.client_procs, args.watchers))
+        stop, ready = multiprocessing.Event(), multiprocessing.Queue()
+        clients = [
+            multiprocessing.Process(target=_watchers, args=(
+                url, auditor, args.watchers // procs + (i < args.watchers % procs), stop, ready,
+                str(WORK / f"watchers-{i}.json")))
+            for i in range(procs)
+        ]  # fmt: skip
+        for client in clients:
+            client.start()
+        for _ in clients:
+            await asyncio.to_thread(ready.get, True, 120)
         rss_before = server.tree_rss()
+        cpu = _api_cpu(server)
         watched, sent_at = await _ingest(server, writer, **kwargs)
         await asyncio.sleep(2)  # the last deliveries
+        watched["api_cpu_s"] = _api_cpu(server) - cpu  # the sending included
         stop.set()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        for client in clients:
+            await asyncio.to_thread(client.join, 60)
+        received: list[list[tuple[str, int, float]]] = []
+        closes: Counter[str] = Counter()
+        for i in range(procs):
+            part = orjson.loads((WORK / f"watchers-{i}.json").read_bytes())
+            received += [[tuple(r) for r in w] for w in part["received"]]
+            closes.update(part["closes"])
         rss_after = server.tree_rss()
         after, _ = await _ingest(server, writer, **kwargs)
     finally:
@@ -223,7 +285,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     delays, lost, duplicated = [], 0, 0
     for events in received:
-        seqs = Counter(seq for _, seq, _ in events)
+        seqs = Counter(seq for _, seq, _ in events)  # a resume must not repeat one
         duplicated += sum(n - 1 for n in seqs.values() if n > 1)
         ids = {event_id for event_id, _, _ in events}
         lost += len(set(sent_at) - ids)
@@ -237,7 +299,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "throughput_change_pct": 100 * (watched["events_per_s"] - baseline) / baseline,
         "delivery_ms": {"p50": _pct(delays, 50) * 1000, "p99": _pct(delays, 99) * 1000,
                         "count": len(delays)},
-        "lost": lost, "duplicated": duplicated, "closed_early": dict(closes),
+        "api_cpu_us_per_message": 1e6 * (watched["api_cpu_s"] - before["api_cpu_s"])
+        / max(1, len(delays)),
+        "lost": lost, "duplicated": duplicated, "resumed_after": dict(closes),
         "server_rss_mb": {"before": rss_before / 2**20, "after": rss_after / 2**20},
     }  # fmt: skip
 
@@ -248,6 +312,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000, help="events/s offered")
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--client-procs", type=int, default=4, help="watcher processes")
     parser.add_argument("--rounds", type=int, default=4, help="notify on/off rounds (0: skip)")
     result = asyncio.run(run(parser.parse_args()))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

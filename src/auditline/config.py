@@ -336,6 +336,11 @@ class StreamSettings(BaseModel):
         default=30.0, gt=0, description="a client that takes longer to accept one message "
         "is disconnected",
     )  # fmt: skip
+    compress: bool = Field(
+        default=False,
+        description="permessage-deflate on WebSockets: less bandwidth for about 15 µs more "
+        "CPU per message and connection (set by `serve`)",
+    )
     read_batch: int = Field(
         default=500, ge=1, le=100_000, description="rows the hub reads per round trip "
         "(and hands to the connections at once: keep it well below buffer_events)",

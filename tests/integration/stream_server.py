@@ -39,7 +39,7 @@ async def serve(settings: Settings) -> AsyncIterator[Running]:
     app = create_app(settings)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
-        ws_ping_interval=None,
+        ws_ping_interval=None, ws_per_message_deflate=settings.stream.compress,
     )  # fmt: skip
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

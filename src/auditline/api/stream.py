@@ -121,12 +121,23 @@ class _Connection:
         )  # fmt: skip
         self.credential: str | None = None
         self.principal: Principal | None = None
+        self.sending_since: float | None = None
 
     async def send(self, text: str) -> None:
-        try:
-            await asyncio.wait_for(self.ws.send_text(text), self.settings.send_timeout_seconds)
-        except TimeoutError:
-            raise WebSocketDisconnect(1006, "the client stopped reading") from None
+        # No timer per message (tens of thousands a second): _watchdog looks at the clock.
+        self.sending_since = time.monotonic()
+        await self.ws.send_text(text)
+        self.sending_since = None
+
+    async def _watchdog(self) -> None:
+        """End the connection when one message has waited ``send_timeout_seconds`` for a
+        client that stopped reading (the bounded queue has long overflowed by then)."""
+        limit = self.settings.send_timeout_seconds
+        while True:
+            await asyncio.sleep(limit / 4)
+            since = self.sending_since
+            if since is not None and time.monotonic() - since > limit:
+                raise WebSocketDisconnect(1006, "the client stopped reading")
 
     async def fail(self, code: int, detail: str) -> None:
         """An ``error`` message, then the close with the same code and reason."""
@@ -245,10 +256,12 @@ class _Connection:
         await self.send(_message("ready", cursor=str(last)))
         receiver = asyncio.create_task(self._receive())
         sender = asyncio.create_task(self._live(sub, last, expires))
+        watchdog = asyncio.create_task(self._watchdog())
+        tasks = {receiver, sender, watchdog}
         try:
-            done, _ = await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (receiver, sender):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
                     await task
@@ -287,11 +300,15 @@ class _Connection:
             if now >= recheck:
                 await self._recheck()
                 recheck = now + s.recheck_seconds
-            wait = min(next_ping, ends, idle_until, recheck, expiry or ends) - now
             try:
-                delivery = await asyncio.wait_for(sub.queue.get(), max(wait, 0.001))
-            except TimeoutError:
-                continue
+                delivery = sub.queue.get_nowait()  # the common case under load: no waiting
+            except asyncio.QueueEmpty:
+                wait = min(next_ping, ends, idle_until, recheck, expiry or ends) - now
+                try:
+                    async with asyncio.timeout(max(wait, 0.001)):
+                        delivery = await sub.queue.get()
+                except TimeoutError:
+                    continue
             if delivery.seq <= last:
                 continue
             await self.send(delivery.text(_event_message))

@@ -60,6 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             limit_concurrency=settings.http.limit_concurrency,
             backlog=settings.http.backlog,
             forwarded_allow_ips=settings.http.forwarded_allow_ips,
+            ws_per_message_deflate=settings.stream.compress,
         )
     return 0
 
