@@ -426,3 +426,27 @@ async def test_a_lost_listener_connection_is_made_good_by_seq(
         ids = await _post(running, writer, "acme", 5)
         ids += await _post(running, writer, "acme", 5)
         assert [m["data"]["id"] for m in await events(ws, 10)] == ids
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_its_subscription_dropped(
+    settings: Settings, platform_admin: dict[str, str], make_token: TokenFactory
+) -> None:
+    quick = _with(settings, send_timeout_seconds=0.5, buffer_events=100_000)
+    async with serve(quick) as running:
+        await running.http.post(
+            "/api/v1/tenants", json={"id": "acme", "name": "acme"}, headers=platform_admin
+        )
+        writer = make_token("admin", "acme")
+        hub = running.app.state.services.streams.hub
+        # The client queues 4 frames, then stops reading the socket: the server's sends
+        # block once the socket buffers are full (megabytes on loopback).
+        async with connect(running.url(), additional_headers=bearer(writer), max_queue=4) as ws:
+            await until_ready(ws)
+            assert hub._feeds  # the subscription is there
+            for _ in range(6):
+                await _post(running, writer, "acme", 500, message="x" * 8000)
+            for _ in range(100):
+                if not hub._feeds:
+                    break
+                await asyncio.sleep(0.1)
+            assert not hub._feeds, "the stalled connection kept its subscription"
