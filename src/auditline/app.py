@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Before logs.router: /api/v1/logs/export must not be taken for /api/v1/logs/{event_id}.
     app.include_router(search.router)
     app.include_router(stream.router)  # before logs.router, as search's routes are
+    stream.redact_access_tokens(logging.getLogger("uvicorn.error"))  # handshakes are logged
     app.include_router(logs.router)
     app.include_router(integrity.router)
     app.include_router(tenants.router)

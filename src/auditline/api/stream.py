@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from typing import Any, Final
@@ -58,6 +59,31 @@ RESUME: Final = 4000
 """Idle or at its maximum lifetime: reconnect with ``since=`` the last cursor."""
 
 _REPEATABLE: Final = frozenset({"action", "severity"})
+
+
+_ACCESS_TOKEN = re.compile(r"(access_token=)[^&\s\"']+")
+
+
+class RedactAccessTokens(logging.Filter):
+    """Keep ``access_token=`` values out of the server's logs: uvicorn logs each WebSocket
+    handshake with its query string (``"WebSocket /api/v1/logs/stream?access_token=..."
+    [accepted]``), and a browser's token can travel nowhere else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "access_token=" in record.msg:
+            record.msg = _ACCESS_TOKEN.sub(r"\1[REDACTED]", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _ACCESS_TOKEN.sub(r"\1[REDACTED]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
+def redact_access_tokens(logger: logging.Logger) -> None:
+    """Install :class:`RedactAccessTokens` on *logger* (once)."""
+    if not any(isinstance(f, RedactAccessTokens) for f in logger.filters):
+        logger.addFilter(RedactAccessTokens())
 
 
 class StreamParams(SearchParams):
