@@ -2,9 +2,13 @@
 
 Searches compile the AST to SQL (``storage.search.compiler``); a stream cannot ask the
 database once per subscriber and event, so it evaluates the same :class:`SearchQuery` here
-against each new event. Both must answer alike, and they are tested against each other on a
-corpus (``tests/integration/test_stream_evaluator.py``), which is also the reference the
-tenant-wall tests use.
+against each new event. Both must answer alike: they are tested against each other on the
+tenant-overlap corpus (``tests/integration/test_repository_tenant_wall.py``), whose
+reference oracle is this evaluator with a word-based text test.
+
+Why NULLs need no special care: the compiler wraps every ``NOT`` in ``coalesce(..., false)``
+and the rest of a tree is AND/OR, which are monotone, so SQL's unknown decides exactly as
+false does here.
 
 Full-text terms are the one thing Python cannot decide the way PostgreSQL does (its parser,
 English stemming and stop words): :func:`matches` takes a *text* function for them. The
