@@ -3,8 +3,9 @@
 Why it is shaped this way:
 
 * **References, not events.** A commit announces ``(tenant, first seq, last seq)``
-  (``storage.stream``; heard through ``stream.announce``, LISTEN by default); the hub reads those rows itself, once per process, however many
-  subscribers want them, and only for tenants that have a subscriber here.
+  (``storage.stream``; heard through ``stream.announce``, LISTEN by default); the hub
+  reads those rows itself, once per process, however many subscribers want them, and
+  only for tenants that have a subscriber here.
 * **seq makes it exact.** A tenant's ``seq`` is gap-free and in commit order, and the hub
   keeps, per tenant, the last ``seq`` it dispatched (``upto``). Each read takes everything
   in ``(upto, announced]``, so a notification that went missing (the listener reconnected)
