@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="seconds per load step")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report")
     parser.add_argument(
-        "--suites", default="ingest,stack,search", help="comma-separated: ingest, stack, search"
+        "--suites",
+        default="ingest,stack,search,stream",
+        help="comma-separated: ingest, stack, search, stream",
     )
     parser.add_argument(
         "--search-events", type=int, default=1_000_000, help="events the search suite seeds"
@@ -58,6 +60,14 @@ def main() -> None:
         work.mkdir(parents=True)
         result = stack.run_stack(work, runs=runs, seconds=seconds)
         (RESULTS / "stack.json").write_text(json.dumps(result, indent=2))
+    if not args.report_only and "stream" in suites:
+        # Its own process and server (bench/stream.py): 100 watchers, 2,000 events/s.
+        rounds, stream_seconds = ("1", "5") if args.quick else ("4", "20")
+        subprocess.run(
+            [sys.executable, "-m", "bench.stream", "--rounds", rounds,
+             "--seconds", stream_seconds],
+            check=True,
+        )  # fmt: skip
     report.write(RESULTS, ROOT / "docs")
     print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'}")
 

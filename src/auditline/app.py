@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -14,7 +15,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from auditline import __version__
-from auditline.api import api_keys, health, integrity, logs, metrics, search, tenants, wellknown
+from auditline.api import (
+    api_keys,
+    health,
+    integrity,
+    logs,
+    metrics,
+    search,
+    stream,
+    tenants,
+    wellknown,
+)
 from auditline.api.errors import install_error_handlers, no_such_websocket
 from auditline.api.middleware import EdgeMiddleware
 from auditline.config import Settings
@@ -44,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
+            await services.streams.hub.start()
             upkeep = asyncio.create_task(maintain_partitions(services.writer, settings))
             sealing = asyncio.create_task(
                 keep_sealing(services.sealer, settings.integrity.seal_interval_seconds)
@@ -59,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 services.metrics.process_stopped()
+                await services.streams.hub.close()
 
     app = FastAPI(
         title="Auditline",
@@ -70,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     # Before logs.router: /api/v1/logs/export must not be taken for /api/v1/logs/{event_id}.
     app.include_router(search.router)
+    app.include_router(stream.router)  # before logs.router, as search's routes are
+    stream.redact_access_tokens(logging.getLogger("uvicorn.error"))  # handshakes are logged
     app.include_router(logs.router)
     app.include_router(integrity.router)
     app.include_router(tenants.router)

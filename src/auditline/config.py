@@ -350,6 +350,51 @@ class MetricsSettings(BaseModel):
     )
 
 
+class StreamSettings(BaseModel):
+    """Live streams over WebSocket (``/api/v1/logs/stream``, docs/api.md)."""
+
+    buffer_events: int = Field(
+        default=2000,
+        ge=1,
+        description="events queued per connection; a client further behind is sent `lagged` "
+        "and closed (it resumes with since=)",
+    )
+    max_streams_per_tenant: int = Field(
+        default=100, ge=1, description="concurrent streams per tenant in each API process (4429)"
+    )
+    ping_seconds: float = Field(default=20.0, gt=0, description="a `ping` message this often")
+    auth_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="wait for a first `auth` message when the handshake had "
+        "no token",
+    )  # fmt: skip
+    idle_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="close a stream that sent no event for this long"
+    )
+    max_lifetime_seconds: float = Field(
+        default=86_400.0, gt=0, description="close any stream after this long (it resumes)"
+    )
+    recheck_seconds: float = Field(
+        default=60.0, gt=0, description="how often a stream's credential is checked again "
+        "(a revoked API key closes it with 4401)",
+    )  # fmt: skip
+    send_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a client that takes longer to accept one message "
+        "is disconnected",
+    )  # fmt: skip
+    compress: bool = Field(
+        default=False,
+        description="permessage-deflate on WebSockets: less bandwidth for about 15 µs more "
+        "CPU per message and connection (set by `serve`)",
+    )
+    read_batch: int = Field(
+        default=500, ge=1, le=100_000, description="rows the hub reads per round trip "
+        "(and hands to the connections at once: keep it well below buffer_events)",
+    )  # fmt: skip
+    replay_batch: int = Field(
+        default=500, ge=1, le=10_000, description="stored events replayed per round trip"
+    )
+
+
 class Settings(BaseSettings):
     """All of Auditline's configuration."""
 
@@ -376,6 +421,7 @@ class Settings(BaseSettings):
     integrity: IntegritySettings = Field(default_factory=IntegritySettings)
     reads: ReadSettings = Field(default_factory=ReadSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
     maintenance_interval_seconds: float = Field(
         default=3600.0, gt=0, description="how often partitions ahead are checked"
     )

@@ -36,6 +36,9 @@ from auditline.storage.database import Connection, open_pool
 from auditline.storage.migrations import migrate
 from auditline.storage.rls import require_row_level_security
 from auditline.storage.search.backend import PostgresSearch, postgres_search_service
+from auditline.stream.announce import PostgresAnnouncements
+from auditline.stream.hub import StreamHub
+from auditline.stream.service import StreamService
 from auditline.tenancy.service import TenantService
 
 
@@ -59,6 +62,8 @@ class Services:
     proofs: ProofService
     checkpoint_verifier: Verifier
     """The public half of the checkpoint key, published at /.well-known."""
+    streams: StreamService
+    """Live streams; its hub listens only once started (the API's lifespan does)."""
 
 
 @asynccontextmanager
@@ -139,6 +144,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                         export_timeout_ms=settings.reads.export_statement_timeout_ms,
                     ),
                     checkpoint_verifier=checkpoint_signer.verifier,
+                    streams=StreamService(
+                        StreamHub(read_pool, PostgresAnnouncements(url), settings.stream),
+                        read_pool,
+                        access,
+                        settings.stream,
+                    ),
                 )
             finally:
                 await writer.close()

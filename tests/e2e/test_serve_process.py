@@ -170,7 +170,7 @@ def test_readme_flow_survives_sigkill_and_refuses_a_second_server(server: Server
 
     # A WebSocket upgrade where there is no stream is understood as one, and refused with
     # the 404 problem a plain request gets (before: taken for GET /logs/{id}, a 422).
-    status, body = websocket_upgrade(server.port, "/api/v1/logs/stream", writer)
+    status, body = websocket_upgrade(server.port, "/api/v1/logs/no-such-stream", writer)
     assert status == 404, body
     assert '"type":"https://auditline.dev/problems/http-404"' in body.replace(" ", "")
 

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import httpx
 import psycopg
@@ -73,6 +74,7 @@ ROWS = [
         requires="/api/v1/logs/export"),
     Row("GET",  "/api/v1/logs/stats",             (200, 200, 403, 403, 200, 200), 200,
         requires="/api/v1/logs/stats"),
+    Row("WS",   "/api/v1/logs/stream",            (200, 200, 200, 403, 200, 200), 200),
     Row("GET",  "/api/v1/integrity/checkpoint",   (200, 200, 403, 403, 200, 200), 200),
     Row("GET",  "/api/v1/integrity/consistency",  (200, 200, 403, 403, 200, 200), 200,
         query=(("from", "1"), ("to", "2"))),
@@ -240,17 +242,76 @@ async def call(
     body = row.body(tenant, next(world.counter)) if row.body else None
     params = {"tenant_id": tenant} if row.tenant_in == "query" else {}
     params.update(row.query)
+    if row.method == "WS":
+        answer = await websocket_call(world.http, path, params, world.tokens[principal])
+        return answer, f"{path} {params}", tenant, rid  # type: ignore[return-value]
     response = await world.http.request(
         row.method, path, params=params, json=body, headers=world.tokens[principal]
     )
     return response, f"{path} {params} {json.dumps(body)}", tenant, rid
 
 
+@dataclass
+class StreamAnswer:
+    """What a WebSocket stream answered, in the matrix's terms: 200 once it is ``ready``,
+    else the close code as the status it stands for (4403 -> 403), with the messages and
+    the reason as the body."""
+
+    status_code: int
+    text: str
+    headers: dict[str, str]
+
+
+_CLOSE_STATUS = {4400: 400, 4401: 401, 4403: 403, 4404: 404, 4429: 429}
+
+
+async def websocket_call(
+    http: httpx.AsyncClient, path: str, params: dict[str, str], headers: dict[str, str]
+) -> StreamAnswer:
+    """Open the stream on the very app behind *http* (the ASGI WebSocket protocol spoken
+    directly, as httpx cannot), read until ``ready`` or the close, then disconnect."""
+    app = http._transport.app  # type: ignore[attr-defined]
+    inbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    scope = {
+        "type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws",
+        "path": path, "raw_path": path.encode(), "root_path": "",
+        "query_string": urlencode(params).encode(), "subprotocols": [],
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 40000), "server": ("test", 80), "state": {},
+    }  # fmt: skip
+    await inbound.put({"type": "websocket.connect"})
+    task = asyncio.create_task(app(scope, inbound.get, outbound.put))
+    texts: list[str] = []
+    status = None
+    while status is None:
+        if outbound.empty() and task.done():
+            task.result()  # the app failed: show why
+            raise AssertionError(
+                f"the app ended without closing the stream: {texts} {path} {params} {headers}"
+            )
+        try:
+            message = await asyncio.wait_for(outbound.get(), 0.1)
+        except TimeoutError:
+            continue
+        if message["type"] == "websocket.send":
+            texts.append(message["text"])
+            if json.loads(message["text"])["type"] == "ready":
+                status = 200
+        elif message["type"] == "websocket.close":
+            status = _CLOSE_STATUS.get(message["code"], message["code"])
+            texts.append(message.get("reason") or "")
+    await inbound.put({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(task, 10)
+    return StreamAnswer(status, json.dumps(texts), {})
+
+
 def normalised(response: httpx.Response, tenant: str, rid: str | None) -> dict[str, Any]:
     text = response.text.replace(tenant, "<tenant>")
     if rid:
         text = text.replace(rid, "<id>")
-    body: dict[str, Any] = json.loads(text)
+    loaded = json.loads(text)
+    body: dict[str, Any] = loaded if isinstance(loaded, dict) else {"stream": loaded}
     body.pop("request_id", None)
     return body
 

@@ -26,6 +26,8 @@ from auditline.evidence.sealer import Sealer, seal_all
 from auditline.integrity.checkpoint import open_checkpoint
 from auditline.integrity.note import parse_verifier_key
 from auditline.services import Services
+from auditline.storage.database import tenant_transaction
+from auditline.storage.integrity import try_lock_sealing
 from auditline.tenancy.scope import for_system
 from tests.conftest import TokenFactory, bearer
 
@@ -313,3 +315,19 @@ async def test_concurrent_sealers_write_each_checkpoint_once_and_witness_it(
 
 def sealer_tenant(tenant: str) -> TenantId:
     return for_system(tenant, reason="tests seal directly")
+
+
+async def test_an_export_waits_for_another_sealer_and_covers_every_event(
+    app: FastAPI, client: httpx.AsyncClient, tenants: list[str], make_token: TokenFactory
+) -> None:
+    """Another process sealing the tenant must not leave the export's events unproven."""
+    ids = await _post(client, bearer(make_token("admin", "acme")), 5)
+    services = services_of(app)
+    tenant = sealer_tenant("acme")
+    async with tenant_transaction(services.pool, tenant) as other_sealer:
+        assert await try_lock_sealing(other_sealer, tenant)
+        export = asyncio.create_task(services.proofs.for_export(tenant))
+        await asyncio.sleep(0.3)
+        assert not export.done()  # waiting for the other sealer, not giving up
+    proofs = await export
+    assert proofs.checkpoint.tree_size >= len(ids)

@@ -34,11 +34,14 @@ from auditline.config import DatabaseSettings, IngestSettings
 from auditline.domain.events import Event, EventDraft, StoredEvent
 from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
+from auditline.search import evaluate
 from auditline.search.model import PageRequest, Position, SearchQuery
+from auditline.search.query import Text
 from auditline.security.api_keys import generate_key
 from auditline.storage import api_keys as keys_store
 from auditline.storage import events as events_store
 from auditline.storage import integrity as integrity_store
+from auditline.storage import stream as stream_store
 from auditline.storage import tenants as tenants_store
 from auditline.storage.database import Connection, open_pool, set_tenant, tenant_transaction
 from auditline.storage.search import pages as search_store
@@ -215,6 +218,7 @@ async def test_each_tenants_merkle_log_is_its_own(
     for tenant in (ACME, GLOBEX):  # both write the same keys, each its own bytes
         async with tenant_transaction(bypass, tenant) as conn:
             assert await integrity_store.try_lock_sealing(conn, tenant)
+            await integrity_store.lock_sealing(conn, tenant)  # re-entrant: its own lock
             await integrity_store.write_tiles(conn, tenant, [(0, 0, mark[tenant] * 32)])
             await integrity_store.add_checkpoint(
                 conn, tenant, 1, mark[tenant] * 32, f"note {tenant}"
@@ -583,6 +587,46 @@ async def test_set_tenant_lasts_for_its_transaction_only(
 # ---------------------------------------------------------------------------------------
 # Every repository function that takes a tenant has a test above
 
+
+async def test_stream_reads_by_seq_keep_to_the_tenant_and_agree_with_the_compiler(
+    bypass: AsyncConnectionPool[Connection], data: Overlap, database_url: str
+) -> None:
+    """Both tenants number their events from 0, so every seq range exists in both: only the
+    tenant condition keeps the other's rows out. And for every search case, the live path
+    (new rows, each term decided by PostgreSQL, the rest by ``search.evaluate``) selects
+    exactly the events the replay path (the search compiler's SQL) selects, which are the
+    ones the reference expects."""
+    sizes = heads(database_url)
+    for tenant in TENANTS:
+        async with tenant_transaction(bypass, tenant) as conn:
+            assert await stream_store.last_seq(conn, tenant) == sizes[tenant] - 1
+            for name, query in cases(data).items():
+                terms = sorted(evaluate.text_terms(query), key=repr)
+                rows = await stream_store.events_after(
+                    conn, tenant, -1, sizes[tenant], terms, limit=10_000
+                )
+                assert [r.event.seq for r in rows] == list(range(sizes[tenant]))
+                assert {r.event.event.tenant_id for r in rows} == {tenant}
+                live = [
+                    key_of(r.event)
+                    for r in rows
+                    if evaluate.matches(r.event.event, query, _hits(terms, r.hits))
+                ]
+                replayed = await stream_store.replay(
+                    conn, tenant, query, -1, sizes[tenant], limit=10_000
+                )
+                assert live == [key_of(e) for e in replayed], name
+                assert sorted(live) == sorted(data.expected(tenant, query)), name
+                assert live, name
+            # a range: exactly its rows, in seq order
+            window = await stream_store.replay(conn, tenant, SearchQuery(), 9, 19, limit=5)
+            assert [e.seq for e in window] == [10, 11, 12, 13, 14]
+
+
+def _hits(terms: list[Text], hits: tuple[bool, ...]) -> Callable[[Text], bool]:
+    return dict(zip(terms, hits, strict=True)).__getitem__
+
+
 COVERED: dict[str, Callable[..., Any]] = {
     "api_keys.insert_api_key": test_insert_and_list_api_keys_keep_to_the_tenant,
     "api_keys.list_api_keys": test_insert_and_list_api_keys_keep_to_the_tenant,
@@ -599,6 +643,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "integrity.latest_checkpoint": test_each_tenants_merkle_log_is_its_own,
     "integrity.leaf_of": test_each_tenants_merkle_log_is_its_own,
     "integrity.leaves": test_each_tenants_merkle_log_is_its_own,
+    "integrity.lock_sealing": test_each_tenants_merkle_log_is_its_own,
     "integrity.log_size": test_each_tenants_merkle_log_is_its_own,
     "integrity.read_tiles": test_each_tenants_merkle_log_is_its_own,
     "integrity.try_lock_sealing": test_each_tenants_merkle_log_is_its_own,
@@ -612,6 +657,9 @@ COVERED: dict[str, Callable[..., Any]] = {
     "search.backend.PostgresSearch.get": test_get_event_returns_only_the_tenants_own_event,
     "search.backend.PostgresSearch.search": test_the_postgres_backend_reads_only_the_tenants_rows,
     "search.backend.PostgresSearch.stats": test_the_postgres_backend_reads_only_the_tenants_rows,
+    "stream.events_after": test_stream_reads_by_seq_keep_to_the_tenant_and_agree_with_the_compiler,
+    "stream.last_seq": test_stream_reads_by_seq_keep_to_the_tenant_and_agree_with_the_compiler,
+    "stream.replay": test_stream_reads_by_seq_keep_to_the_tenant_and_agree_with_the_compiler,
     "tenants.create_tenant": test_create_tenant_opens_only_the_new_tenants_log,
     "tenants.list_tenants": test_list_tenants_lists_only_the_tenants_asked_for,
     "tenants.masking_source": test_masking_source_reads_only_the_tenants_settings_and_key,

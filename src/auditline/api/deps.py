@@ -7,7 +7,7 @@ bearer credential (JWT of a trusted issuer, or API key), records a failure in th
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -56,34 +56,57 @@ async def get_principal(
     services: Annotated[Services, Depends(get_services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    security = services.security
     try:
-        if credentials is None:
-            raise InvalidToken("a bearer token is required", reason="missing", scheme="none")
-        principal = await security.authenticator.authenticate(credentials.credentials)
-    except InvalidToken as exc:
-        try:
-            await security.audit.authentication_failed(exc, request_info(request))
-        except RateLimited as limited:
-            request.state.ratelimit = limited.decisions
-            raise limited from None
+        principal, _ = await authenticate(
+            services, credentials.credentials if credentials else None, request_info(request)
+        )
+    except RateLimited as limited:
+        request.state.ratelimit = limited.decisions
         raise
     request.state.principal = principal
     hint = request.path_params.get("tenant_id") or request.query_params.get("tenant_id")
     # For the request log: the tenant named before the body, if granted (else unknown).
     request.state.tenant = principal.rate_limit_tenant(hint)
-    if security.limits is not None:
-        try:
-            request.state.ratelimit = await security.limits.check(
-                kind=_rate_kind(request),
-                principal=principal.identity,
-                tenant=request.state.tenant,
-            )
-        except RateLimited as exc:
-            request.state.ratelimit = exc.decisions
-            raise
+    try:
+        decisions = await charge(services, principal, _rate_kind(request), hint)
+    except RateLimited as exc:
+        request.state.ratelimit = exc.decisions
+        raise
+    if decisions is not None:
+        request.state.ratelimit = decisions
     _refuse_unknown_query(request)
     return principal
+
+
+async def authenticate(
+    services: Services, credential: str | None, info: RequestInfo
+) -> tuple[Principal, float | None]:
+    """The principal of *credential* and when it expires, or ``InvalidToken`` (recorded in
+    the right log first; that record may raise ``RateLimited``). HTTP requests and
+    WebSocket streams authenticate through this one function."""
+    security = services.security
+    try:
+        if credential is None:
+            raise InvalidToken("a bearer token is required", reason="missing", scheme="none")
+        return await security.authenticator.authenticate_until(credential)
+    except InvalidToken as exc:
+        try:
+            await security.audit.authentication_failed(exc, info)
+        except RateLimited as limited:
+            raise limited from None
+        raise
+
+
+async def charge(services: Services, principal: Principal, kind: Kind, hint: str | None) -> Any:
+    """Charge one request (or one stream) to its rate-limit buckets; ``RateLimited``
+    when they are empty. Returns the decisions (for the response headers), or None when
+    limits are off."""
+    limits = services.security.limits
+    if limits is None:
+        return None
+    return await limits.check(
+        kind=kind, principal=principal.identity, tenant=principal.rate_limit_tenant(hint)
+    )
 
 
 async def record_denial(request: Request, exc: Forbidden | TenantNotFound) -> None:

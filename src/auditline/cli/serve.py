@@ -72,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # our own request log (one JSON line, with tenant and principal) replaces it
             access_log=not settings.metrics.request_log,
             log_config=log_config(),
+            ws_per_message_deflate=settings.stream.compress,
         )
     return 0
 

@@ -122,7 +122,7 @@ class ProofService:
     async def for_export(self, tenant: TenantId) -> ExportProofs:
         """Proofs for an export that starts now: the log is sealed up to this moment first,
         so the checkpoint covers every event the export can contain."""
-        await self.sealer.seal_until_current(tenant)
+        await self.sealer.seal_until_current(tenant, wait=True)
         async with self._read(tenant) as conn:
             latest = await store.latest_checkpoint(conn, tenant)
         if latest is None:  # pragma: no cover - sealing always leaves a checkpoint

@@ -77,24 +77,28 @@ class Sealer:
         self.witness = witness
         self.max_leaves = max_leaves
 
-    async def seal(self, tenant: TenantId) -> Sealed | None:
-        """One round for *tenant*; None when there was nothing new or another sealer has it.
+    async def seal(self, tenant: TenantId, *, wait: bool = False) -> Sealed | None:
+        """One round for *tenant*; None when there was nothing new, or another sealer has
+        it and *wait* is false (with *wait*, this round follows that one's).
 
         Also seals an empty log once (size 0), so every tenant has a checkpoint to start
         from.
         """
         async with tenant_transaction(self.pool, tenant) as conn:
-            if not await store.try_lock_sealing(conn, tenant):
+            if wait:
+                await store.lock_sealing(conn, tenant)
+            elif not await store.try_lock_sealing(conn, tenant):
                 return None
             sealed = await self._extend(conn, tenant)
         if sealed is not None:
             await self.witness.append(tenant, sealed.tree_size, sealed.note)
         return sealed
 
-    async def seal_until_current(self, tenant: TenantId) -> Sealed | None:
-        """Rounds until the checkpoint covers the log as it was when this began."""
+    async def seal_until_current(self, tenant: TenantId, *, wait: bool = False) -> Sealed | None:
+        """Rounds until the checkpoint covers the log as it was when this began (with
+        *wait*, also when another process is sealing it right now: an export needs that)."""
         last = None
-        while (sealed := await self.seal(tenant)) is not None:
+        while (sealed := await self.seal(tenant, wait=wait)) is not None:
             last = sealed
             if sealed.tree_size - sealed.old_size < self.max_leaves:
                 break

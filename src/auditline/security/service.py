@@ -44,20 +44,25 @@ class Authenticator:
         self._verifier = verifier
         self._api_keys = api_keys
         self._clock = clock
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._verified: dict[str, tuple[Principal, float, float]] = {}
 
     async def authenticate(self, credential: str) -> Principal:
+        return (await self.authenticate_until(credential))[0]
+
+    async def authenticate_until(self, credential: str) -> tuple[Principal, float | None]:
+        """The principal and when its credential expires (epoch seconds; None for an API
+        key, which lasts until revoked). A stream closes its connection at that instant."""
         if looks_like_api_key(credential):
-            return await self._api_keys.authenticate(credential)
+            return await self._api_keys.authenticate(credential), None
         now = self._clock()
         cached = self._verified.get(credential)
         if cached is not None and now < cached[1]:
-            return cached[0]
+            return cached[0], cached[2]
         principal, exp = await self._verify(credential)
         if len(self._verified) >= self._CACHE_ENTRIES:
             self._verified.clear()  # simple and bounded; the next requests refill it
-        self._verified[credential] = (principal, min(exp, now + self._CACHE_SECONDS))
-        return principal
+        self._verified[credential] = (principal, min(exp, now + self._CACHE_SECONDS), exp)
+        return principal, exp
 
     async def _verify(self, credential: str) -> tuple[Principal, float]:
         verified = await self._verifier.verify(credential)

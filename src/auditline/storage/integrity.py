@@ -60,6 +60,13 @@ async def try_lock_sealing(conn: Connection, tenant: TenantId) -> bool:
     return bool(row and row["ok"])
 
 
+async def lock_sealing(conn: Connection, tenant: TenantId) -> None:
+    """Take the tenant's sealing lock for this transaction, waiting for another sealer."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('auditline.seal:' || %s, 0))", (tenant,)
+    )
+
+
 async def leaves(conn: Connection, tenant: TenantId, first: int, end: int) -> list[Leaf]:
     """The stored leaves with ``first <= seq < end``, in ``seq`` order (missing ones absent)."""
     cur = await conn.execute(

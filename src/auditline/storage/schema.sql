@@ -53,6 +53,23 @@ CREATE TYPE public.severity AS ENUM (
 
 
 --
+-- Name: auditline_announce_events(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.auditline_announce_events() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify(
+        'auditline_events',
+        NEW.tenant_id || ' ' || OLD.next_seq::text || ' ' || (NEW.next_seq - 1)::text
+    );
+    RETURN NULL;
+END
+$$;
+
+
+--
 -- Name: auditline_api_key_by_prefix(text); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -726,6 +743,13 @@ CREATE TRIGGER events_rollup_insert AFTER INSERT ON public.events REFERENCING NE
 
 
 --
+-- Name: tenant_log_heads tenant_log_heads_announce; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER tenant_log_heads_announce AFTER UPDATE OF next_seq ON public.tenant_log_heads FOR EACH ROW WHEN ((new.next_seq > old.next_seq)) EXECUTE FUNCTION public.auditline_announce_events();
+
+
+--
 -- Name: api_keys api_keys_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -887,6 +911,13 @@ ALTER TABLE public.tenant_secrets ENABLE ROW LEVEL SECURITY;
 --
 
 GRANT USAGE ON SCHEMA public TO auditline_app;
+
+
+--
+-- Name: FUNCTION auditline_announce_events(); Type: ACL; Schema: public; Owner: -
+--
+
+GRANT ALL ON FUNCTION public.auditline_announce_events() TO auditline_app;
 
 
 --

@@ -9,8 +9,6 @@ only the first; ``tests/integration/test_search_backend_contract.py`` proves it 
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -19,11 +17,10 @@ from psycopg.types.json import Jsonb
 
 from auditline.domain.access import ACCESS_RESOURCE
 from auditline.domain.tenants import TenantId
+from auditline.search.evaluate import json_number
 from auditline.search.model import Order, Position, SearchFilters, SearchQuery
 from auditline.search.query import And, Compare, Match, Node, Not, Text
 
-_INTEGER: Final = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
-_NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _SQL_OP: Final = {">": sql.SQL(">"), ">=": sql.SQL(">="), "<": sql.SQL("<"), "<=": sql.SQL("<=")}
 _JSONPATH_OP: Final = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
 _MATCH_COLUMNS: Final = {
@@ -206,7 +203,7 @@ class Compiler:
         else:
             tests = ["@ == $s"]
             variables = {"s": node.value}
-            number = _as_number(node.value)
+            number = json_number(node.value)
             if number is not None:
                 tests.append("@ == $n")
                 variables["n"] = number
@@ -219,16 +216,6 @@ class Compiler:
             self.param(f"${steps} ? ({predicate})"),
             self.param(Jsonb(variables)),
         )
-
-
-def _as_number(value: str) -> int | float | None:
-    """The JSON number *value* spells, if it spells one."""
-    if _INTEGER.fullmatch(value):
-        return int(value)
-    if _NUMBER.fullmatch(value):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return None
 
 
 def text_terms(node: Node | None) -> list[Text]:
