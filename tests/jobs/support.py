@@ -120,7 +120,7 @@ def tasks_for_tests(services: Services) -> Tasks:
             )
         hold = payload.get("hold_file")
         if hold:
-            while os.path.exists(hold):  # noqa: ASYNC110 - a file another process removes
+            while os.path.exists(hold):  # noqa: ASYNC110, ASYNC240 - a file the test removes
                 await asyncio.sleep(0.05)
         else:
             await asyncio.sleep(float(payload.get("seconds", 0)))

@@ -304,7 +304,9 @@ async def test_a_duplicate_delivery_of_a_finished_job_is_dropped(
     async with worker():
         assert await eventually(lambda: _status(database_url, job_id, "succeeded"))
         assert await eventually(lambda: _outbox_empty(database_url))
-        await asyncio.sleep(1.5)  # the duplicate is received and dropped meanwhile
+        # the duplicate is received, deferred while the first delivery holds the job, then
+        # received again and dropped
+        assert await eventually(lambda: _drained(services))
     assert rows(database_url, "SELECT key, attempt FROM test_job_runs") == [("dup", 1)]
     assert await receive_one(services) is None
 
@@ -316,6 +318,10 @@ async def _status(database_url: str, job_id: uuid.UUID, status: str) -> bool:
 
 async def _runs(database_url: str, n: int) -> bool:
     return len(rows(database_url, "SELECT 1 FROM test_job_runs")) >= n
+
+
+async def _drained(services: Services) -> bool:
+    return await services.jobs.queue.depth() == 0
 
 
 async def _outbox_empty(database_url: str) -> bool:

@@ -117,6 +117,10 @@ class PostgresQueue:
         else:
             await store.dead_letter(conn, *_handle(message), error)
 
+    async def depth(self) -> int:
+        async with self._pool.connection() as conn, conn.transaction():
+            return await store.depth(conn)
+
     async def dead_letters(self, limit: int = 10) -> list[Message]:
         async with self._pool.connection() as conn, conn.transaction():
             return [_message(r) for r in await store.dead_letters(conn, limit)]

@@ -80,6 +80,10 @@ class Queue(Protocol):
     async def dead_letter(self, message: Message, error: str, conn: Connection | None) -> None:
         """Move the message to the dead-letter queue (the last attempt failed)."""
 
+    async def depth(self) -> int:
+        """Messages not yet deleted nor dead: waiting, in flight or backing off (SQS: the
+        approximate counts; the outbox not included)."""
+
     async def dead_letters(self, limit: int = 10) -> list[Message]:
         """A look at the dead-letter queue, for operators and tests; changes nothing
         that matters (SQS: the peeked messages stay there)."""

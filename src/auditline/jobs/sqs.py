@@ -176,6 +176,12 @@ class SqsQueue:
         # receive before that, which marks nothing new and releases it again.
         await self._change(message, 0)
 
+    async def depth(self) -> int:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]  # fmt: skip
+        got = await self._client.get_queue_attributes(QueueUrl=self._url, AttributeNames=names)
+        return sum(int(got["Attributes"].get(name, 0)) for name in names)
+
     async def dead_letters(self, limit: int = 10) -> list[Message]:
         got = await self._client.receive_message(
             QueueUrl=self._dlq_url,

@@ -115,13 +115,24 @@ class Worker:
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 await set_tenant(conn, tenant)
-                before = await store.start_job(conn, tenant, message.job_id)
-            if before is None or before in ("succeeded", "failed"):
-                # Finished already (or never committed): nothing to do but forget it.
-                await self._queue.delete(message, None)
+                started = await store.start_job(
+                    conn, tenant, message.job_id,
+                    lease_seconds=self._settings.visibility_timeout_seconds,
+                )  # fmt: skip
+            if started != "started":
+                if started == "leased":
+                    # Another delivery of this task is running it: come back when its lease
+                    # would have run out, by which time it is finished (then dropped) or its
+                    # worker is dead (then this delivery takes over).
+                    await self._queue.retry_later(
+                        message, self._settings.visibility_timeout_seconds, None
+                    )
+                else:
+                    # Finished already (or never committed): nothing to do but forget it.
+                    await self._queue.delete(message, None)
                 return
             handler = self._handlers.get(message.kind)
-            heartbeat = asyncio.create_task(self._heartbeat(message))
+            heartbeat = asyncio.create_task(self._heartbeat(tenant, message))
             try:
                 if handler is None:
                     raise LookupError(f"no handler for task kind {message.kind!r}")
@@ -147,12 +158,15 @@ class Worker:
         finally:
             self.processed += 1
 
-    async def _heartbeat(self, message: Message) -> None:
-        period = max(0.2, self._settings.visibility_timeout_seconds / 3)
+    async def _heartbeat(self, tenant: TenantId, message: Message) -> None:
+        seconds = self._settings.visibility_timeout_seconds
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(max(0.2, seconds / 3))
             try:
-                await self._queue.extend(message, self._settings.visibility_timeout_seconds)
+                await self._queue.extend(message, seconds)
+                async with self._pool.connection() as conn, conn.transaction():
+                    await set_tenant(conn, tenant)
+                    await store.extend_lease(conn, tenant, message.job_id, seconds)
             except Exception:
                 log.warning("could not extend the visibility of job %s", message.job_id)
 
@@ -208,7 +222,9 @@ class Worker:
         error = f"dead-lettered after {self._settings.max_receives} deliveries without success"
         async with self._pool.connection() as conn, conn.transaction():
             await set_tenant(conn, tenant)
-            await store.finish_job(conn, tenant, message.job_id, status="failed", error=error)
+            await store.finish_job(
+                conn, tenant, message.job_id, status="failed", error=error, unless_leased=True
+            )
 
     async def _release(self, tenant: TenantId, message: Message) -> None:
         """Give a task cut short by shutdown back to the queue, visible at once."""

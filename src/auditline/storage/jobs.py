@@ -67,32 +67,43 @@ async def insert_job(
         await conn.execute("SELECT set_config('auditline.tenant_id', %s, true)", (bound,))
 
 
-async def start_job(conn: Connection, tenant: TenantId, job_id: UUID) -> str | None:
-    """Mark the job running (one more attempt) unless it is finished; its status before.
+async def start_job(
+    conn: Connection, tenant: TenantId, job_id: UUID, *, lease_seconds: float
+) -> str | None:
+    """Start an attempt: the job becomes ``running`` under a lease of *lease_seconds*.
 
-    None when no such job exists in the tenant. A finished job is left as it is: a message
-    delivered again after its job succeeded or failed has nothing left to do.
+    Returns ``"started"``, or why not: ``"leased"`` (another delivery of the task is running
+    it now), ``"succeeded"``/``"failed"`` (finished: nothing left to do), or None (no such
+    job in the tenant).
     """
     cur = await conn.execute(
-        """WITH before AS (
-               SELECT id, status FROM jobs
-                WHERE id = %(id)s AND tenant_id IS NOT DISTINCT FROM %(tenant)s FOR UPDATE)
-           UPDATE jobs j SET status = 'running', attempts = j.attempts + 1,
-                  started_at = coalesce(j.started_at, clock_timestamp())
-             FROM before
-            WHERE j.id = before.id AND before.status IN ('queued', 'running')
-        RETURNING before.status""",
-        {"id": job_id, "tenant": _tenant_column(tenant)},
+        """UPDATE jobs SET status = 'running', attempts = attempts + 1,
+                  started_at = coalesce(started_at, clock_timestamp()),
+                  lease_until = clock_timestamp() + %(lease)s * interval '1 second'
+            WHERE id = %(id)s AND tenant_id IS NOT DISTINCT FROM %(tenant)s
+              AND (status = 'queued'
+                   OR (status = 'running' AND coalesce(lease_until <= clock_timestamp(), true)))
+        RETURNING id""",
+        {"id": job_id, "tenant": _tenant_column(tenant), "lease": lease_seconds},
     )
-    row = await cur.fetchone()
-    if row is not None:
-        return str(row["status"])
+    if await cur.fetchone() is not None:
+        return "started"
     cur = await conn.execute(
         "SELECT status FROM jobs WHERE id = %s AND tenant_id IS NOT DISTINCT FROM %s",
         (job_id, _tenant_column(tenant)),
     )
     row = await cur.fetchone()
-    return None if row is None else str(row["status"])
+    if row is None:
+        return None
+    return "leased" if row["status"] == "running" else str(row["status"])
+
+
+async def extend_lease(conn: Connection, tenant: TenantId, job_id: UUID, seconds: float) -> None:
+    await conn.execute(
+        """UPDATE jobs SET lease_until = clock_timestamp() + %s * interval '1 second'
+            WHERE id = %s AND tenant_id IS NOT DISTINCT FROM %s AND status = 'running'""",
+        (seconds, job_id, _tenant_column(tenant)),
+    )
 
 
 async def finish_job(
@@ -103,15 +114,20 @@ async def finish_job(
     status: str,
     result: Mapping[str, Any] | None = None,
     error: str | None = None,
+    unless_leased: bool = False,
 ) -> bool:
     """Record the outcome: succeeded (with *result*), failed (with *error*), or queued
-    again after a failed attempt (with *error*, to be retried). False if no such job."""
+    again after a failed attempt (with *error*, to be retried). False if no such job, or
+    it is finished, or (*unless_leased*) a worker holds a live lease on it."""
     finished = status in ("succeeded", "failed")
     cur = await conn.execute(
         """UPDATE jobs SET status = %(status)s, result = %(result)s, error = %(error)s,
-                  finished_at = CASE WHEN %(finished)s THEN clock_timestamp() END
+                  finished_at = CASE WHEN %(finished)s THEN clock_timestamp() END,
+                  lease_until = NULL
             WHERE id = %(id)s AND tenant_id IS NOT DISTINCT FROM %(tenant)s
-              AND status NOT IN ('succeeded', 'failed')""",
+              AND status NOT IN ('succeeded', 'failed')
+              AND NOT (%(unless_leased)s AND status = 'running'
+                       AND coalesce(lease_until > clock_timestamp(), false))""",
         {
             "status": status,
             "result": None if result is None else Jsonb(dict(result)),
@@ -119,6 +135,7 @@ async def finish_job(
             "finished": finished,
             "id": job_id,
             "tenant": _tenant_column(tenant),
+            "unless_leased": unless_leased,
         },
     )
     return cur.rowcount == 1

@@ -129,6 +129,12 @@ async def dead_letter(conn: Connection, message_id: int, receipt: UUID, error: s
     return cur.rowcount == 1
 
 
+async def depth(conn: Connection) -> int:
+    cur = await conn.execute("SELECT count(*) AS n FROM job_queue WHERE dead_at IS NULL")
+    row = await cur.fetchone()
+    return 0 if row is None else int(row["n"])
+
+
 async def dead_letters(conn: Connection, limit: int = 100) -> list[QueueRow]:
     cur = await conn.execute(
         "SELECT * FROM job_queue WHERE dead_at IS NOT NULL ORDER BY dead_at, id LIMIT %s",

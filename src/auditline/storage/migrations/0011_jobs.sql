@@ -19,6 +19,10 @@ CREATE TABLE jobs (
     created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
     started_at  timestamptz,
     finished_at timestamptz,
+    -- While running: until when the worker's lease holds (extended by its heartbeat). A
+    -- second delivery of the same task (SQS may deliver twice) waits while it holds; a
+    -- dead worker's lease runs out with its message's visibility.
+    lease_until timestamptz,
     CHECK (tenant_id IS DISTINCT FROM 'platform')
 );
 CREATE INDEX jobs_tenant_created ON jobs (tenant_id, created_at DESC, id DESC);
