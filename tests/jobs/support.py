@@ -118,13 +118,14 @@ def tasks_for_tests(services: Services) -> Tasks:
                 "INSERT INTO test_job_runs (job_id, key, attempt) VALUES (%s, %s, %s)",
                 (ctx.job_id, "started", ctx.attempt),
             )
+        made = await record(ctx, payload) if payload.get("effect_first") else None
         hold = payload.get("hold_file")
         if hold:
             while os.path.exists(hold):  # noqa: ASYNC110, ASYNC240 - a file the test removes
                 await asyncio.sleep(0.05)
         else:
             await asyncio.sleep(float(payload.get("seconds", 0)))
-        return {"made": await record(ctx, payload)}
+        return {"made": await record(ctx, payload) if made is None else made}
 
     async def noop(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         return {}
@@ -134,3 +135,24 @@ def tasks_for_tests(services: Services) -> Tasks:
         "test.noop": noop,
     }  # fmt: skip
     return Tasks(handlers=handlers)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a worker process *settings* (database, data dir, jobs)."""
+    env = {
+        "AUDITLINE_DATA_DIR": str(settings.data_dir),
+        "AUDITLINE_DATABASE__URL": str(settings.database.url),
+    }
+    for name, value in settings.jobs.model_dump(exclude={"sqs"}).items():
+        env[f"AUDITLINE_JOBS__{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    sqs = settings.jobs.sqs
+    for name, value in sqs.model_dump(exclude={"secret_access_key"}).items():
+        if value is not None:
+            env[f"AUDITLINE_JOBS__SQS__{name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+    if sqs.secret_access_key is not None:
+        env["AUDITLINE_JOBS__SQS__SECRET_ACCESS_KEY"] = sqs.secret_access_key.get_secret_value()
+    return env

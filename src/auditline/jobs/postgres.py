@@ -70,7 +70,7 @@ class PostgresQueue:
         self, conn: Connection, *, job_id: UUID, kind: str, tenant: str | None,
         payload: Mapping[str, Any],
     ) -> None:  # fmt: skip
-        await store.send(conn, job_id=job_id, kind=kind, tenant=tenant, payload=payload)
+        await store.send(conn, job_id=job_id, kind=kind, tenant_id=tenant, payload=payload)
 
     async def _receive_now(self, max_messages: int) -> Batch:
         async with self._pool.connection() as conn, conn.transaction():

@@ -46,15 +46,17 @@ async def send(
     *,
     job_id: UUID,
     kind: str,
-    tenant: str | None,
+    tenant_id: str | None,
     payload: Mapping[str, Any],
     delay_seconds: float = 0.0,
 ) -> None:
-    """Add a message in the caller's transaction; listeners wake when it commits."""
+    """Add a message in the caller's transaction; listeners wake when it commits.
+
+    *tenant_id* is carried, as it is, to the receiver, which acts on that tenant's job."""
     await conn.execute(
         """INSERT INTO job_queue (job_id, kind, tenant_id, payload, visible_at)
            VALUES (%s, %s, %s, %s, clock_timestamp() + %s * interval '1 second')""",
-        (job_id, kind, tenant, Jsonb(dict(payload)), delay_seconds),
+        (job_id, kind, tenant_id, Jsonb(dict(payload)), delay_seconds),
     )
     await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
 
