@@ -215,9 +215,8 @@ class DueSchedule:
 async def declare_schedule(
     conn: Connection, name: str, kind: str, payload: Mapping[str, Any], interval_seconds: float
 ) -> None:
-    """Create the schedule (first run one interval from now... or now, if new) or update
-    its task; a stored ``next_run_at`` survives restarts, moved earlier if the interval
-    shrank."""
+    """Create the schedule (a new one is due at once) or update its task; a stored
+    ``next_run_at`` survives restarts, moved earlier if the interval shrank."""
     await conn.execute(
         """INSERT INTO schedules AS s (name, kind, payload, interval_seconds, next_run_at)
            VALUES (%(name)s, %(kind)s, %(payload)s, %(interval)s, clock_timestamp())
@@ -245,8 +244,9 @@ async def claim_due_schedules(conn: Connection, names: list[str]) -> list[DueSch
 async def schedule_ran(conn: Connection, name: str, job_id: UUID) -> None:
     """Move the schedule one interval on from now (missed runs are not caught up)."""
     await conn.execute(
-        """UPDATE schedules SET last_run_at = clock_timestamp(), last_job_id = %s,
-                  next_run_at = clock_timestamp() + interval_seconds * interval '1 second'
+        """UPDATE schedules SET last_run_at = now.t, last_job_id = %s,
+                  next_run_at = now.t + interval_seconds * interval '1 second'
+             FROM (SELECT clock_timestamp() AS t) now
             WHERE name = %s""",
         (job_id, name),
     )
