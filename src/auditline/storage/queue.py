@@ -145,20 +145,6 @@ async def dead_letters(conn: Connection, limit: int = 100) -> list[QueueRow]:
     return [_queue_row(row) for row in await cur.fetchall()]
 
 
-async def redrive(conn: Connection, limit: int = 1000) -> int:
-    """Put dead-lettered messages back on the queue (an operator's decision), fresh."""
-    cur = await conn.execute(
-        """UPDATE job_queue SET dead_at = NULL, receive_count = 0, receipt = NULL,
-                  visible_at = clock_timestamp()
-            WHERE id IN (SELECT id FROM job_queue WHERE dead_at IS NOT NULL
-                          ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)""",
-        (limit,),
-    )
-    if cur.rowcount:
-        await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
-    return cur.rowcount
-
-
 # ---------------------------------------------------------------------------------------
 # Outbox (the SQS backend)
 
