@@ -9,13 +9,15 @@ take, the same row; a receive does not delete, it hides the row until ``visible_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from auditline.storage.database import Connection
 
@@ -23,6 +25,22 @@ QUEUE_CHANNEL = "auditline_jobs"
 """NOTIFY channel: a message was sent (the payload is empty; listeners just receive)."""
 OUTBOX_CHANNEL = "auditline_outbox"
 """NOTIFY channel: the outbox has rows for the SQS relay."""
+
+
+@asynccontextmanager
+async def worker_transaction(pool: AsyncConnectionPool[Connection]) -> AsyncIterator[Connection]:
+    """A transaction of the queue's own bookkeeping, committed without waiting for the WAL
+    flush (``synchronous_commit = off`` for it alone).
+
+    Safe because delivery is at least once: a crash can lose only the last such commits
+    (a receive, a job marked running or finished, a message deleted), which puts the
+    message back for another delivery of an idempotent task; it never loses a message,
+    whose sending commits with the caller's durability. What a task itself writes keeps
+    the service's synchronous commits. It saves a disk flush per step of every task.
+    """
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
+        yield conn
 
 
 @dataclass(frozen=True, slots=True)
