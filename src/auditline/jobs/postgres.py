@@ -26,7 +26,7 @@ def _message(row: store.QueueRow) -> Message:
     return Message(
         job_id=row.job_id,
         kind=row.kind,
-        tenant=row.tenant_id,
+        tenant=row.job_tenant,
         payload=row.payload,
         receive_count=row.receive_count,
         handle=(row.id, row.receipt),

@@ -48,7 +48,7 @@ class QueueRow:
     id: int
     job_id: UUID
     kind: str
-    tenant_id: str | None
+    job_tenant: str | None
     payload: dict[str, Any]
     receive_count: int
     receipt: UUID | None
@@ -72,7 +72,7 @@ async def send(
 
     *tenant_id* is carried, as it is, to the receiver, which acts on that tenant's job."""
     await conn.execute(
-        """INSERT INTO job_queue (job_id, kind, tenant_id, payload, visible_at)
+        """INSERT INTO job_queue (job_id, kind, job_tenant, payload, visible_at)
            VALUES (%s, %s, %s, %s, clock_timestamp() + %s * interval '1 second')""",
         (job_id, kind, tenant_id, Jsonb(dict(payload)), delay_seconds),
     )

@@ -513,7 +513,7 @@ CREATE TABLE public.job_queue (
     id bigint NOT NULL,
     job_id uuid NOT NULL,
     kind text NOT NULL,
-    tenant_id text,
+    job_tenant text,
     payload jsonb NOT NULL,
     visible_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     receive_count integer DEFAULT 0 NOT NULL,
