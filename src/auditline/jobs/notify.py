@@ -18,6 +18,9 @@ from psycopg import sql
 
 log = logging.getLogger(__name__)
 
+_CHECK_SECONDS = 0.5  # how often the listening loop looks at its closing flag
+_CLOSE_SECONDS = 5.0
+
 
 class Listener:
     def __init__(self, conninfo: str, channel: str) -> None:
@@ -26,6 +29,7 @@ class Listener:
         self.event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._closing = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"listen {self._channel}")
@@ -34,14 +38,23 @@ class Listener:
             await asyncio.wait_for(self._ready.wait(), timeout=5)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Stop listening: the loop sees the flag within a notifies() timeout; cancelling
+        is the fallback only (cancelling a connection mid-wait is what we avoid)."""
+        self._closing = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=_CLOSE_SECONDS)
+        except TimeoutError:
+            log.warning("LISTEN %s did not stop in time; cancelling it", self._channel)
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     async def _run(self) -> None:
         delay = 0.5
-        while True:
+        while not self._closing:
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True
@@ -50,11 +63,14 @@ class Listener:
                     self._ready.set()
                     self.event.set()  # anything sent while we were not listening
                     delay = 0.5
-                    async for _ in conn.notifies():
-                        self.event.set()
+                    while not self._closing:
+                        async for _ in conn.notifies(timeout=_CHECK_SECONDS):
+                            self.event.set()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self._closing:
+                    return
                 log.warning("LISTEN %s lost; reconnecting in %.1fs", self._channel, delay)
                 self.event.set()
                 await asyncio.sleep(delay)

@@ -41,6 +41,7 @@ class Scheduler:
         self._schedules = {s.name: s for s in schedules}
         self._max_sleep = max_sleep_seconds
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def declare(self) -> None:
         """Store the schedules this build declares (their stored next run is kept)."""
@@ -73,27 +74,38 @@ class Scheduler:
             return
         delay = 1.0
         declared = False
-        while True:
+        while not self._stopping.is_set():
             try:
                 if not declared:
                     await self.declare()
                     declared = True
                 for name, job_id in (await self.tick()).items():
                     log.info("scheduled %s: job %s", name, job_id)
-                await asyncio.sleep(await self._seconds_to_next())
+                await self._pause(await self._seconds_to_next())
                 delay = 1.0
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("scheduler tick failed; retrying in %.0fs", delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 delay = min(delay * 2, 60)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="jobs scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Let a tick in progress finish (it is one short transaction), then stop; cancel
+        only if it does not end in time."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=10)
+        except TimeoutError:
+            log.warning("scheduler did not stop in time; cancelling it")
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task

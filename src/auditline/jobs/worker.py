@@ -71,8 +71,15 @@ class Worker:
         self._stopping.set()
         self._queue.wake()
         if self._main is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._main
+            try:  # a receive ends within poll_seconds (SQS long polls cannot be woken)
+                await asyncio.wait_for(
+                    asyncio.shield(self._main), timeout=self._settings.poll_seconds + 10
+                )
+            except TimeoutError:
+                log.warning("the receive loop did not stop in time; cancelling it")
+                self._main.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._main
         if self._running:
             _, pending = await asyncio.wait(
                 self._running, timeout=self._settings.shutdown_grace_seconds
@@ -80,7 +87,10 @@ class Worker:
             for task in pending:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending)
+                _, stuck = await asyncio.wait(pending, timeout=10)
+                if stuck:
+                    log.warning("%d tasks did not stop; their messages return after the "
+                                "visibility timeout", len(stuck))  # fmt: skip
         if self._relay is not None:
             self._relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
