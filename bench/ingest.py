@@ -14,7 +14,7 @@ import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -230,11 +230,61 @@ def seed_search_tenant(server: Process, data_dir: Path, bodies: Path, *, batches
 
 
 def _summary(result: openloop.OpenLoopResult) -> dict[str, Any]:
+    answered, refused = result.split()
     return {
         "offered_rps": result.offered_rps, "achieved_rps": result.achieved_rps,
         "errors": result.errors, "p50_ms": result.percentile(50),
         "p99_ms": result.percentile(99), "p999_ms": result.percentile(99.9),
+        # Reads may be refused by design (503, admission): answered and refused apart.
+        "answered": len(answered), "answered_p99_ms": openloop.percentile(answered, 99),
+        "refused": len(refused), "refused_p99_ms": openloop.percentile(refused, 99),
     }  # fmt: skip
+
+
+EXPORTS = 20  # concurrent exports in the mixed scenario's second variant
+
+
+async def _export_load(
+    server: Process, token: str, seconds: float, *, clients: int = EXPORTS
+) -> dict[str, Any]:
+    """*clients* auditors each exporting the search tenant's last 24 hours as NDJSON, one
+    export after another for *seconds*; a refused export (503) waits its ``Retry-After``,
+    as a well-behaved client does. Counts exports completed and refused, and bytes."""
+    start = (datetime.now(UTC) - timedelta(hours=24)).isoformat()
+    params = {"tenant_id": SEARCH_TENANT, "start": start, "format": "ndjson"}
+    completed = refused = failed = 0
+    received = 0
+    deadline = time.perf_counter() + seconds
+
+    async def one_client(client: httpx.AsyncClient) -> None:
+        nonlocal completed, refused, failed, received
+        while time.perf_counter() < deadline:
+            try:
+                async with client.stream("GET", "/api/v1/logs/export", params=params) as r:
+                    if r.status_code == 503:
+                        refused += 1
+                        await r.aread()
+                        wait = float(r.headers.get("retry-after", "1"))
+                        await asyncio.sleep(min(wait, max(0.0, deadline - time.perf_counter())))
+                        continue
+                    async for chunk in r.aiter_raw():
+                        received += len(chunk)
+                        if time.perf_counter() >= deadline:
+                            return  # cut off at the end of the window: not counted
+                    if r.status_code == 200:
+                        completed += 1
+                    else:
+                        failed += 1
+            except httpx.HTTPError:
+                failed += 1
+
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=server.base, headers=headers, timeout=120,
+                                 limits=limits) as client:  # fmt: skip
+        await asyncio.gather(*(one_client(client) for _ in range(clients)))
+    return {"clients": clients, "completed": completed, "refused": refused, "failed": failed,
+            "mib": received / 2**20}  # fmt: skip
 
 
 def _ingest_load(server: Process, bodies: Path, token: str, seconds: int) -> Any:
@@ -290,12 +340,49 @@ def mixed(
         ))  # fmt: skip
 
     (searches, ingest), mixed_cores = with_cores(server, data_dir, both())
+
+    async def with_exports() -> tuple[Any, ...]:
+        return tuple(await asyncio.gather(
+            _search_load(server, paths, auditor, seconds),
+            _ingest_load(server, bodies, writer, seconds),
+            _export_load(server, auditor, seconds),
+        ))  # fmt: skip
+
+    (x_searches, x_ingest, exports), x_cores = with_cores(server, data_dir, with_exports())
     return {
         "search_alone": _summary(alone) | {"cores": alone_cores},
         "search_mixed": _summary(searches),
         "ingest_mixed": _summary(ingest),
         "mixed_cores": mixed_cores,
-    }
+        "exports": {
+            "search": _summary(x_searches), "ingest": _summary(x_ingest),
+            "exports": exports, "cores": x_cores,
+        },
+    }  # fmt: skip
+
+
+def run_mixed(work: Path, *, workers: int, seconds: int, batches: int) -> dict[str, Any]:
+    """The mixed scenario alone, on a fresh data dir (``python -m bench.mixed``): the
+    search tenant seeded with *batches* x 1,000 events, then ingest alone, then
+    :func:`mixed`. For checking it at small scale; ``make bench`` runs it inside
+    :func:`run_ingest`."""
+    data_dir, log = work / "mixed-data", work / "mixed.log"
+    bodies = write_bodies(work / "single.ndjson", count=5000, events_per_body=1, seed=1)
+    bulk = write_bodies(work / "bulk.ndjson", count=min(batches, 20), events_per_body=1000,
+                        seed=2)  # fmt: skip
+    paths = write_search_paths(work / "searches.txt", count=500, seed=3, tenant=SEARCH_TENANT)
+    server = start_auditline(data_dir, workers=workers, log=log)
+    try:
+        ensure_tenant(server, data_dir, TENANT)
+        seed_search_tenant(server, data_dir, bulk, batches=batches)
+        settle(EmbeddedPostgres(data_dir).url())
+        token = token_for(data_dir, "user", TENANT)
+        alone, cores = with_cores(server, data_dir, _ingest_load(server, bodies, token, seconds))
+        return {"workers": workers, "ingest_alone": _summary(alone) | {"cores": cores}} | mixed(
+            server, data_dir, bodies=bodies, paths=paths, seconds=seconds
+        )
+    finally:
+        server.stop()
 
 
 def run_ingest(work: Path, *, runs: int, seconds: int, quick: bool) -> dict[str, Any]:

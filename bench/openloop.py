@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -20,12 +20,23 @@ class OpenLoopResult:
     achieved_rps: float
     latencies_ms: list[float]
     errors: int
+    statuses: list[int] = field(default_factory=list)  # one per latency, same order
 
     def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+        return percentile(self.latencies_ms, q)
+
+    def split(self, refused: int = 503) -> tuple[list[float], list[float]]:
+        """Latencies of the requests answered (2xx) and of those refused with *refused*."""
+        answered = [ms for ms, s in zip(self.latencies_ms, self.statuses, strict=True) if s < 300]
+        shed = [ms for ms, s in zip(self.latencies_ms, self.statuses, strict=True) if s == refused]
+        return answered, shed
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 class _Connection:
@@ -71,6 +82,7 @@ async def run(
         head = f"POST {path} HTTP/1.1\r\nContent-Type: application/json\r\n".encode() + headers
         requests = [head + b"Content-Length: %d\r\n\r\n" % len(b) + b for b in bodies]
     latencies: list[float] = []
+    statuses: list[int] = []
     errors = 0
     total = int(rate * seconds)
     start = time.perf_counter()
@@ -85,6 +97,7 @@ async def run(
             errors += 1
             return
         latencies.append((time.perf_counter() - due) * 1000)
+        statuses.append(status)
         if status >= 300:
             errors += 1
         idle.put_nowait(conn)
@@ -105,4 +118,4 @@ async def run(
     elapsed = time.perf_counter() - start
     while not idle.empty():
         idle.get_nowait().writer.close()
-    return OpenLoopResult(rate, len(latencies) / elapsed, latencies, errors)
+    return OpenLoopResult(rate, len(latencies) / elapsed, latencies, errors, statuses)

@@ -122,6 +122,57 @@ def _mixed_section(runs: list[dict[str, Any]]) -> list[str]:
     return lines + _postgres_kinds(runs, phases)
 
 
+def _admission_section(runs: list[dict[str, Any]]) -> list[str]:
+    """Reads under admission (#17): searches answered or refused, with and without 20
+    concurrent exports; medians over the runs (min-max)."""
+    lines = [
+        "### Reads never starve writes: searches answered and refused",
+        "",
+        "The same mixed load (1,000 single events/s and 50 searches/s offered), then again with",
+        "20 auditors exporting the searched tenant's last 24 hours (NDJSON) one export after",
+        "another, waiting `Retry-After` when refused. A search is either answered (its p99) or",
+        "refused with a 503 by read admission (count, and the p99 of the time the refusal",
+        "took). Targets: ingest p99 <= 100 ms and no ingest error; searches answered with",
+        "p99 <= 500 ms or refused within 50 ms. Milliseconds, medians over the runs (min-max).",
+        "",
+        "| API processes | load | ingest p99 | ingest errors | searches answered | answered p99 "
+        "| searches refused | refusal p99 | exports done / refused |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(values: list[float], digits: int = 1) -> str:
+        values = [v for v in values if v == v]  # NaN: nothing refused in that run
+        if not values:
+            return "-"
+        return _fmt({"median": statistics.median(values), "min": min(values),
+                     "max": max(values)}, digits)  # fmt: skip
+
+    for workers in sorted({run["workers"] for run in runs}):
+        mine = [run for run in runs if run["workers"] == workers]
+        variants = {
+            "ingest + searches": [(run["ingest_mixed"], run["search_mixed"], None) for run in mine],
+            "+ 20 exports": [
+                (run["exports"]["ingest"], run["exports"]["search"], run["exports"]["exports"])
+                for run in mine
+            ],
+        }
+        for name, triples in variants.items():
+            exports = "-"
+            if triples[0][2] is not None:
+                done = statistics.median(t[2]["completed"] for t in triples)
+                refused = statistics.median(t[2]["refused"] for t in triples)
+                exports = f"{done:.0f} / {refused:.0f}"
+            lines.append(
+                f"| {workers} | {name} | {cell([t[0]['p99_ms'] for t in triples])} "
+                f"| {sum(t[0]['errors'] for t in triples)} "
+                f"| {cell([t[1]['answered'] for t in triples], 0)} "
+                f"| {cell([t[1]['answered_p99_ms'] for t in triples])} "
+                f"| {cell([t[1]['refused'] for t in triples], 0)} "
+                f"| {cell([t[1]['refused_p99_ms'] for t in triples])} | {exports} |"
+            )
+    return lines
+
+
 _KINDS = ("connections", "parallel query", "autovacuum", "background", "unattributed")
 
 
@@ -462,6 +513,8 @@ def write(results: Path, docs: Path) -> None:
         ]
     if r.get("mixed"):
         lines += ["", *_mixed_section(r["mixed"])]
+        if all("exports" in run for run in r["mixed"]):
+            lines += ["", *_admission_section(r["mixed"])]
     stack_path = results / "stack.json"
     if stack_path.exists():
         lines += ["", *_stack_section(json.loads(stack_path.read_text()))]

@@ -4,17 +4,33 @@ off, runs a worker and the scheduler in the process (``tasks.background``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
 from auditline import __version__
-from auditline.api import api_keys, health, jobs, logs, search, tenants, wellknown
+from auditline.api import (
+    api_keys,
+    health,
+    integrity,
+    jobs,
+    logs,
+    metrics,
+    search,
+    tenants,
+    wellknown,
+)
 from auditline.api.errors import install_error_handlers, no_such_websocket
 from auditline.api.middleware import EdgeMiddleware
 from auditline.config import Settings
+from auditline.evidence.sealer import keep_sealing
+from auditline.metrics import Metrics
 from auditline.services import open_services
 from auditline.tasks import background
 
@@ -42,8 +58,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.jobs.in_process_worker:
                 # Partition upkeep and every other periodic task run on the scheduler.
                 await stack.enter_async_context(background(services))
+            sealing = asyncio.create_task(
+                keep_sealing(services.sealer, settings.integrity.seal_interval_seconds)
+            )
+            sampling = asyncio.create_task(_sample_metrics(services.metrics))
+            watchdog = asyncio.create_task(_stop_with_supervisor())
             _freeze_startup_objects()
-            yield
+            try:
+                yield
+            finally:
+                for task in (sealing, sampling, watchdog):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                services.metrics.process_stopped()
 
     app = FastAPI(
         title="Auditline",
@@ -56,14 +84,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Before logs.router: /api/v1/logs/export must not be taken for /api/v1/logs/{event_id}.
     app.include_router(search.router)
     app.include_router(logs.router)
+    app.include_router(integrity.router)
     app.include_router(tenants.router)
     app.include_router(api_keys.router)
     app.include_router(jobs.router)
     app.include_router(wellknown.router)
+    app.include_router(metrics.router)
     app.add_api_websocket_route("/{path:path}", no_such_websocket)  # last: nothing else matched
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.ingest.max_body_bytes,
         body_timeout=settings.http.body_timeout_seconds,
+        request_log=settings.metrics.request_log,
     )
     return app
+
+
+SUPERVISOR_ENV = "AUDITLINE_SUPERVISOR_PID"
+
+
+async def _stop_with_supervisor(interval: float = 0.5) -> None:
+    """In an API process that ``auditline serve --workers N`` started: stop when serve dies.
+
+    uvicorn's worker processes outlive a supervisor killed with SIGKILL; they would keep
+    serving (and holding database connections) beside the next ``auditline serve`` on the
+    same data dir. Each checks its parent and shuts down gracefully once it has changed.
+    """
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor or os.getpid() == int(supervisor):
+        return
+    while os.getppid() == int(supervisor):  # noqa: ASYNC110 - no event says a parent died
+        await asyncio.sleep(interval)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _sample_metrics(metrics: Metrics, interval: float = 1.0) -> None:
+    """Keep this process's sampled gauges (pools) fresh: with several API processes a
+    scrape is answered by one of them, which reads the others' last samples."""
+    while True:
+        metrics.sample_now()
+        await asyncio.sleep(interval)

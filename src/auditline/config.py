@@ -277,6 +277,79 @@ class SearchSettings(BaseModel):
     stats_max_buckets: int = Field(default=2000, ge=1, description="timeline buckets at most")
 
 
+class IntegritySettings(BaseModel):
+    """Tamper evidence: sealing each tenant's Merkle log into signed checkpoints
+    (docs/integrity.md)."""
+
+    origin: str = Field(
+        default="auditline.localhost",
+        pattern=r"^[A-Za-z0-9.\-]+(:[0-9]+)?$",
+        description="the log's name: checkpoints read `<origin>/<tenant>`, and the "
+        "checkpoint key is named after it (use this deployment's host name)",
+    )
+    key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 checkpoint signing key (PEM, mode 0600); default "
+        "`<data_dir>/checkpoint-key.pem`, created if absent",
+    )
+    seal_interval_seconds: float = Field(
+        default=1.0, gt=0, description="how often tenants with new events are sealed"
+    )
+    max_leaves_per_seal: int = Field(
+        default=100_000, ge=1, description="leaves one tenant's sealing round takes at most"
+    )
+    witness_dir: Path | None = Field(
+        default=None,
+        description="where every checkpoint is also written, outside the database; default "
+        "`<data_dir>/witness`",
+    )
+
+
+class ReadSettings(BaseModel):
+    """Admission of reads, so that reads never starve ingest (docs/configuration.md, "Reads").
+
+    Per API process. Reads (get by id, search, export, statistics) run on their own
+    connection pool, at most *max_concurrent* at once; exports and statistics, the heavy
+    reads, also within *max_concurrent_heavy*. A read that finds no free slot waits at most
+    *queue_seconds*, then is refused (503 with ``Retry-After``): never an unbounded queue.
+    """
+
+    max_concurrent: int = Field(
+        default=8, ge=1, description="reads running at once per process (= read pool size)"
+    )
+    max_concurrent_heavy: int = Field(
+        default=2, ge=1, description="exports and statistics running at once per process"
+    )
+    queue_seconds: float = Field(
+        default=0.025, ge=0, le=10, description="longest a read waits for a slot (503 after)"
+    )
+    retry_after_seconds: int = Field(
+        default=1, ge=1, description="`Retry-After` of a refused or timed-out read"
+    )
+    statement_timeout_ms: int = Field(
+        default=5000, ge=1, description="longest one statement of a search, get or stats"
+    )
+    export_statement_timeout_ms: int = Field(
+        default=30_000, ge=1, description="longest one batch statement of an export"
+    )
+
+
+class MetricsSettings(BaseModel):
+    """``GET /metrics`` (Prometheus text format) and the structured request log."""
+
+    enabled: bool = Field(default=True, description="serve `GET /metrics` (404 when off)")
+    bearer_token: SecretStr | None = Field(
+        default=None, description="if set, /metrics requires `Authorization: Bearer <token>`"
+    )
+    tenant_labels: list[str] = Field(
+        default_factory=list,
+        description="tenants counted by name in ingest metrics (a bounded set; others: '_other')",
+    )
+    request_log: bool = Field(
+        default=True, description="one JSON log line per request (logger auditline.requests)"
+    )
+
+
 class SqsSettings(BaseModel):
     """The Amazon SQS queue backend (``jobs.backend = "sqs"``); see docs/operations.md."""
 
@@ -362,7 +435,9 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="address `serve` binds")
     port: int = Field(default=8000, ge=0, le=65535, description="port `serve` binds")
-    workers: int = Field(default=1, ge=1, description="API processes started by serve")
+    workers: int | None = Field(
+        default=None, ge=1, description="API processes started by serve; unset: one per CPU"
+    )
     log_level: str = Field(default="info", description="uvicorn log level")
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -371,6 +446,9 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    integrity: IntegritySettings = Field(default_factory=IntegritySettings)
+    reads: ReadSettings = Field(default_factory=ReadSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     maintenance_interval_seconds: float = Field(
         default=3600.0,
@@ -381,6 +459,14 @@ class Settings(BaseSettings):
     @property
     def signing_key_path(self) -> Path:
         return self.auth.signing_key_file or self.data_dir / "signing-key.pem"
+
+    @property
+    def checkpoint_key_path(self) -> Path:
+        return self.integrity.key_file or self.data_dir / "checkpoint-key.pem"
+
+    @property
+    def witness_path(self) -> Path:
+        return self.integrity.witness_dir or self.data_dir / "witness"
 
     @property
     def bootstrap_token_path(self) -> Path:

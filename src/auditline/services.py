@@ -9,23 +9,30 @@ checked, partitions ready, access and changes recorded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
+from auditline.admission import ReadAdmission
 from auditline.config import Settings
 from auditline.domain.tenants import TenantId
+from auditline.evidence.proofs import ProofService
+from auditline.evidence.sealer import Sealer
+from auditline.evidence.witness import DirectoryWitness
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.service import Ingest
 from auditline.ingest.tenant_rules import TenantRules, database_loader
 from auditline.ingest.writer import EventWriter
+from auditline.integrity.note import Verifier
+from auditline.integrity.signer import local_signer
 from auditline.jobs.postgres import PostgresQueue
 from auditline.jobs.queue import Queue
 from auditline.jobs.service import Jobs
 from auditline.jobs.sqs import SqsQueue
 from auditline.jobs.upkeep import ensure_partitions_ahead
+from auditline.metrics import Metrics, PoolName
 from auditline.runtime import database, signing_key
 from auditline.search.service import SearchService
 from auditline.security.service import Security, build_security
@@ -33,7 +40,7 @@ from auditline.security.tokens import SigningKey
 from auditline.storage.database import Connection, open_pool
 from auditline.storage.migrations import migrate
 from auditline.storage.rls import require_row_level_security
-from auditline.storage.search.backend import postgres_search_service
+from auditline.storage.search.backend import PostgresSearch, postgres_search_service
 from auditline.tenancy.scope import PLATFORM, for_system
 from auditline.tenancy.service import TenantService
 
@@ -44,6 +51,9 @@ class Services:
 
     settings: Settings
     pool: AsyncConnectionPool[Connection]
+    read_pool: AsyncConnectionPool[Connection]
+    metrics: Metrics
+    admission: ReadAdmission
     writer: EventWriter
     access: AccessRecorder
     signing_key: SigningKey
@@ -51,6 +61,10 @@ class Services:
     ingest: Ingest
     search: SearchService
     tenants: TenantService
+    sealer: Sealer
+    proofs: ProofService
+    checkpoint_verifier: Verifier
+    """The public half of the checkpoint key, published at /.well-known."""
     jobs: Jobs
 
 
@@ -88,15 +102,28 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     The database is ``settings.database.url``, or the data dir's embedded server (started
     if needed). Start-up refuses to go on if the application role could bypass row-level
     security (unless ``database.require_rls`` is off, for debugging).
+
+    Two pools: the write pool (``database.pool_*``: ingest, access records, tenants, keys,
+    authentication) and the read pool (``reads.max_concurrent`` connections: searches,
+    exports, statistics, reads by id). Reads cannot take a connection ingest needs, and
+    with the read admission limit equal to the read pool's size, an admitted read never
+    waits for a connection either (``admission``).
     """
+    metrics = Metrics(tenant_labels=settings.metrics.tenant_labels)
     with database(settings) as url:
         await migrate(url, app_role=settings.database.app_role)
-        pool = await open_pool(url, settings.database)
+        pool = await open_pool(url, settings.database, name="auditline-write")
+        read_pool = await open_pool(
+            url, settings.database, name="auditline-read", min_size=1,
+            max_size=settings.reads.max_concurrent,
+        )  # fmt: skip
+        metrics.add_sampler(_pool_sampler(metrics, {"write": pool, "read": read_pool}))
         try:
             writer = EventWriter(
                 pool,
                 group_commit=settings.ingest.group_commit,
                 max_group_events=settings.ingest.max_group_events,
+                metrics=metrics,
             )
             await writer.start()
             try:
@@ -108,19 +135,46 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 rules = TenantRules(
                     database_loader(pool), ttl_seconds=settings.ingest.masking_rules_ttl_seconds
                 )
-                search = postgres_search_service(pool, settings.search, key.private, access)
+                search = postgres_search_service(
+                    read_pool, settings.search, key.private, access, settings.reads
+                )
+                # Ingest's own lookup (an idempotent retry's seq) stays on the write pool.
+                lookup = PostgresSearch(pool)
+                checkpoint_signer, _ = local_signer(
+                    settings.checkpoint_key_path, settings.integrity.origin
+                )
+                sealer = Sealer(
+                    pool,
+                    checkpoint_signer,
+                    settings.integrity.origin,
+                    DirectoryWitness(settings.witness_path),
+                    max_leaves=settings.integrity.max_leaves_per_seal,
+                )
                 queue = build_queue(settings, pool, url)
                 try:
                     yield Services(
                         settings=settings,
                         pool=pool,
+                        read_pool=read_pool,
+                        metrics=metrics,
+                        admission=ReadAdmission(settings.reads, metrics),
                         writer=writer,
                         access=access,
                         signing_key=key,
                         security=build_security(settings, pool, access, key),
-                        ingest=Ingest(writer, search.events, settings.ingest, rules),
+                        ingest=Ingest(writer, lookup, settings.ingest, rules, metrics),
                         search=search,
                         tenants=TenantService(pool, access, rules, settings.ingest),
+                        sealer=sealer,
+                        proofs=ProofService(
+                            read_pool,
+                            access,
+                            sealer,
+                            settings.integrity.seal_interval_seconds,
+                            timeout_ms=settings.reads.statement_timeout_ms,
+                            export_timeout_ms=settings.reads.export_statement_timeout_ms,
+                        ),
+                        checkpoint_verifier=checkpoint_signer.verifier,
                         jobs=Jobs(pool, queue, job_tenant),
                     )
                 finally:
@@ -128,4 +182,19 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             finally:
                 await writer.close()
         finally:
+            await read_pool.close()
             await pool.close()
+
+
+def _pool_sampler(
+    metrics: Metrics, pools: dict[PoolName, AsyncConnectionPool[Connection]]
+) -> Callable[[], None]:
+    def sample() -> None:
+        for name, pool in pools.items():
+            stats = pool.get_stats()
+            size, available = stats.get("pool_size", 0), stats.get("pool_available", 0)
+            metrics.pool_size.labels(name).set(size)
+            metrics.pool_in_use.labels(name).set(size - available)
+            metrics.pool_waiting.labels(name).set(stats.get("requests_waiting", 0))
+
+    return sample

@@ -16,6 +16,7 @@ from typing import IO
 import httpx
 import pytest
 
+from auditline.cli.serve import default_workers
 from auditline.storage.migrations import available_migrations
 
 pytestmark = pytest.mark.slow
@@ -63,11 +64,11 @@ class Server:
         self.proc: subprocess.Popen[str] | None = None
         self._logfile: IO[str] | None = None
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         self._close_log()
         self._logfile = self._log()
         self.proc = subprocess.Popen(
-            [*CLI, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            [*CLI, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), *extra],
             stdout=self._logfile, stderr=subprocess.STDOUT, text=True, env=_env(),
         )  # fmt: skip
         deadline = time.monotonic() + 90
@@ -99,8 +100,22 @@ class Server:
         assert self.proc is not None
         self.proc.send_signal(sig)
         self.proc.wait(timeout=60)
+        if sig == signal.SIGKILL:
+            self._wait_for_workers_to_stop()
         self._close_log()
         return self.output()
+
+    def _wait_for_workers_to_stop(self) -> None:
+        """serve starts one API process per CPU; killed, it cannot stop them, so each stops
+        itself once its parent is gone (``app._stop_with_supervisor``). Until then they
+        would still answer on the port, beside the next server."""
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return
+            time.sleep(0.1)
+        raise AssertionError("API processes kept serving after serve was killed")
 
 
 @pytest.fixture
@@ -145,6 +160,13 @@ def test_readme_flow_survives_sigkill_and_refuses_a_second_server(server: Server
         )
         assert bulk.status_code == 201
         ids += bulk.json()["ids"]
+
+    # One API process per CPU, each writing its metrics to the data dir: a scrape answered
+    # by any of them counts every event, whichever process stored it.
+    pids = {f.stem.rsplit("_", 1)[1] for f in (server.data_dir / "metrics").glob("counter_*.db")}
+    assert len(pids) == default_workers()
+    scraped = httpx.get(server.base + "/metrics").text
+    assert 'auditline_events_ingested_total{tenant="_other"} 120.0' in scraped
 
     # A WebSocket upgrade where there is no stream is understood as one, and refused with
     # the 404 problem a plain request gets (before: taken for GET /logs/{id}, a 422).

@@ -16,6 +16,7 @@ yet (``requires``) are skipped, so the table can hold rows for endpoints still b
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import uuid
@@ -45,6 +46,7 @@ class Row:
     body: Body | None = None
     resource: Resource = None
     requires: str | None = None  # an OpenAPI path that must exist for the row to run
+    query: tuple[tuple[str, str], ...] = ()  # query parameters besides the tenant
 
     @property
     def name(self) -> str:
@@ -71,6 +73,11 @@ ROWS = [
         requires="/api/v1/logs/export"),
     Row("GET",  "/api/v1/logs/stats",             (200, 200, 403, 403, 200, 200), 200,
         requires="/api/v1/logs/stats"),
+    Row("GET",  "/api/v1/integrity/checkpoint",   (200, 200, 403, 403, 200, 200), 200),
+    Row("GET",  "/api/v1/integrity/consistency",  (200, 200, 403, 403, 200, 200), 200,
+        query=(("from", "1"), ("to", "2"))),
+    Row("GET",  "/api/v1/logs/{id}/proof",        (200, 200, 403, 403, 200, 200), 200,
+        resource="event"),
     Row("GET",  "/api/v1/tenants",                (200, 403, 403, 403, 403, 200), None,
         tenant_in="none"),
     Row("POST", "/api/v1/tenants",                (403, 403, 403, 403, 403, 201), None,
@@ -112,6 +119,7 @@ class World:
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     settings.rate_limits.enabled = False  # the matrix is about access, not budgets
+    settings.integrity.seal_interval_seconds = 0.1
     return settings
 
 
@@ -175,12 +183,32 @@ async def build_world(
         "key:read": bearer(acme_read["key"]),
         "platform": bearer(make_token("admin", "*", sub="root")),
     }
+    await until_sealed(http, tokens, events)
     markers = {
         "Globex", "globex-admin", "globex-user", "globex-confidential-message",
         "globex-invoice-99", "globex-key-name", globex_key["id"], globex_key["prefix"],
         secret, str(hidden_job), "globex-secret-kind", "globex-job-error",
     }  # fmt: skip
     return World(http, tokens, owners, events, markers, itertools.count())
+
+
+async def until_sealed(
+    http: httpx.AsyncClient, tokens: dict[str, dict[str, str]], events: dict[tuple[str, str], str]
+) -> None:
+    """Wait for the sealer (every 0.1 s here) to cover the seeded events, so the proof rows
+    have something to prove."""
+    for (tenant, _), event_id in events.items():
+        for _ in range(100):
+            response = await http.get(
+                f"/api/v1/logs/{event_id}/proof", params={"tenant_id": tenant},
+                headers=tokens["platform"],
+            )  # fmt: skip
+            if response.status_code == 200:
+                break
+            assert response.status_code == 409, response.text
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"{tenant}'s event {event_id} was not sealed within 10 s")
 
 
 Target = Literal["own", "other", "missing", "platform", "foreign", "absent"]
@@ -227,6 +255,7 @@ async def call(
     path = row.path.replace("{tenant}", tenant).replace("{id}", rid or "")
     body = row.body(tenant, next(world.counter)) if row.body else None
     params = {"tenant_id": tenant} if row.tenant_in == "query" else {}
+    params.update(row.query)
     response = await world.http.request(
         row.method, path, params=params, json=body, headers=world.tokens[principal]
     )

@@ -38,6 +38,7 @@ from auditline.search.model import PageRequest, Position, SearchQuery
 from auditline.security.api_keys import generate_key
 from auditline.storage import api_keys as keys_store
 from auditline.storage import events as events_store
+from auditline.storage import integrity as integrity_store
 from auditline.storage import jobs as jobs_store
 from auditline.storage import queue as queue_store
 from auditline.storage import tenants as tenants_store
@@ -203,6 +204,48 @@ async def test_get_event_returns_only_the_tenants_own_event(
             assert read is not None
             assert read.event == data.event(tenant, shared_id(k))
         assert await reader.get(tenant, data.own_ids(other)[0]) is None
+
+
+# ---------------------------------------------------------------------------------------
+# The Merkle log (tiles and checkpoints)
+
+
+async def test_each_tenants_merkle_log_is_its_own(
+    bypass: AsyncConnectionPool[Connection], data: Overlap, database_url: str
+) -> None:
+    sizes = heads(database_url)
+    mark = {ACME: b"\xaa", GLOBEX: b"\xbb"}
+    for tenant in (ACME, GLOBEX):  # both write the same keys, each its own bytes
+        async with tenant_transaction(bypass, tenant) as conn:
+            assert await integrity_store.try_lock_sealing(conn, tenant)
+            await integrity_store.write_tiles(conn, tenant, [(0, 0, mark[tenant] * 32)])
+            await integrity_store.add_checkpoint(
+                conn, tenant, 1, mark[tenant] * 32, f"note {tenant}"
+            )
+    for tenant, other in ((ACME, GLOBEX), (GLOBEX, ACME)):
+        async with tenant_transaction(bypass, tenant) as conn:
+            assert await integrity_store.log_size(conn, tenant) == sizes[tenant]
+            leaves = await integrity_store.leaves(conn, tenant, 0, sizes[tenant])
+            assert [leaf.seq for leaf in leaves] == list(range(sizes[tenant]))
+            for leaf in leaves:
+                assert leaf.leaf_hash == data.event(tenant, leaf.id).leaf_hash
+            for k in range(0, SHARED, 5):  # the same id in both: this tenant's leaf
+                leaf = await integrity_store.leaf_of(conn, tenant, shared_id(k))
+                assert leaf is not None
+                assert leaf.leaf_hash == data.event(tenant, shared_id(k)).leaf_hash
+            assert await integrity_store.leaf_of(conn, tenant, data.own_ids(other)[0]) is None
+            tiles = await integrity_store.read_tiles(conn, tenant, [(0, 0), (0, 1)])
+            assert tiles == {(0, 0): mark[tenant] * 32}
+            latest = await integrity_store.latest_checkpoint(conn, tenant)
+            assert latest is not None
+            assert latest.note == f"note {tenant}"
+            at = await integrity_store.checkpoint_at(conn, tenant, 1)
+            assert at == latest
+            assert await integrity_store.all_checkpoints(conn, tenant) == [latest]
+    # The sealing lock is per tenant: one tenant's sealer never blocks another's.
+    async with tenant_transaction(bypass, ACME) as a, tenant_transaction(bypass, GLOBEX) as g:
+        assert await integrity_store.try_lock_sealing(a, ACME)
+        assert await integrity_store.try_lock_sealing(g, GLOBEX)
 
 
 # ---------------------------------------------------------------------------------------
@@ -659,6 +702,16 @@ COVERED: dict[str, Callable[..., Any]] = {
     "events.get_event": test_get_event_returns_only_the_tenants_own_event,
     "events.insert_events": test_the_same_event_id_in_two_tenants_is_two_events,
     "events.send_insert": test_the_same_event_id_in_two_tenants_is_two_events,
+    "integrity.add_checkpoint": test_each_tenants_merkle_log_is_its_own,
+    "integrity.all_checkpoints": test_each_tenants_merkle_log_is_its_own,
+    "integrity.checkpoint_at": test_each_tenants_merkle_log_is_its_own,
+    "integrity.latest_checkpoint": test_each_tenants_merkle_log_is_its_own,
+    "integrity.leaf_of": test_each_tenants_merkle_log_is_its_own,
+    "integrity.leaves": test_each_tenants_merkle_log_is_its_own,
+    "integrity.log_size": test_each_tenants_merkle_log_is_its_own,
+    "integrity.read_tiles": test_each_tenants_merkle_log_is_its_own,
+    "integrity.try_lock_sealing": test_each_tenants_merkle_log_is_its_own,
+    "integrity.write_tiles": test_each_tenants_merkle_log_is_its_own,
     "search.pages.count_matches": test_count_matches_counts_only_the_tenants_rows,
     "search.pages.export_lines": test_search_page_and_export_lines_return_only_the_tenants_rows,
     "search.pages.read_watermark": test_read_watermark_is_the_tenants_own_log_head,

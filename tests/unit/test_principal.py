@@ -33,12 +33,12 @@ def key(*scopes: str) -> Principal:
 # The matrix, column by column: what each principal may do in its own tenant.
 MATRIX: dict[str, set[Permission]] = {
     "admin": {P.WRITE_LOGS, P.READ_LOGS, P.EXPORT_LOGS, P.VIEW_STATS, P.CLEANUP_LOGS,
-              P.MANAGE_TENANT},
-    "auditor": {P.READ_LOGS, P.EXPORT_LOGS, P.VIEW_STATS},
+              P.MANAGE_TENANT, P.VERIFY_LOGS},
+    "auditor": {P.READ_LOGS, P.EXPORT_LOGS, P.VIEW_STATS, P.VERIFY_LOGS},
     "user": {P.WRITE_LOGS, P.READ_LOGS},
     "key logs:write": {P.WRITE_LOGS},
-    "key logs:read": {P.READ_LOGS, P.EXPORT_LOGS, P.VIEW_STATS},
-    "key both": {P.WRITE_LOGS, P.READ_LOGS, P.EXPORT_LOGS, P.VIEW_STATS},
+    "key logs:read": {P.READ_LOGS, P.EXPORT_LOGS, P.VIEW_STATS, P.VERIFY_LOGS},
+    "key both": {P.WRITE_LOGS, P.READ_LOGS, P.EXPORT_LOGS, P.VIEW_STATS, P.VERIFY_LOGS},
 }  # fmt: skip
 
 PRINCIPALS = {

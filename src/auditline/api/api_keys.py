@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unknown_query
+from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
 from auditline.api.schemas import Instant, Name, Problem, TenantSlug
@@ -26,7 +26,6 @@ router = APIRouter(
     prefix="/api/v1/api-keys",
     tags=["api keys"],
     route_class=ModelBodyRoute,
-    dependencies=[Depends(reject_unknown_query)],
 )
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -8,6 +8,7 @@ Unexpected failures carry the request id and nothing about the internals.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -19,11 +20,13 @@ from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from auditline.admission import Overloaded
 from auditline.api.deps import record_denial
 from auditline.domain.events import FieldError, InvalidEvents
 from auditline.domain.masking_settings import InvalidSettings
 from auditline.domain.tenants import TenantExists, UnknownTenant
 from auditline.domain.validation import InvalidInput
+from auditline.evidence.proofs import InvalidRange, NotSealed, UnknownEvent
 from auditline.ingest.writer import WriterClosed
 from auditline.search.cursor import InvalidCursor
 from auditline.search.model import InvalidSearch
@@ -32,6 +35,7 @@ from auditline.security.api_keys import ApiKeyLimitReached
 from auditline.security.principal import Forbidden, InvalidClaims, TenantNotFound, TenantRequired
 from auditline.security.ratelimit import RateLimited
 from auditline.security.tokens import InvalidToken
+from auditline.storage.database import ReadTimedOut
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +203,28 @@ def install_error_handlers(app: FastAPI) -> None:
                      "detail": exc.message}],
         )  # fmt: skip
 
+    @app.exception_handler(NotSealed)
+    async def on_not_sealed(request: Request, exc: NotSealed) -> JSONResponse:
+        # The sealer runs about once per interval: by then the checkpoint covers it.
+        interval = request.app.state.services.settings.integrity.seal_interval_seconds
+        return problem(
+            409, "Not sealed yet", str(exc), kind="not-sealed", request=request,
+            headers={"Retry-After": str(max(1, math.ceil(interval)))},
+        )  # fmt: skip
+
+    @app.exception_handler(UnknownEvent)
+    async def on_unknown_event(request: Request, exc: UnknownEvent) -> JSONResponse:
+        return problem(
+            404, "Not Found", f"event {exc} not found", kind="not-found", request=request
+        )
+
+    @app.exception_handler(InvalidRange)
+    async def on_invalid_range(request: Request, exc: InvalidRange) -> JSONResponse:
+        return problem(
+            400, "Invalid range", str(exc), kind="invalid-range", request=request,
+            errors=[{"parameter": "from", "in": "query", "detail": str(exc)}],
+        )  # fmt: skip
+
     @app.exception_handler(InvalidCursor)
     async def on_bad_cursor(request: Request, exc: InvalidCursor) -> JSONResponse:
         return problem(
@@ -243,6 +269,29 @@ def install_error_handlers(app: FastAPI) -> None:
             "A value in the request cannot be stored; nothing was stored. "
             "Quote the request id when reporting this.",
             kind="validation", request=request,
+        )  # fmt: skip
+
+    @app.exception_handler(Overloaded)
+    async def on_overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+        what = "exports and statistics" if exc.kind == "heavy" else "reads"
+        return problem(
+            503, "Too many reads at once",
+            f"The server is running as many {what} as it admits; this one was not started "
+            f"and nothing was recorded. Retry in {exc.retry_after} s.",
+            kind="overloaded", request=request, headers={"Retry-After": str(exc.retry_after)},
+        )  # fmt: skip
+
+    @app.exception_handler(ReadTimedOut)
+    async def on_read_timeout(request: Request, exc: ReadTimedOut) -> JSONResponse:
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.metrics.reads_timed_out.inc()
+        retry = services.settings.reads.retry_after_seconds if services is not None else 1
+        return problem(
+            503, "Read timed out",
+            f"{exc} and was cancelled; nothing was returned. Narrow the query (a shorter "
+            "time range, more filters), or retry later if the server is busy.",
+            kind="read-timeout", request=request, headers={"Retry-After": str(retry)},
         )  # fmt: skip
 
     @app.exception_handler(WriterClosed)  # shutting down: another process can take it

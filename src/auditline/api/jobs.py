@@ -13,19 +13,18 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from auditline.api.deps import PrincipalDep, ServicesDep, reject_unknown_query
+from auditline.api.deps import PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
+from auditline.api.routing import ModelBodyRoute
 from auditline.api.schemas import Problem, TenantSlug
 from auditline.search.cursor import InvalidCursor
 from auditline.security.principal import Permission, Principal
 from auditline.storage.jobs import JobRow
 
-router = APIRouter(
-    prefix="/api/v1/jobs", tags=["jobs"], dependencies=[Depends(reject_unknown_query)]
-)
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], route_class=ModelBodyRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}

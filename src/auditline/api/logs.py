@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 
-from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unknown_query
+from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
 from auditline.api.schemas import (
@@ -28,7 +28,6 @@ router = APIRouter(
     prefix="/api/v1/logs",
     tags=["logs"],
     route_class=ModelBodyRoute,
-    dependencies=[Depends(reject_unknown_query)],
 )
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -133,7 +132,8 @@ async def get_log(
     """
     tenant = principal.authorize(tenant_id, Permission.READ_LOGS)
     only_user = principal.subject if principal.own_events_only else None
-    stored = await services.search.get(tenant, event_id, actor, only_user=only_user)
+    async with services.admission.read():
+        stored = await services.search.get(tenant, event_id, actor, only_user=only_user)
     if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"event {event_id} not found")
     return EventOut.of(stored)

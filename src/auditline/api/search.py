@@ -1,18 +1,23 @@
 """``GET /api/v1/logs`` (search), ``/logs/export`` and ``/logs/stats``.
 
 Each handler resolves the tenant and checks the permission (404 before 403), parses
-``q`` once into the AST (a parse error is a 400 pointing at the position) and asks the
-search service, which records the read in the tenant's own log before anything is
-returned. A ``user`` only ever sees events whose ``user_id`` is their own subject.
+``q`` once into the AST (a parse error is a 400 pointing at the position), takes a read
+admission slot (a 503 with ``Retry-After`` when none frees in time; exports and statistics
+take a heavy slot too) and asks the search service, which records the read in the
+tenant's own log before anything is returned. A ``user`` only ever sees events whose
+``user_id`` is their own subject.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
@@ -62,10 +67,12 @@ async def search_logs(
     timestamps, belong to a new search). The search is recorded in the tenant's log.
     """
     tenant = principal.authorize(params.tenant_id, Permission.READ_LOGS)
-    result = await services.search.search(
-        tenant, _query(params, principal), actor, limit=params.limit, order=params.order,
-        cursor=params.cursor, include_total=params.include_total,
-    )  # fmt: skip
+    query = _query(params, principal)
+    async with services.admission.read():
+        result = await services.search.search(
+            tenant, query, actor, limit=params.limit, order=params.order,
+            cursor=params.cursor, include_total=params.include_total,
+        )  # fmt: skip
     return SearchOut(
         items=[EventOut.of(item) for item in result.items],
         next_cursor=result.next_cursor,
@@ -92,15 +99,37 @@ async def export_logs(
     count (`phase: completed`) follows when the whole file has been sent.
     """
     tenant = principal.authorize(params.tenant_id, Permission.EXPORT_LOGS)
-    chunks = await services.search.export(
-        tenant, _query(params, principal), actor, fmt=params.format, order=params.order
-    )
-    name = filename(tenant, params.format, datetime.now(UTC))
-    return StreamingResponse(
-        chunks,
-        media_type=MEDIA_TYPES[params.format],
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    query = _query(params, principal)
+    if params.include_proofs:
+        principal.require(Permission.VERIFY_LOGS, tenant)
+    async with AsyncExitStack() as slot:
+        await slot.enter_async_context(services.admission.read(heavy=True))
+        proofs = await services.proofs.for_export(tenant) if params.include_proofs else None
+        chunks = await services.search.export(
+            tenant, query, actor, fmt=params.format, order=params.order, attachments=proofs
+        )
+        name = filename(tenant, params.format, datetime.now(UTC))
+        return _AdmittedStream(
+            chunks,
+            slot.pop_all(),
+            media_type=MEDIA_TYPES[params.format],
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+
+class _AdmittedStream(StreamingResponse):
+    """A streamed export that holds its admission slots until the last byte is sent, or
+    the client goes away: the export's reads happen while it streams."""
+
+    def __init__(self, content: AsyncIterator[bytes], slot: AsyncExitStack, **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self._slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._slot.aclose()
 
 
 @router.get("/stats", responses=_ERRORS, summary="Statistics over a time range")
@@ -114,8 +143,9 @@ async def log_stats(
     resources, and a zero-filled timeline, for [start, end) (default: the last 24 hours).
     """
     tenant = principal.authorize(params.tenant_id, Permission.VIEW_STATS)
-    stats = await services.search.stats(
-        tenant, _query(params, principal), actor, start=params.start, end=params.end,
-        interval=params.interval,
-    )  # fmt: skip
+    query = _query(params, principal)
+    async with services.admission.read(heavy=True):
+        stats = await services.search.stats(
+            tenant, query, actor, start=params.start, end=params.end, interval=params.interval,
+        )  # fmt: skip
     return StatsOut.of(stats)

@@ -131,6 +131,17 @@ class ListParams(SearchParams):
 class ExportParams(SearchParams):
     format: ExportFormat = "csv"
     order: Order = Field(default="asc", description="By (timestamp, id); oldest first")
+    include_proofs: bool = Field(
+        default=False,
+        description="JSON and NDJSON only: the signed checkpoint at the head of the file and "
+        "each event's inclusion proof in it, for `auditline verify FILE` (docs/integrity.md)",
+    )
+
+    @model_validator(mode="after")
+    def _proofs_need_json(self) -> ExportParams:
+        if self.include_proofs and self.format == "csv":
+            raise ValueError("include_proofs needs format json or ndjson")
+        return self
 
 
 class StatsParams(SearchParams):

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Self
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unknown_query
+from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.errors import PROBLEM_JSON
 from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
 from auditline.api.schemas import (
@@ -31,7 +31,6 @@ router = APIRouter(
     prefix="/api/v1/tenants",
     tags=["tenants"],
     route_class=ModelBodyRoute,
-    dependencies=[Depends(reject_unknown_query)],
 )
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

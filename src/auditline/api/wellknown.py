@@ -1,11 +1,12 @@
-"""``/.well-known/jwks.json``: the server's public token-verification key (RFC 7517)."""
+"""Public keys, no authentication: ``/.well-known/jwks.json`` (token verification, RFC 7517)
+and ``/.well-known/auditline-checkpoint-key`` (checkpoint verification, signed-note format)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from auditline.api.deps import ServicesDep
 
@@ -23,4 +24,20 @@ async def jwks(services: ServicesDep) -> JSONResponse:
     body: dict[str, Any] = services.security.jwks
     return JSONResponse(
         body, media_type="application/jwk-set+json", headers={"Cache-Control": "max-age=300"}
+    )
+
+
+@router.get(
+    "/.well-known/auditline-checkpoint-key",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+    summary="The checkpoint verifier key (signed-note format)",
+    tags=["integrity"],
+)
+async def checkpoint_key(services: ServicesDep) -> PlainTextResponse:
+    """``<name>+<key id>+<base64(0x01 || Ed25519 public key)>``: what `auditline verify`
+    and signed-note tools take to check this server's checkpoints. Fetch it once and keep
+    it: a key that changes under you is itself a warning."""
+    return PlainTextResponse(
+        services.checkpoint_verifier.vkey + "\n", headers={"Cache-Control": "max-age=300"}
     )

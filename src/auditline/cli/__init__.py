@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from auditline.cli import bench, export, keys, serve, tenants, tokens, worker
+from auditline.cli import bench, export, keys, serve, tenants, tokens, verify, worker
 from auditline.runtime import DataDirBusy
 from auditline.storage.embedded import EmbeddedPostgresError
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, help="data directory (default ./.auditline)")
-    for group in (serve, worker, tokens, tenants, keys, export, bench):
+    for group in (serve, worker, tokens, tenants, keys, export, bench, verify):
         group.register(sub, common)
     return parser
 

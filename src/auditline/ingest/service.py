@@ -34,6 +34,7 @@ from auditline.domain.validation import repeated_ids
 from auditline.ingest.prepare import prepare_batch
 from auditline.ingest.tenant_rules import TenantRules
 from auditline.ingest.writer import EventWriter
+from auditline.metrics import Metrics
 from auditline.search.backend import EventLookup
 
 
@@ -60,8 +61,10 @@ class Ingest:
         events: EventLookup,
         limits: IngestSettings,
         rules: TenantRules,
+        metrics: Metrics | None = None,
     ) -> None:
         self._writer = writer
+        self._metrics = metrics
         self._events = events
         self.limits = limits
         self._rules = rules
@@ -70,6 +73,7 @@ class Ingest:
         """Store one event, idempotently by id; a retry of a stored id gets a ``Duplicate``."""
         (event,) = await self._prepare(tenant, [draft], indexed=False)
         result = await self._writer.write(tenant, [event])
+        self._count(tenant, result)
         if event.id in result.inserted:
             return StoredEvent(event=event, seq=result.inserted[event.id])
         existing = await self._events.get(tenant, event.id)
@@ -81,9 +85,11 @@ class Ingest:
         """Store every draft in one transaction, or nothing if any is invalid (all errors,
         each with the event's index). An id sent twice is an error at its second index."""
         if repeats := repeated_ids(drafts):
+            self._rejected(tenant, len(drafts))
             raise InvalidEvents(repeats)
         events = await self._prepare(tenant, drafts, indexed=True)
         result = await self._writer.write(tenant, events)
+        self._count(tenant, result)
         return BatchStored(result, [event.id for event in events])
 
     async def _prepare(
@@ -103,10 +109,25 @@ class Ingest:
                 indexed_errors=indexed,
             )  # fmt: skip
         except InvalidEvents as exc:
+            self._rejected(tenant, len(drafts))
             raise InvalidEvents(reserved + exc.errors) from None
         if reserved:
+            self._rejected(tenant, len(drafts))
             raise InvalidEvents(reserved)
         return events
+
+    def _count(self, tenant: TenantId, result: WriteResult) -> None:
+        if self._metrics is not None:
+            label = self._metrics.tenant_label(tenant)
+            if result.inserted:
+                self._metrics.events_ingested.labels(label).inc(len(result.inserted))
+            if result.duplicates:
+                self._metrics.events_duplicate.labels(label).inc(len(result.duplicates))
+
+    def _rejected(self, tenant: TenantId, count: int) -> None:
+        """A refused request stores none of its events: all of them count as rejected."""
+        if self._metrics is not None:
+            self._metrics.events_rejected.labels(self._metrics.tenant_label(tenant)).inc(count)
 
 
 def _reserved(drafts: Sequence[DraftFields], *, indexed: bool) -> list[FieldError]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from auditline.domain.events import Event, WriteResult
 from auditline.domain.tenants import TenantId, UnknownTenant
+from auditline.metrics import Metrics
 from auditline.storage.database import Connection, set_tenant
 from auditline.storage.events import (
     SMALL_BATCH,
@@ -65,6 +67,7 @@ class _Write:
     done: asyncio.Future[WriteResult] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    queued_at: float = field(default_factory=time.perf_counter)
 
 
 class WriterClosed(RuntimeError):
@@ -84,8 +87,10 @@ class EventWriter:
         *,
         group_commit: bool = True,
         max_group_events: int = 5000,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
+        self._metrics = metrics
         self._group_commit = group_commit
         self._max_group_events = max_group_events
         self._months: set[datetime] = set()
@@ -157,6 +162,8 @@ class EventWriter:
             self._wakeup.clear()
             while self._queue:
                 group = self._take_group()
+                if self._metrics is not None:
+                    self._observe(self._metrics, group)
                 try:
                     await self._commit_group(group)
                 except Exception:
@@ -165,6 +172,15 @@ class EventWriter:
                         await self._commit_one(request)
             if self._closed:
                 return
+
+    @staticmethod
+    def _observe(metrics: Metrics, group: list[_Write]) -> None:
+        """Group sizes and how long each write waited to be taken: the first sign that the
+        flusher (one commit in flight per process) is the bottleneck."""
+        now = time.perf_counter()
+        metrics.group_events.observe(sum(len(r.events) for r in group))
+        for request in group:
+            metrics.group_wait_seconds.observe(now - request.queued_at)
 
     def _take_group(self) -> list[_Write]:
         taken, size = 0, 0

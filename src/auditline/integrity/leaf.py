@@ -14,6 +14,8 @@ with microseconds, IP addresses in Python's canonical text form, absent fields a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from auditline.domain.events import Event
@@ -53,4 +55,26 @@ def leaf_entry(event: Event) -> dict[str, Any]:
 
 def leaf_hash(event: Event) -> bytes:
     """RFC 9162 leaf hash of *event* (its ``leaf_hash`` field is ignored)."""
-    return hashlib.sha256(LEAF_PREFIX + canonical_json(leaf_entry(event))).digest()
+    return entry_hash(leaf_entry(event))
+
+
+def entry_hash(entry: dict[str, Any]) -> bytes:
+    """RFC 9162 leaf hash of a leaf entry (:func:`leaf_entry`, :func:`record_entry`)."""
+    return hashlib.sha256(LEAF_PREFIX + canonical_json(entry)).digest()
+
+
+def record_entry(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The leaf entry of an event as the API and exports spell it (JSON), for a verifier
+    that has only the exported file: the same fields, times normalised to the leaf's
+    spelling. Raises ``KeyError`` or ``ValueError`` for a record that is not an event."""
+    entry = {name: record[name] for name in _ENTRY_FIELDS}
+    for name in ("timestamp", "received_at"):
+        entry[name] = rfc3339(datetime.fromisoformat(record[name]))
+    return {"v": FORMAT_VERSION, **entry}
+
+
+_ENTRY_FIELDS = (
+    "tenant_id", "id", "timestamp", "received_at", "user_id", "actor_type", "session_id",
+    "action", "resource_type", "resource_id", "ip_address", "user_agent", "before", "after",
+    "changed_fields", "metadata", "severity", "message", "request_id", "outcome",
+)  # fmt: skip

@@ -86,6 +86,19 @@ class TileReader(Protocol):
     def read(self, tile: Tile) -> bytes: ...
 
 
+class MemoryTiles:
+    """A :class:`TileReader` over tiles already fetched (one round trip for a whole proof)."""
+
+    def __init__(self, tiles: dict[tuple[int, int], bytes]) -> None:
+        self.tiles = tiles
+
+    def read(self, tile: Tile) -> bytes:
+        try:
+            return self.tiles[(tile.level, tile.index)]
+        except KeyError:
+            raise LookupError(f"tile {tile.level}/{tile.index} is not stored") from None
+
+
 class TiledHashes:
     """``merkle.TreeHashes`` for the tree of *size* leaves over a :class:`TileReader`.
 

@@ -14,7 +14,7 @@ import csv
 import io
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import orjson
 
@@ -87,17 +87,29 @@ def csv_row(stored: StoredEvent) -> list[str]:
     ]  # fmt: skip
 
 
+class Attachments(Protocol):
+    """What an export carries besides the events (``include_proofs``): a document at its
+    head, and fields added to each event. JSON and NDJSON only."""
+
+    @property
+    def head(self) -> dict[str, Any]: ...
+
+    async def for_batch(self, batch: list[StoredEvent]) -> list[dict[str, Any]]: ...
+
+
 async def encode(
     batches: AsyncIterator[list[StoredEvent]],
     fmt: ExportFormat,
     *,
     on_batch: Callable[[int], None] | None = None,
+    attachments: Attachments | None = None,
 ) -> AsyncIterator[bytes]:
     """The export file from domain objects, one chunk per batch.
 
     *on_batch* hears how many events each batch held. Nothing is yielded before the first
     batch has been read, so a caller that awaits the first chunk learns about a failing
-    backend before it has sent anything.
+    backend before it has sent anything. With *attachments*, NDJSON's first line is their
+    head and JSON is ``{<head>..., "events": [...]}``; each event gains their fields.
     """
 
     async def lines() -> AsyncIterator[list[str]]:
@@ -113,10 +125,16 @@ async def encode(
                     writer.writerow(csv_row(stored))
                     out.append(for_csv.getvalue()[:-2])
                 yield out
+            elif attachments is not None:
+                extra = await attachments.for_batch(batch)
+                yield [
+                    orjson.dumps(record(s) | x).decode() for s, x in zip(batch, extra, strict=True)
+                ]
             else:
                 yield [orjson.dumps(record(s)).decode() for s in batch]
 
-    async for chunk in frame(lines(), fmt, on_batch=on_batch):
+    head = None if attachments is None else orjson.dumps(attachments.head).decode()
+    async for chunk in frame(lines(), fmt, on_batch=on_batch, head=head):
         yield chunk
 
 
@@ -125,9 +143,21 @@ async def frame(
     fmt: ExportFormat,
     *,
     on_batch: Callable[[int], None] | None = None,
+    head: str | None = None,
 ) -> AsyncIterator[bytes]:
-    """The export file from encoded lines (one event each): header, separators, footer."""
+    """The export file from encoded lines (one event each): header, separators, footer.
+
+    *head* (a JSON object's text) opens an NDJSON file as its first line, or wraps a JSON
+    file as ``{<head's members>, "events": [...]}``.
+    """
     header = (",".join(CSV_COLUMNS) + "\r\n") if fmt == "csv" else "[" if fmt == "json" else ""
+    footer = "\n]\n" if fmt == "json" else ""
+    if head is not None and fmt == "ndjson":
+        header = head + "\n"
+    elif head is not None and fmt == "json":
+        members = head.strip()[1:-1]
+        header = "{" + (members + "," if members else "") + '"events":['
+        footer = "\n]}\n"
     first = True
     async for lines in batches:
         if not lines:
@@ -142,7 +172,6 @@ async def frame(
         first = False
         if on_batch is not None:
             on_batch(len(lines))
-    footer = "\n]\n" if fmt == "json" else ""
     if first:
         yield (header + footer).encode()
     elif footer:

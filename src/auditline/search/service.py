@@ -25,7 +25,7 @@ from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
 from auditline.search.backend import EncodingBackend, EventLookup, SearchBackend
 from auditline.search.cursor import CursorCodec, binding
-from auditline.search.export import ExportFormat, encode, frame
+from auditline.search.export import Attachments, ExportFormat, encode, frame
 from auditline.search.model import (
     INTERVAL_SECONDS,
     Interval,
@@ -123,6 +123,7 @@ class SearchService:
         order: Order = "asc",
         on_batch: Callable[[int], None] | None = None,
         context: Mapping[str, Any] | None = None,
+        attachments: Attachments | None = None,
     ) -> AsyncIterator[bytes]:
         """The export file, chunk by chunk, recorded at its start and at its end.
 
@@ -130,9 +131,12 @@ class SearchService:
         before anything is sent. Then the start is recorded (``phase: started``, the count
         not known yet); the end, with the exact count (``phase: completed``), once the last
         chunk has been taken. *context* adds to both records' metadata (the CLI says
-        ``via: cli``).
+        ``via: cli``). *attachments* (JSON and NDJSON only) add a head document and fields
+        to every event: the inclusion proofs of ``include_proofs``.
         """
         described = {"query": query.describe(), "format": fmt, **(context or {})}
+        if attachments is not None:
+            described["with"] = sorted(attachments.head)
         sent = 0
 
         def counted(n: int) -> None:
@@ -141,7 +145,9 @@ class SearchService:
             if on_batch is not None:
                 on_batch(n)
 
-        chunks = self._file(tenant, query, fmt=fmt, order=order, on_batch=counted)
+        chunks = self._file(
+            tenant, query, fmt=fmt, order=order, on_batch=counted, attachments=attachments
+        )
         first = await anext(chunks)  # frame() always yields at least the header
         await self._access.record(
             tenant, actor, action="EXPORT", resource_type=ACCESS_RESOURCE,
@@ -169,13 +175,14 @@ class SearchService:
         fmt: ExportFormat,
         order: Order,
         on_batch: Callable[[int], None],
+        attachments: Attachments | None,
     ) -> AsyncIterator[bytes]:
         size = self.settings.export_batch_size
-        if isinstance(self.backend, EncodingBackend):
+        if isinstance(self.backend, EncodingBackend) and attachments is None:
             lines = self.backend.export_lines(tenant, query, fmt=fmt, order=order, batch_size=size)
             return frame(lines, fmt, on_batch=on_batch)
         batches = self.backend.export(tenant, query, order=order, batch_size=size)
-        return encode(batches, fmt, on_batch=on_batch)
+        return encode(batches, fmt, on_batch=on_batch, attachments=attachments)
 
     async def count(self, tenant: TenantId, query: SearchQuery) -> int:
         """The exact number of matches (for progress bars; not recorded, reads no event)."""

@@ -37,6 +37,7 @@ class Permission(enum.Enum):
     EXPORT_LOGS = "logs:export"
     VIEW_STATS = "logs:stats"
     CLEANUP_LOGS = "logs:cleanup"
+    VERIFY_LOGS = "logs:verify"  # checkpoints and proofs: they reveal the tenant's event count
     MANAGE_TENANT = "tenant:manage"  # API keys and settings of one's own tenants
     MANAGE_TENANTS = "tenants:manage"  # create and list all tenants: platform admins only
 
@@ -50,9 +51,17 @@ _ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             Permission.VIEW_STATS,
             Permission.CLEANUP_LOGS,
             Permission.MANAGE_TENANT,
+            Permission.VERIFY_LOGS,
         }
     ),
-    "auditor": frozenset({Permission.READ_LOGS, Permission.EXPORT_LOGS, Permission.VIEW_STATS}),
+    "auditor": frozenset(
+        {
+            Permission.READ_LOGS,
+            Permission.EXPORT_LOGS,
+            Permission.VIEW_STATS,
+            Permission.VERIFY_LOGS,
+        }
+    ),
     # A plain user may read, but only events they performed (see Principal.own_events_only).
     "user": frozenset({Permission.WRITE_LOGS, Permission.READ_LOGS}),
 }
@@ -60,7 +69,14 @@ _ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
 # An API key never manages anything and never cleans up; logs:read covers every read form.
 _SCOPE_PERMISSIONS: Final[dict[Scope, frozenset[Permission]]] = {
     "logs:write": frozenset({Permission.WRITE_LOGS}),
-    "logs:read": frozenset({Permission.READ_LOGS, Permission.EXPORT_LOGS, Permission.VIEW_STATS}),
+    "logs:read": frozenset(
+        {
+            Permission.READ_LOGS,
+            Permission.EXPORT_LOGS,
+            Permission.VIEW_STATS,
+            Permission.VERIFY_LOGS,
+        }
+    ),
 }
 
 # What may be done on the platform tenant (by platform admins): read it, set its retention.
@@ -72,6 +88,7 @@ _PLATFORM_LOG_PERMISSIONS: Final = frozenset(
         Permission.VIEW_STATS,
         Permission.CLEANUP_LOGS,
         Permission.MANAGE_TENANT,
+        Permission.VERIFY_LOGS,
     }
 )
 
@@ -81,6 +98,7 @@ _DESCRIBE: Final[dict[Permission, str]] = {
     Permission.EXPORT_LOGS: "export audit events",
     Permission.VIEW_STATS: "view audit statistics",
     Permission.CLEANUP_LOGS: "clean up audit events",
+    Permission.VERIFY_LOGS: "read checkpoints and proofs of the audit log",
     Permission.MANAGE_TENANT: "manage this tenant",
     Permission.MANAGE_TENANTS: "manage tenants",
 }

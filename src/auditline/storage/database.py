@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from psycopg import AsyncConnection, AsyncCursor, sql
+from psycopg import AsyncConnection, AsyncCursor, errors, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -51,19 +51,33 @@ def _configure(settings: DatabaseSettings) -> Any:
     return configure
 
 
-async def open_pool(url: str, settings: DatabaseSettings) -> AsyncConnectionPool[Connection]:
-    """An open pool of application connections to *url*."""
+async def open_pool(
+    url: str,
+    settings: DatabaseSettings,
+    *,
+    name: str = "auditline",
+    min_size: int | None = None,
+    max_size: int | None = None,
+    checkout_seconds: float = 30.0,
+) -> AsyncConnectionPool[Connection]:
+    """An open pool of application connections to *url* (sizes default to the settings').
+
+    The API opens two: the write pool (ingest, access records, tenants, keys) and the read
+    pool (searches, exports, statistics), so that reads can never take the connections
+    ingest needs (``services.open_services``).
+    """
     pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
         url,
-        min_size=settings.pool_min_size,
-        max_size=settings.pool_max_size,
+        min_size=settings.pool_min_size if min_size is None else min_size,
+        max_size=settings.pool_max_size if max_size is None else max_size,
         kwargs={"row_factory": dict_row},
         configure=_configure(settings),
         # A connection broken by a database restart is noticed at checkout, not by the
         # request that happens to get it.
         check=AsyncConnectionPool.check_connection,
         open=False,
-        name="auditline",
+        name=name,
+        timeout=checkout_seconds,
     )
     await pool.open(wait=True, timeout=30)
     return pool
@@ -82,3 +96,31 @@ async def tenant_transaction(
 async def set_tenant(conn: Connection, tenant: TenantId) -> None:
     """Point row-level security at *tenant* for the rest of the current transaction."""
     await conn.execute("SELECT set_config('auditline.tenant_id', %s, true)", (tenant,))
+
+
+class ReadTimedOut(Exception):
+    """A read's statement ran past its timeout and was cancelled; nothing was returned."""
+
+
+@asynccontextmanager
+async def read_transaction(
+    pool: AsyncConnectionPool[Connection], tenant: TenantId, *, timeout_ms: int
+) -> AsyncIterator[Connection]:
+    """A ``REPEATABLE READ, READ ONLY`` transaction showing *tenant*'s rows, in which no
+    statement may run longer than *timeout_ms* (``SET LOCAL``: the bound ends with the
+    transaction, so a pooled connection never carries it to a write).
+
+    The timeout is set with the tenant in one round trip. A cancelled statement leaves as
+    :class:`ReadTimedOut`, which the API answers as a clear 503, not as a database failure.
+    """
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            await conn.execute(
+                "SELECT set_config('auditline.tenant_id', %s, true),"
+                " set_config('statement_timeout', %s, true)",
+                (tenant, str(timeout_ms)),
+            )
+            yield conn
+    except errors.QueryCanceled as exc:
+        raise ReadTimedOut(f"a read statement ran longer than {timeout_ms} ms") from exc

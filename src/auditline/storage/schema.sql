@@ -398,6 +398,23 @@ CREATE TABLE public.api_keys (
 
 
 --
+-- Name: checkpoints; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.checkpoints (
+    tenant_id text NOT NULL,
+    tree_size bigint NOT NULL,
+    root_hash bytea NOT NULL,
+    note text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT checkpoints_root_hash_check CHECK ((length(root_hash) = 32)),
+    CONSTRAINT checkpoints_tree_size_check CHECK ((tree_size >= 0))
+);
+
+ALTER TABLE ONLY public.checkpoints FORCE ROW LEVEL SECURITY;
+
+
+--
 -- Name: event_ids; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -539,6 +556,23 @@ ALTER TABLE public.job_queue ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
+-- Name: merkle_tiles; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.merkle_tiles (
+    tenant_id text NOT NULL,
+    level integer NOT NULL,
+    idx bigint NOT NULL,
+    hashes bytea NOT NULL,
+    CONSTRAINT merkle_tiles_hashes_check CHECK ((((length(hashes) >= 32) AND (length(hashes) <= 8192)) AND ((length(hashes) % 32) = 0))),
+    CONSTRAINT merkle_tiles_idx_check CHECK ((idx >= 0)),
+    CONSTRAINT merkle_tiles_level_check CHECK ((level >= 0))
+);
+
+ALTER TABLE ONLY public.merkle_tiles FORCE ROW LEVEL SECURITY;
+
+
+--
 -- Name: rate_limit_buckets; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -643,6 +677,14 @@ ALTER TABLE ONLY public.api_keys
 
 
 --
+-- Name: checkpoints checkpoints_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.checkpoints
+    ADD CONSTRAINT checkpoints_pkey PRIMARY KEY (tenant_id, tree_size);
+
+
+--
 -- Name: event_ids event_ids_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -704,6 +746,14 @@ ALTER TABLE ONLY public.job_queue
 
 ALTER TABLE ONLY public.jobs
     ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: merkle_tiles merkle_tiles_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.merkle_tiles
+    ADD CONSTRAINT merkle_tiles_pkey PRIMARY KEY (tenant_id, level, idx);
 
 
 --
@@ -861,11 +911,27 @@ ALTER TABLE ONLY public.api_keys
 
 
 --
+-- Name: checkpoints checkpoints_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.checkpoints
+    ADD CONSTRAINT checkpoints_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
 -- Name: jobs jobs_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
 ALTER TABLE ONLY public.jobs
     ADD CONSTRAINT jobs_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
+-- Name: merkle_tiles merkle_tiles_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.merkle_tiles
+    ADD CONSTRAINT merkle_tiles_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
 
 
 --
@@ -889,6 +955,12 @@ ALTER TABLE ONLY public.tenant_secrets
 --
 
 ALTER TABLE public.api_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: checkpoints; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.checkpoints ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: event_ids; Type: ROW SECURITY; Schema: public; Owner: -
@@ -921,10 +993,23 @@ ALTER TABLE public.events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.jobs ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: merkle_tiles; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.merkle_tiles ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: api_keys tenant_isolation; Type: POLICY; Schema: public; Owner: -
 --
 
 CREATE POLICY tenant_isolation ON public.api_keys USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
+
+
+--
+-- Name: checkpoints tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.checkpoints USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
 
 
 --
@@ -960,6 +1045,13 @@ CREATE POLICY tenant_isolation ON public.events USING ((tenant_id = public.audit
 --
 
 CREATE POLICY tenant_isolation ON public.jobs USING (((tenant_id = public.auditline_current_tenant()) OR ((tenant_id IS NULL) AND (public.auditline_current_tenant() = 'platform'::text)))) WITH CHECK (((tenant_id = public.auditline_current_tenant()) OR ((tenant_id IS NULL) AND (public.auditline_current_tenant() = 'platform'::text))));
+
+
+--
+-- Name: merkle_tiles tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.merkle_tiles USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
 
 
 --
@@ -1698,6 +1790,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.api_keys TO auditline_app;
 
 
 --
+-- Name: TABLE checkpoints; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.checkpoints TO auditline_app;
+
+
+--
 -- Name: TABLE event_ids; Type: ACL; Schema: public; Owner: -
 --
 
@@ -1737,6 +1836,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.job_outbox TO auditline_app;
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.job_queue TO auditline_app;
+
+
+--
+-- Name: TABLE merkle_tiles; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.merkle_tiles TO auditline_app;
 
 
 --

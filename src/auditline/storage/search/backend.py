@@ -2,13 +2,15 @@
 
 Every read runs in a ``REPEATABLE READ, READ ONLY`` transaction with the tenant setting
 made first, so row-level security applies and the watermark (the tenant's log head) and
-the rows come from one snapshot. The SQL and the plan choices live beside this module.
+the rows come from one snapshot, and with a statement timeout (``reads.*`` settings: one
+for searches, gets and statistics, a longer one per export batch). The SQL and the plan
+choices live beside this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
@@ -16,7 +18,7 @@ from uuid import UUID
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg_pool import AsyncConnectionPool
 
-from auditline.config import SearchSettings
+from auditline.config import ReadSettings, SearchSettings
 from auditline.domain.access import AccessLog
 from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
@@ -24,7 +26,7 @@ from auditline.search.cursor import CursorCodec
 from auditline.search.export import ExportFormat
 from auditline.search.model import Interval, Order, Page, PageRequest, SearchQuery, Stats
 from auditline.search.service import SearchService
-from auditline.storage.database import Connection, set_tenant
+from auditline.storage.database import Connection, read_transaction
 from auditline.storage.events import get_event
 from auditline.storage.search import pages as store
 from auditline.storage.search import stats as stats_store
@@ -34,17 +36,22 @@ class PostgresSearch:
     """``SearchBackend``, ``EncodingBackend`` and ``EventLookup`` over the events table."""
 
     def __init__(
-        self, pool: AsyncConnectionPool[Connection], tuning: store.SearchTuning | None = None
+        self,
+        pool: AsyncConnectionPool[Connection],
+        tuning: store.SearchTuning | None = None,
+        *,
+        timeout_ms: int = 5000,
+        export_timeout_ms: int = 30_000,
     ) -> None:
         self._pool = pool
         self._tuning = tuning or store.SearchTuning()
+        self._timeout_ms = timeout_ms
+        self._export_timeout_ms = export_timeout_ms
 
-    @asynccontextmanager
-    async def _snapshot(self, tenant: TenantId) -> AsyncIterator[Connection]:
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            await set_tenant(conn, tenant)
-            yield conn
+    def _snapshot(
+        self, tenant: TenantId, *, timeout_ms: int | None = None
+    ) -> AbstractAsyncContextManager[Connection]:
+        return read_transaction(self._pool, tenant, timeout_ms=timeout_ms or self._timeout_ms)
 
     async def get(
         self, tenant: TenantId, event_id: UUID, *, only_user: str | None = None
@@ -53,7 +60,17 @@ class PostgresSearch:
             return await get_event(conn, tenant, event_id, user_id=only_user)
 
     async def search(self, tenant: TenantId, query: SearchQuery, page: PageRequest) -> Page:
-        async with self._snapshot(tenant) as conn:
+        return await self._page(tenant, query, page)
+
+    async def _page(
+        self,
+        tenant: TenantId,
+        query: SearchQuery,
+        page: PageRequest,
+        *,
+        timeout_ms: int | None = None,
+    ) -> Page:
+        async with self._snapshot(tenant, timeout_ms=timeout_ms) as conn:
             watermark = page.watermark
             if watermark is None:
                 watermark = await store.read_watermark(conn, tenant)
@@ -68,7 +85,7 @@ class PostgresSearch:
         # while the client reads, and the watermark of the first batch keeps the set fixed.
         request = PageRequest(limit=batch_size, order=order)
         while True:
-            page = await self.search(tenant, query, request)
+            page = await self._page(tenant, query, request, timeout_ms=self._export_timeout_ms)
             if page.items:
                 yield page.items
             if page.next is None:
@@ -93,7 +110,7 @@ class PostgresSearch:
         request = PageRequest(limit=batch_size, order=order)
         watermark: int | None = None
         while True:
-            async with self._snapshot(tenant) as conn:
+            async with self._snapshot(tenant, timeout_ms=self._export_timeout_ms) as conn:
                 if watermark is None:
                     watermark = await store.read_watermark(conn, tenant)
                 lines, nxt = await store.export_lines(
@@ -107,7 +124,8 @@ class PostgresSearch:
             request = replace(request, after=nxt)
 
     async def count(self, tenant: TenantId, query: SearchQuery) -> int:
-        async with self._snapshot(tenant) as conn:
+        # For an export's progress (the CLI): bounded as an export batch is, not as a page.
+        async with self._snapshot(tenant, timeout_ms=self._export_timeout_ms) as conn:
             watermark = await store.read_watermark(conn, tenant)
             total = await store.count_matches(conn, tenant, query, watermark, limit=None)
         return total.value
@@ -133,12 +151,19 @@ def postgres_search_service(
     settings: SearchSettings,
     key: Ed25519PrivateKey,
     access: AccessLog,
+    reads: ReadSettings | None = None,
 ) -> SearchService:
-    """The default search service: PostgreSQL, cursors keyed from the server's signing key."""
+    """The default search service: PostgreSQL, cursors keyed from the server's signing key.
+
+    *pool* is the read pool; every statement runs under the read statement timeouts."""
+    reads = reads or ReadSettings()
     tuning = store.SearchTuning(
         probe_rows=settings.probe_rows,
         probe_max_rows=settings.probe_max_rows,
         exact_total_limit=settings.exact_total_limit,
     )
-    backend = PostgresSearch(pool, tuning)
+    backend = PostgresSearch(
+        pool, tuning, timeout_ms=reads.statement_timeout_ms,
+        export_timeout_ms=reads.export_statement_timeout_ms,
+    )  # fmt: skip
     return SearchService(backend, backend, CursorCodec.from_signing_key(key), settings, access)
