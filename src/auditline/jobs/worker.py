@@ -60,6 +60,11 @@ class Worker:
         self._main: asyncio.Task[None] | None = None
         self._relay: asyncio.Task[None] | None = None
         self.processed = 0  # attempts finished by this worker (for benchmarks and tests)
+        # The job's lease ends a little before the message's visibility (set earlier, at
+        # receive): a dead worker's task is then free when its message comes back, instead
+        # of being put back for a whole timeout more. The heartbeat, every third of the
+        # timeout, keeps a live worker's lease well ahead.
+        self._lease_seconds = settings.visibility_timeout_seconds * 0.8
 
     async def start(self) -> None:
         await self._queue.start()
@@ -128,7 +133,7 @@ class Worker:
                 await set_tenant(conn, tenant)
                 started = await store.start_job(
                     conn, tenant, message.job_id,
-                    lease_seconds=self._settings.visibility_timeout_seconds,
+                    lease_seconds=self._lease_seconds,
                 )  # fmt: skip
             if started != "started":
                 if started == "leased":
@@ -177,7 +182,7 @@ class Worker:
                 await self._queue.extend(message, seconds)
                 async with worker_transaction(self._pool) as conn:
                     await set_tenant(conn, tenant)
-                    await store.extend_lease(conn, tenant, message.job_id, seconds)
+                    await store.extend_lease(conn, tenant, message.job_id, self._lease_seconds)
             except Exception:
                 log.warning("could not extend the visibility of job %s", message.job_id)
 
