@@ -162,6 +162,15 @@ async def build_world(
         row = conn.execute("SELECT id FROM events WHERE tenant_id = 'platform' LIMIT 1").fetchone()
     assert row is not None
     events[("platform", "event")] = events[("platform", "user_event")] = str(row[0])
+    tokens = {
+        "admin": owners["acme"],
+        "auditor": bearer(make_token("auditor", "acme", sub="acme-auditor")),
+        "user": bearer(make_token("user", "acme", sub="acme-user")),
+        "key:write": bearer(acme_write["key"]),
+        "key:read": bearer(acme_read["key"]),
+        "platform": bearer(make_token("admin", "*", sub="root")),
+    }
+    await until_sealed(http, tokens, events)
     # Jobs (as the service submits them): one per tenant and one platform job to probe with,
     # and a globex job no acme principal ever names.
     hidden_job = uuid.uuid4()
@@ -175,15 +184,6 @@ async def build_world(
             "INSERT INTO jobs (id, tenant_id, kind, error) VALUES "
             "(%s, 'globex', 'globex-secret-kind', 'globex-job-error')", (hidden_job,),
         )  # fmt: skip
-    tokens = {
-        "admin": owners["acme"],
-        "auditor": bearer(make_token("auditor", "acme", sub="acme-auditor")),
-        "user": bearer(make_token("user", "acme", sub="acme-user")),
-        "key:write": bearer(acme_write["key"]),
-        "key:read": bearer(acme_read["key"]),
-        "platform": bearer(make_token("admin", "*", sub="root")),
-    }
-    await until_sealed(http, tokens, events)
     markers = {
         "Globex", "globex-admin", "globex-user", "globex-confidential-message",
         "globex-invoice-99", "globex-key-name", globex_key["id"], globex_key["prefix"],
