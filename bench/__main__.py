@@ -28,8 +28,8 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rebuild the report")
     parser.add_argument(
         "--suites",
-        default="ingest,stack,search,stream",
-        help="comma-separated: ingest, stack, search, stream",
+        default="ingest,stack,search,stream,queue",
+        help="comma-separated: ingest, stack, search, stream, queue",
     )
     parser.add_argument(
         "--search-events", type=int, default=1_000_000, help="events the search suite seeds"
@@ -68,6 +68,10 @@ def main() -> None:
              "--seconds", stream_seconds],
             check=True,
         )  # fmt: skip
+    if not args.report_only and "queue" in suites:
+        # Its own process: an embedded PostgreSQL and an ElasticMQ of its own.
+        tasks = 2_000 if args.quick else 10_000
+        subprocess.run([sys.executable, "-m", "bench.queue", "--tasks", str(tasks)], check=True)
     report.write(RESULTS, ROOT / "docs")
     print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'}")
 

@@ -1,5 +1,6 @@
 """The application factory: routes, middleware and error handlers, and a lifespan that
-opens the services (``services.open_services``) and runs the process's upkeep."""
+opens the services (``services.open_services``) and, unless ``jobs.in_process_worker`` is
+off, runs a worker and the scheduler in the process (``tasks.background``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -19,6 +20,7 @@ from auditline.api import (
     api_keys,
     health,
     integrity,
+    jobs,
     logs,
     metrics,
     search,
@@ -29,10 +31,9 @@ from auditline.api import (
 from auditline.api.errors import install_error_handlers, no_such_websocket
 from auditline.api.middleware import EdgeMiddleware
 from auditline.config import Settings
-from auditline.evidence.sealer import keep_sealing
-from auditline.jobs.upkeep import maintain_partitions
 from auditline.metrics import Metrics
 from auditline.services import open_services
+from auditline.tasks import background
 
 
 def _freeze_startup_objects() -> None:
@@ -53,20 +54,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings) as services:
+        async with open_services(settings) as services, AsyncExitStack() as stack:
             app.state.services = services
             await services.streams.hub.start()
-            upkeep = asyncio.create_task(maintain_partitions(services.writer, settings))
-            sealing = asyncio.create_task(
-                keep_sealing(services.sealer, settings.integrity.seal_interval_seconds)
-            )
+            if settings.jobs.in_process_worker:
+                # Partition upkeep and every periodic task run on the scheduler; sealing too.
+                await stack.enter_async_context(background(services))
             sampling = asyncio.create_task(_sample_metrics(services.metrics))
             watchdog = asyncio.create_task(_stop_with_supervisor())
             _freeze_startup_objects()
             try:
                 yield
             finally:
-                for task in (upkeep, sealing, sampling, watchdog):
+                for task in (sampling, watchdog):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(integrity.router)
     app.include_router(tenants.router)
     app.include_router(api_keys.router)
+    app.include_router(jobs.router)
     app.include_router(wellknown.router)
     app.include_router(metrics.router)
     app.add_api_websocket_route("/{path:path}", no_such_websocket)  # last: nothing else matched

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from auditline.admission import ReadAdmission
 from auditline.config import Settings
+from auditline.domain.tenants import TenantId
 from auditline.evidence.proofs import ProofService
 from auditline.evidence.sealer import Sealer
 from auditline.evidence.witness import DirectoryWitness
@@ -26,6 +27,10 @@ from auditline.ingest.tenant_rules import TenantRules, database_loader
 from auditline.ingest.writer import EventWriter
 from auditline.integrity.note import Verifier
 from auditline.integrity.signer import local_signer
+from auditline.jobs.postgres import PostgresQueue
+from auditline.jobs.queue import Queue
+from auditline.jobs.service import Jobs
+from auditline.jobs.sqs import SqsQueue
 from auditline.jobs.upkeep import ensure_partitions_ahead
 from auditline.metrics import Metrics, PoolName
 from auditline.runtime import database, signing_key
@@ -39,6 +44,7 @@ from auditline.storage.search.backend import PostgresSearch, postgres_search_ser
 from auditline.stream.announce import PostgresAnnouncements
 from auditline.stream.hub import StreamHub
 from auditline.stream.service import StreamService
+from auditline.tenancy.scope import PLATFORM, for_system
 from auditline.tenancy.service import TenantService
 
 
@@ -64,6 +70,34 @@ class Services:
     """The public half of the checkpoint key, published at /.well-known."""
     streams: StreamService
     """Live streams; its hub listens only once started (the API's lifespan does)."""
+    jobs: Jobs
+
+
+def job_tenant(tenant: str | None) -> TenantId:
+    """The tenant a job acts on: the one it was submitted for (None: the platform)."""
+    if tenant is None:
+        return PLATFORM
+    return for_system(tenant, reason="a job acts on the tenant it was submitted for")
+
+
+def build_queue(settings: Settings, pool: AsyncConnectionPool[Connection], url: str) -> Queue:
+    """The configured queue backend (connected lazily, by the worker that receives)."""
+    jobs = settings.jobs
+    if jobs.backend == "sqs":
+        return SqsQueue(
+            pool,
+            url,
+            jobs.sqs,
+            visibility_seconds=jobs.visibility_timeout_seconds,
+            max_receives=jobs.max_receives,
+            poll_seconds=jobs.poll_seconds,
+        )
+    return PostgresQueue(
+        pool,
+        url,
+        visibility_seconds=jobs.visibility_timeout_seconds,
+        max_receives=jobs.max_receives,
+    )
 
 
 @asynccontextmanager
@@ -121,36 +155,41 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     DirectoryWitness(settings.witness_path),
                     max_leaves=settings.integrity.max_leaves_per_seal,
                 )
-                yield Services(
-                    settings=settings,
-                    pool=pool,
-                    read_pool=read_pool,
-                    metrics=metrics,
-                    admission=ReadAdmission(settings.reads, metrics),
-                    writer=writer,
-                    access=access,
-                    signing_key=key,
-                    security=build_security(settings, pool, access, key),
-                    ingest=Ingest(writer, lookup, settings.ingest, rules, metrics),
-                    search=search,
-                    tenants=TenantService(pool, access, rules, settings.ingest),
-                    sealer=sealer,
-                    proofs=ProofService(
-                        read_pool,
-                        access,
-                        sealer,
-                        settings.integrity.seal_interval_seconds,
-                        timeout_ms=settings.reads.statement_timeout_ms,
-                        export_timeout_ms=settings.reads.export_statement_timeout_ms,
-                    ),
-                    checkpoint_verifier=checkpoint_signer.verifier,
-                    streams=StreamService(
-                        StreamHub(read_pool, PostgresAnnouncements(url), settings.stream),
-                        read_pool,
-                        access,
-                        settings.stream,
-                    ),
-                )
+                queue = build_queue(settings, pool, url)
+                try:
+                    yield Services(
+                        settings=settings,
+                        pool=pool,
+                        read_pool=read_pool,
+                        metrics=metrics,
+                        admission=ReadAdmission(settings.reads, metrics),
+                        writer=writer,
+                        access=access,
+                        signing_key=key,
+                        security=build_security(settings, pool, access, key),
+                        ingest=Ingest(writer, lookup, settings.ingest, rules, metrics),
+                        search=search,
+                        tenants=TenantService(pool, access, rules, settings.ingest),
+                        sealer=sealer,
+                        proofs=ProofService(
+                            read_pool,
+                            access,
+                            sealer,
+                            settings.integrity.seal_interval_seconds,
+                            timeout_ms=settings.reads.statement_timeout_ms,
+                            export_timeout_ms=settings.reads.export_statement_timeout_ms,
+                        ),
+                        checkpoint_verifier=checkpoint_signer.verifier,
+                        streams=StreamService(
+                            StreamHub(read_pool, PostgresAnnouncements(url), settings.stream),
+                            read_pool,
+                            access,
+                            settings.stream,
+                        ),
+                        jobs=Jobs(pool, queue, job_tenant),
+                    )
+                finally:
+                    await queue.close()  # if a worker started it
             finally:
                 await writer.close()
         finally:

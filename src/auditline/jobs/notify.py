@@ -1,0 +1,83 @@
+"""LISTEN/NOTIFY wake-ups: an idle worker (or relay) waits on an event that a notification
+on its channel sets, so new work starts without a polling delay.
+
+NOTIFY is delivered only after the sender's commit, which is exactly when the work becomes
+visible. The listener keeps one connection of its own (LISTEN needs a session) and
+reconnects after a failure; while it is down, the waiters' poll interval still finds the
+work, only later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+_CHECK_SECONDS = 0.5  # how often the listening loop looks at its closing flag
+_CLOSE_SECONDS = 5.0
+
+
+class Listener:
+    def __init__(self, conninfo: str, channel: str) -> None:
+        self._conninfo = conninfo
+        self._channel = channel
+        self.event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._closing = False
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"listen {self._channel}")
+        # Wait (briefly) until LISTEN is in place, so work sent right after start wakes us.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=5)
+
+    async def close(self) -> None:
+        """Stop listening: the loop sees the flag within a notifies() timeout; cancelling
+        is the fallback only (cancelling a connection mid-wait is what we avoid)."""
+        self._closing = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=_CLOSE_SECONDS)
+        except TimeoutError:
+            log.warning("LISTEN %s did not stop in time; cancelling it", self._channel)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True
+                ) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    self._ready.set()
+                    self.event.set()  # anything sent while we were not listening
+                    delay = 0.5
+                    while not self._closing:
+                        async for _ in conn.notifies(timeout=_CHECK_SECONDS):
+                            self.event.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self._closing:
+                    return
+                log.warning("LISTEN %s lost; reconnecting in %.1fs", self._channel, delay)
+                self.event.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    async def wait(self, seconds: float) -> None:
+        """Until a notification arrives (or arrived since the last wait), or *seconds* pass."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), seconds)
+        self.event.clear()

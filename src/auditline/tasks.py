@@ -1,0 +1,77 @@
+"""Every task handler and periodic schedule, registered in one place at the composition root.
+
+A handler is a thin, idempotent wrapper over a service (``jobs.service.Handler``); it lives
+here rather than beside its service so that nothing below the composition root imports the
+worker. :func:`background` runs a worker and the scheduler for ``auditline serve`` (in
+process, by default) and ``auditline worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from auditline.evidence.sealer import keep_sealing
+from auditline.jobs.scheduler import Scheduler
+from auditline.jobs.service import Handler, JobContext, Schedule, Tasks
+from auditline.jobs.upkeep import ensure_partitions_ahead
+from auditline.jobs.worker import Worker
+from auditline.services import Services
+
+PARTITIONS_MAINTAIN = "partitions.maintain"
+
+
+def build_tasks(services: Services) -> Tasks:
+    """The handlers and schedules of this build, bound to *services*."""
+    settings = services.settings
+
+    async def maintain_partitions(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        # Idempotent: creating a partition that exists is a no-op.
+        await ensure_partitions_ahead(services.writer, settings)
+        return {"months_ahead": settings.database.partition_months_ahead}
+
+    handlers: dict[str, Handler] = {PARTITIONS_MAINTAIN: maintain_partitions}
+    schedules = (
+        Schedule(
+            name="partitions",
+            kind=PARTITIONS_MAINTAIN,
+            payload={},
+            interval_seconds=settings.maintenance_interval_seconds,
+        ),
+    )
+    return Tasks(handlers=handlers, schedules=schedules)
+
+
+@asynccontextmanager
+async def background(services: Services, tasks: Tasks | None = None) -> AsyncIterator[Worker]:
+    """A running worker, the scheduler (unless ``jobs.scheduler`` is off) and the sealing
+    loop until the block ends; then a graceful stop (``jobs.shutdown_grace_seconds``).
+
+    Sealing is a loop of its own rather than a scheduled task: it runs about once a second,
+    and a job row per second would bury every other job. Every worker runs it; the
+    per-tenant sealing lock makes them share the tenants instead of doing the work twice.
+    """
+    tasks = tasks or build_tasks(services)
+    settings = services.settings.jobs
+    worker = Worker(services.pool, services.jobs.queue, services.jobs.scope, tasks.handlers,
+                    settings)  # fmt: skip
+    scheduler = Scheduler(services.pool, services.jobs, tasks.schedules)
+    await worker.start()
+    sealing = asyncio.create_task(
+        keep_sealing(services.sealer, services.settings.integrity.seal_interval_seconds)
+    )
+    try:
+        if settings.scheduler:
+            scheduler.start()
+        try:
+            yield worker
+        finally:
+            await scheduler.stop()
+    finally:
+        sealing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sealing
+        await worker.stop()
