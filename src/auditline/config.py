@@ -288,10 +288,16 @@ class RetentionSettings(BaseModel):
         description="events younger than this are never removed, whatever is asked (422)",
     )
     batch_size: int = Field(
-        default=2000,
+        default=1000,
         ge=1,
         le=100_000,
-        description="events removed per transaction; each batch pauses the tenant's writes",
+        description="events removed per transaction (each recorded in the tenant's log)",
+    )
+    pause_ms: int = Field(
+        default=50,
+        ge=0,
+        le=60_000,
+        description="pause between two batches, so writes and queries keep their share",
     )
     sync_max_events: int = Field(
         default=10_000,

@@ -609,21 +609,21 @@ def expand_runs(runs: list[tuple[int, int]]) -> set[int]:
 
 
 @pytest.mark.usefixtures("pool")  # acme and globex
-async def test_lock_tenant_locks_only_the_tenants_row_and_head(
+async def test_lock_tenant_locks_only_the_tenants_row_and_removals(
     bypass: AsyncConnectionPool[Connection], database_url: str
 ) -> None:
+    removal_lock = "SELECT pg_try_advisory_xact_lock(1380800076, hashtext(%s))"
     async with tenant_transaction(bypass, ACME) as conn:
         assert await retention_store.lock_tenant(conn, ACME) is False
         with psycopg.connect(database_url, autocommit=True) as other:
             other.execute("SET lock_timeout = '50ms'")
             other.execute("SELECT 1 FROM tenants WHERE id = 'globex' FOR UPDATE")  # free
-            other.execute("SELECT 1 FROM tenant_log_heads WHERE tenant_id = 'globex' FOR UPDATE")
-            for query in (
-                "SELECT 1 FROM tenants WHERE id = 'acme' FOR UPDATE",
-                "SELECT 1 FROM tenant_log_heads WHERE tenant_id = 'acme' FOR UPDATE",
-            ):
-                with pytest.raises(psycopg.errors.LockNotAvailable):
-                    other.execute(query)  # fmt: skip
+            assert other.execute(removal_lock, ("globex",)).fetchone() == (True,)
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("SELECT 1 FROM tenants WHERE id = 'acme' FOR UPDATE")
+            assert other.execute(removal_lock, ("acme",)).fetchone() == (False,)
+            # the log head stays free: the tenant's writes go on
+            other.execute("SELECT 1 FROM tenant_log_heads WHERE tenant_id = 'acme' FOR UPDATE")
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("UPDATE tenants SET legal_hold = true WHERE id = 'globex'")
     async with tenant_transaction(bypass, GLOBEX) as conn:
@@ -704,7 +704,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "retention.delete_batch": test_count_and_delete_batch_reach_only_the_tenants_events,
     "retention.delete_ids_batch": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
     "retention.forget_rollups": test_partition_removal_and_rollups_are_the_tenants_own,
-    "retention.lock_tenant": test_lock_tenant_locks_only_the_tenants_row_and_head,
+    "retention.lock_tenant": test_lock_tenant_locks_only_the_tenants_row_and_removals,
     "retention.partition_tenant_removal": test_partition_removal_and_rollups_are_the_tenants_own,
     "retention.pending_id_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
     "retention.record_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,

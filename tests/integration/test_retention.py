@@ -29,7 +29,8 @@ from auditline.ingest.writer import month_of, months_from
 from auditline.lifecycle import retention as retention_module
 from auditline.lifecycle.retention import SYSTEM_ACTOR
 from auditline.services import Services
-from auditline.storage.database import tenant_transaction
+from auditline.storage import retention as retention_store
+from auditline.storage.database import set_tenant, tenant_transaction
 from auditline.storage.events import ensure_partition, insert_events
 from auditline.tenancy.scope import for_system
 from tests.conftest import TokenFactory, bearer
@@ -59,6 +60,7 @@ class Stack:
 def settings(settings: Settings) -> Settings:
     settings.rate_limits.enabled = False
     settings.retention.batch_size = 7  # several batches from a few dozen events
+    settings.retention.pause_ms = 1
     return settings
 
 
@@ -357,6 +359,26 @@ async def test_a_failure_mid_way_leaves_neither_the_deletion_nor_its_record(
     assert expand(ranges(stack.url, "acme")) == gone
     assert not gone & seqs(stack.url, "acme", "event_ids")
     assert len(seqs(stack.url, "acme", "event_ids")) == len(old) - 7 + 1  # + the record
+    assert_rollups_recount(stack.url)
+
+
+async def test_the_tenants_writes_go_on_while_a_batch_deletes(stack: Stack) -> None:
+    await seed(stack.services, ACME, [100 * DAY] * 20)
+    pool = stack.services.pool
+    async with pool.connection() as conn, conn.transaction():  # a batch, not committed yet
+        await set_tenant(conn, ACME)
+        assert await retention_store.lock_tenant(conn, ACME) is False
+        removed = await retention_store.delete_batch(conn, ACME, NOW - 90 * DAY, 10)
+        assert removed.events == 10
+        # A write of the same tenant, on another connection, neither waits for the batch's
+        # locks (lock_timeout would fail it) nor sees its uncommitted deletion.
+        live = prepare_events(ACME, [EventDraft(action="LIVE")], limits=IngestSettings(), now=NOW)
+        async with pool.connection() as other, other.transaction():
+            await other.execute("SET LOCAL lock_timeout = '2s'")
+            await set_tenant(other, ACME)
+            written = await insert_events(other, ACME, live)
+        assert list(written.inserted.values()) == [20]
+    assert len(seqs(stack.url, "acme")) == 20 - 10 + 1
     assert_rollups_recount(stack.url)
 
 

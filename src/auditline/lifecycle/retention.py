@@ -15,14 +15,16 @@ written and verified. It guarantees, for every batch, in one transaction:
   ``removed_ranges`` (every range, for the integrity checks), so a failure leaves neither
   the deletion nor its record.
 
-Batches are bounded (``retention.batch_size``) because each one holds the tenant's log
-head, pausing the tenant's writes while it runs. The retention task first drops whole
+Batches are bounded (``retention.batch_size``) and paused between (``retention.pause_ms``)
+so a removal takes a bounded share of the database; the tenant's writes wait only for a
+batch's record and commit (``storage.retention`` says how). The retention task first drops whole
 monthly partitions that no tenant keeps anything of (one transaction per month, the same
 records per tenant, no per-row work), then deletes the rest in batches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -250,7 +252,14 @@ class RetentionService:
                 await progress({"deleted": result.deleted, "batches": result.batches})
             if removed.events < limit:
                 break
+            await self._pause()
         return result
+
+    async def _pause(self) -> None:
+        """Between batches: the tenant's queued writes go first, and the removal takes a
+        bounded share of the database (``retention.pause_ms``)."""
+        if self._settings.pause_ms:
+            await asyncio.sleep(self._settings.pause_ms / 1000)
 
     async def _record(
         self,
@@ -386,11 +395,16 @@ class RetentionService:
                 if item.bound is None or item.bound < month_end:
                     raise _Kept  # someone keeps something here: the batches will do
                 removals.append((item, removed))
+            # The month's rollup rows change with the month's events only, which the lock
+            # on the partition holds off: no tenant's writes wait for this.
+            for item, _ in removals:
+                await set_tenant(conn, item.tenant)
+                await store.forget_rollups(conn, item.tenant, month, month_end)
+            # From here to the commit the tenants' writes wait: records and the drop only.
             for item, removed in removals:
                 await set_tenant(conn, item.tenant)
                 if await store.lock_tenant(conn, item.tenant):  # a hold placed meanwhile
                     raise _Kept
-                await store.forget_rollups(conn, item.tenant, month, month_end)
                 assert item.bound is not None  # noqa: S101 - checked above
                 deletion = Deletion(
                     item.tenant, item.bound, "retention", deleted=removed.events,
@@ -425,6 +439,7 @@ class RetentionService:
                         total += n
                         if n < limit:
                             break
+                        await self._pause()
         return total
 
 

@@ -282,6 +282,9 @@ CREATE FUNCTION public.auditline_rollup_lock() RETURNS trigger
     SET search_path TO 'pg_catalog', 'public'
     AS $$
 BEGIN
+    IF current_setting('auditline.rollup_lock', true) = 'off' THEN
+        RETURN NULL;
+    END IF;
     PERFORM pg_advisory_xact_lock(1380928587, hashtext(tenant_id))  -- "ROLK"
        FROM (SELECT DISTINCT tenant_id FROM changed_events ORDER BY 1) t;
     RETURN NULL;

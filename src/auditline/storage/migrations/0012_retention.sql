@@ -95,3 +95,32 @@ BEGIN
     RETURN part_name;
 END;
 $$;
+
+-- A removal does not take the tenant's rollup lock (0007) for its delete.
+--
+-- That lock, held from a statement's rollup trigger to its commit, makes a tenant's
+-- statements take turns on its rollup rows. A batch of retention holding it would stall the
+-- tenant's writes for the whole batch: the delete trigger takes back the counts of 1,000
+-- events in tens of milliseconds, and the batch's record in the log (which needs the log
+-- head, locked before the rollup lock by every write) could only come after, so the head
+-- would have to be taken first and held throughout (bench/retention.py measured it).
+-- Removals touch the rollup rows of old hours, writes those of the current ones, so they
+-- need not take turns: a removal's transaction sets `auditline.rollup_lock` to 'off' for its
+-- delete (storage/retention.py), then back, so that its record, inserted last, takes the
+-- head and then the rollup lock in the writers' order and holds them only to its commit.
+-- Removals of one tenant take turns with each other by a lock of their own instead (a
+-- transaction-level advisory lock keyed "RMVL" and the tenant). A late event for an hour
+-- being removed can meet the removal on a rollup row in the other order; PostgreSQL then
+-- breaks the deadlock by failing one transaction, which rolls back whole (the writer
+-- retries a failed group write alone; the removal's next run takes up where it stopped).
+CREATE OR REPLACE FUNCTION auditline_rollup_lock() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+BEGIN
+    IF current_setting('auditline.rollup_lock', true) = 'off' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(1380928587, hashtext(tenant_id))  -- "ROLK"
+       FROM (SELECT DISTINCT tenant_id FROM changed_events ORDER BY 1) t;
+    RETURN NULL;
+END;
+$$;
