@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="seconds per load step")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report")
     parser.add_argument(
-        "--suites", default="ingest,stack,search", help="comma-separated: ingest, stack, search"
+        "--suites",
+        default="ingest,stack,search,queue",
+        help="comma-separated: ingest, stack, search, queue",
     )
     parser.add_argument(
         "--search-events", type=int, default=1_000_000, help="events the search suite seeds"
@@ -58,6 +60,10 @@ def main() -> None:
         work.mkdir(parents=True)
         result = stack.run_stack(work, runs=runs, seconds=seconds)
         (RESULTS / "stack.json").write_text(json.dumps(result, indent=2))
+    if not args.report_only and "queue" in suites:
+        # Its own process: an embedded PostgreSQL and an ElasticMQ of its own.
+        tasks = 2_000 if args.quick else 10_000
+        subprocess.run([sys.executable, "-m", "bench.queue", "--tasks", str(tasks)], check=True)
     report.write(RESULTS, ROOT / "docs")
     print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'}")
 

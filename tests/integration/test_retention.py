@@ -9,6 +9,7 @@ rollups equal a recount, and nothing of another tenant moved.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -329,6 +330,80 @@ async def test_bad_cleanup_input_is_422_and_changes_nothing(
     assert response.status_code in (400, 422), response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert snapshot(stack.url) == snap
+
+
+async def wait_for_job(stack: Stack, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The job once it finished (the in-process worker runs it), polled by state."""
+    for _ in range(600):
+        job: dict[str, Any] = (
+            await stack.http.get(f"/api/v1/jobs/{job_id}", headers=headers)
+        ).json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+async def test_a_large_cleanup_answers_202_and_a_job_removes_it(
+    stack: Stack, settings: Settings
+) -> None:
+    stack.services.retention.settings.sync_max_events = 10
+    await seed(stack.services, ACME, [100 * DAY] * 25 + [10 * DAY] * 2)
+    old = seqs(stack.url, "acme")
+    before = snapshot(stack.url)
+    response = await stack.http.delete(
+        "/api/v1/logs/cleanup", headers={**stack.admin("acme"), "X-Request-ID": "big-1"}
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["tenant_id"], body["count"]) == ("acme", 25)
+    assert body["status_url"] == f"/api/v1/jobs/{body['job_id']}"
+    job = await wait_for_job(stack, body["job_id"], stack.admin("acme"))
+    assert (job["kind"], job["status"]) == ("retention.cleanup", "succeeded"), job
+    assert (job["result"]["deleted"], job["result"]["batches"]) == (25, 4)
+    gone = old - seqs(stack.url, "acme")
+    assert expand([tuple(r) for r in job["result"]["seq_ranges"]]) == gone
+    assert len(gone) == 25
+    # recorded as the admin's, with the request that asked, and the job
+    records = deletion_records(stack.url, "acme")
+    assert {(r[0], r[1], r[3]["job_id"]) for r in records} == {
+        ("acme-admin", "user", body["job_id"])
+    }
+    assert {r[2] for r in ranges(stack.url, "acme")} == {"cleanup"}
+    with psycopg.connect(stack.url) as conn:
+        jobs = conn.execute(
+            "SELECT DISTINCT job_id::text FROM removed_ranges WHERE tenant_id = 'acme'"
+        ).fetchall()
+    assert jobs == [(body["job_id"],)]
+    assert_rollups_recount(stack.url)
+    after = snapshot(stack.url)
+    assert [r for r in after["events"] if r[0] == "globex"] == [
+        r for r in before["events"] if r[0] == "globex"
+    ]
+    # the job is acme's: another tenant's admin does not see it
+    other = await stack.http.get(f"/api/v1/jobs/{body['job_id']}", headers=stack.admin("globex"))
+    assert other.status_code == 404
+
+
+async def test_the_retention_task_runs_as_a_scheduled_job(stack: Stack, settings: Settings) -> None:
+    from auditline.lifecycle.retention import RETENTION_JOB
+    from auditline.tasks import build_tasks
+
+    assert "retention" not in {s.name for s in build_tasks(stack.services).schedules}
+    settings.retention.scheduled = True  # as in production
+    scheduled = {s.name: s for s in build_tasks(stack.services).schedules}
+    assert (scheduled["retention"].kind, scheduled["retention"].interval_seconds) == (
+        RETENTION_JOB, 86_400.0,
+    )  # fmt: skip
+    await seed(stack.services, ACME, [100 * DAY] * 3 + [DAY * 2])
+    await seed(stack.services, GLOBEX, [400 * DAY] * 2)
+    job_id = await stack.services.jobs.submit(RETENTION_JOB, {}, tenant=None)
+    job = await wait_for_job(stack, str(job_id), stack.platform)
+    assert job["status"] == "succeeded", job
+    assert {t: r["deleted"] for t, r in job["result"]["tenants"].items()} == {
+        "acme": 3, "globex": 2,
+    }  # fmt: skip
+    assert len(seqs(stack.url, "acme")) == 1 + len(deletion_records(stack.url, "acme"))
 
 
 async def test_a_failure_mid_way_leaves_neither_the_deletion_nor_its_record(
