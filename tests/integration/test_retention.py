@@ -457,6 +457,22 @@ async def test_the_tenants_writes_go_on_while_a_batch_deletes(stack: Stack) -> N
     assert_rollups_recount(stack.url)
 
 
+async def test_a_record_lists_a_bounded_number_of_ranges_and_the_table_all(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention_module, "RECORD_MAX_RANGES", 2)
+    await seed(stack.services, ACME, [100 * DAY, 10 * DAY] * 6)  # old ones: every other seq
+    deletion = await stack.services.retention.delete_events(
+        ACME, SYSTEM_ACTOR, before=NOW - 90 * DAY, reason="retention"
+    )
+    assert deletion.seq_ranges == [(0, 0), (2, 2), (4, 4), (6, 6), (8, 8), (10, 10)]
+    records = deletion_records(stack.url, "acme")
+    assert [(r[3]["seq_ranges"], r[3]["seq_ranges_total"]) for r in records] == [
+        ([[0, 0], [2, 2]], 6)
+    ]
+    assert [r[:2] for r in ranges(stack.url, "acme")] == deletion.seq_ranges
+
+
 async def test_archival_bound_by_seq_keeps_events_numbered_later(stack: Stack) -> None:
     await seed(stack.services, ACME, [100 * DAY] * 5)
     last_archived = max(seqs(stack.url, "acme"))
