@@ -22,6 +22,7 @@ from uuid import UUID
 
 from auditline.domain.tenants import TenantId
 from auditline.storage.database import Connection
+from auditline.storage.migrations import LOCK_KEY
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +186,15 @@ def partition_name(month: datetime) -> str:
 
 async def lock_partition(conn: Connection, month: datetime, *, lock_timeout_ms: int) -> bool:
     """Lock the month's partition against inserts (a late event for that month waits) until
-    the transaction ends; False if there is no such partition.
+    the transaction ends, after the schema lock; False if there is no such partition.
 
     *lock_timeout_ms* bounds the wait, so a long reader never queues writers behind us.
     """
     await conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{lock_timeout_ms}ms",))
+    # First the lock every schema change takes (migration 0006), which the drop takes
+    # again at the end: taken last, it could meet a partition being created by a process
+    # that holds it and waits for the parent table, which this transaction's records lock.
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
     cur = await conn.execute("SELECT auditline_lock_event_partition(%s) AS name", (month,))
     row = await cur.fetchone()
     return row is not None and row["name"] is not None
