@@ -571,6 +571,23 @@ async def test_retention_drops_a_month_nobody_keeps_and_records_it_per_tenant(
     assert partition_exists(stack.url, dropped_month)
 
 
+async def test_a_writer_that_missed_a_drop_makes_the_partition_again(stack: Stack) -> None:
+    # Another process's retention dropped a month this process's writer knew: the late
+    # event's write fails on the missing partition, and is tried again after a fresh look.
+    month = month_of(NOW - 500 * DAY)
+    await stack.services.writer.ensure_partitions([month])  # known here
+    with psycopg.connect(stack.url, autocommit=True) as conn:  # dropped elsewhere
+        conn.execute("SELECT auditline_drop_event_partition(%s)", (month,))
+    assert not partition_exists(stack.url, month)
+    late = prepare_events(
+        ACME, [EventDraft(action="LATE", timestamp=NOW - 500 * DAY)],
+        limits=IngestSettings(), now=NOW,
+    )  # fmt: skip
+    result = await stack.services.writer.write(ACME, late)
+    assert len(result.inserted) == 1
+    assert partition_exists(stack.url, month)
+
+
 def _seqs_in_month(url: str, tenant: str, month: datetime) -> set[int]:
     end = months_from(month, 2)[1]
     with psycopg.connect(url) as conn:

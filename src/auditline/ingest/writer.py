@@ -142,7 +142,22 @@ class EventWriter:
 
     # -- writing -----------------------------------------------------------------------
     async def write(self, tenant: TenantId, events: Sequence[Event]) -> WriteResult:
-        """Store *events* for *tenant*; returns once the commit holding them is durable."""
+        """Store *events* for *tenant*; returns once the commit holding them is durable.
+
+        A month this process believed to have a partition may have lost it since: the
+        retention task of another process dropped it (``lifecycle.retention``). The write
+        then fails before anything is stored; it is tried once more with the months of its
+        events looked up again, which makes the partition anew.
+        """
+        try:
+            return await self._write(tenant, events)
+        except psycopg.errors.CheckViolation as exc:
+            if not (exc.diag.message_primary or "").startswith("no partition of relation"):
+                raise
+            self.forget_partitions(event.timestamp for event in events)
+            return await self._write(tenant, events)
+
+    async def _write(self, tenant: TenantId, events: Sequence[Event]) -> WriteResult:
         await self.ensure_partitions(event.timestamp for event in events)
         if self._closed:
             raise WriterClosed("the service is shutting down")
