@@ -28,7 +28,7 @@ from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.ingest.writer import month_of, months_from
 from auditline.lifecycle import retention as retention_module
-from auditline.lifecycle.retention import SYSTEM_ACTOR
+from auditline.lifecycle.retention import SYSTEM_ACTOR, RetentionService
 from auditline.services import Services
 from auditline.storage import retention as retention_store
 from auditline.storage.database import set_tenant, tenant_transaction
@@ -471,6 +471,25 @@ async def test_a_record_lists_a_bounded_number_of_ranges_and_the_table_all(
         ([[0, 0], [2, 2]], 6)
     ]
     assert [r[:2] for r in ranges(stack.url, "acme")] == deletion.seq_ranges
+
+
+async def test_only_sealed_events_are_removed_when_sealing_bounds_removals(
+    stack: Stack, settings: Settings
+) -> None:
+    async def sealed_through(conn: Any, tenant: TenantId) -> int:
+        return 4  # a checkpoint of size 5 (the sealer's reader, once merged, says this)
+
+    sv = stack.services
+    sealing = RetentionService(
+        sv.pool, sv.writer, sv.access, settings.retention, sealed_through=sealed_through
+    )
+    await seed(sv, ACME, [300 * DAY] * 10)  # a whole month, seq 0-9
+    assert (await sealing.cleanup(ACME, SYSTEM_ACTOR, dry_run=True)).count == 5
+    done = {d.tenant: d for d in await sealing.apply_retention()}
+    assert partition_exists(stack.url, month_of(NOW - 300 * DAY))  # not all sealed: kept
+    assert (done["acme"].deleted, done["acme"].partitions) == (5, [])
+    assert seqs(stack.url, "acme") >= set(range(5, 10))
+    assert not seqs(stack.url, "acme") & set(range(5))
 
 
 async def test_archival_bound_by_seq_keeps_events_numbered_later(stack: Stack) -> None:

@@ -66,6 +66,13 @@ SYSTEM_ACTOR: Final = Actor(subject="system:retention", type="system")
 
 Progress = Callable[[Mapping[str, Any]], Awaitable[None]]
 
+SealedThrough = Callable[[Connection, TenantId], Awaitable[int]]
+"""The last ``seq`` of *tenant* that a signed checkpoint covers (-1: none yet), read in
+the removal's transaction. With tamper evidence (issue 19) an event may only be removed
+once the tenant's tree covers it: the sealer reads every leaf below the log head it has
+not sealed, and a missing one stops it for good. The composition root passes the
+checkpoint store's reader; without it nothing bounds removals by sealing."""
+
 
 class JobSubmitter(Protocol):
     """What cleanup needs of the jobs service (``services.jobs``, issue 18's queue)."""
@@ -111,8 +118,10 @@ class RetentionService:
         access: AccessRecorder,
         settings: RetentionSettings,
         jobs: JobSubmitter | None = None,
+        sealed_through: SealedThrough | None = None,
     ) -> None:
         self._pool = pool
+        self._sealed_through = sealed_through
         self._writer = writer
         self._access = access
         self._settings = settings
@@ -160,7 +169,8 @@ class RetentionService:
                 raise LegalHold(tenant)
             async with conn.transaction():
                 await set_tenant(conn, tenant)
-                count = await store.count_events(conn, tenant, bound)
+                sealed = await self._seq_bound(conn, tenant, None)
+                count = await store.count_events(conn, tenant, bound, through_seq=sealed)
         if dry_run:
             return Cleanup(before=bound, count=count, dry_run=True)
         if count > self._settings.sync_max_events and self.jobs is not None:
@@ -238,9 +248,8 @@ class RetentionService:
                         raise LegalHold(tenant)
                     result.stopped = "legal_hold"
                     break
-                removed = await store.delete_batch(
-                    conn, tenant, before, limit, through_seq=through_seq
-                )
+                bound = await self._seq_bound(conn, tenant, through_seq)
+                removed = await store.delete_batch(conn, tenant, before, limit, through_seq=bound)
                 if removed.events:
                     await self._record(conn, tenant, actor, removed, result)
             if not removed.events:
@@ -260,6 +269,15 @@ class RetentionService:
         bounded share of the database (``retention.pause_ms``)."""
         if self._settings.pause_ms:
             await asyncio.sleep(self._settings.pause_ms / 1000)
+
+    async def _seq_bound(
+        self, conn: Connection, tenant: TenantId, through_seq: int | None
+    ) -> int | None:
+        """The highest ``seq`` a removal may take now: *through_seq*, and what is sealed."""
+        if self._sealed_through is None:
+            return through_seq
+        sealed = await self._sealed_through(conn, tenant)
+        return sealed if through_seq is None else min(sealed, through_seq)
 
     async def _record(
         self,
@@ -394,6 +412,9 @@ class RetentionService:
                     continue
                 if item.bound is None or item.bound < month_end:
                     raise _Kept  # someone keeps something here: the batches will do
+                sealed = await self._seq_bound(conn, item.tenant, None)
+                if sealed is not None and removed.ranges[-1][1] > sealed:
+                    raise _Kept  # not all sealed yet: the batches take what is
                 removals.append((item, removed))
             # The month's rollup rows change with the month's events only, which the lock
             # on the partition holds off: no tenant's writes wait for this.
