@@ -28,8 +28,8 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rebuild the report")
     parser.add_argument(
         "--suites",
-        default="ingest,stack,search,stream,queue",
-        help="comma-separated: ingest, stack, search, stream, queue",
+        default="ingest,stack,search,stream,queue,retention",
+        help="comma-separated: ingest, stack, search, stream, queue, retention",
     )
     parser.add_argument(
         "--search-events", type=int, default=1_000_000, help="events the search suite seeds"
@@ -72,6 +72,11 @@ def main() -> None:
         # Its own process: an embedded PostgreSQL and an ElasticMQ of its own.
         tasks = 2_000 if args.quick else 10_000
         subprocess.run([sys.executable, "-m", "bench.queue", "--tasks", str(tasks)], check=True)
+    if not args.report_only and "retention" in suites:
+        # Its own process and server: a month of events removed twice beside ingest.
+        events = 50_000 if args.quick else 1_000_000
+        subprocess.run([sys.executable, "-m", "bench.retention", "--events", str(events)],
+                       check=True)  # fmt: skip
     report.write(RESULTS, ROOT / "docs")
     print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'}")
 

@@ -275,6 +275,39 @@ def _queue_section(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _retention_section(result: dict[str, Any]) -> list[str]:
+    """A month removed by batches and by a partition drop beside ingest (``bench.retention``)."""
+    base = result["baseline"]
+    scenarios = ("batched", "partition drop")
+    return [
+        "## Retention beside ingest",
+        "",
+        f"{result['events']:,} events of one month removed (`python -m bench.retention`), by "
+        f"batches of {result['batch_size']:,} ({result['pause_ms']} ms apart) and, another "
+        "month, by dropping its partition (records per tenant, rollups forgotten, `event_ids`",
+        f"rows after), while single events go to the same tenant at {result['rate']:g}/s "
+        "(open loop). Target: ingest p99 at most twice the baseline's.",
+        "",
+        *_head(
+            "removal", "rows/s", "seconds", "ingest p50 (ms)", "ingest p99 (ms)", "p99 / baseline"
+        ),
+        _row("none (baseline)", "", "", f"{base['p50_ms']:.1f}", f"{base['p99_ms']:.1f}", "1"),
+        *(
+            _row(
+                name,
+                f"{result[name]['rows_per_s']:,.0f}",
+                f"{result[name]['seconds']:.1f}",
+                f"{result[name]['ingest']['p50_ms']:.1f}",
+                f"{result[name]['ingest']['p99_ms']:.1f}",
+                f"{result[name]['ingest']['p99_vs_baseline']:.2f}",
+            )
+            for name in scenarios
+        ),
+        "",
+        f"Measured {result['finished_at']}.",
+    ]
+
+
 _AB_FIGURES = {
     "search_p50_ms": ("searches at 50/s, p50 (ms)", 1),
     "search_p99_ms": ("searches at 50/s, p99 (ms)", 1),
@@ -521,6 +554,9 @@ def write(results: Path, docs: Path) -> None:
     queue_path = results / "queue.json"
     if queue_path.exists():
         lines += ["", *_queue_section(json.loads(queue_path.read_text()))]
+    retention_path = results / "retention.json"
+    if retention_path.exists():
+        lines += ["", *_retention_section(json.loads(retention_path.read_text()))]
     ab_path = results / "ab.json"
     if ab_path.exists():
         lines += ["", *_ab_section(json.loads(ab_path.read_text()))]

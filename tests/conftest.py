@@ -75,10 +75,14 @@ def database_url(pg_server: EmbeddedPostgres, template_db: str) -> Iterator[str]
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
+    settings = Settings(
         data_dir=tmp_path / "data",
         database=DatabaseSettings(url=database_url, pool_min_size=1, pool_max_size=5),
     )
+    # A new schedule is due at once: the retention task would remove the old events a test
+    # writes while it runs. Tests apply retention themselves (test_retention.py).
+    settings.retention.scheduled = False
+    return settings
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from auditline import __version__
 from auditline.api import (
     api_keys,
+    cleanup,
     health,
     integrity,
     jobs,
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     stream.redact_access_tokens(logging.getLogger("uvicorn.error"))  # handshakes are logged
     app.include_router(logs.router)
     app.include_router(integrity.router)
+    app.include_router(cleanup.router)
     app.include_router(tenants.router)
     app.include_router(api_keys.router)
     app.include_router(jobs.router)

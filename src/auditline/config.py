@@ -395,6 +395,51 @@ class StreamSettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    """Removing events: cleanup, the daily retention task, archival's deletes.
+
+    See docs/operations.md ("Retention and cleanup")."""
+
+    min_age_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="events younger than this are never removed, whatever is asked (422)",
+    )
+    batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="events removed per transaction (each recorded in the tenant's log)",
+    )
+    pause_ms: int = Field(
+        default=50,
+        ge=0,
+        le=60_000,
+        description="pause between two batches, so writes and queries keep their share",
+    )
+    sync_max_events: int = Field(
+        default=10_000,
+        ge=0,
+        description="a cleanup of more events answers 202 and runs as a job",
+    )
+    partition_drop: bool = Field(
+        default=True,
+        description="the retention task drops whole months no tenant still keeps",
+    )
+    lock_timeout_ms: int = Field(
+        default=2000,
+        ge=1,
+        description="longest a partition drop waits for its locks before it is retried later",
+    )
+    scheduled: bool = Field(
+        default=True,
+        description="run the retention task on the scheduler (false: removals by cleanup only)",
+    )
+    interval_seconds: float = Field(
+        default=86_400.0, gt=0, description="how often the retention task runs"
+    )
+
+
 class SqsSettings(BaseModel):
     """The Amazon SQS queue backend (``jobs.backend = "sqs"``); see docs/operations.md."""
 
@@ -496,6 +541,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     maintenance_interval_seconds: float = Field(
         default=3600.0,
         gt=0,

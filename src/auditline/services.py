@@ -32,11 +32,13 @@ from auditline.jobs.queue import Queue
 from auditline.jobs.service import Jobs
 from auditline.jobs.sqs import SqsQueue
 from auditline.jobs.upkeep import ensure_partitions_ahead
+from auditline.lifecycle.retention import RetentionService
 from auditline.metrics import Metrics, PoolName
 from auditline.runtime import database, signing_key
 from auditline.search.service import SearchService
 from auditline.security.service import Security, build_security
 from auditline.security.tokens import SigningKey
+from auditline.storage import integrity as integrity_store
 from auditline.storage.database import Connection, open_pool
 from auditline.storage.migrations import migrate
 from auditline.storage.rls import require_row_level_security
@@ -71,6 +73,7 @@ class Services:
     streams: StreamService
     """Live streams; its hub listens only once started (the API's lifespan does)."""
     jobs: Jobs
+    retention: RetentionService
 
 
 def job_tenant(tenant: str | None) -> TenantId:
@@ -156,6 +159,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     max_leaves=settings.integrity.max_leaves_per_seal,
                 )
                 queue = build_queue(settings, pool, url)
+                jobs = Jobs(pool, queue, job_tenant)
                 try:
                     yield Services(
                         settings=settings,
@@ -186,7 +190,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                             access,
                             settings.stream,
                         ),
-                        jobs=Jobs(pool, queue, job_tenant),
+                        jobs=jobs,
+                        retention=RetentionService(
+                            pool,
+                            writer,
+                            access,
+                            settings.retention,
+                            jobs=jobs,
+                            sealed_through=integrity_store.sealed_through,
+                        ),
                     )
                 finally:
                     await queue.close()  # if a worker started it

@@ -19,7 +19,9 @@ from auditline.jobs.scheduler import Scheduler
 from auditline.jobs.service import Handler, JobContext, Schedule, Tasks
 from auditline.jobs.upkeep import ensure_partitions_ahead
 from auditline.jobs.worker import Worker
+from auditline.lifecycle.retention import CLEANUP_JOB, RETENTION_JOB, deletion_view
 from auditline.services import Services
+from auditline.tenancy.scope import PLATFORM
 
 PARTITIONS_MAINTAIN = "partitions.maintain"
 
@@ -33,8 +35,23 @@ def build_tasks(services: Services) -> Tasks:
         await ensure_partitions_ahead(services.writer, settings)
         return {"months_ahead": settings.database.partition_months_ahead}
 
-    handlers: dict[str, Handler] = {PARTITIONS_MAINTAIN: maintain_partitions}
-    schedules = (
+    async def cleanup(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        # Idempotent: a rerun removes (and records) only what is still older than the bound.
+        return await services.retention.run_cleanup_job(
+            ctx.tenant or PLATFORM, payload, job_id=ctx.job_id, progress=ctx.progress
+        )
+
+    async def apply_retention(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        # Idempotent: each run removes what is due by then, and only that.
+        done = await services.retention.apply_retention()
+        return {"tenants": {d.tenant: deletion_view(d) for d in done}}
+
+    handlers: dict[str, Handler] = {
+        PARTITIONS_MAINTAIN: maintain_partitions,
+        CLEANUP_JOB: cleanup,
+        RETENTION_JOB: apply_retention,
+    }
+    schedules: tuple[Schedule, ...] = (
         Schedule(
             name="partitions",
             kind=PARTITIONS_MAINTAIN,
@@ -42,6 +59,15 @@ def build_tasks(services: Services) -> Tasks:
             interval_seconds=settings.maintenance_interval_seconds,
         ),
     )
+    if settings.retention.scheduled:
+        schedules += (
+            Schedule(
+                name="retention",
+                kind=RETENTION_JOB,
+                payload={},
+                interval_seconds=settings.retention.interval_seconds,
+            ),
+        )
     return Tasks(handlers=handlers, schedules=schedules)
 
 

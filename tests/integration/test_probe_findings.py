@@ -115,7 +115,7 @@ async def test_unknown_query_parameters_are_refused_everywhere(
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("DELETE", "/api/v1/logs/cleanup"),  # before: 405, taken for /logs/{event_id}
+        ("DELETE", "/api/v1/logs/purge"),  # before: 405, taken for /logs/{event_id}
         ("GET", "/api/v1/logs/stream"),  # before: 422 "event_id: Input should be a valid UUID"
         ("GET", "/api/v1/logs/not-an-id"),
         ("PUT", "/api/v1/nothing-here"),

@@ -34,6 +34,7 @@ from auditline.config import DatabaseSettings, IngestSettings
 from auditline.domain.events import Event, EventDraft, StoredEvent
 from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
+from auditline.ingest.writer import month_of, months_from
 from auditline.search import evaluate
 from auditline.search.model import PageRequest, Position, SearchQuery
 from auditline.search.query import Text
@@ -43,6 +44,7 @@ from auditline.storage import events as events_store
 from auditline.storage import integrity as integrity_store
 from auditline.storage import jobs as jobs_store
 from auditline.storage import queue as queue_store
+from auditline.storage import retention as retention_store
 from auditline.storage import stream as stream_store
 from auditline.storage import tenants as tenants_store
 from auditline.storage.database import Connection, open_pool, set_tenant, tenant_transaction
@@ -243,6 +245,7 @@ async def test_each_tenants_merkle_log_is_its_own(
             latest = await integrity_store.latest_checkpoint(conn, tenant)
             assert latest is not None
             assert latest.note == f"note {tenant}"
+            assert await integrity_store.sealed_through(conn, tenant) == 0
             at = await integrity_store.checkpoint_at(conn, tenant, 1)
             assert at == latest
             assert await integrity_store.all_checkpoints(conn, tenant) == [latest]
@@ -588,6 +591,145 @@ async def test_set_tenant_lasts_for_its_transaction_only(
 
 
 # ---------------------------------------------------------------------------------------
+# Removing events (retention, cleanup, archival)
+
+
+_ROW_KEYS = {  # what identifies (and, for rollups, counts) a row of each table
+    "events": "tenant_id, id, seq, timestamp",
+    "event_ids": "tenant_id, id, seq, timestamp",
+    "event_rollups": "tenant_id, dim, bucket, k1, k2, n",
+    "event_rollup_heavy": "tenant_id, dim, bucket, k1, k2, n",
+}
+
+
+def rows_of(database_url: str, table: str) -> set[tuple[Any, ...]]:
+    with psycopg.connect(database_url) as conn:
+        query = f"SELECT {_ROW_KEYS[table]} FROM {table}"  # noqa: S608 - constants
+        return set(conn.execute(query).fetchall())
+
+
+def seq_runs(seqs: Iterator[int] | list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for s in sorted(seqs):
+        if runs and s == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], s)
+        else:
+            runs.append((s, s))
+    return runs
+
+
+async def test_count_and_delete_batch_reach_only_the_tenants_events(
+    bypass: AsyncConnectionPool[Connection], data: Overlap, database_url: str
+) -> None:
+    later = max(e.timestamp for t in TENANTS for e in data.events[t]) + timedelta(seconds=1)
+    cut = data.base + timedelta(hours=1)  # the early events and some shared ones are older
+    older = {t: sorted((e.timestamp, e.id) for e in data.events[t] if e.timestamp < cut)
+             for t in TENANTS}  # fmt: skip
+    assert 5 < len(older[ACME]) < len(data.events[ACME])
+    for tenant in TENANTS:
+        async with tenant_transaction(bypass, tenant) as conn:
+            assert await retention_store.count_events(conn, tenant, later) == len(
+                data.events[tenant]
+            )
+            assert await retention_store.count_events(conn, tenant, cut) == len(older[tenant])
+            assert await retention_store.count_events(conn, tenant, later, through_seq=4) == 5
+    globex = {t: {r for r in rows_of(database_url, t) if r[0] == GLOBEX}
+              for t in ("events", "event_ids")}  # fmt: skip
+    async with tenant_transaction(bypass, ACME) as conn:
+        removed = await retention_store.delete_batch(conn, ACME, cut, 5)
+    assert removed.events == 5
+    first_five = {i for _, i in older[ACME][:5]}  # the oldest, by (timestamp, id)
+    acme_ids = {r[1] for r in rows_of(database_url, "event_ids") if r[0] == ACME}
+    assert not acme_ids & first_five
+    assert len(acme_ids) == len(data.events[ACME]) - 5
+    seq_of = {e.id: k for k, e in enumerate(data.events[ACME])}  # stored in this order
+    assert removed.ranges == seq_runs([seq_of[i] for i in first_five])
+    assert {t: {r for r in rows_of(database_url, t) if r[0] == GLOBEX}
+            for t in ("events", "event_ids")} == globex  # fmt: skip
+    async with tenant_transaction(bypass, ACME) as conn:  # a seq bound keeps later numbers
+        bounded = await retention_store.delete_batch(conn, ACME, later, 10_000, through_seq=30)
+    assert expand_runs(bounded.ranges) == set(range(31)) - {seq_of[i] for i in first_five}
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await retention_store.delete_batch(conn, ACME, cut, 5, through_seq=30) == (
+            retention_store.NOTHING
+        )
+
+
+def expand_runs(runs: list[tuple[int, int]]) -> set[int]:
+    return {s for a, b in runs for s in range(a, b + 1)}
+
+
+@pytest.mark.usefixtures("pool")  # acme and globex
+async def test_lock_tenant_locks_only_the_tenants_row_and_removals(
+    bypass: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    removal_lock = "SELECT pg_try_advisory_xact_lock(1380800076, hashtext(%s))"
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await retention_store.lock_tenant(conn, ACME) is False
+        with psycopg.connect(database_url, autocommit=True) as other:
+            other.execute("SET lock_timeout = '50ms'")
+            other.execute("SELECT 1 FROM tenants WHERE id = 'globex' FOR UPDATE")  # free
+            assert other.execute(removal_lock, ("globex",)).fetchone() == (True,)
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("SELECT 1 FROM tenants WHERE id = 'acme' FOR UPDATE")
+            assert other.execute(removal_lock, ("acme",)).fetchone() == (False,)
+            # the log head stays free: the tenant's writes go on
+            other.execute("SELECT 1 FROM tenant_log_heads WHERE tenant_id = 'acme' FOR UPDATE")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE tenants SET legal_hold = true WHERE id = 'globex'")
+    async with tenant_transaction(bypass, GLOBEX) as conn:
+        assert await retention_store.lock_tenant(conn, GLOBEX) is True
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await retention_store.lock_tenant(conn, ACME) is False
+        assert await retention_store.lock_tenant(conn, TenantId("initech")) is None
+
+
+async def test_removed_ranges_are_recorded_read_and_finished_per_tenant(
+    bypass: AsyncConnectionPool[Connection], data: Overlap, database_url: str
+) -> None:
+    for tenant, ranges in ((ACME, [(0, 2), (5, 9)]), (GLOBEX, [(0, 2), (20, 24)])):
+        async with tenant_transaction(bypass, tenant) as conn:
+            await retention_store.record_ranges(
+                conn, tenant, ranges, reason="retention", actor="t", job_id=None,
+                ids_removed=False,
+            )  # fmt: skip
+    for tenant, ranges in ((ACME, [(0, 2), (5, 9)]), (GLOBEX, [(0, 2), (20, 24)])):
+        async with tenant_transaction(bypass, tenant) as conn:
+            assert await retention_store.removed_ranges(conn, tenant) == ranges
+            assert await retention_store.pending_id_ranges(conn, tenant) == ranges
+    before = rows_of(database_url, "event_ids")
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await retention_store.delete_ids_batch(conn, ACME, 5, 9, 3) == 3
+        assert await retention_store.pending_id_ranges(conn, ACME) == [(0, 2), (5, 9)]
+        assert await retention_store.delete_ids_batch(conn, ACME, 5, 9, 3) == 2
+        assert await retention_store.pending_id_ranges(conn, ACME) == [(0, 2)]
+    gone = before - rows_of(database_url, "event_ids")
+    assert {(r[0], r[2]) for r in gone} == {(ACME, s) for s in range(5, 10)}
+    async with tenant_transaction(bypass, GLOBEX) as conn:  # globex's ranges untouched
+        assert await retention_store.pending_id_ranges(conn, GLOBEX) == [(0, 2), (20, 24)]
+
+
+async def test_partition_removal_and_rollups_are_the_tenants_own(
+    bypass: AsyncConnectionPool[Connection], data: Overlap, database_url: str
+) -> None:
+    month = month_of(data.base)
+    end = months_from(month, 2)[1]
+    for tenant in TENANTS:
+        in_month = [k for k, e in enumerate(data.events[tenant]) if month <= e.timestamp < end]
+        async with tenant_transaction(bypass, tenant) as conn:
+            removed = await retention_store.partition_tenant_removal(conn, tenant, month, end)
+        assert removed.ranges == seq_runs(in_month)
+        assert removed.events == len(in_month)
+    rollups = {t: rows_of(database_url, t) for t in ("event_rollups", "event_rollup_heavy")}
+    assert {r[0] for r in rollups["event_rollups"]} == set(TENANTS)
+    async with tenant_transaction(bypass, ACME) as conn:
+        await retention_store.forget_rollups(conn, ACME, month, end)
+    for table, rows in rollups.items():
+        left = rows_of(database_url, table)
+        assert left == {r for r in rows if r[0] != ACME or not month <= r[2] < end}, table
+
+
+# ---------------------------------------------------------------------------------------
 # Jobs
 
 
@@ -755,6 +897,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "integrity.lock_sealing": test_each_tenants_merkle_log_is_its_own,
     "integrity.log_size": test_each_tenants_merkle_log_is_its_own,
     "integrity.read_tiles": test_each_tenants_merkle_log_is_its_own,
+    "integrity.sealed_through": test_each_tenants_merkle_log_is_its_own,
     "integrity.try_lock_sealing": test_each_tenants_merkle_log_is_its_own,
     "integrity.write_tiles": test_each_tenants_merkle_log_is_its_own,
     "search.pages.count_matches": test_count_matches_counts_only_the_tenants_rows,
@@ -769,6 +912,15 @@ COVERED: dict[str, Callable[..., Any]] = {
     "stream.events_after": test_stream_reads_by_seq_keep_to_the_tenant_and_agree_with_the_compiler,
     "stream.last_seq": test_stream_reads_by_seq_keep_to_the_tenant_and_agree_with_the_compiler,
     "stream.replay": test_stream_reads_by_seq_keep_to_the_tenant_and_agree_with_the_compiler,
+    "retention.count_events": test_count_and_delete_batch_reach_only_the_tenants_events,
+    "retention.delete_batch": test_count_and_delete_batch_reach_only_the_tenants_events,
+    "retention.delete_ids_batch": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
+    "retention.forget_rollups": test_partition_removal_and_rollups_are_the_tenants_own,
+    "retention.lock_tenant": test_lock_tenant_locks_only_the_tenants_row_and_removals,
+    "retention.partition_tenant_removal": test_partition_removal_and_rollups_are_the_tenants_own,
+    "retention.pending_id_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
+    "retention.record_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
+    "retention.removed_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
     "tenants.create_tenant": test_create_tenant_opens_only_the_new_tenants_log,
     "tenants.list_tenants": test_list_tenants_lists_only_the_tenants_asked_for,
     "tenants.masking_source": test_masking_source_reads_only_the_tenants_settings_and_key,

@@ -88,6 +88,19 @@ async def test_tenant_creation_is_recorded_in_the_platform_log(
     assert own == (0,)  # the new tenant's log starts empty, at seq 0
 
 
+async def test_a_legal_hold_is_set_recorded_and_shown(
+    client: httpx.AsyncClient, make_token: TokenFactory, database_url: str
+) -> None:
+    admin = bearer(make_token("admin", "acme", sub="alice"))
+    assert (await client.get("/api/v1/tenants/acme", headers=admin)).json()["legal_hold"] is False
+    held = await client.patch("/api/v1/tenants/acme", json={"legal_hold": True}, headers=admin)
+    assert held.status_code == 200, held.text
+    assert held.json()["legal_hold"] is True
+    assert (await client.get("/api/v1/tenants/acme", headers=admin)).json()["legal_hold"] is True
+    [record] = records(database_url, "acme", "tenant")
+    assert record[3:6] == ({"legal_hold": False}, {"legal_hold": True}, ["legal_hold"])
+
+
 @pytest.mark.parametrize(
     "patch",
     [
@@ -100,6 +113,9 @@ async def test_tenant_creation_is_recorded_in_the_platform_log(
         {"settings": {"big": "x" * 20_000}},
         {"id": "renamed"},
         {"system": True},
+        {"legal_hold": None},
+        {"legal_hold": "true"},
+        {"legal_hold": 1},
     ],
 )
 async def test_invalid_patches_are_422_and_change_nothing(

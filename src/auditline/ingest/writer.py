@@ -140,9 +140,29 @@ class EventWriter:
                 log.info("events partition %s is ready", name)
                 self._months.add(month)
 
+    def forget_partitions(self, months: Iterable[datetime]) -> None:
+        """Forget that the months' partitions exist (retention dropped them), so a late
+        event for one of them creates it again instead of failing."""
+        self._months -= {month_of(m) for m in months}
+
     # -- writing -----------------------------------------------------------------------
     async def write(self, tenant: TenantId, events: Sequence[Event]) -> WriteResult:
-        """Store *events* for *tenant*; returns once the commit holding them is durable."""
+        """Store *events* for *tenant*; returns once the commit holding them is durable.
+
+        A month this process believed to have a partition may have lost it since: the
+        retention task of another process dropped it (``lifecycle.retention``). The write
+        then fails before anything is stored; it is tried once more with the months of its
+        events looked up again, which makes the partition anew.
+        """
+        try:
+            return await self._write(tenant, events)
+        except psycopg.errors.CheckViolation as exc:
+            if not (exc.diag.message_primary or "").startswith("no partition of relation"):
+                raise
+            self.forget_partitions(event.timestamp for event in events)
+            return await self._write(tenant, events)
+
+    async def _write(self, tenant: TenantId, events: Sequence[Event]) -> WriteResult:
         await self.ensure_partitions(event.timestamp for event in events)
         if self._closed:
             raise WriterClosed("the service is shutting down")

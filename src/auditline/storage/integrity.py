@@ -154,6 +154,13 @@ async def latest_checkpoint(conn: Connection, tenant: TenantId) -> StoredCheckpo
     return _checkpoint(row) if row else None
 
 
+async def sealed_through(conn: Connection, tenant: TenantId) -> int:
+    """The last ``seq`` the newest checkpoint covers (-1: none yet). Removals stop there:
+    the sealer needs every leaf below the log head it has not sealed."""
+    latest = await latest_checkpoint(conn, tenant)
+    return latest.tree_size - 1 if latest else -1
+
+
 async def checkpoint_at(conn: Connection, tenant: TenantId, size: int) -> StoredCheckpoint | None:
     cur = await conn.execute(
         """SELECT tree_size, root_hash, note, created_at FROM checkpoints
