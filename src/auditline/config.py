@@ -277,6 +277,37 @@ class SearchSettings(BaseModel):
     stats_max_buckets: int = Field(default=2000, ge=1, description="timeline buckets at most")
 
 
+class ArchiveSettings(BaseModel):
+    """Cold storage of archived events (see docs/operations.md, "Archival")."""
+
+    backend: Literal["directory", "s3"] = Field(
+        default="directory", description="where archives go: a directory, or an S3 bucket"
+    )
+    directory: Path | None = Field(
+        default=None,
+        description="directory backend: root of the archive; default <data_dir>/archive",
+    )
+    s3_bucket: str | None = Field(default=None, description="s3 backend: the bucket (must exist)")
+    s3_prefix: str = Field(
+        default="auditline/", description="s3 backend: key prefix of the archive"
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="s3 backend: endpoint of an S3-compatible store; unset for AWS"
+    )
+    s3_region: str | None = Field(default=None, description="s3 backend: region of the bucket")
+    batch_rows: int = Field(
+        default=50_000, ge=1000, le=1_000_000,
+        description="rows read, encoded and written per Parquet row group",
+    )  # fmt: skip
+    zstd_level: int = Field(default=9, ge=1, le=22, description="zstd level of the Parquet files")
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Self:
+        if self.backend == "s3" and not self.s3_bucket:
+            raise ValueError("archive.backend=s3 needs archive.s3_bucket")
+        return self
+
+
 class Settings(BaseSettings):
     """All of Auditline's configuration."""
 
@@ -298,6 +329,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     maintenance_interval_seconds: float = Field(
         default=3600.0, gt=0, description="how often partitions ahead are checked"
     )
@@ -309,6 +341,10 @@ class Settings(BaseSettings):
     @property
     def bootstrap_token_path(self) -> Path:
         return self.data_dir / "bootstrap-admin.jwt"
+
+    @property
+    def archive_directory(self) -> Path:
+        return self.archive.directory or self.data_dir / "archive"
 
 
 def reference_rows(section: BaseModel | None = None, prefix: str = "AUDITLINE_") -> list[str]:

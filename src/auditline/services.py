@@ -21,6 +21,8 @@ from auditline.ingest.service import Ingest
 from auditline.ingest.tenant_rules import TenantRules, database_loader
 from auditline.ingest.writer import EventWriter
 from auditline.jobs.upkeep import ensure_partitions_ahead
+from auditline.lifecycle.archive.service import ArchiveService
+from auditline.lifecycle.archive.store import open_store
 from auditline.runtime import database, signing_key
 from auditline.search.service import SearchService
 from auditline.security.service import Security, build_security
@@ -45,6 +47,7 @@ class Services:
     ingest: Ingest
     search: SearchService
     tenants: TenantService
+    archive: ArchiveService
 
 
 @asynccontextmanager
@@ -75,17 +78,22 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     database_loader(pool), ttl_seconds=settings.ingest.masking_rules_ttl_seconds
                 )
                 search = postgres_search_service(pool, settings.search, key.private, access)
-                yield Services(
-                    settings=settings,
-                    pool=pool,
-                    writer=writer,
-                    access=access,
-                    signing_key=key,
-                    security=build_security(settings, pool, access, key),
-                    ingest=Ingest(writer, search.events, settings.ingest, rules),
-                    search=search,
-                    tenants=TenantService(pool, access, rules, settings.ingest),
-                )
+                # deleter: the retention deletion primitive, wired when branch `retention`
+                # lands (lifecycle/archive/service.py, HotDeleter); until then an archive
+                # is a verified copy and the events stay hot.
+                async with open_store(settings) as cold:
+                    yield Services(
+                        settings=settings,
+                        pool=pool,
+                        writer=writer,
+                        access=access,
+                        signing_key=key,
+                        security=build_security(settings, pool, access, key),
+                        ingest=Ingest(writer, search.events, settings.ingest, rules),
+                        search=search,
+                        tenants=TenantService(pool, access, rules, settings.ingest),
+                        archive=ArchiveService(pool, cold, settings.archive, access),
+                    )
             finally:
                 await writer.close()
         finally:
