@@ -129,7 +129,7 @@ async def test_a_day_goes_to_parquet_with_a_manifest_and_leaves_the_hot_table(
     result = await archive.archive_day(ACME, OLD_DAY)
 
     assert (result.archived, result.removed, result.written) == (2500, 2500, True)
-    [row] = await archive.list(ACME)
+    [row] = await archive.archived_days(ACME)
     manifest = Manifest.from_json(row.manifest)
     seqs = [s for s, _ in expected]
     assert manifest.rows == 2500
@@ -215,7 +215,7 @@ async def test_a_changed_archive_file_is_detected_and_nothing_is_restored_or_del
     await write(services.pool, ACME, drafts(OLD_DAY, 200))
     archive = archive_service(services, store)
     await archive.archive_day(ACME, OLD_DAY)
-    [row] = await archive.list(ACME)
+    [row] = await archive.archived_days(ACME)
     [entry] = Manifest.from_json(row.manifest).files
     key = day_prefix(ACME, OLD_DAY) + entry.name
     data = bytearray(await store.get_bytes(key))
@@ -235,7 +235,7 @@ async def test_a_changed_archive_file_is_detected_and_nothing_is_restored_or_del
         await archive.archive_day(ACME, OLD_DAY)
     assert len(late["events"]) == 1
     assert snapshot(database_url, ACME, OLD_DAY) == late
-    assert (await archive.list(ACME))[0].manifest == row.manifest
+    assert (await archive.archived_days(ACME))[0].manifest == row.manifest
 
 
 class CorruptingStore(DirectoryStore):
@@ -260,7 +260,7 @@ async def test_a_write_that_does_not_read_back_as_written_deletes_nothing(
         await archive.archive_day(ACME, OLD_DAY)
 
     assert snapshot(database_url, ACME, OLD_DAY) == before
-    assert await archive.list(ACME) == []
+    assert await archive.archived_days(ACME) == []
 
 
 async def test_archiving_a_day_again_is_idempotent_and_late_events_join_the_archive(
@@ -269,7 +269,7 @@ async def test_archiving_a_day_again_is_idempotent_and_late_events_join_the_arch
     await write(services.pool, ACME, drafts(OLD_DAY, 400))
     archive = archive_service(services, store)
     first = await archive.archive_day(ACME, OLD_DAY)
-    [row] = await archive.list(ACME)
+    [row] = await archive.archived_days(ACME)
     files = await store.list(day_prefix(ACME, OLD_DAY))
 
     nothing = await archive.archive_day(ACME, OLD_DAY)  # nothing hot: nothing to do
@@ -279,7 +279,7 @@ async def test_archiving_a_day_again_is_idempotent_and_late_events_join_the_arch
     again = await archive.archive_day(ACME, OLD_DAY)
     assert (again.archived, again.removed, again.written) == (400, 400, False)
     assert await store.list(day_prefix(ACME, OLD_DAY)) == files
-    assert Manifest.from_json((await archive.list(ACME))[0].manifest).files == (
+    assert Manifest.from_json((await archive.archived_days(ACME))[0].manifest).files == (
         Manifest.from_json(row.manifest).files
     )
     assert first.location == again.location
@@ -288,7 +288,7 @@ async def test_archiving_a_day_again_is_idempotent_and_late_events_join_the_arch
     await write(services.pool, ACME, drafts(OLD_DAY, 1, seed=5, word="late"))
     late = await archive.archive_day(ACME, OLD_DAY)
     assert (late.archived, late.removed, late.written) == (401, 1, True)
-    manifest = Manifest.from_json((await archive.list(ACME))[0].manifest)
+    manifest = Manifest.from_json((await archive.archived_days(ACME))[0].manifest)
     assert manifest.rows == 401
     assert len(manifest.seq_ranges) == 2  # the 400 first, the late one later
     listed = await store.list(day_prefix(ACME, OLD_DAY))
@@ -312,14 +312,14 @@ async def test_a_hot_event_that_differs_from_its_archived_copy_stops_the_archive
             "UPDATE events SET message = 'edited' WHERE tenant_id = 'acme' AND seq = "
             "(SELECT min(seq) FROM events WHERE tenant_id = 'acme')"
         )
-    row = (await archive.list(ACME))[0]
+    row = (await archive.archived_days(ACME))[0]
     hot = snapshot(database_url, ACME, OLD_DAY)
 
     with pytest.raises(ArchiveConflict):
         await archive_service(services, store).archive_day(ACME, OLD_DAY)
 
     assert snapshot(database_url, ACME, OLD_DAY) == hot
-    assert (await archive.list(ACME))[0].manifest == row.manifest
+    assert (await archive.archived_days(ACME))[0].manifest == row.manifest
 
 
 async def test_events_committed_after_the_archive_are_not_removed_with_it(
@@ -328,7 +328,7 @@ async def test_events_committed_after_the_archive_are_not_removed_with_it(
     await write(services.pool, ACME, drafts(OLD_DAY, 20))
     archive = archive_service(services, store, deleter=None)
     await archive.archive_day(ACME, OLD_DAY)
-    manifest = Manifest.from_json((await archive.list(ACME))[0].manifest)
+    manifest = Manifest.from_json((await archive.archived_days(ACME))[0].manifest)
     await write(services.pool, ACME, drafts(OLD_DAY, 1, seed=3, word="late"))
     hot = snapshot(database_url, ACME, OLD_DAY)
     start, end = day_bounds(OLD_DAY)
@@ -360,8 +360,9 @@ async def test_the_archival_task_archives_only_due_days_of_tenants_that_ask_for_
     assert [(r.tenant, r.day, r.removed) for r in results] == [
         (ACME, OLD_DAY, 30), (ACME, OLD_DAY + timedelta(days=2), 10),
     ]  # fmt: skip
-    assert [r.day for r in await archive.list(ACME)] == [OLD_DAY, OLD_DAY + timedelta(days=2)]
-    assert await archive.list(GLOBEX) == []
+    archived = await archive.archived_days(ACME)
+    assert [r.day for r in archived] == [OLD_DAY, OLD_DAY + timedelta(days=2)]
+    assert await archive.archived_days(GLOBEX) == []
     assert snapshot(database_url, GLOBEX) == globex
     assert snapshot(database_url, ACME, recent) == recent_acme
     assert await archive.archive_due() == []  # nothing left that is due

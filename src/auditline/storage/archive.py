@@ -168,9 +168,9 @@ async def restore_events(
     if (clash := await cur.fetchone()) is not None:
         raise RestoreConflict(f"event {clash['id']} of {tenant} is stored at another position")
     cur = await conn.execute(_RESTORE, {"t": tenant})
-    row = await cur.fetchone()
+    result = await cur.fetchone()
     await conn.execute("TRUNCATE staging_events")
-    return 0 if row is None else int(row["inserted"])
+    return 0 if result is None else int(result["inserted"])
 
 
 _ARCHIVE_COLUMNS: Final = "tenant_id, day, manifest, location, created_at, updated_at"

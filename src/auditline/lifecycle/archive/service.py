@@ -36,7 +36,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -338,14 +338,14 @@ class ArchiveService:
                 log.info("%s %s: %d events arrived after the archive; kept for the next run",
                          tenant, start.date(), missing)  # fmt: skip
                 return 0
+            where = self.store.location(day_prefix(tenant, manifest.day) + MANIFEST)
             return await self._delete(
-                conn, tenant, start, end, actor=actor,
-                reason=f"archived to {self.store.location(day_prefix(tenant, manifest.day) + MANIFEST)}",
-            )  # fmt: skip
+                conn, tenant, start, end, actor=actor, reason=f"archived to {where}"
+            )
 
     # -- reading ---------------------------------------------------------------------
 
-    async def list(
+    async def archived_days(
         self, tenant: TenantId, first: date | None = None, last: date | None = None
     ) -> list[ArchiveRow]:
         """*tenant*'s archived days from *first* through *last* (inclusive), by day."""
@@ -355,7 +355,7 @@ class ArchiveService:
     async def verify(self, tenant: TenantId, day: date) -> Manifest:
         """Check the day's files in the store against its recorded manifest; raises
         :class:`ArchiveCorrupt` (or ``LookupError`` if the day is not archived)."""
-        rows = await self.list(tenant, day, day)
+        rows = await self.archived_days(tenant, day, day)
         if not rows:
             raise LookupError(f"{tenant} has no archive of {day}")
         manifest = Manifest.from_json(rows[0].manifest)
@@ -375,7 +375,7 @@ class ArchiveService:
         all. Every file is checked against its manifest first (:class:`ArchiveCorrupt`).
         """
         inserted = days = 0
-        for row in await self.list(tenant, first, last):
+        for row in await self.archived_days(tenant, first, last):
             manifest = Manifest.from_json(row.manifest)
             inserted += await self._restore_day(tenant, manifest, actor)
             days += 1
@@ -396,7 +396,7 @@ class ArchiveService:
             async with tenant_transaction(self._pool, tenant) as conn:
                 for path in local:
                     for batch in await asyncio.to_thread(_batches, path):
-                        rows = await asyncio.to_thread(lambda b=batch: list(parquet.rows_of(b)))
+                        rows = await asyncio.to_thread(_rows, batch)
                         inserted += await store_sql.restore_events(conn, tenant, rows)
                 if inserted:
                     await self._access.record_in(
@@ -415,7 +415,7 @@ class ArchiveService:
         """Copy the archived days' files and manifests, verified, under *target* (same
         layout as the store); recorded as an export in the tenant's log. The paths written."""
         written: list[Path] = []
-        days = await self.list(tenant, first, last)
+        days = await self.archived_days(tenant, first, last)
         for row in days:
             manifest = Manifest.from_json(row.manifest)
             prefix = day_prefix(tenant, manifest.day)
@@ -435,6 +435,10 @@ class ArchiveService:
                       "days": len(days), "rows": sum(r.manifest["rows"] for r in days)},
         )  # fmt: skip
         return written
+
+
+def _rows(batch: pa.RecordBatch) -> list[tuple[Any, ...]]:
+    return list(parquet.rows_of(batch))
 
 
 def _batches(path: Path) -> list[pa.RecordBatch]:
