@@ -37,7 +37,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     commands = archive.add_subparsers(dest="archive_command", required=True)
 
     def command(name: str, help_: str, *, span: bool, required: bool) -> argparse.ArgumentParser:
-        parser = commands.add_parser(name, parents=[common], help=help_)
+        parser: argparse.ArgumentParser = commands.add_parser(name, parents=[common], help=help_)
         parser.add_argument("--tenant", required=name != "run", help="tenant id")
         if span:
             parser.add_argument(
@@ -47,8 +47,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                 required=required,
                 help="first UTC day, YYYY-MM-DD",
             )
-            parser.add_argument("--to", dest="last", type=date.fromisoformat,
-                                required=required, help="last UTC day (included)")  # fmt: skip
+            parser.add_argument(
+                "--to",
+                dest="last",
+                type=date.fromisoformat,
+                required=required,
+                help="last UTC day (included)",
+            )
         return parser
 
     command("list", "list archived days", span=True, required=False).set_defaults(func=cmd_list)
