@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from auditline import __version__
-from auditline.api import api_keys, health, logs, search, tenants, wellknown
+from auditline.api import api_keys, cleanup, health, logs, search, tenants, wellknown
 from auditline.api.errors import install_error_handlers, no_such_websocket
 from auditline.api.middleware import EdgeMiddleware
 from auditline.config import Settings
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Before logs.router: /api/v1/logs/export must not be taken for /api/v1/logs/{event_id}.
     app.include_router(search.router)
     app.include_router(logs.router)
+    app.include_router(cleanup.router)
     app.include_router(tenants.router)
     app.include_router(api_keys.router)
     app.include_router(wellknown.router)

@@ -308,6 +308,41 @@ class ArchiveSettings(BaseModel):
         return self
 
 
+class RetentionSettings(BaseModel):
+    """Removing events: cleanup, the daily retention task, archival's deletes.
+
+    See docs/operations.md ("Retention and cleanup")."""
+
+    min_age_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="events younger than this are never removed, whatever is asked (422)",
+    )
+    batch_size: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="events removed per transaction; each batch pauses the tenant's writes",
+    )
+    sync_max_events: int = Field(
+        default=10_000,
+        ge=0,
+        description="a cleanup of more events answers 202 and runs as a job",
+    )
+    partition_drop: bool = Field(
+        default=True,
+        description="the retention task drops whole months no tenant still keeps",
+    )
+    lock_timeout_ms: int = Field(
+        default=2000,
+        ge=1,
+        description="longest a partition drop waits for its locks before it is retried later",
+    )
+    interval_seconds: float = Field(
+        default=86_400.0, gt=0, description="how often the retention task runs"
+    )
+
+
 class Settings(BaseSettings):
     """All of Auditline's configuration."""
 
@@ -330,6 +365,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     maintenance_interval_seconds: float = Field(
         default=3600.0, gt=0, description="how often partitions ahead are checked"
     )

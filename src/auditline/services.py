@@ -23,6 +23,7 @@ from auditline.ingest.writer import EventWriter
 from auditline.jobs.upkeep import ensure_partitions_ahead
 from auditline.lifecycle.archive.service import ArchiveService
 from auditline.lifecycle.archive.store import open_store
+from auditline.lifecycle.retention import RetentionService
 from auditline.runtime import database, signing_key
 from auditline.search.service import SearchService
 from auditline.security.service import Security, build_security
@@ -47,6 +48,7 @@ class Services:
     ingest: Ingest
     search: SearchService
     tenants: TenantService
+    retention: RetentionService
     archive: ArchiveService
 
 
@@ -78,9 +80,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     database_loader(pool), ttl_seconds=settings.ingest.masking_rules_ttl_seconds
                 )
                 search = postgres_search_service(pool, settings.search, key.private, access)
-                # deleter: the retention deletion primitive, wired when branch `retention`
-                # lands (lifecycle/archive/service.py, HotDeleter); until then an archive
-                # is a verified copy and the events stay hot.
+                retention = RetentionService(pool, writer, access, settings.retention)
                 async with open_store(settings) as cold:
                     yield Services(
                         settings=settings,
@@ -92,7 +92,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                         ingest=Ingest(writer, search.events, settings.ingest, rules),
                         search=search,
                         tenants=TenantService(pool, access, rules, settings.ingest),
-                        archive=ArchiveService(pool, cold, settings.archive, access),
+                        # the jobs service, once built here, is attached as retention.jobs
+                        retention=retention,
+                        # archived days leave the hot table through retention's primitive
+                        archive=ArchiveService(
+                            pool, cold, settings.archive, access, deleter=retention.delete_events
+                        ),
                     )
             finally:
                 await writer.close()

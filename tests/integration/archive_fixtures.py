@@ -65,8 +65,10 @@ async def write(
 
 
 def snapshot(url: str, tenant: str, day: date | None = None) -> dict[str, Any]:
-    """Every column of the tenant's events (of *day*, or all), its id rows, rollups and
-    log head, as the superuser sees them (no row-level security)."""
+    """Every column of the tenant's events (of *day*, or all), its id rows, rollups (of the
+    day's hours) and, without *day*, its removed ranges and log head, as the superuser sees
+    them (no row-level security). Those two are the tenant's, not a day's, and move with
+    every record the service writes now (deletion, restore)."""
     where = buckets = "tenant_id = %(t)s"
     params: dict[str, Any] = {"t": tenant}
     if day is not None:
@@ -88,7 +90,17 @@ def snapshot(url: str, tenant: str, day: date | None = None) -> dict[str, Any]:
                 f"SELECT dim, bucket, k1, k2, n FROM event_rollups WHERE {buckets} "  # noqa: S608
                 "AND n <> 0 ORDER BY 1, 2, 3, 4", params,
             ).fetchall(),
+        } | ({} if day is not None else {
+            "removed": removed(conn, tenant),
             "head": conn.execute(
                 "SELECT next_seq FROM tenant_log_heads WHERE tenant_id = %(t)s", params
             ).fetchall(),
-        }  # fmt: skip
+        })  # fmt: skip
+
+
+def removed(conn: psycopg.Connection[Any], tenant: str) -> list[tuple[Any, ...]]:
+    """The tenant's ``removed_ranges``: (first_seq, last_seq, reason), in order."""
+    return conn.execute(
+        "SELECT first_seq, last_seq, reason FROM removed_ranges WHERE tenant_id = %s "
+        "ORDER BY first_seq", (tenant,),
+    ).fetchall()  # fmt: skip

@@ -85,6 +85,7 @@ ROWS = [
         body=lambda t, n: {"name": f"matrix {n}", "scopes": ["logs:read"], "tenant_id": t}),
     Row("DELETE", "/api/v1/api-keys/{id}",        (204, 403, 403, 403, 403, 204), 403,
         resource="key"),
+    Row("DELETE", "/api/v1/logs/cleanup",         (200, 403, 403, 403, 403, 200), 200),
 ]  # fmt: skip
 
 

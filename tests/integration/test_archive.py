@@ -1,9 +1,8 @@
 """Archival end to end, against real PostgreSQL and a real S3 server (S3Proxy).
 
 Each test runs for both cold-storage backends (``store`` is parametrised): a directory and
-an S3 bucket. The deletion step runs through ``delete_range``, a plain SQL deletion with
-the shape of the retention primitive (``HotDeleter``); the lead swaps in branch
-``retention``'s when it merges (see the report).
+an S3 bucket. Archived events leave the hot table through the retention deletion
+primitive (``RetentionService.delete_events``), as in the service.
 """
 
 from __future__ import annotations
@@ -35,39 +34,12 @@ from auditline.lifecycle.archive.service import (
 )
 from auditline.lifecycle.archive.store import ColdStore, DirectoryStore, S3Store, s3_client
 from auditline.services import Services, open_services
-from auditline.storage.database import Connection
 from auditline.storage.events import row_to_stored
-from tests.integration.archive_fixtures import OLD_DAY, drafts, snapshot, write
+from tests.integration.archive_fixtures import OLD_DAY, drafts, removed, snapshot, write
 from tests.services.fixtures import Endpoint
 
 ACME, GLOBEX = TenantId("acme"), TenantId("globex")
 OPERATOR = Actor("cli:test", "system")
-
-
-async def delete_range(
-    conn: Connection,
-    tenant: TenantId,
-    start: datetime,
-    end: datetime,
-    *,
-    actor: Actor,
-    reason: str,
-) -> int:
-    """The deletion step as archival calls it: the range's events and id rows, in the
-    caller's transaction (the rollup trigger counts them out)."""
-    params = {"t": tenant, "start": start, "end": end}
-    await conn.execute(
-        "DELETE FROM event_ids WHERE tenant_id = %(t)s AND timestamp >= %(start)s "
-        "AND timestamp < %(end)s", params,
-    )  # fmt: skip
-    cur = await conn.execute(
-        "DELETE FROM events WHERE tenant_id = %(t)s AND timestamp >= %(start)s "
-        "AND timestamp < %(end)s", params,
-    )  # fmt: skip
-    return cur.rowcount
-
-
-_deleter: HotDeleter = delete_range
 
 
 @pytest.fixture
@@ -93,9 +65,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield S3Store(client, bucket, "cold/", endpoint=endpoint.url)
 
 
-def archive_service(
-    services: Services, store: ColdStore, *, deleter: HotDeleter | None = _deleter
-) -> ArchiveService:
+def archive_service(services: Services, store: ColdStore, *, remove: bool = True) -> ArchiveService:
+    deleter: HotDeleter | None = services.retention.delete_events if remove else None
     return ArchiveService(
         services.pool, store, ArchiveSettings(batch_rows=1000), services.access, deleter=deleter
     )
@@ -168,16 +139,24 @@ async def test_restore_puts_back_every_column_and_a_second_restore_inserts_nothi
     globex = snapshot(database_url, GLOBEX)
     archive = archive_service(services, store)
     await archive.archive_day(ACME, OLD_DAY)
-    assert snapshot(database_url, ACME, OLD_DAY)["events"] == []
-    assert snapshot(database_url, ACME, OLD_DAY)["rollups"] == []
+    manifest = Manifest.from_json((await archive.archived_days(ACME))[0].manifest)
+    gone = snapshot(database_url, ACME, OLD_DAY)
+    assert (gone["events"], gone["ids"], gone["rollups"]) == ([], [], [])
+    # The removal is retention's: listed in removed_ranges and recorded in the log.
+    with psycopg.connect(database_url) as conn:
+        assert removed(conn, ACME) == [(manifest.first_seq, manifest.last_seq, "archive")]
+    [deleted] = access_records(database_url, ACME, "DELETE")
+    assert deleted["resource_id"] == "archive"
 
     restored = await archive.restore(ACME, OLD_DAY, OLD_DAY, actor=OPERATOR)
 
     assert (restored.days, restored.inserted) == (1, 1500)
     after = snapshot(database_url, ACME, OLD_DAY)
-    # Every column (search_vector too), the id rows, the rollups; the head moved by one
-    # for the record of the restore, written now (not on the restored day).
-    assert after == before | {"head": [(before["head"][0][0] + 1,)]}
+    # Every column (search_vector too), the id rows, the rollups; the numbers are no longer
+    # listed as removed (they are in the log again).
+    assert after == before
+    with psycopg.connect(database_url) as conn:
+        assert removed(conn, ACME) == []
     assert snapshot(database_url, GLOBEX) == globex
     with psycopg.connect(database_url) as conn:
         conn.row_factory = psycopg.rows.dict_row
@@ -188,6 +167,7 @@ async def test_restore_puts_back_every_column_and_a_second_restore_inserts_nothi
             "request_id, outcome, leaf_hash FROM events WHERE tenant_id = 'acme' "
             "AND resource_type IS DISTINCT FROM 'audit_log'"
         ).fetchall()
+    assert len(rows) == 1500
     for row in rows:  # the tamper-evidence leaf hashes still verify
         stored = row_to_stored(row).event
         assert leaf_hash(stored) == stored.leaf_hash
@@ -305,7 +285,7 @@ async def test_a_hot_event_that_differs_from_its_archived_copy_stops_the_archive
     services: Services, store: ColdStore, database_url: str
 ) -> None:
     await write(services.pool, ACME, drafts(OLD_DAY, 50))
-    archive = archive_service(services, store, deleter=None)  # archive stays a copy
+    archive = archive_service(services, store, remove=False)  # archive stays a copy
     await archive.archive_day(ACME, OLD_DAY)
     with psycopg.connect(database_url) as conn:  # someone edits a stored event
         conn.execute(
@@ -326,20 +306,39 @@ async def test_events_committed_after_the_archive_are_not_removed_with_it(
     services: Services, store: ColdStore, database_url: str
 ) -> None:
     await write(services.pool, ACME, drafts(OLD_DAY, 20))
-    archive = archive_service(services, store, deleter=None)
+    archive = archive_service(services, store, remove=False)
     await archive.archive_day(ACME, OLD_DAY)
     manifest = Manifest.from_json((await archive.archived_days(ACME))[0].manifest)
     await write(services.pool, ACME, drafts(OLD_DAY, 1, seed=3, word="late"))
-    hot = snapshot(database_url, ACME, OLD_DAY)
     start, end = day_bounds(OLD_DAY)
 
     removed = await archive_service(services, store)._remove_from_hot(
         ACME, start, end, manifest, OPERATOR
     )
 
-    assert removed == 0
-    assert len(hot["events"]) == 21
-    assert snapshot(database_url, ACME, OLD_DAY) == hot
+    assert removed == 20
+    [(seq, _)] = positions(database_url, ACME, OLD_DAY)
+    assert seq == manifest.last_seq + 1  # the late one, not in the archive, stays hot
+
+
+async def test_a_late_event_of_an_earlier_day_stops_the_removal(
+    services: Services, store: ColdStore, database_url: str
+) -> None:
+    earlier = OLD_DAY - timedelta(days=1)
+    await write(services.pool, ACME, drafts(earlier, 1, seed=4, word="earlier"))  # seq 0
+    await write(services.pool, ACME, drafts(OLD_DAY, 30))  # seq 1-30
+    hot = snapshot(database_url, ACME)
+
+    result = await archive_service(services, store).archive_day(ACME, OLD_DAY)
+
+    # Removing "older than the day's end, numbered up to 30" would take the earlier day's
+    # event, which no archive holds: nothing is removed, the archive is kept.
+    assert (result.archived, result.removed) == (30, 0)
+    assert snapshot(database_url, ACME) == hot
+    # The task goes oldest day first: the earlier day is archived, then the day is removed.
+    results = await archive_service(services, store).archive_tenant(ACME, 30)
+    assert [(r.day, r.archived, r.removed) for r in results] == [(earlier, 1, 1), (OLD_DAY, 30, 30)]
+    assert positions(database_url, ACME, OLD_DAY) == []
 
 
 async def test_the_archival_task_archives_only_due_days_of_tenants_that_ask_for_it(

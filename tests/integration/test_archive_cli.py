@@ -12,7 +12,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.cli import main
-from auditline.lifecycle.archive.manifest import day_bounds, day_prefix
+from auditline.lifecycle.archive.manifest import day_prefix
 from auditline.storage.database import Connection
 from tests.integration.archive_fixtures import OLD_DAY, drafts, snapshot, write
 from tests.integration.conftest import ACME, GLOBEX
@@ -38,7 +38,7 @@ async def test_archive_commands_round_trip_a_day(
         return await asyncio.to_thread(main, ["archive", *args, *data_dir])
 
     assert await run("run") == 0
-    assert f"acme {OLD_DAY}: 120 archived" in capsys.readouterr().out
+    assert f"acme {OLD_DAY}: 120 archived, 120 removed" in capsys.readouterr().out
     manifest_path = tmp_path / "data" / "archive" / day_prefix(ACME, OLD_DAY) / "manifest.json"
     manifest = orjson.loads(manifest_path.read_bytes())
     assert manifest["rows"] == 120
@@ -50,16 +50,7 @@ async def test_archive_commands_round_trip_a_day(
     assert await run("list", "--tenant", "globex") == 0
     assert capsys.readouterr().out == ""
 
-    # The deletion step (retention's primitive once merged) removes the day from the hot
-    # table; here a plain deletion stands in for it.
-    start, end = day_bounds(OLD_DAY)
-    with psycopg.connect(database_url) as conn:
-        for table in ("event_ids", "events"):
-            conn.execute(
-                f"DELETE FROM {table} WHERE tenant_id = 'acme' AND timestamp >= %s "  # noqa: S608
-                "AND timestamp < %s", (start, end),
-            )  # fmt: skip
-    assert snapshot(database_url, ACME, OLD_DAY)["events"] == []
+    assert snapshot(database_url, ACME, OLD_DAY)["events"] == []  # removed by the run
 
     day = OLD_DAY.isoformat()
     assert await run("restore", "--tenant", "acme", "--from", day, "--to", day) == 0

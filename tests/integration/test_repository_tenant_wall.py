@@ -34,11 +34,13 @@ from auditline.config import DatabaseSettings, IngestSettings
 from auditline.domain.events import Event, EventDraft, StoredEvent
 from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
+from auditline.ingest.writer import month_of, months_from
 from auditline.search.model import PageRequest, Position, SearchQuery
 from auditline.security.api_keys import generate_key
 from auditline.storage import api_keys as keys_store
 from auditline.storage import archive as archive_store
 from auditline.storage import events as events_store
+from auditline.storage import retention as retention_store
 from auditline.storage import tenants as tenants_store
 from auditline.storage.database import Connection, open_pool, set_tenant, tenant_transaction
 from auditline.storage.search import pages as search_store
@@ -565,14 +567,14 @@ async def test_archive_reads_see_only_the_tenants_events(
         first = await archive_store.first_event_at(conn, ACME, start, end)
         rows = [r async for batch in archive_store.read_events(
             conn, ACME, start, end, batch_rows=7) for r in batch]  # fmt: skip
-        everything = await archive_store.count_unarchived(conn, ACME, start, end, [])
-        outside = await archive_store.count_unarchived(conn, ACME, start, end, [[0, 29]])
-        globex_outside = await archive_store.count_unarchived(conn, GLOBEX, start, end, [[0, 29]])
+        holes = await archive_store.count_unarchived(conn, ACME, start, end, [[0, 9], [20, 29]])
+        whole = await archive_store.count_unarchived(conn, ACME, start, end, [[0, 29]])
+        globex = await archive_store.count_unarchived(conn, GLOBEX, start, end, [[0, 29], [49, 49]])
     assert first is not None
     assert first > start  # globex's first event is at midnight, acme's later
     assert {r[0] for r in rows} == {ACME}
     assert [r[2] for r in rows] == list(range(30))
-    assert (everything, outside, globex_outside) == (30, 0, 20)
+    assert (holes, whole, globex) == (10, 0, 19)
 
 
 async def test_restore_events_puts_back_only_the_tenants_rows(
@@ -603,6 +605,31 @@ async def test_restore_events_puts_back_only_the_tenants_rows(
 
 
 @pytest.mark.usefixtures("pool")  # acme and globex
+async def test_unlist_removed_changes_only_the_tenants_ranges(
+    bypass: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        for tenant in TENANTS:
+            conn.execute(
+                "INSERT INTO removed_ranges (tenant_id, first_seq, last_seq, events, reason, "
+                "actor) VALUES (%s, 0, 19, 20, 'archive', 'x'), (%s, 30, 39, 10, 'retention', "
+                "'y')", (tenant, tenant),
+            )  # fmt: skip
+    async with tenant_transaction(bypass, ACME) as conn:
+        changed = await archive_store.unlist_removed(conn, ACME, [[5, 9], [30, 39]])
+    assert changed == 2
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT tenant_id, first_seq, last_seq, events, reason, actor FROM removed_ranges "
+            "ORDER BY tenant_id, first_seq"
+        ).fetchall()
+    assert rows == [
+        (ACME, 0, 4, 5, "archive", "x"), (ACME, 10, 19, 10, "archive", "x"),
+        (GLOBEX, 0, 19, 20, "archive", "x"), (GLOBEX, 30, 39, 10, "retention", "y"),
+    ]  # fmt: skip
+
+
+@pytest.mark.usefixtures("pool")  # acme and globex
 async def test_archive_records_are_saved_and_listed_per_tenant(
     bypass: AsyncConnectionPool[Connection],
 ) -> None:
@@ -623,6 +650,144 @@ async def test_archive_records_are_saved_and_listed_per_tenant(
     assert none == []
 
 
+# Removing events (retention, cleanup, archival)
+
+
+_ROW_KEYS = {  # what identifies (and, for rollups, counts) a row of each table
+    "events": "tenant_id, id, seq, timestamp",
+    "event_ids": "tenant_id, id, seq, timestamp",
+    "event_rollups": "tenant_id, dim, bucket, k1, k2, n",
+    "event_rollup_heavy": "tenant_id, dim, bucket, k1, k2, n",
+}
+
+
+def rows_of(database_url: str, table: str) -> set[tuple[Any, ...]]:
+    with psycopg.connect(database_url) as conn:
+        query = f"SELECT {_ROW_KEYS[table]} FROM {table}"  # noqa: S608 - constants
+        return set(conn.execute(query).fetchall())
+
+
+def seq_runs(seqs: Iterator[int] | list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for s in sorted(seqs):
+        if runs and s == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], s)
+        else:
+            runs.append((s, s))
+    return runs
+
+
+async def test_count_and_delete_batch_reach_only_the_tenants_events(
+    bypass: AsyncConnectionPool[Connection], data: Overlap, database_url: str
+) -> None:
+    later = max(e.timestamp for t in TENANTS for e in data.events[t]) + timedelta(seconds=1)
+    cut = data.base + timedelta(hours=1)  # the early events and some shared ones are older
+    older = {t: sorted((e.timestamp, e.id) for e in data.events[t] if e.timestamp < cut)
+             for t in TENANTS}  # fmt: skip
+    assert 5 < len(older[ACME]) < len(data.events[ACME])
+    for tenant in TENANTS:
+        async with tenant_transaction(bypass, tenant) as conn:
+            assert await retention_store.count_events(conn, tenant, later) == len(
+                data.events[tenant]
+            )
+            assert await retention_store.count_events(conn, tenant, cut) == len(older[tenant])
+            assert await retention_store.count_events(conn, tenant, later, through_seq=4) == 5
+    globex = {t: {r for r in rows_of(database_url, t) if r[0] == GLOBEX}
+              for t in ("events", "event_ids")}  # fmt: skip
+    async with tenant_transaction(bypass, ACME) as conn:
+        removed = await retention_store.delete_batch(conn, ACME, cut, 5)
+    assert removed.events == 5
+    first_five = {i for _, i in older[ACME][:5]}  # the oldest, by (timestamp, id)
+    acme_ids = {r[1] for r in rows_of(database_url, "event_ids") if r[0] == ACME}
+    assert not acme_ids & first_five
+    assert len(acme_ids) == len(data.events[ACME]) - 5
+    seq_of = {e.id: k for k, e in enumerate(data.events[ACME])}  # stored in this order
+    assert removed.ranges == seq_runs([seq_of[i] for i in first_five])
+    assert {t: {r for r in rows_of(database_url, t) if r[0] == GLOBEX}
+            for t in ("events", "event_ids")} == globex  # fmt: skip
+    async with tenant_transaction(bypass, ACME) as conn:  # a seq bound keeps later numbers
+        bounded = await retention_store.delete_batch(conn, ACME, later, 10_000, through_seq=30)
+    assert expand_runs(bounded.ranges) == set(range(31)) - {seq_of[i] for i in first_five}
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await retention_store.delete_batch(conn, ACME, cut, 5, through_seq=30) == (
+            retention_store.NOTHING
+        )
+
+
+def expand_runs(runs: list[tuple[int, int]]) -> set[int]:
+    return {s for a, b in runs for s in range(a, b + 1)}
+
+
+@pytest.mark.usefixtures("pool")  # acme and globex
+async def test_lock_tenant_locks_only_the_tenants_row_and_head(
+    bypass: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await retention_store.lock_tenant(conn, ACME) is False
+        with psycopg.connect(database_url, autocommit=True) as other:
+            other.execute("SET lock_timeout = '50ms'")
+            other.execute("SELECT 1 FROM tenants WHERE id = 'globex' FOR UPDATE")  # free
+            other.execute("SELECT 1 FROM tenant_log_heads WHERE tenant_id = 'globex' FOR UPDATE")
+            for query in (
+                "SELECT 1 FROM tenants WHERE id = 'acme' FOR UPDATE",
+                "SELECT 1 FROM tenant_log_heads WHERE tenant_id = 'acme' FOR UPDATE",
+            ):
+                with pytest.raises(psycopg.errors.LockNotAvailable):
+                    other.execute(query)  # fmt: skip
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE tenants SET legal_hold = true WHERE id = 'globex'")
+    async with tenant_transaction(bypass, GLOBEX) as conn:
+        assert await retention_store.lock_tenant(conn, GLOBEX) is True
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await retention_store.lock_tenant(conn, ACME) is False
+        assert await retention_store.lock_tenant(conn, TenantId("initech")) is None
+
+
+async def test_removed_ranges_are_recorded_read_and_finished_per_tenant(
+    bypass: AsyncConnectionPool[Connection], data: Overlap, database_url: str
+) -> None:
+    for tenant, ranges in ((ACME, [(0, 2), (5, 9)]), (GLOBEX, [(0, 2), (20, 24)])):
+        async with tenant_transaction(bypass, tenant) as conn:
+            await retention_store.record_ranges(
+                conn, tenant, ranges, reason="retention", actor="t", job_id=None,
+                ids_removed=False,
+            )  # fmt: skip
+    for tenant, ranges in ((ACME, [(0, 2), (5, 9)]), (GLOBEX, [(0, 2), (20, 24)])):
+        async with tenant_transaction(bypass, tenant) as conn:
+            assert await retention_store.removed_ranges(conn, tenant) == ranges
+            assert await retention_store.pending_id_ranges(conn, tenant) == ranges
+    before = rows_of(database_url, "event_ids")
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await retention_store.delete_ids_batch(conn, ACME, 5, 9, 3) == 3
+        assert await retention_store.pending_id_ranges(conn, ACME) == [(0, 2), (5, 9)]
+        assert await retention_store.delete_ids_batch(conn, ACME, 5, 9, 3) == 2
+        assert await retention_store.pending_id_ranges(conn, ACME) == [(0, 2)]
+    gone = before - rows_of(database_url, "event_ids")
+    assert {(r[0], r[2]) for r in gone} == {(ACME, s) for s in range(5, 10)}
+    async with tenant_transaction(bypass, GLOBEX) as conn:  # globex's ranges untouched
+        assert await retention_store.pending_id_ranges(conn, GLOBEX) == [(0, 2), (20, 24)]
+
+
+async def test_partition_removal_and_rollups_are_the_tenants_own(
+    bypass: AsyncConnectionPool[Connection], data: Overlap, database_url: str
+) -> None:
+    month = month_of(data.base)
+    end = months_from(month, 2)[1]
+    for tenant in TENANTS:
+        in_month = [k for k, e in enumerate(data.events[tenant]) if month <= e.timestamp < end]
+        async with tenant_transaction(bypass, tenant) as conn:
+            removed = await retention_store.partition_tenant_removal(conn, tenant, month, end)
+        assert removed.ranges == seq_runs(in_month)
+        assert removed.events == len(in_month)
+    rollups = {t: rows_of(database_url, t) for t in ("event_rollups", "event_rollup_heavy")}
+    assert {r[0] for r in rollups["event_rollups"]} == set(TENANTS)
+    async with tenant_transaction(bypass, ACME) as conn:
+        await retention_store.forget_rollups(conn, ACME, month, end)
+    for table, rows in rollups.items():
+        left = rows_of(database_url, table)
+        assert left == {r for r in rows if r[0] != ACME or not month <= r[2] < end}, table
+
+
 # ---------------------------------------------------------------------------------------
 # Every repository function that takes a tenant has a test above
 
@@ -637,6 +802,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "archive.list_archives": test_archive_records_are_saved_and_listed_per_tenant,
     "archive.restore_events": test_restore_events_puts_back_only_the_tenants_rows,
     "archive.save_archive": test_archive_records_are_saved_and_listed_per_tenant,
+    "archive.unlist_removed": test_unlist_removed_changes_only_the_tenants_ranges,
     "database.set_tenant": test_set_tenant_lasts_for_its_transaction_only,
     "events.get_event": test_get_event_returns_only_the_tenants_own_event,
     "events.insert_events": test_the_same_event_id_in_two_tenants_is_two_events,
@@ -650,6 +816,15 @@ COVERED: dict[str, Callable[..., Any]] = {
     "search.backend.PostgresSearch.get": test_get_event_returns_only_the_tenants_own_event,
     "search.backend.PostgresSearch.search": test_the_postgres_backend_reads_only_the_tenants_rows,
     "search.backend.PostgresSearch.stats": test_the_postgres_backend_reads_only_the_tenants_rows,
+    "retention.count_events": test_count_and_delete_batch_reach_only_the_tenants_events,
+    "retention.delete_batch": test_count_and_delete_batch_reach_only_the_tenants_events,
+    "retention.delete_ids_batch": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
+    "retention.forget_rollups": test_partition_removal_and_rollups_are_the_tenants_own,
+    "retention.lock_tenant": test_lock_tenant_locks_only_the_tenants_row_and_head,
+    "retention.partition_tenant_removal": test_partition_removal_and_rollups_are_the_tenants_own,
+    "retention.pending_id_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
+    "retention.record_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
+    "retention.removed_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
     "tenants.create_tenant": test_create_tenant_opens_only_the_new_tenants_log,
     "tenants.list_tenants": test_list_tenants_lists_only_the_tenants_asked_for,
     "tenants.masking_source": test_masking_source_reads_only_the_tenants_settings_and_key,

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from auditline.api.deps import record_denial
 from auditline.domain.events import FieldError, InvalidEvents
 from auditline.domain.masking_settings import InvalidSettings
+from auditline.domain.retention import LegalHold, TooRecent
 from auditline.domain.tenants import TenantExists, UnknownTenant
 from auditline.domain.validation import InvalidInput
 from auditline.ingest.writer import WriterClosed
@@ -225,6 +226,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(
             409, "Tenant exists", f"tenant '{exc.args[0]}' already exists",
             kind="tenant-exists", request=request,
+        )  # fmt: skip
+
+    @app.exception_handler(LegalHold)
+    async def on_legal_hold(request: Request, exc: LegalHold) -> JSONResponse:
+        return problem(
+            409, "Legal hold",
+            f"{exc} (clear `legal_hold` in the tenant's settings first); nothing was removed.",
+            kind="legal-hold", request=request,
+        )  # fmt: skip
+
+    @app.exception_handler(TooRecent)
+    async def on_too_recent(request: Request, exc: TooRecent) -> JSONResponse:
+        return problem(
+            422, "Too recent", f"{exc}; nothing was removed.", kind="validation",
+            request=request, errors=[{"parameter": "before", "in": "query", "detail": str(exc)}],
         )  # fmt: skip
 
     @app.exception_handler(psycopg.DataError)

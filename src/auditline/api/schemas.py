@@ -17,6 +17,7 @@ from pydantic import (
     JsonValue,
     PlainValidator,
     Strict,
+    StrictBool,
     TypeAdapter,
     WithJsonSchema,
 )
@@ -287,6 +288,9 @@ class TenantIn(BaseModel):
     name: Name
     retention_days: Days = 90
     archive_after_days: Days | None = None
+    legal_hold: StrictBool = Field(
+        default=False, description="while true, no event of the tenant's log may be removed"
+    )
     settings: JsonObject = Field(default_factory=dict)
 
 
@@ -295,6 +299,7 @@ class TenantOut(BaseModel):
     name: str
     retention_days: int
     archive_after_days: int | None
+    legal_hold: bool
     settings: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -306,6 +311,7 @@ class TenantOut(BaseModel):
             name=tenant.name,
             retention_days=tenant.retention_days,
             archive_after_days=tenant.archive_after_days,
+            legal_hold=tenant.legal_hold,
             settings=tenant.settings,
             created_at=tenant.created_at,
             updated_at=tenant.updated_at,

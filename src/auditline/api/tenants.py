@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Path, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep, reject_unknown_query
 from auditline.api.errors import PROBLEM_JSON
@@ -49,11 +49,14 @@ class TenantPatch(BaseModel):
     name: Name | None = None
     retention_days: Days | None = None
     archive_after_days: Days | None = Field(default=None, description="null clears it")
+    legal_hold: StrictBool | None = Field(
+        default=None, description="true: nothing of the log may be removed until cleared"
+    )
     settings: JsonObject | None = None
 
     @model_validator(mode="after")
     def _nullable_only_where_meaningful(self) -> Self:
-        for name in ("name", "retention_days", "settings"):
+        for name in ("name", "retention_days", "legal_hold", "settings"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -75,6 +78,7 @@ async def post_tenant(
     tenant = await services.tenants.create(
         principal.new_tenant(body.id), actor, name=body.name, retention_days=body.retention_days,
         archive_after_days=body.archive_after_days, settings=body.settings,
+        legal_hold=body.legal_hold,
     )  # fmt: skip
     return TenantOut.of(tenant)
 
@@ -110,7 +114,7 @@ async def patch_tenant(
     actor: ActorDep,
     services: ServicesDep,
 ) -> TenantOut:
-    """Change name, retention, archive-after days or settings.
+    """Change name, retention, archive-after days, legal hold or settings.
 
     Recorded (UPDATE, tenant) in the tenant's own log, in the same transaction, with the
     changed fields' previous values in ``before`` and new values in ``after``.

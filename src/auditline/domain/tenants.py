@@ -37,9 +37,11 @@ class Tenant:
     settings: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    legal_hold: bool = False
+    """Nothing of the log may be removed while set (``domain.retention.LegalHold``)."""
 
 
-UPDATABLE: Final = ("name", "retention_days", "archive_after_days", "settings")
+UPDATABLE: Final = ("name", "retention_days", "archive_after_days", "legal_hold", "settings")
 """The tenant fields an admin may change."""
 
 

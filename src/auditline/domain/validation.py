@@ -92,7 +92,8 @@ MAX_SETTINGS_BYTES = 16 * 1024
 
 _RECORD_ROOM_BYTES = 1536
 """What a tenant change record holds beside the settings: a name of at most 200
-characters (1,200 bytes if every one is written as a \\u escape), two numbers, the keys."""
+characters (1,200 bytes if every one is written as a \\u escape), two numbers, the legal
+hold, the keys."""
 
 
 def settings_limits(events: JsonLimits) -> JsonBounds:

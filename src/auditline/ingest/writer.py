@@ -135,6 +135,11 @@ class EventWriter:
                 log.info("events partition %s is ready", name)
                 self._months.add(month)
 
+    def forget_partitions(self, months: Iterable[datetime]) -> None:
+        """Forget that the months' partitions exist (retention dropped them), so a late
+        event for one of them creates it again instead of failing."""
+        self._months -= {month_of(m) for m in months}
+
     # -- writing -----------------------------------------------------------------------
     async def write(self, tenant: TenantId, events: Sequence[Event]) -> WriteResult:
         """Store *events* for *tenant*; returns once the commit holding them is durable."""

@@ -87,18 +87,83 @@ async def read_events(
 async def count_unarchived(
     conn: Connection, tenant: TenantId, start: datetime, end: datetime, ranges: list[list[int]]
 ) -> int:
-    """How many of *tenant*'s events in [*start*, *end*) have a ``seq`` outside *ranges*
-    (inclusive [first, last] runs): events an archive of that range does not hold."""
+    """How many of *tenant*'s events a removal of everything before *end* numbered up to the
+    last of *ranges* would take that an archive of [*start*, *end*) holding *ranges*
+    (inclusive [first, last] ``seq`` runs) does not hold: events of the day outside the
+    ranges, and events of earlier days (late arrivals for days archived before) inside
+    that bound. Zero means such a removal takes only archived events."""
+    if not ranges:
+        raise ValueError("an archive holds at least one event")
     cur = await conn.execute(
-        f"""SELECT count(*) AS n FROM events e
-             WHERE {_RANGE}
-               AND NOT EXISTS (SELECT FROM unnest(%(lo)s::int8[], %(hi)s::int8[]) r(lo, hi)
-                                WHERE e.seq BETWEEN r.lo AND r.hi)""",  # noqa: S608 - constant
-        {"t": tenant, "start": start, "end": end,
+        """SELECT count(*) AS n FROM events e
+            WHERE tenant_id = %(t)s AND timestamp < %(end)s AND seq <= %(through)s
+              AND NOT (timestamp >= %(start)s
+                       AND EXISTS (SELECT FROM unnest(%(lo)s::int8[], %(hi)s::int8[]) r(lo, hi)
+                                    WHERE e.seq BETWEEN r.lo AND r.hi))""",
+        {"t": tenant, "start": start, "end": end, "through": max(r[1] for r in ranges),
          "lo": [r[0] for r in ranges], "hi": [r[1] for r in ranges]},
     )  # fmt: skip
     row = await cur.fetchone()
     return 0 if row is None else int(row["n"])
+
+
+async def unlist_removed(conn: Connection, tenant: TenantId, ranges: list[list[int]]) -> int:
+    """Take restored numbers (*ranges*, inclusive, ascending) out of *tenant*'s
+    ``removed_ranges`` (migration 0012), in the caller's transaction; the rows changed.
+
+    That table lists the numbers absent from the log on purpose; restored events are
+    present again, and a later removal of them records them anew (its ranges must not
+    overlap listed ones). A listed range only partly restored is split around the restored
+    numbers, each piece keeping the row's reason, actor, time and job.
+    """
+    if not ranges:
+        return 0
+    cur = await conn.execute(
+        """SELECT first_seq, last_seq, removed_at, reason, actor, job_id, ids_removed
+             FROM removed_ranges
+            WHERE tenant_id = %(t)s AND first_seq <= %(hi)s AND last_seq >= %(lo)s
+            ORDER BY first_seq FOR UPDATE""",
+        {"t": tenant, "lo": ranges[0][0], "hi": ranges[-1][1]},
+    )
+    changed = 0
+    for row in await cur.fetchall():
+        pieces = subtract_ranges([row["first_seq"], row["last_seq"]], ranges)
+        if pieces == [[row["first_seq"], row["last_seq"]]]:
+            continue
+        changed += 1
+        await conn.execute(
+            "DELETE FROM removed_ranges WHERE tenant_id = %(t)s AND first_seq = %(first)s",
+            {"t": tenant, "first": row["first_seq"]},
+        )
+        for first, last in pieces:
+            await conn.execute(
+                """INSERT INTO removed_ranges (tenant_id, first_seq, last_seq, events,
+                                               removed_at, reason, actor, job_id, ids_removed)
+                   VALUES (%(t)s, %(first)s, %(last)s, %(n)s, %(at)s, %(reason)s, %(actor)s,
+                           %(job)s, %(ids)s)""",
+                {"t": tenant, "first": first, "last": last, "n": last - first + 1,
+                 "at": row["removed_at"], "reason": row["reason"], "actor": row["actor"],
+                 "job": row["job_id"], "ids": row["ids_removed"]},
+            )  # fmt: skip
+    return changed
+
+
+def subtract_ranges(whole: list[int], ranges: list[list[int]]) -> list[list[int]]:
+    """*whole* (an inclusive [first, last]) without the numbers in *ranges* (ascending,
+    disjoint): what is left, as inclusive ranges in order."""
+    left: list[list[int]] = []
+    at, last = whole
+    for lo, hi in ranges:
+        if hi < at or lo > last:
+            continue
+        if lo > at:
+            left.append([at, lo - 1])
+        at = max(at, hi + 1)
+        if at > last:
+            break
+    if at <= last:
+        left.append([at, last])
+    return left
 
 
 def _raw_json(value: str | None) -> Jsonb | None:

@@ -77,6 +77,28 @@ CREATE FUNCTION public.auditline_current_tenant() RETURNS text
 
 
 --
+-- Name: auditline_drop_event_partition(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.auditline_drop_event_partition(month_start timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+DECLARE
+    part_name text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(71834473681996);  -- 0x41554449544C, "AUDITL"
+    part_name := auditline_event_partition(month_start);
+    IF part_name IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('DROP TABLE public.%I', part_name);
+    RETURN part_name;
+END;
+$$;
+
+
+--
 -- Name: auditline_ensure_event_partition(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -95,6 +117,30 @@ BEGIN
         EXECUTE format('CREATE TABLE public.%I PARTITION OF public.events FOR VALUES FROM (%L) TO (%L)',
                        part_name, month_start, month_end);
         EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', part_name);
+    END IF;
+    RETURN part_name;
+END;
+$$;
+
+
+--
+-- Name: auditline_event_partition(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.auditline_event_partition(month_start timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+DECLARE
+    part_name text := format('events_y%sm%s', to_char(month_start AT TIME ZONE 'UTC', 'YYYY'),
+                                              to_char(month_start AT TIME ZONE 'UTC', 'MM'));
+BEGIN
+    IF month_start <> date_trunc('month', month_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' THEN
+        RAISE EXCEPTION 'not the start of a month: %', month_start;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                    WHERE i.inhparent = 'public.events'::regclass AND c.relname = part_name) THEN
+        RETURN NULL;
     END IF;
     RETURN part_name;
 END;
@@ -148,6 +194,25 @@ BEGIN
                        part, method, method, method);
     END LOOP;
     RETURN method;
+END;
+$$;
+
+
+--
+-- Name: auditline_lock_event_partition(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.auditline_lock_event_partition(month_start timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+DECLARE
+    part_name text := auditline_event_partition(month_start);
+BEGIN
+    IF part_name IS NOT NULL THEN
+        EXECUTE format('LOCK TABLE public.%I IN SHARE MODE', part_name);
+    END IF;
+    RETURN part_name;
 END;
 $$;
 
@@ -498,6 +563,29 @@ WITH (fillfactor='70');
 
 
 --
+-- Name: removed_ranges; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.removed_ranges (
+    tenant_id text NOT NULL,
+    first_seq bigint NOT NULL,
+    last_seq bigint NOT NULL,
+    events bigint NOT NULL,
+    removed_at timestamp with time zone DEFAULT now() NOT NULL,
+    reason text NOT NULL,
+    actor text NOT NULL,
+    job_id uuid,
+    ids_removed boolean DEFAULT true NOT NULL,
+    CONSTRAINT removed_ranges_check CHECK ((events = ((last_seq - first_seq) + 1))),
+    CONSTRAINT removed_ranges_check1 CHECK ((last_seq >= first_seq)),
+    CONSTRAINT removed_ranges_first_seq_check CHECK ((first_seq >= 0)),
+    CONSTRAINT removed_ranges_reason_check CHECK ((reason = ANY (ARRAY['cleanup'::text, 'retention'::text, 'archive'::text])))
+);
+
+ALTER TABLE ONLY public.removed_ranges FORCE ROW LEVEL SECURITY;
+
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -549,6 +637,7 @@ CREATE TABLE public.tenants (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     system boolean DEFAULT false NOT NULL,
+    legal_hold boolean DEFAULT false NOT NULL,
     CONSTRAINT tenants_archive_after_days_check CHECK (((archive_after_days >= 1) AND (archive_after_days <= 36500))),
     CONSTRAINT tenants_id_check CHECK ((id ~ '^[a-z0-9][a-z0-9_-]{0,62}$'::text)),
     CONSTRAINT tenants_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
@@ -630,6 +719,14 @@ ALTER TABLE ONLY public.rate_limit_buckets
 
 
 --
+-- Name: removed_ranges removed_ranges_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.removed_ranges
+    ADD CONSTRAINT removed_ranges_pkey PRIMARY KEY (tenant_id, first_seq);
+
+
+--
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -704,6 +801,13 @@ CREATE INDEX events_time_brin ON ONLY public.events USING brin ("timestamp") WIT
 
 
 --
+-- Name: removed_ranges_ids_pending; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX removed_ranges_ids_pending ON public.removed_ranges USING btree (tenant_id, first_seq) WHERE (NOT ids_removed);
+
+
+--
 -- Name: events events_rollup_0lock_delete; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -745,6 +849,14 @@ ALTER TABLE ONLY public.api_keys
 
 ALTER TABLE ONLY public.archives
     ADD CONSTRAINT archives_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
+-- Name: removed_ranges removed_ranges_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.removed_ranges
+    ADD CONSTRAINT removed_ranges_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
 
 
 --
@@ -800,6 +912,12 @@ ALTER TABLE public.event_rollups ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.events ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: removed_ranges; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.removed_ranges ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: api_keys tenant_isolation; Type: POLICY; Schema: public; Owner: -
 --
 
@@ -839,6 +957,13 @@ CREATE POLICY tenant_isolation ON public.event_rollups USING ((tenant_id = publi
 --
 
 CREATE POLICY tenant_isolation ON public.events USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
+
+
+--
+-- Name: removed_ranges tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.removed_ranges USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
 
 
 --
@@ -890,10 +1015,24 @@ GRANT ALL ON FUNCTION public.auditline_current_tenant() TO auditline_app;
 
 
 --
+-- Name: FUNCTION auditline_drop_event_partition(month_start timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+GRANT ALL ON FUNCTION public.auditline_drop_event_partition(month_start timestamp with time zone) TO auditline_app;
+
+
+--
 -- Name: FUNCTION auditline_ensure_event_partition(ts timestamp with time zone); Type: ACL; Schema: public; Owner: -
 --
 
 GRANT ALL ON FUNCTION public.auditline_ensure_event_partition(ts timestamp with time zone) TO auditline_app;
+
+
+--
+-- Name: FUNCTION auditline_event_partition(month_start timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+GRANT ALL ON FUNCTION public.auditline_event_partition(month_start timestamp with time zone) TO auditline_app;
 
 
 --
@@ -915,6 +1054,13 @@ GRANT ALL ON FUNCTION public.auditline_is_heavy(p_dim text, p_k1 text, p_k2 text
 --
 
 GRANT ALL ON FUNCTION public.auditline_json_compression(method text) TO auditline_app;
+
+
+--
+-- Name: FUNCTION auditline_lock_event_partition(month_start timestamp with time zone); Type: ACL; Schema: public; Owner: -
+--
+
+GRANT ALL ON FUNCTION public.auditline_lock_event_partition(month_start timestamp with time zone) TO auditline_app;
 
 
 --
@@ -1609,6 +1755,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.events TO auditline_app;
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.rate_limit_buckets TO auditline_app;
+
+
+--
+-- Name: TABLE removed_ranges; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.removed_ranges TO auditline_app;
 
 
 --

@@ -12,7 +12,9 @@ from psycopg.types.json import Jsonb
 from auditline.domain.tenants import UPDATABLE, Tenant, TenantExists, TenantId
 from auditline.storage.database import Connection, set_tenant
 
-_COLUMNS = "id, name, retention_days, archive_after_days, settings, created_at, updated_at"
+_COLUMNS = (
+    "id, name, retention_days, archive_after_days, settings, created_at, updated_at, legal_hold"
+)
 
 
 async def create_tenant(
@@ -23,6 +25,7 @@ async def create_tenant(
     retention_days: int,
     archive_after_days: int | None,
     settings: dict[str, Any],
+    legal_hold: bool = False,
 ) -> Tenant:
     """Create *tenant*, its empty log and its pseudonym key, in the caller's transaction.
 
@@ -31,9 +34,10 @@ async def create_tenant(
     try:
         async with conn.transaction():
             cur = await conn.execute(
-                f"""INSERT INTO tenants (id, name, retention_days, archive_after_days, settings)
-                    VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",  # noqa: S608
-                (tenant, name, retention_days, archive_after_days, Jsonb(settings)),
+                f"""INSERT INTO tenants (id, name, retention_days, archive_after_days, settings,
+                                         legal_hold)
+                    VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",  # noqa: S608
+                (tenant, name, retention_days, archive_after_days, Jsonb(settings), legal_hold),
             )
             row = await cur.fetchone()
             await set_tenant(conn, tenant)

@@ -63,6 +63,7 @@ class TenantService:
         retention_days: int,
         archive_after_days: int | None = None,
         settings: dict[str, Any] | None = None,
+        legal_hold: bool = False,
     ) -> Tenant:
         """Create *tenant*, its empty log and its pseudonym key; raises ``TenantExists`` if
         the id is taken, ``InvalidInput``/``InvalidSettings`` if *settings* break the rules."""
@@ -71,6 +72,7 @@ class TenantService:
             created = await store.create_tenant(
                 conn, tenant, name=name, retention_days=retention_days,
                 archive_after_days=archive_after_days, settings=settings or {},
+                legal_hold=legal_hold,
             )  # fmt: skip
             await self._access.record_in(
                 conn, PLATFORM, actor, action="CREATE", resource_type="tenant",

@@ -9,10 +9,10 @@ The order of one tenant-day's archival is what makes it safe to delete afterward
 3. upload the file under a name made from its SHA-256, read it back *from the store* and
    compare the digest and size; then the manifest, read back as well;
 4. record the day in ``archives``;
-5. remove the day's events from the hot table, in one REPEATABLE READ transaction that
-   first checks that every event it is about to remove is in the verified archive (an
-   event that arrived for that day meanwhile stays hot and goes with the next run), through
-   the one call site of the retention deletion primitive (:meth:`_remove_from_hot`);
+5. remove the day's events from the hot table through the retention deletion primitive
+   (its one call site: :meth:`_remove_from_hot`), bounded by the archive's last ``seq``
+   after a check that everything within that bound is in the verified archive (an event
+   that arrived for the day meanwhile stays hot and goes with the next run);
 6. delete the file the new one replaced.
 
 A failure anywhere up to 4 leaves the hot table as it was; a crash between 4 and 5 is
@@ -45,6 +45,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import ArchiveSettings
 from auditline.domain.access import Actor
+from auditline.domain.retention import Deletion, LegalHold, Reason, TooRecent
 from auditline.domain.tenants import TenantId
 from auditline.ingest.access import AccessRecorder
 from auditline.lifecycle.archive import parquet
@@ -60,7 +61,7 @@ from auditline.lifecycle.archive.manifest import (
 from auditline.lifecycle.archive.store import ColdStore
 from auditline.storage import archive as store_sql
 from auditline.storage.archive import ArchiveRow
-from auditline.storage.database import Connection, set_tenant, tenant_transaction
+from auditline.storage.database import Connection, tenant_transaction
 from auditline.storage.events import ensure_partition
 from auditline.tenancy.scope import for_system
 
@@ -76,21 +77,20 @@ class ArchiveConflict(RuntimeError):
 
 
 class HotDeleter(Protocol):
-    """The retention deletion primitive as archival calls it (engineer B's, branch
-    ``retention``): delete *tenant*'s events in [*start*, *end*) inside the caller's open
-    transaction on *conn*, record the deletion (who, range, count, ``seq`` ranges) in the
-    tenant's log in that transaction, keep the rollups right, and return the count."""
+    """The deletion primitive as archival calls it: ``RetentionService.delete_events``
+    (``lifecycle.retention``). It removes *tenant*'s events older than *before* numbered at
+    most *through_seq*, in batches, each recorded in the tenant's log (who, range, count,
+    ``seq`` ranges) and in ``removed_ranges`` in the same transaction, rollups kept right."""
 
     async def __call__(
         self,
-        conn: Connection,
         tenant: TenantId,
-        start: datetime,
-        end: datetime,
-        *,
         actor: Actor,
-        reason: str,
-    ) -> int: ...
+        *,
+        before: datetime,
+        reason: Reason,
+        through_seq: int | None = None,
+    ) -> Deletion: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,31 +317,34 @@ class ArchiveService:
     ) -> int:
         """THE call site of the retention deletion primitive (one place, by design).
 
-        Runs only after the archive was written and verified. One REPEATABLE READ
-        transaction: the check that every hot event of the range is in the archive and the
-        deletion see the same snapshot, so an event committed for that day meanwhile is
-        neither checked nor deleted; it stays hot and goes with the next run.
+        Runs only after the archive was written and verified. The primitive removes events
+        older than *end* numbered at most the archive's last ``seq``; first a check that
+        every such event is in this archive (none of the day outside it, no late arrival
+        for an earlier day still hot). Events committed after the check are numbered
+        beyond that ``seq``, so the primitive cannot take them: they stay hot and go with
+        the next run, as does everything when the check finds a stray event (the next run
+        archives the earlier day first, oldest day first).
 
-        Without a deleter (the primitive is not wired in yet), nothing is removed and the
-        archive stays a copy.
+        A legal hold keeps the events hot (the archive stays a copy); so does a day too
+        recent for the primitive's minimum age. Without a deleter nothing is removed.
         """
         if self._delete is None:
             log.warning("no deletion primitive wired: %s's archived events stay hot", tenant)
             return 0
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            await set_tenant(conn, tenant)
-            missing = await store_sql.count_unarchived(
-                conn, tenant, start, end, manifest.seq_ranges
+        async with tenant_transaction(self._pool, tenant) as conn:
+            stray = await store_sql.count_unarchived(conn, tenant, start, end, manifest.seq_ranges)
+        if stray:
+            log.info("%s %s: %d events the archive does not hold; removal left for the next run",
+                     tenant, manifest.day, stray)  # fmt: skip
+            return 0
+        try:
+            deletion = await self._delete(
+                tenant, actor, before=end, reason="archive", through_seq=manifest.last_seq
             )
-            if missing:
-                log.info("%s %s: %d events arrived after the archive; kept for the next run",
-                         tenant, start.date(), missing)  # fmt: skip
-                return 0
-            where = self.store.location(day_prefix(tenant, manifest.day) + MANIFEST)
-            return await self._delete(
-                conn, tenant, start, end, actor=actor, reason=f"archived to {where}"
-            )
+        except (LegalHold, TooRecent) as exc:
+            log.info("%s %s: archived, kept hot: %s", tenant, manifest.day, exc)
+            return 0
+        return deletion.deleted
 
     # -- reading ---------------------------------------------------------------------
 
@@ -398,6 +401,7 @@ class ArchiveService:
                     for batch in await asyncio.to_thread(_batches, path):
                         rows = await asyncio.to_thread(_rows, batch)
                         inserted += await store_sql.restore_events(conn, tenant, rows)
+                await store_sql.unlist_removed(conn, tenant, manifest.seq_ranges)
                 if inserted:
                     await self._access.record_in(
                         conn, tenant, actor, action="RESTORE", resource_type="audit_log",

@@ -1,0 +1,482 @@
+"""Retention and cleanup end to end, against the real database.
+
+The deletion primitive removes a tenant's old events in batches, each batch together with
+its ``event_ids`` rows, its rollup counts, its ``removed_ranges`` rows and its DELETE record
+in the tenant's own log; the retention task also drops whole months. Every test checks the
+invariants that must hold afterwards: what is gone is exactly what the records name, the
+rollups equal a recount, and nothing of another tenant moved.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from auditline.app import create_app
+from auditline.config import IngestSettings, Settings
+from auditline.domain.events import SEVERITIES, EventDraft
+from auditline.domain.retention import LegalHold, TooRecent
+from auditline.domain.tenants import TenantId
+from auditline.ingest.prepare import prepare_events
+from auditline.ingest.writer import month_of, months_from
+from auditline.lifecycle import retention as retention_module
+from auditline.lifecycle.retention import SYSTEM_ACTOR
+from auditline.services import Services
+from auditline.storage.database import tenant_transaction
+from auditline.storage.events import ensure_partition, insert_events
+from auditline.tenancy.scope import for_system
+from tests.conftest import TokenFactory, bearer
+from tests.integration.rollup_checks import DIFFERENCES, HEAVY_MISMATCHES
+
+NOW = datetime.now(UTC)
+ACME = for_system("acme", reason="tests")
+GLOBEX = for_system("globex", reason="tests")
+INITECH = for_system("initech", reason="tests")
+DAY = timedelta(days=1)
+
+
+@dataclass
+class Stack:
+    http: httpx.AsyncClient
+    services: Services
+    platform: dict[str, str]
+    url: str
+
+    def admin(self, tenant: str) -> dict[str, str]:
+        return self.owners[tenant]
+
+    owners: dict[str, dict[str, str]]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    settings.rate_limits.enabled = False
+    settings.retention.batch_size = 7  # several batches from a few dozen events
+    return settings
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings, make_token: TokenFactory, database_url: str
+) -> AsyncIterator[Stack]:
+    """The app (for HTTP) and its services (for the task), with acme, globex and initech."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            platform = bearer(make_token("admin", "*", sub="root"))
+            for tenant in ("acme", "globex", "initech"):
+                response = await http.post(
+                    "/api/v1/tenants", json={"id": tenant, "name": tenant}, headers=platform
+                )
+                assert response.status_code == 201, response.text
+            owners = {t: bearer(make_token("admin", t, sub=f"{t}-admin"))
+                      for t in ("acme", "globex", "initech")}  # fmt: skip
+            yield Stack(http, app.state.services, platform, database_url, owners)
+
+
+async def seed(services: Services, tenant: TenantId, ages: list[timedelta], seed: int = 0) -> None:
+    """Events of *tenant* at now minus each age (varied keys, so the rollups have rows of
+    every dimension), written through the repository as the writer would."""
+    rng = random.Random(f"{tenant}{seed}")
+    drafts = [
+        EventDraft(
+            action=rng.choice(["CREATE", "UPDATE", "LOGIN"]),
+            severity=rng.choice(SEVERITIES),
+            timestamp=NOW - age - timedelta(seconds=rng.randrange(3600)),
+            user_id=rng.choice([None, "u1", "u2"]),
+            resource_type=rng.choice([None, "doc"]),
+            resource_id=rng.choice([None, "r1", "r2"]),
+            message=f"{tenant} event {i}",
+        )
+        for i, age in enumerate(ages)
+    ]
+    events = prepare_events(tenant, drafts, limits=IngestSettings(), now=NOW)
+    async with services.pool.connection() as conn:
+        for month in {month_of(e.timestamp) for e in events}:
+            async with conn.transaction():
+                await ensure_partition(conn, month)
+    async with tenant_transaction(services.pool, tenant) as conn:
+        await insert_events(conn, tenant, events)
+
+
+def snapshot(url: str) -> dict[str, Any]:
+    """Everything a removal may touch, per table."""
+    with psycopg.connect(url) as conn:
+        q = conn.execute
+        return {
+            "events": q("SELECT tenant_id, seq, id FROM events ORDER BY 1, 2").fetchall(),
+            "ids": q("SELECT tenant_id, seq, id FROM event_ids ORDER BY 1, 2").fetchall(),
+            "rollups": q("SELECT * FROM event_rollups ORDER BY 1, 2, 3, 4, 5").fetchall(),
+            "heavy": q("SELECT * FROM event_rollup_heavy ORDER BY 1, 2, 3, 4, 5").fetchall(),
+            "ranges": q("SELECT * FROM removed_ranges ORDER BY 1, 2").fetchall(),
+            "heads": q("SELECT * FROM tenant_log_heads ORDER BY 1").fetchall(),
+        }
+
+
+def seqs(url: str, tenant: str, table: str = "events") -> set[int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            f"SELECT seq FROM {table} WHERE tenant_id = %s",  # noqa: S608 - test constant
+            (tenant,),
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def deletion_records(url: str, tenant: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            """SELECT user_id, actor_type, resource_id, after, seq FROM events
+                WHERE tenant_id = %s AND action = 'DELETE' AND resource_type = 'audit_log'
+                ORDER BY seq""",
+            (tenant,),
+        ).fetchall()
+
+
+def ranges(url: str, tenant: str) -> list[tuple[int, int, str, str, bool]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            """SELECT first_seq, last_seq, reason, actor, ids_removed FROM removed_ranges
+                WHERE tenant_id = %s ORDER BY first_seq""",
+            (tenant,),
+        ).fetchall()
+
+
+def expand(pairs: Iterator[tuple[int, int]] | list[tuple[int, int]]) -> set[int]:
+    return {s for a, b, *_ in pairs for s in range(a, b + 1)}
+
+
+def assert_rollups_recount(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        assert conn.execute(DIFFERENCES).fetchall() == []
+        assert conn.execute(HEAVY_MISMATCHES).fetchall() == []
+
+
+def partition_exists(url: str, month: datetime) -> bool:
+    name = f"events_y{month.year:04d}m{month.month:02d}"
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+    return row is not None and row[0] is not None
+
+
+# ---------------------------------------------------------------------------------------
+# DELETE /api/v1/logs/cleanup
+
+
+async def test_dry_run_counts_what_would_go_and_changes_nothing(stack: Stack) -> None:
+    await seed(stack.services, ACME, [100 * DAY] * 9 + [10 * DAY] * 4)
+    await seed(stack.services, GLOBEX, [100 * DAY] * 3)
+    before = snapshot(stack.url)
+    response = await stack.http.delete(
+        "/api/v1/logs/cleanup", params={"dry_run": "true"}, headers=stack.admin("acme")
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["dry_run"], body["count"], body["deleted"], body["seq_ranges"]) == (
+        True, 9, 0, [],
+    )  # fmt: skip
+    assert abs(datetime.fromisoformat(body["before"]) - (NOW - 90 * DAY)) < timedelta(minutes=5)
+    # an explicit bound counts from there
+    response = await stack.http.delete(
+        "/api/v1/logs/cleanup",
+        params={"dry_run": "true", "before": (NOW - 5 * DAY).isoformat()},
+        headers=stack.admin("acme"),
+    )
+    assert response.json()["count"] == 13
+    assert snapshot(stack.url) == before
+
+
+async def test_small_cleanup_removes_old_events_with_their_ids_and_records_the_ranges(
+    stack: Stack,
+) -> None:
+    await seed(stack.services, ACME, [100 * DAY] * 17 + [10 * DAY] * 5)
+    await seed(stack.services, GLOBEX, [100 * DAY] * 6)
+    old = seqs(stack.url, "acme")
+    globex = snapshot(stack.url)
+    response = await stack.http.delete(
+        "/api/v1/logs/cleanup",
+        headers={**stack.admin("acme"), "X-Request-ID": "cleanup-1"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["deleted"], body["count"], body["batches"]) == (17, 17, 3)  # batches of 7
+    kept = seqs(stack.url, "acme")
+    gone = old - kept
+    assert len(gone) == 17
+    assert expand([tuple(r) for r in body["seq_ranges"]]) == gone
+    assert not gone & seqs(stack.url, "acme", "event_ids")  # the id rows went too
+    # One record per batch, by the admin, naming exactly the batch's ranges; the same
+    # ranges in removed_ranges.
+    records = deletion_records(stack.url, "acme")
+    assert len(records) == 3
+    assert {(r[0], r[1], r[2]) for r in records} == {("acme-admin", "user", "cleanup")}
+    assert sum(r[3]["removed"] for r in records) == 17
+    assert expand([tuple(p) for r in records for p in r[3]["seq_ranges"]]) == gone
+    assert all(r[3]["reason"] == "cleanup" for r in records)
+    assert expand(ranges(stack.url, "acme")) == gone
+    assert {r[2:] for r in ranges(stack.url, "acme")} == {("cleanup", "acme-admin", True)}
+    with psycopg.connect(stack.url) as conn:
+        request_ids = conn.execute(
+            "SELECT DISTINCT request_id FROM events WHERE tenant_id = 'acme' AND action = 'DELETE'"
+        ).fetchall()
+    assert request_ids == [("cleanup-1",)]
+    assert_rollups_recount(stack.url)
+    # globex: not a row changed
+    after = snapshot(stack.url)
+    for table in ("events", "ids", "rollups", "heavy", "ranges"):
+        assert [r for r in after[table] if r[0] == "globex"] == [
+            r for r in globex[table] if r[0] == "globex"
+        ], table
+
+
+async def test_platform_admin_cleans_up_the_tenant_it_names(stack: Stack) -> None:
+    await seed(stack.services, GLOBEX, [200 * DAY] * 3)
+    response = await stack.http.delete(
+        "/api/v1/logs/cleanup", params={"tenant_id": "globex"}, headers=stack.platform
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["deleted"] == 3
+    assert [r[0] for r in deletion_records(stack.url, "globex")] == ["root"]
+
+
+async def test_legal_hold_refuses_cleanup_with_409_and_changes_nothing(stack: Stack) -> None:
+    await seed(stack.services, ACME, [100 * DAY] * 4)
+    held = await stack.http.patch(
+        "/api/v1/tenants/acme", json={"legal_hold": True}, headers=stack.admin("acme")
+    )
+    assert held.status_code == 200, held.text
+    assert held.json()["legal_hold"] is True
+    before = snapshot(stack.url)
+    for params in ({}, {"dry_run": "true"}):
+        response = await stack.http.delete(
+            "/api/v1/logs/cleanup", params=params, headers=stack.admin("acme")
+        )
+        assert response.status_code == 409, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["type"].endswith("/legal-hold")
+        assert "legal hold" in problem["detail"]
+    assert snapshot(stack.url) == before
+    # nor does the service's own primitive, nor the task
+    with pytest.raises(LegalHold):
+        await stack.services.retention.delete_events(
+            ACME, SYSTEM_ACTOR, before=NOW - 30 * DAY, reason="retention"
+        )
+    await stack.services.retention.apply_retention()
+    assert seqs(stack.url, "acme") == {s for t, s, _ in before["events"] if t == "acme"}
+    # the hold lifted, it goes
+    await stack.http.patch(
+        "/api/v1/tenants/acme", json={"legal_hold": False}, headers=stack.admin("acme")
+    )
+    response = await stack.http.delete("/api/v1/logs/cleanup", headers=stack.admin("acme"))
+    assert response.json()["deleted"] == 4
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        NOW - timedelta(hours=1),  # younger than the minimum age (24 h)
+        NOW + DAY,  # the future
+    ],
+)
+async def test_a_bound_younger_than_the_minimum_age_is_422_and_changes_nothing(
+    stack: Stack, before: datetime
+) -> None:
+    await seed(stack.services, ACME, [2 * DAY, timedelta(hours=2)])
+    snap = snapshot(stack.url)
+    response = await stack.http.delete(
+        "/api/v1/logs/cleanup", params={"before": before.isoformat()}, headers=stack.admin("acme")
+    )
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["title"] == "Too recent"
+    assert problem["errors"][0]["parameter"] == "before"
+    assert "24 hours" in problem["detail"]
+    assert snapshot(stack.url) == snap
+    with pytest.raises(TooRecent):
+        await stack.services.retention.delete_events(
+            ACME, SYSTEM_ACTOR, before=before, reason="archive"
+        )
+    assert snapshot(stack.url) == snap
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"before": "yesterday"},
+        {"before": "2020-01-01T00:00:00"},  # no offset
+        {"dry_run": "perhaps"},
+        {"limit": "3"},  # not a parameter of this endpoint
+    ],
+)
+async def test_bad_cleanup_input_is_422_and_changes_nothing(
+    stack: Stack, params: dict[str, str]
+) -> None:
+    await seed(stack.services, ACME, [100 * DAY] * 2)
+    snap = snapshot(stack.url)
+    response = await stack.http.delete(
+        "/api/v1/logs/cleanup", params=params, headers=stack.admin("acme")
+    )
+    assert response.status_code in (400, 422), response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert snapshot(stack.url) == snap
+
+
+async def test_a_failure_mid_way_leaves_neither_the_deletion_nor_its_record(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(stack.services, ACME, [100 * DAY] * 20)
+    old = seqs(stack.url, "acme")
+    real = retention_module.store.record_ranges
+    calls = 0
+
+    async def failing_second_time(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        await real(*args, **kwargs)  # written, then the batch fails after it
+        if calls == 2:
+            raise RuntimeError("injected failure in the second batch")
+
+    monkeypatch.setattr(retention_module.store, "record_ranges", failing_second_time)
+    with pytest.raises(RuntimeError, match="injected"):
+        await stack.services.retention.delete_events(
+            ACME, SYSTEM_ACTOR, before=NOW - 90 * DAY, reason="retention"
+        )
+    gone = old - seqs(stack.url, "acme")
+    assert len(gone) == 7  # the first batch only
+    records = deletion_records(stack.url, "acme")
+    assert len(records) == 1
+    assert expand([tuple(p) for p in records[0][3]["seq_ranges"]]) == gone
+    assert expand(ranges(stack.url, "acme")) == gone
+    assert not gone & seqs(stack.url, "acme", "event_ids")
+    assert len(seqs(stack.url, "acme", "event_ids")) == len(old) - 7 + 1  # + the record
+    assert_rollups_recount(stack.url)
+
+
+async def test_archival_bound_by_seq_keeps_events_numbered_later(stack: Stack) -> None:
+    await seed(stack.services, ACME, [100 * DAY] * 5)
+    last_archived = max(seqs(stack.url, "acme"))
+    await seed(stack.services, ACME, [100 * DAY] * 3, seed=1)  # arrived late, not archived
+    deletion = await stack.services.retention.delete_events(
+        ACME, SYSTEM_ACTOR, before=NOW - 90 * DAY, reason="archive", through_seq=last_archived
+    )
+    assert deletion.deleted == 5
+    assert len(seqs(stack.url, "acme")) == 3 + 1  # the late ones and the record
+
+
+# ---------------------------------------------------------------------------------------
+# The retention task
+
+
+async def test_retention_applies_each_tenants_own_days_and_skips_a_hold(stack: Stack) -> None:
+    stack.services.retention.settings.partition_drop = False  # the batched path alone
+    for tenant, days in (("acme", 30), ("globex", 120)):
+        await stack.http.patch(
+            f"/api/v1/tenants/{tenant}", json={"retention_days": days}, headers=stack.platform
+        )
+    await stack.http.patch(
+        "/api/v1/tenants/initech", json={"legal_hold": True}, headers=stack.platform
+    )
+    ages = [10 * DAY] * 3 + [60 * DAY] * 4 + [100 * DAY] * 5 + [150 * DAY] * 6
+    for tenant in (ACME, GLOBEX, INITECH):
+        await seed(stack.services, tenant, ages)
+    counts = {t: len(seqs(stack.url, t)) for t in ("acme", "globex", "initech")}
+    done = await stack.services.retention.apply_retention()
+    assert {d.tenant: d.deleted for d in done} == {"acme": 15, "globex": 6}
+    # what is left: younger than each tenant's retention (+ the DELETE records)
+    with psycopg.connect(stack.url) as conn:
+        left = dict(
+            conn.execute(
+                """SELECT tenant_id, count(*) FROM events
+                    WHERE resource_type IS DISTINCT FROM 'audit_log'
+                      AND resource_type IS DISTINCT FROM 'tenant' GROUP BY 1"""
+            ).fetchall()
+        )
+    assert left == {"acme": 3, "globex": 12, "initech": 18}
+    assert len(seqs(stack.url, "initech")) == counts["initech"]
+    for tenant, n in (("acme", 15), ("globex", 6)):
+        records = deletion_records(stack.url, tenant)
+        assert {(r[0], r[1], r[2]) for r in records} == {
+            ("system:retention", "system", "retention")
+        }
+        assert sum(r[3]["removed"] for r in records) == n
+    assert deletion_records(stack.url, "initech") == []
+    assert_rollups_recount(stack.url)
+    # idempotent: nothing more is due
+    assert await stack.services.retention.apply_retention() == []
+
+
+async def test_retention_drops_a_month_nobody_keeps_and_records_it_per_tenant(
+    stack: Stack,
+) -> None:
+    # A month past every tenant's retention (300 days ago), and one globex still keeps
+    # (200 days, within its 250): the first is dropped whole, the second deleted by batches.
+    dropped_month, kept_month = month_of(NOW - 300 * DAY), month_of(NOW - 200 * DAY)
+    await stack.http.patch(
+        "/api/v1/tenants/globex", json={"retention_days": 250}, headers=stack.platform
+    )
+    await seed(stack.services, ACME, [300 * DAY] * 9 + [200 * DAY] * 4 + [3 * DAY] * 2)
+    await seed(stack.services, GLOBEX, [300 * DAY] * 5 + [200 * DAY] * 3)
+    acme_old, globex_old = seqs(stack.url, "acme"), seqs(stack.url, "globex")
+    globex_in_dropped = _seqs_in_month(stack.url, "globex", dropped_month)
+    assert len(globex_in_dropped) == 5
+    done = {d.tenant: d for d in await stack.services.retention.apply_retention()}
+    assert not partition_exists(stack.url, dropped_month)
+    assert partition_exists(stack.url, kept_month)  # globex keeps its 200-day events
+    assert done["acme"].partitions == [f"events_y{dropped_month:%Y}m{dropped_month:%m}"]
+    assert done["globex"].partitions == done["acme"].partitions
+    assert (done["acme"].deleted, done["globex"].deleted) == (13, 5)
+    assert acme_old - seqs(stack.url, "acme") == expand(done["acme"].seq_ranges)
+    assert globex_old - seqs(stack.url, "globex") == globex_in_dropped
+    # per tenant: records naming the partition and the ranges; the ranges table; the id
+    # rows removed after the drop
+    for tenant, old in (("acme", acme_old), ("globex", globex_old)):
+        gone = old - seqs(stack.url, tenant)
+        records = deletion_records(stack.url, tenant)
+        assert expand([tuple(p) for r in records for p in r[3]["seq_ranges"]]) == gone
+        assert records[0][3].get("partition") == done[tenant].partitions[0]
+        assert expand(ranges(stack.url, tenant)) == gone
+        assert all(r[4] for r in ranges(stack.url, tenant))  # ids removed since
+        assert not gone & seqs(stack.url, tenant, "event_ids")
+    assert_rollups_recount(stack.url)
+    # A late event for the dropped month, through the writer: the partition is made anew
+    # (the writer forgot it), not a failed write.
+    late = prepare_events(
+        ACME, [EventDraft(action="LATE", timestamp=NOW - 300 * DAY)],
+        limits=IngestSettings(), now=NOW,
+    )  # fmt: skip
+    result = await stack.services.writer.write(ACME, late)
+    assert len(result.inserted) == 1
+    assert partition_exists(stack.url, dropped_month)
+
+
+def _seqs_in_month(url: str, tenant: str, month: datetime) -> set[int]:
+    end = months_from(month, 2)[1]
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT seq FROM events WHERE tenant_id = %s AND timestamp >= %s AND timestamp < %s",
+            (tenant, month, end),
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+async def test_a_hold_keeps_the_whole_month_partition(stack: Stack) -> None:
+    month = month_of(NOW - 240 * DAY)
+    await seed(stack.services, ACME, [240 * DAY] * 3)
+    await seed(stack.services, INITECH, [240 * DAY] * 2)
+    await stack.http.patch(
+        "/api/v1/tenants/initech", json={"legal_hold": True}, headers=stack.platform
+    )
+    done = {d.tenant: d for d in await stack.services.retention.apply_retention()}
+    assert partition_exists(stack.url, month)
+    assert (done["acme"].deleted, done["acme"].partitions) == (3, [])  # batched instead
+    assert "initech" not in done
+    assert len(_seqs_in_month(stack.url, "initech", month)) == 2
+    assert_rollups_recount(stack.url)
