@@ -365,3 +365,29 @@ async def test_the_archival_task_archives_only_due_days_of_tenants_that_ask_for_
     assert snapshot(database_url, GLOBEX) == globex
     assert snapshot(database_url, ACME, recent) == recent_acme
     assert await archive.archive_due() == []  # nothing left that is due
+
+
+async def test_archive_before_a_time_archives_part_of_a_day_and_the_rest_joins_later(
+    services: Services, store: ColdStore, database_url: str
+) -> None:
+    earlier = OLD_DAY - timedelta(days=3)
+    await write(services.pool, ACME, drafts(earlier, 40, seed=1))
+    await write(services.pool, ACME, drafts(OLD_DAY, 300))
+    whole_day = snapshot(database_url, ACME, OLD_DAY)
+    noon = datetime.combine(OLD_DAY, datetime.min.time(), UTC) + timedelta(hours=12)
+    morning = [p for p in positions(database_url, ACME, OLD_DAY) if p[1] < noon]
+    archive = archive_service(services, store)
+
+    results = await archive.archive_before(ACME, noon, actor=OPERATOR)
+
+    assert [(r.day, r.archived, r.removed) for r in results] == [
+        (earlier, 40, 40), (OLD_DAY, len(morning), len(morning)),
+    ]  # fmt: skip
+    assert 0 < len(morning) < 300
+    assert [p[1] >= noon for p in positions(database_url, ACME, OLD_DAY)] == [True] * (
+        300 - len(morning)
+    )
+    rest = await archive.archive_day(ACME, OLD_DAY)
+    assert (rest.archived, rest.removed) == (300, 300 - len(morning))
+    assert (await archive.restore(ACME, OLD_DAY, OLD_DAY, actor=OPERATOR)).inserted == 300
+    assert snapshot(database_url, ACME, OLD_DAY) == whole_day

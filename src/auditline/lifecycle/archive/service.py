@@ -166,9 +166,22 @@ class ArchiveService:
         """Archive each whole UTC day of *tenant* that ended more than *after_days* ago."""
         now = now or datetime.now(UTC)
         cutoff, _ = day_bounds((now - timedelta(days=after_days)).date())
+        return await self.archive_before(tenant, cutoff, actor=actor)
+
+    async def archive_before(
+        self, tenant: TenantId, before: datetime, *, actor: Actor = SYSTEM
+    ) -> list[DayResult]:
+        """Archive (and remove) every hot event of *tenant* older than *before*, day by day,
+        oldest first; the day holding *before* only up to it (its later events join that
+        day's archive when their turn comes).
+
+        What a cleanup of a tenant with archival on calls before it deletes anything: the
+        events then leave through this, archived first.
+        """
         results = []
-        async for day in self._hot_days(tenant, cutoff):
-            results.append(await self.archive_day(tenant, day, actor=actor))
+        async for day in self._hot_days(tenant, before):
+            until = min(day_bounds(day)[1], before)
+            results.append(await self.archive_day(tenant, day, actor=actor, until=until))
         return results
 
     async def _hot_days(self, tenant: TenantId, before: datetime) -> AsyncIterator[date]:
@@ -183,14 +196,26 @@ class ArchiveService:
             yield day
             start = day_bounds(day)[1]
 
-    async def archive_day(self, tenant: TenantId, day: date, *, actor: Actor = SYSTEM) -> DayResult:
-        """Archive *tenant*'s events of *day* (UTC) and remove them from the hot table.
+    async def archive_day(
+        self,
+        tenant: TenantId,
+        day: date,
+        *,
+        actor: Actor = SYSTEM,
+        until: datetime | None = None,
+    ) -> DayResult:
+        """Archive *tenant*'s events of *day* (UTC; with *until*, only those before it) and
+        remove them from the hot table.
 
         Raises :class:`ArchiveCorrupt` if an earlier archive of the day fails its check, or
         the new file does not read back as written; :class:`ArchiveConflict` if a hot event
         differs from its archived copy. Either way the hot table is untouched.
         """
         start, end = day_bounds(day)
+        if until is not None:
+            if not start < until <= end:
+                raise ValueError(f"until {until} is not within {day}")
+            end = until
         prefix = day_prefix(tenant, day)
         async with _workdir() as work:
             hot = work / "hot.parquet"
