@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="seconds per load step")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report")
     parser.add_argument(
-        "--suites", default="ingest,stack,search", help="comma-separated: ingest, stack, search"
+        "--suites",
+        default="ingest,stack,search,archive",
+        help="comma-separated: ingest, stack, search, archive",
     )
     parser.add_argument(
         "--search-events", type=int, default=1_000_000, help="events the search suite seeds"
@@ -42,6 +44,14 @@ def main() -> None:
         events = 100_000 if args.quick else args.search_events
         subprocess.run(
             [sys.executable, "-m", "bench.search", "--events", str(events), "--label", "latest"],
+            check=True,
+        )
+    if not args.report_only and "archive" in suites:
+        # Its own process and server too (bench/archive.py): archival and restore rows/s,
+        # bytes per event hot and in Parquet.
+        events = 100_000 if args.quick else 1_000_000
+        subprocess.run(
+            [sys.executable, "-m", "bench.archive", "--events", str(events), "--fresh"],
             check=True,
         )
     if not args.report_only and "ingest" in suites:
