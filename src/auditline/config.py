@@ -300,6 +300,9 @@ class ArchiveSettings(BaseModel):
         description="rows read, encoded and written per Parquet row group",
     )  # fmt: skip
     zstd_level: int = Field(default=9, ge=1, le=22, description="zstd level of the Parquet files")
+    interval_seconds: float = Field(
+        default=86_400.0, gt=0, description="how often the archival task runs"
+    )
 
     @model_validator(mode="after")
     def _s3_needs_a_bucket(self) -> Self:

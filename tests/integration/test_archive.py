@@ -216,6 +216,14 @@ async def test_a_changed_archive_file_is_detected_and_nothing_is_restored_or_del
     assert len(late["events"]) == 1
     assert snapshot(database_url, ACME, OLD_DAY) == late
     assert (await archive.archived_days(ACME))[0].manifest == row.manifest
+    # The scheduled task: acme's failure is reported and does not stop globex's archival.
+    await write(services.pool, GLOBEX, drafts(OLD_DAY, 10, seed=6))
+    for tenant in (ACME, GLOBEX):
+        await services.tenants.update(tenant, OPERATOR, {"archive_after_days": 30})
+    summary = await archive.run_due_job()
+    assert summary == {"days": 1, "archived": 10, "removed": 10, "tenants": [GLOBEX],
+                       "failed_tenants": [ACME]}  # fmt: skip
+    assert snapshot(database_url, ACME, OLD_DAY) == late
 
 
 class CorruptingStore(DirectoryStore):
@@ -354,11 +362,16 @@ async def test_the_archival_task_archives_only_due_days_of_tenants_that_ask_for_
     recent_acme = snapshot(database_url, ACME, recent)
     archive = archive_service(services, store)
 
-    results = await archive.archive_due()
+    heard: list[dict[str, Any]] = []
 
-    assert [(r.tenant, r.day, r.removed) for r in results] == [
-        (ACME, OLD_DAY, 30), (ACME, OLD_DAY + timedelta(days=2), 10),
-    ]  # fmt: skip
+    async def progress(summary: dict[str, Any]) -> None:
+        heard.append(summary)
+
+    summary = await archive.run_due_job(progress=progress)  # the archive.due job
+
+    assert summary == {"days": 2, "archived": 40, "removed": 40, "tenants": [ACME],
+                       "failed_tenants": []}  # fmt: skip
+    assert heard[-1] == summary
     archived = await archive.archived_days(ACME)
     assert [r.day for r in archived] == [OLD_DAY, OLD_DAY + timedelta(days=2)]
     assert await archive.archived_days(GLOBEX) == []

@@ -31,12 +31,12 @@ import hashlib
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 import pyarrow as pa
@@ -114,6 +114,10 @@ class RestoreResult:
     """Events put back into the hot log; 0 when every one was there already."""
 
 
+Progress = Callable[[dict[str, Any]], Awaitable[None]]
+ARCHIVE_JOB: Final = "archive.due"
+"""The job kind of the periodic archival (empty payload)."""
+
 SYSTEM = Actor("system:archival", "system")
 """Who the scheduled archival acts as in the records it leaves."""
 
@@ -138,22 +142,41 @@ class ArchiveService:
 
     # -- archiving -------------------------------------------------------------------
 
-    async def archive_due(self, *, now: datetime | None = None) -> list[DayResult]:
+    async def archive_due(
+        self, *, now: datetime | None = None, progress: Progress | None = None
+    ) -> list[DayResult]:
         """Archive every due day of every tenant with ``archive_after_days`` set.
 
         The periodic task's body. A tenant's failure is logged and does not stop the others
         (it is retried next run); the results of the days that were archived are returned.
+        *progress*, if given, hears the running totals after each tenant.
         """
         async with self._pool.connection() as conn:
             tenants = await store_sql.archiving_tenants(conn)
         results: list[DayResult] = []
+        failed: list[str] = []
         for tenant_id, after_days in tenants:
             tenant = for_system(tenant_id, reason="scheduled archival of every tenant")
             try:
                 results += await self.archive_tenant(tenant, after_days, now=now)
             except Exception:
+                failed.append(tenant_id)
                 log.exception("archival of tenant %s failed; retrying next run", tenant)
+            if progress is not None:
+                await progress(_summary(results, failed))
         return results
+
+    async def run_due_job(self, progress: Progress | None = None) -> dict[str, Any]:
+        """The ``archive.due`` job (daily): :meth:`archive_due`, answered as a JSON summary.
+        Idempotent, as a task must be: a rerun archives only what is still hot and due."""
+        failed: list[str] = []
+
+        async def track(summary: dict[str, Any]) -> None:
+            failed[:] = summary["failed_tenants"]
+            if progress is not None:
+                await progress(summary)
+
+        return _summary(await self.archive_due(progress=track), failed)
 
     async def archive_tenant(
         self,
@@ -464,6 +487,16 @@ class ArchiveService:
                       "days": len(days), "rows": sum(r.manifest["rows"] for r in days)},
         )  # fmt: skip
         return written
+
+
+def _summary(results: list[DayResult], failed: list[str]) -> dict[str, Any]:
+    return {
+        "days": len(results),
+        "archived": sum(r.archived for r in results),
+        "removed": sum(r.removed for r in results),
+        "tenants": sorted({r.tenant for r in results}),
+        "failed_tenants": list(failed),
+    }
 
 
 def _rows(batch: pa.RecordBatch) -> list[tuple[Any, ...]]:
