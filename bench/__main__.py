@@ -28,8 +28,8 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rebuild the report")
     parser.add_argument(
         "--suites",
-        default="ingest,stack,search,stream,queue,retention",
-        help="comma-separated: ingest, stack, search, stream, queue, retention",
+        default="ingest,stack,search,stream,queue,retention,archive",
+        help="comma-separated: ingest, stack, search, stream, queue, retention, archive",
     )
     parser.add_argument(
         "--search-events", type=int, default=1_000_000, help="events the search suite seeds"
@@ -44,6 +44,14 @@ def main() -> None:
         events = 100_000 if args.quick else args.search_events
         subprocess.run(
             [sys.executable, "-m", "bench.search", "--events", str(events), "--label", "latest"],
+            check=True,
+        )
+    if not args.report_only and "archive" in suites:
+        # Its own process and server too (bench/archive.py): archival and restore rows/s,
+        # bytes per event hot and in Parquet.
+        events = 100_000 if args.quick else 1_000_000
+        subprocess.run(
+            [sys.executable, "-m", "bench.archive", "--events", str(events), "--fresh"],
             check=True,
         )
     if not args.report_only and "ingest" in suites:

@@ -82,6 +82,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     # A new schedule is due at once: the retention task would remove the old events a test
     # writes while it runs. Tests apply retention themselves (test_retention.py).
     settings.retention.scheduled = False
+    settings.archive.scheduled = False  # likewise: archival moves events out under tests
     return settings
 
 

@@ -395,6 +395,43 @@ class StreamSettings(BaseModel):
     )
 
 
+class ArchiveSettings(BaseModel):
+    """Cold storage of archived events (see docs/operations.md, "Archival")."""
+
+    backend: Literal["directory", "s3"] = Field(
+        default="directory", description="where archives go: a directory, or an S3 bucket"
+    )
+    directory: Path | None = Field(
+        default=None,
+        description="directory backend: root of the archive; default <data_dir>/archive",
+    )
+    s3_bucket: str | None = Field(default=None, description="s3 backend: the bucket (must exist)")
+    s3_prefix: str = Field(
+        default="auditline/", description="s3 backend: key prefix of the archive"
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="s3 backend: endpoint of an S3-compatible store; unset for AWS"
+    )
+    s3_region: str | None = Field(default=None, description="s3 backend: region of the bucket")
+    batch_rows: int = Field(
+        default=50_000, ge=1000, le=1_000_000,
+        description="rows read, encoded and written per Parquet row group",
+    )  # fmt: skip
+    zstd_level: int = Field(default=9, ge=1, le=22, description="zstd level of the Parquet files")
+    scheduled: bool = Field(
+        default=True, description="run the archival task on the scheduler (false: by CLI only)"
+    )
+    interval_seconds: float = Field(
+        default=86_400.0, gt=0, description="how often the archival task runs"
+    )
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Self:
+        if self.backend == "s3" and not self.s3_bucket:
+            raise ValueError("archive.backend=s3 needs archive.s3_bucket")
+        return self
+
+
 class RetentionSettings(BaseModel):
     """Removing events: cleanup, the daily retention task, archival's deletes.
 
@@ -541,6 +578,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     maintenance_interval_seconds: float = Field(
         default=3600.0,
@@ -563,6 +601,10 @@ class Settings(BaseSettings):
     @property
     def bootstrap_token_path(self) -> Path:
         return self.data_dir / "bootstrap-admin.jwt"
+
+    @property
+    def archive_directory(self) -> Path:
+        return self.archive.directory or self.data_dir / "archive"
 
 
 def reference_rows(section: BaseModel | None = None, prefix: str = "AUDITLINE_") -> list[str]:

@@ -32,6 +32,8 @@ from auditline.jobs.queue import Queue
 from auditline.jobs.service import Jobs
 from auditline.jobs.sqs import SqsQueue
 from auditline.jobs.upkeep import ensure_partitions_ahead
+from auditline.lifecycle.archive.service import ArchiveService
+from auditline.lifecycle.archive.store import open_store
 from auditline.lifecycle.retention import RetentionService
 from auditline.metrics import Metrics, PoolName
 from auditline.runtime import database, signing_key
@@ -74,6 +76,7 @@ class Services:
     """Live streams; its hub listens only once started (the API's lifespan does)."""
     jobs: Jobs
     retention: RetentionService
+    archive: ArchiveService
 
 
 def job_tenant(tenant: str | None) -> TenantId:
@@ -160,46 +163,52 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 )
                 queue = build_queue(settings, pool, url)
                 jobs = Jobs(pool, queue, job_tenant)
+                retention = RetentionService(
+                    pool, writer, access, settings.retention, jobs=jobs,
+                    sealed_through=integrity_store.sealed_through,
+                )  # fmt: skip
                 try:
-                    yield Services(
-                        settings=settings,
-                        pool=pool,
-                        read_pool=read_pool,
-                        metrics=metrics,
-                        admission=ReadAdmission(settings.reads, metrics),
-                        writer=writer,
-                        access=access,
-                        signing_key=key,
-                        security=build_security(settings, pool, access, key),
-                        ingest=Ingest(writer, lookup, settings.ingest, rules, metrics),
-                        search=search,
-                        tenants=TenantService(pool, access, rules, settings.ingest),
-                        sealer=sealer,
-                        proofs=ProofService(
-                            read_pool,
-                            access,
-                            sealer,
-                            settings.integrity.seal_interval_seconds,
-                            timeout_ms=settings.reads.statement_timeout_ms,
-                            export_timeout_ms=settings.reads.export_statement_timeout_ms,
-                        ),
-                        checkpoint_verifier=checkpoint_signer.verifier,
-                        streams=StreamService(
-                            StreamHub(read_pool, PostgresAnnouncements(url), settings.stream),
-                            read_pool,
-                            access,
-                            settings.stream,
-                        ),
-                        jobs=jobs,
-                        retention=RetentionService(
-                            pool,
-                            writer,
-                            access,
-                            settings.retention,
+                    async with open_store(settings) as cold:
+                        yield Services(
+                            settings=settings,
+                            pool=pool,
+                            read_pool=read_pool,
+                            metrics=metrics,
+                            admission=ReadAdmission(settings.reads, metrics),
+                            writer=writer,
+                            access=access,
+                            signing_key=key,
+                            security=build_security(settings, pool, access, key),
+                            ingest=Ingest(writer, lookup, settings.ingest, rules, metrics),
+                            search=search,
+                            tenants=TenantService(pool, access, rules, settings.ingest),
+                            sealer=sealer,
+                            proofs=ProofService(
+                                read_pool,
+                                access,
+                                sealer,
+                                settings.integrity.seal_interval_seconds,
+                                timeout_ms=settings.reads.statement_timeout_ms,
+                                export_timeout_ms=settings.reads.export_statement_timeout_ms,
+                            ),
+                            checkpoint_verifier=checkpoint_signer.verifier,
+                            streams=StreamService(
+                                StreamHub(read_pool, PostgresAnnouncements(url), settings.stream),
+                                read_pool,
+                                access,
+                                settings.stream,
+                            ),
                             jobs=jobs,
-                            sealed_through=integrity_store.sealed_through,
-                        ),
-                    )
+                            retention=retention,
+                            # archived days leave the hot table through retention's primitive
+                            archive=ArchiveService(
+                                pool,
+                                cold,
+                                settings.archive,
+                                access,
+                                deleter=retention.delete_events,
+                            ),
+                        )
                 finally:
                     await queue.close()  # if a worker started it
             finally:

@@ -24,6 +24,7 @@ from auditline.services import Services
 from auditline.tenancy.scope import PLATFORM
 
 PARTITIONS_MAINTAIN = "partitions.maintain"
+ARCHIVE_JOB = "archive.due"
 
 
 def build_tasks(services: Services) -> Tasks:
@@ -46,10 +47,15 @@ def build_tasks(services: Services) -> Tasks:
         done = await services.retention.apply_retention()
         return {"tenants": {d.tenant: deletion_view(d) for d in done}}
 
+    async def archive_due(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        # Idempotent: a rerun archives only what is still hot and due.
+        return await services.archive.run_due_job(progress=ctx.progress)
+
     handlers: dict[str, Handler] = {
         PARTITIONS_MAINTAIN: maintain_partitions,
         CLEANUP_JOB: cleanup,
         RETENTION_JOB: apply_retention,
+        ARCHIVE_JOB: archive_due,
     }
     schedules: tuple[Schedule, ...] = (
         Schedule(
@@ -66,6 +72,15 @@ def build_tasks(services: Services) -> Tasks:
                 kind=RETENTION_JOB,
                 payload={},
                 interval_seconds=settings.retention.interval_seconds,
+            ),
+        )
+    if settings.archive.scheduled:
+        schedules += (
+            Schedule(
+                name="archive",
+                kind=ARCHIVE_JOB,
+                payload={},
+                interval_seconds=settings.archive.interval_seconds,
             ),
         )
     return Tasks(handlers=handlers, schedules=schedules)

@@ -20,7 +20,7 @@ import inspect
 import pkgutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from types import ModuleType
 from typing import Any
 
@@ -40,6 +40,7 @@ from auditline.search.model import PageRequest, Position, SearchQuery
 from auditline.search.query import Text
 from auditline.security.api_keys import generate_key
 from auditline.storage import api_keys as keys_store
+from auditline.storage import archive as archive_store
 from auditline.storage import events as events_store
 from auditline.storage import integrity as integrity_store
 from auditline.storage import jobs as jobs_store
@@ -53,6 +54,8 @@ from auditline.storage.search import stats as stats_store
 from auditline.storage.search.backend import PostgresSearch
 from auditline.storage.search.pages import SearchTuning
 from auditline.tenancy.scope import PLATFORM
+from tests.integration import archive_fixtures
+from tests.integration.archive_fixtures import OLD_DAY
 from tests.integration.conftest import ACME, GLOBEX
 from tests.integration.tenant_overlap import (
     SHARED,
@@ -591,6 +594,113 @@ async def test_set_tenant_lasts_for_its_transaction_only(
 
 
 # ---------------------------------------------------------------------------------------
+# Archival
+
+
+@pytest.fixture
+async def archived_day(pool: AsyncConnectionPool[Connection]) -> date:
+    """OLD_DAY with the same 30 events (ids, timestamps) in acme and globex, and globex
+    holding 20 more, earlier, with higher seqs."""
+    await archive_fixtures.write(pool, ACME, archive_fixtures.drafts(OLD_DAY, 30))
+    await archive_fixtures.write(pool, GLOBEX, archive_fixtures.drafts(OLD_DAY, 30))
+    earlier = [dataclasses.replace(d, timestamp=datetime.combine(OLD_DAY, time(), UTC))
+               for d in archive_fixtures.drafts(OLD_DAY, 20, seed=11)]  # fmt: skip
+    await archive_fixtures.write(pool, GLOBEX, earlier)
+    return OLD_DAY
+
+
+async def test_archive_reads_see_only_the_tenants_events(
+    bypass: AsyncConnectionPool[Connection], archived_day: date
+) -> None:
+    start = datetime.combine(archived_day, time(), UTC)
+    end = start + timedelta(days=1)
+    async with bypass.connection() as conn, conn.transaction():
+        first = await archive_store.first_event_at(conn, ACME, start, end)
+        rows = [r async for batch in archive_store.read_events(
+            conn, ACME, start, end, batch_rows=7) for r in batch]  # fmt: skip
+        holes = await archive_store.count_unarchived(conn, ACME, start, end, [[0, 9], [20, 29]])
+        whole = await archive_store.count_unarchived(conn, ACME, start, end, [[0, 29]])
+        globex = await archive_store.count_unarchived(conn, GLOBEX, start, end, [[0, 29], [49, 49]])
+    assert first is not None
+    assert first > start  # globex's first event is at midnight, acme's later
+    assert {r[0] for r in rows} == {ACME}
+    assert [r[2] for r in rows] == list(range(30))
+    assert (holes, whole, globex) == (10, 0, 19)
+
+
+async def test_restore_events_puts_back_only_the_tenants_rows(
+    bypass: AsyncConnectionPool[Connection], archived_day: date, database_url: str
+) -> None:
+    start = datetime.combine(archived_day, time(), UTC)
+    end = start + timedelta(days=1)
+    async with tenant_transaction(bypass, ACME) as conn:
+        rows = [r async for b in archive_store.read_events(conn, ACME, start, end, batch_rows=50)
+                for r in b]  # fmt: skip
+    globex = archive_fixtures.snapshot(database_url, GLOBEX)
+    acme = archive_fixtures.snapshot(database_url, ACME)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("DELETE FROM event_ids WHERE tenant_id = 'acme'")
+        conn.execute("DELETE FROM events WHERE tenant_id = 'acme'")
+    async with tenant_transaction(bypass, ACME) as conn:
+        with pytest.raises(ValueError, match="another tenant"):
+            await archive_store.restore_events(
+                conn, ACME, [(GLOBEX, *rows[0][1:])]
+            )  # fmt: skip
+    async with tenant_transaction(bypass, ACME) as conn:
+        inserted = await archive_store.restore_events(conn, ACME, rows)
+    async with tenant_transaction(bypass, ACME) as conn:
+        again = await archive_store.restore_events(conn, ACME, rows)
+    assert (inserted, again) == (30, 0)  # globex holds the same ids: not a reason to skip
+    assert archive_fixtures.snapshot(database_url, ACME) == acme
+    assert archive_fixtures.snapshot(database_url, GLOBEX) == globex
+
+
+@pytest.mark.usefixtures("pool")  # acme and globex
+async def test_unlist_removed_changes_only_the_tenants_ranges(
+    bypass: AsyncConnectionPool[Connection], database_url: str
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        for tenant in TENANTS:
+            conn.execute(
+                "INSERT INTO removed_ranges (tenant_id, first_seq, last_seq, events, reason, "
+                "actor) VALUES (%s, 0, 19, 20, 'archive', 'x'), (%s, 30, 39, 10, 'retention', "
+                "'y')", (tenant, tenant),
+            )  # fmt: skip
+    async with tenant_transaction(bypass, ACME) as conn:
+        changed = await archive_store.unlist_removed(conn, ACME, [[5, 9], [30, 39]])
+    assert changed == 2
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT tenant_id, first_seq, last_seq, events, reason, actor FROM removed_ranges "
+            "ORDER BY tenant_id, first_seq"
+        ).fetchall()
+    assert rows == [
+        (ACME, 0, 4, 5, "archive", "x"), (ACME, 10, 19, 10, "archive", "x"),
+        (GLOBEX, 0, 19, 20, "archive", "x"), (GLOBEX, 30, 39, 10, "retention", "y"),
+    ]  # fmt: skip
+
+
+@pytest.mark.usefixtures("pool")  # acme and globex
+async def test_archive_records_are_saved_and_listed_per_tenant(
+    bypass: AsyncConnectionPool[Connection],
+) -> None:
+    for tenant in TENANTS:
+        async with tenant_transaction(bypass, tenant) as conn:
+            await archive_store.save_archive(conn, tenant, OLD_DAY, {"of": tenant}, f"/{tenant}")
+    async with tenant_transaction(bypass, ACME) as conn:
+        saved = await archive_store.save_archive(conn, ACME, OLD_DAY, {"of": "again"}, "/again")
+    async with bypass.connection() as conn:
+        acme = await archive_store.list_archives(conn, ACME)
+        globex = await archive_store.list_archives(conn, GLOBEX, OLD_DAY, OLD_DAY)
+        none = await archive_store.list_archives(conn, GLOBEX, OLD_DAY + timedelta(days=1))
+    assert acme == [saved]
+    assert (saved.manifest, saved.location) == ({"of": "again"}, "/again")
+    assert [(r.tenant_id, r.manifest, r.location) for r in globex] == [
+        (GLOBEX, {"of": GLOBEX}, f"/{GLOBEX}")
+    ]
+    assert none == []
+
+
 # Removing events (retention, cleanup, archival)
 
 
@@ -876,6 +986,12 @@ COVERED: dict[str, Callable[..., Any]] = {
     "api_keys.lock_tenant_keys": test_lock_tenant_keys_counts_and_locks_only_the_tenant,
     "api_keys.revoke_api_key": test_revoke_api_key_reaches_only_the_tenants_key,
     "api_keys.touch_api_key": test_touch_api_key_reaches_only_the_tenants_key,
+    "archive.count_unarchived": test_archive_reads_see_only_the_tenants_events,
+    "archive.first_event_at": test_archive_reads_see_only_the_tenants_events,
+    "archive.list_archives": test_archive_records_are_saved_and_listed_per_tenant,
+    "archive.restore_events": test_restore_events_puts_back_only_the_tenants_rows,
+    "archive.save_archive": test_archive_records_are_saved_and_listed_per_tenant,
+    "archive.unlist_removed": test_unlist_removed_changes_only_the_tenants_ranges,
     "database.set_tenant": test_set_tenant_lasts_for_its_transaction_only,
     "jobs.insert_job": test_insert_get_and_list_jobs_keep_to_the_tenant,
     "jobs.get_job": test_insert_get_and_list_jobs_keep_to_the_tenant,

@@ -1,5 +1,5 @@
-"""The ``auditline`` command: serve, worker, migrate, token, tenants, keys, export, bench,
-tail, verify.
+"""The ``auditline`` command: serve, worker, migrate, token, tenants, keys, export, archive,
+bench, tail, verify.
 
 Commands that need the database use ``AUDITLINE_DATABASE__URL`` when set, else the embedded
 server of ``--data-dir`` (reusing the one a running ``auditline serve`` started). One module
@@ -16,7 +16,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from auditline.cli import bench, export, keys, serve, tail, tenants, tokens, verify, worker
+from auditline.cli import (
+    archive,
+    bench,
+    export,
+    keys,
+    serve,
+    tail,
+    tenants,
+    tokens,
+    verify,
+    worker,
+)
 from auditline.runtime import DataDirBusy
 from auditline.storage.embedded import EmbeddedPostgresError
 
@@ -26,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, help="data directory (default ./.auditline)")
-    for group in (serve, worker, tokens, tenants, keys, export, bench, verify, tail):
+    for group in (serve, worker, tokens, tenants, keys, export, archive, bench, verify, tail):
         group.register(sub, common)
     return parser
 

@@ -232,6 +232,36 @@ $$;
 
 
 --
+-- Name: auditline_json_compression(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.auditline_json_compression(method text DEFAULT 'lz4'::text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+DECLARE
+    part regclass;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_settings
+                    WHERE name = 'default_toast_compression' AND method = ANY (enumvals)) THEN
+        RETURN NULL;
+    END IF;
+    FOR part IN SELECT 'public.events'::regclass
+                UNION ALL
+                SELECT inhrelid::regclass FROM pg_inherits
+                 WHERE inhparent = 'public.events'::regclass
+    LOOP
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN before SET COMPRESSION %s, '
+                       'ALTER COLUMN after SET COMPRESSION %s, '
+                       'ALTER COLUMN metadata SET COMPRESSION %s',
+                       part, method, method, method);
+    END LOOP;
+    RETURN method;
+END;
+$$;
+
+
+--
 -- Name: auditline_lock_event_partition(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -480,6 +510,24 @@ CREATE TABLE public.api_keys (
     CONSTRAINT api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['logs:write'::text, 'logs:read'::text]))),
     CONSTRAINT api_keys_secret_hash_check CHECK ((length(secret_hash) = 32))
 );
+
+
+--
+-- Name: archives; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.archives (
+    tenant_id text NOT NULL,
+    day date NOT NULL,
+    manifest jsonb NOT NULL,
+    location text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT archives_location_check CHECK (((length(location) >= 1) AND (length(location) <= 2000))),
+    CONSTRAINT archives_manifest_check CHECK ((jsonb_typeof(manifest) = 'object'::text))
+);
+
+ALTER TABLE ONLY public.archives FORCE ROW LEVEL SECURITY;
 
 
 --
@@ -786,6 +834,14 @@ ALTER TABLE ONLY public.api_keys
 
 
 --
+-- Name: archives archives_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.archives
+    ADD CONSTRAINT archives_pkey PRIMARY KEY (tenant_id, day);
+
+
+--
 -- Name: checkpoints checkpoints_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1042,6 +1098,14 @@ ALTER TABLE ONLY public.api_keys
 
 
 --
+-- Name: archives archives_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.archives
+    ADD CONSTRAINT archives_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
 -- Name: checkpoints checkpoints_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1096,6 +1160,12 @@ ALTER TABLE ONLY public.tenant_secrets
 ALTER TABLE public.api_keys ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: archives; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.archives ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: checkpoints; Type: ROW SECURITY; Schema: public; Owner: -
 --
 
@@ -1148,6 +1218,13 @@ ALTER TABLE public.removed_ranges ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY tenant_isolation ON public.api_keys USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
+
+
+--
+-- Name: archives tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.archives USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
 
 
 --
@@ -1308,6 +1385,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.jobs TO auditline_app;
 --
 
 GRANT ALL ON FUNCTION public.auditline_jobs_all(p_id uuid, p_kind text, p_status text, p_after_created timestamp with time zone, p_after_id uuid, p_limit integer) TO auditline_app;
+
+
+--
+-- Name: FUNCTION auditline_json_compression(method text); Type: ACL; Schema: public; Owner: -
+--
+
+GRANT ALL ON FUNCTION public.auditline_json_compression(method text) TO auditline_app;
 
 
 --
@@ -1967,6 +2051,13 @@ GRANT ALL ON FUNCTION public.gin_numeric_cmp(numeric, numeric) TO auditline_app;
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.api_keys TO auditline_app;
+
+
+--
+-- Name: TABLE archives; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.archives TO auditline_app;
 
 
 --
