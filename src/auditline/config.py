@@ -277,6 +277,24 @@ class SearchSettings(BaseModel):
     stats_max_buckets: int = Field(default=2000, ge=1, description="timeline buckets at most")
 
 
+class BackupSettings(BaseModel):
+    """Scheduled backups (``auditline backup`` runs one by hand; see docs/operations.md)."""
+
+    dir: Path | None = Field(
+        default=None, description="where scheduled backups go; default <data_dir>/backups"
+    )
+    keep: int = Field(default=7, ge=1, description="complete scheduled backups kept, newest")
+    interval_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="how often the scheduler takes a backup (0: never; use your database's "
+        "snapshots instead)",
+    )
+    compress_level: int = Field(
+        default=1, ge=0, le=9, description="gzip level of the pg_dump archive (0: none)"
+    )
+
+
 class Settings(BaseSettings):
     """All of Auditline's configuration."""
 
@@ -298,6 +316,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     maintenance_interval_seconds: float = Field(
         default=3600.0, gt=0, description="how often partitions ahead are checked"
     )
@@ -305,6 +324,10 @@ class Settings(BaseSettings):
     @property
     def signing_key_path(self) -> Path:
         return self.auth.signing_key_file or self.data_dir / "signing-key.pem"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.backup.dir or self.data_dir / "backups"
 
     @property
     def bootstrap_token_path(self) -> Path:

@@ -21,6 +21,7 @@ from auditline.ingest.service import Ingest
 from auditline.ingest.tenant_rules import TenantRules, database_loader
 from auditline.ingest.writer import EventWriter
 from auditline.jobs.upkeep import ensure_partitions_ahead
+from auditline.lifecycle.backup import Backups
 from auditline.runtime import database, signing_key
 from auditline.search.service import SearchService
 from auditline.security.service import Security, build_security
@@ -45,6 +46,7 @@ class Services:
     ingest: Ingest
     search: SearchService
     tenants: TenantService
+    backups: Backups
 
 
 @asynccontextmanager
@@ -85,6 +87,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     ingest=Ingest(writer, search.events, settings.ingest, rules),
                     search=search,
                     tenants=TenantService(pool, access, rules, settings.ingest),
+                    backups=Backups(settings, url),
                 )
             finally:
                 await writer.close()
