@@ -247,7 +247,7 @@ def _write_last(path: Path, manifest: dict[str, Any]) -> None:
         os.close(fd)
 
 
-async def _run(url: str, name: str, *args: str) -> None:
+async def _run(url: str, name: str, *args: str, options: str | None = None) -> None:
     """Run one of the wheel's client programs against *url*.
 
     The password, if any, goes through the environment rather than the command line,
@@ -258,6 +258,8 @@ async def _run(url: str, name: str, *args: str) -> None:
     password = params.pop("password", None)
     if password is not None:
         env["PGPASSWORD"] = str(password)
+    if options is not None:
+        env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {options}".strip()
     command = [
         str(program(name)),
         "--no-password",
@@ -411,6 +413,7 @@ async def restore(
     await _run(
         url, "pg_restore", "--single-transaction", "--exit-on-error", "--no-owner",
         str(source / DUMP),
+        options=f"-c maintenance_work_mem={settings.backup.restore_memory_mb}MB",
     )  # fmt: skip
     async with inventory.direct_connection(url) as conn:
         tables = await inventory.table_row_counts(conn)
