@@ -13,6 +13,7 @@ import asyncio
 import json
 import shutil
 import stat
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,11 @@ from auditline.lifecycle.backup import (
     MANIFEST,
     BackupBusy,
     BackupCorrupt,
+    BackupError,
     Backups,
     RestoreMismatch,
     _exclusive,
+    backup,
     verify,
 )
 from auditline.services import open_services
@@ -191,6 +194,10 @@ def test_restore_into_an_empty_database_by_url(
         assert result.manifest["events"] == sum(result.manifest["events_by_tenant"].values())
         assert snapshot(env_url)["rows"] == source.at_backup["rows"]
         assert key_bytes(tmp_path / "data") == source.keys
+
+        again = asyncio.run(backup(env_url, settings, tmp_path / "again"))
+        assert again.manifest["tables"] == result.manifest["tables"]
+        assert again.manifest["events_by_tenant"] == result.manifest["events_by_tenant"]
     finally:
         with psycopg.connect(pg_server.url(), autocommit=True) as conn:
             conn.execute("DROP DATABASE restored_by_url WITH (FORCE)")
@@ -201,6 +208,68 @@ async def _restore(settings: Settings, backup: Path) -> Any:
 
     assert settings.database.url is not None
     return await restore(settings.database.url, settings, backup)
+
+
+@pytest.fixture
+def empty_database(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    name = f"restore_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield pg_server.url(name)
+    finally:
+        with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_backup_taken_while_events_are_written_matches_its_own_counts(
+    source: Source, tmp_path: Path, empty_database: str
+) -> None:
+    """The dump and the manifest's counts come from one snapshot: restore's count check
+    (which raises on any difference) passes although writes went on throughout."""
+    settings = settings_for(source.data_dir)
+
+    async def backup_under_writes() -> Any:
+        async with open_services(settings) as services:
+            written = asyncio.Event()
+            writes = asyncio.create_task(
+                seed(
+                    services.pool, events=10_000, tenants=2, prefix="busy", batch_size=50,
+                    progress=lambda _: written.set(),
+                )
+            )  # fmt: skip
+            await written.wait()  # a first batch is committed, more are coming
+            try:
+                return await backup(source.server.url(), settings, tmp_path / "backup")
+            finally:
+                await writes
+
+    made = asyncio.run(backup_under_writes())
+    busy = sum(n for t, n in made.manifest["events_by_tenant"].items() if t.startswith("busy"))
+    assert 0 < busy < 10_000, "the backup did not overlap the writes"
+
+    target = settings_for(tmp_path / "data")
+    target.database.url = empty_database
+    restored = asyncio.run(_restore(target, tmp_path / "backup"))
+    assert restored.manifest["events_by_tenant"] == made.manifest["events_by_tenant"]
+
+
+def test_a_role_that_cannot_see_every_tenant_cannot_take_a_backup(
+    source: Source, tmp_path: Path, empty_database: str, pg_server: EmbeddedPostgres
+) -> None:
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS backup_without_bypass")
+        conn.execute("CREATE ROLE backup_without_bypass LOGIN NOBYPASSRLS")
+    target = settings_for(tmp_path / "data")
+    target.database.url = empty_database
+    asyncio.run(_restore(target, source.backup))
+    limited = empty_database.replace(
+        "postgresql://postgres@", "postgresql://backup_without_bypass@"
+    )
+    assert limited != empty_database
+    with pytest.raises(BackupError, match="bypasses row-level security"):
+        asyncio.run(backup(limited, target, tmp_path / "backup"))
+    assert not (tmp_path / "backup").exists()
 
 
 def _flip_byte(path: Path) -> None:
@@ -232,10 +301,21 @@ def test_a_damaged_backup_is_refused_before_anything_is_restored(
     damage(backup)
     target = tmp_path / "data"
 
+    assert cli("restore", "--from", str(backup), "--verify-only", data_dir=target) == 1
+    assert expected in capsys.readouterr().err
     assert cli("restore", "--from", str(backup), data_dir=target) == 1
 
     assert expected in capsys.readouterr().err
     assert not target.exists(), "a refused restore created or changed the target"
+
+
+def test_verify_only_accepts_an_intact_backup(
+    source: Source, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("restore", "--from", str(source.backup), "--verify-only", data_dir=tmp_path) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["events"] == len(source.at_backup["rows"]["events"])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_manifest_naming_files_outside_the_backup_is_refused(

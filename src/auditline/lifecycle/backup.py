@@ -139,8 +139,6 @@ async def backup(url: str, settings: Settings, out: Path) -> BackupResult:
     """
     started = time.monotonic()
     created_at = datetime.now(UTC)
-    _prepare(out)
-
     async with inventory.snapshot_transaction(url) as (conn, snapshot):
         if not await inventory.bypasses_row_security(conn):
             raise BackupError(
@@ -150,6 +148,7 @@ async def backup(url: str, settings: Settings, out: Path) -> BackupResult:
         migrations = await inventory.applied_migrations(conn)
         if not migrations:
             raise BackupError("the database holds no Auditline schema; nothing to back up")
+        await asyncio.to_thread(_prepare, out)
         level = settings.backup.compress_level
         dump = asyncio.create_task(
             _run(
