@@ -418,3 +418,11 @@ def test_a_second_backup_into_the_same_directory_at_once_is_refused(
     with _exclusive(tmp_path), pytest.raises(BackupBusy):
         asyncio.run(backups.backup_to(tmp_path))
     assert [p.name for p in tmp_path.iterdir()] == [".lock"]
+
+
+def test_backing_up_a_data_dir_without_a_database_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("backup", "--out", str(tmp_path / "out"), data_dir=tmp_path / "none") == 1
+    assert "holds no database" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

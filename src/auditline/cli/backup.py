@@ -41,6 +41,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    if not settings.database.url and not (settings.data_dir / "postgres" / "PG_VERSION").exists():
+        print(f"error: {settings.data_dir} holds no database to back up", file=sys.stderr)
+        return 1
     try:
         with database(settings) as url:
             result = asyncio.run(backup(url, settings, args.out))
