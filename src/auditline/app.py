@@ -1,23 +1,22 @@
 """The application factory: routes, middleware and error handlers, and a lifespan that
-opens the services (``services.open_services``) and runs the process's upkeep."""
+opens the services (``services.open_services``) and, unless ``jobs.in_process_worker`` is
+off, runs a worker and the scheduler in the process (``tasks.background``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
 from auditline import __version__
-from auditline.api import api_keys, health, logs, search, tenants, wellknown
+from auditline.api import api_keys, health, jobs, logs, search, tenants, wellknown
 from auditline.api.errors import install_error_handlers, no_such_websocket
 from auditline.api.middleware import EdgeMiddleware
 from auditline.config import Settings
-from auditline.jobs.upkeep import maintain_partitions
 from auditline.services import open_services
+from auditline.tasks import background
 
 
 def _freeze_startup_objects() -> None:
@@ -38,16 +37,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings) as services:
+        async with open_services(settings) as services, AsyncExitStack() as stack:
             app.state.services = services
-            upkeep = asyncio.create_task(maintain_partitions(services.writer, settings))
+            if settings.jobs.in_process_worker:
+                # Partition upkeep and every other periodic task run on the scheduler.
+                await stack.enter_async_context(background(services))
             _freeze_startup_objects()
-            try:
-                yield
-            finally:
-                upkeep.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await upkeep
+            yield
 
     app = FastAPI(
         title="Auditline",
@@ -62,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(logs.router)
     app.include_router(tenants.router)
     app.include_router(api_keys.router)
+    app.include_router(jobs.router)
     app.include_router(wellknown.router)
     app.add_api_websocket_route("/{path:path}", no_such_websocket)  # last: nothing else matched
     app.add_middleware(

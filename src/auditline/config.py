@@ -277,6 +277,79 @@ class SearchSettings(BaseModel):
     stats_max_buckets: int = Field(default=2000, ge=1, description="timeline buckets at most")
 
 
+class SqsSettings(BaseModel):
+    """The Amazon SQS queue backend (``jobs.backend = "sqs"``); see docs/operations.md."""
+
+    endpoint_url: str | None = Field(
+        default=None, description="SQS endpoint; unset: the region's AWS endpoint"
+    )
+    region: str = Field(default="us-east-1", description="AWS region of the queues")
+    queue_name: str = Field(default="auditline-jobs", description="the standard queue")
+    dead_letter_queue_name: str = Field(
+        default="auditline-jobs-dlq", description="where the redrive policy moves dead messages"
+    )
+    create_queues: bool = Field(
+        default=False,
+        description="create both queues and the redrive policy if missing (dev and tests; in "
+        "production provision them and grant no sqs:CreateQueue)",
+    )
+    access_key_id: str | None = Field(
+        default=None, description="static credentials; unset: the AWS default chain"
+    )
+    secret_access_key: SecretStr | None = Field(default=None, description="with access_key_id")
+    relay_batch: int = Field(
+        default=10, ge=1, le=10, description="outbox rows sent per SendMessageBatch"
+    )
+
+
+class JobsSettings(BaseModel):
+    """Background work: the queue, the workers and the scheduler (docs/architecture.md)."""
+
+    backend: Literal["postgres", "sqs"] = Field(
+        default="postgres", description="queue backend: the database itself, or Amazon SQS"
+    )
+    in_process_worker: bool = Field(
+        default=True,
+        description="`serve` runs a worker (and the scheduler) in each API process; turn off "
+        "when dedicated `auditline worker` processes run",
+    )
+    concurrency: int = Field(default=4, ge=1, le=256, description="tasks one worker runs at once")
+    visibility_timeout_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=43_200,
+        description="a received task is hidden this long; a live worker extends it (heartbeat), "
+        "a dead worker's task is delivered again after it",
+    )
+    max_receives: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="deliveries of a task before it is dead-lettered and its job failed",
+    )
+    retry_base_seconds: float = Field(
+        default=2.0, ge=0, description="first retry delay after a failure; doubles each time"
+    )
+    retry_max_seconds: float = Field(default=300.0, ge=0, description="longest retry delay")
+    poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=20,
+        description="longest an idle worker waits before looking again (new work wakes it at "
+        "once: NOTIFY for PostgreSQL, long polling for SQS)",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="a stopping worker waits this long for running tasks, "
+        "then releases them to other workers",
+    )
+    scheduler: bool = Field(
+        default=True, description="workers also run the periodic-task scheduler"
+    )
+    sqs: SqsSettings = Field(default_factory=SqsSettings)
+
+
 class BackupSettings(BaseModel):
     """Scheduled backups (``auditline backup`` runs one by hand; see docs/operations.md)."""
 
@@ -322,9 +395,12 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     maintenance_interval_seconds: float = Field(
-        default=3600.0, gt=0, description="how often partitions ahead are checked"
+        default=3600.0,
+        gt=0,
+        description="how often partitions ahead are checked (a scheduled task)",
     )
 
     @property

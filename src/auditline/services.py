@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import Settings
+from auditline.domain.tenants import TenantId
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.service import Ingest
 from auditline.ingest.tenant_rules import TenantRules, database_loader
 from auditline.ingest.writer import EventWriter
+from auditline.jobs.postgres import PostgresQueue
+from auditline.jobs.queue import Queue
+from auditline.jobs.service import Jobs
+from auditline.jobs.sqs import SqsQueue
 from auditline.jobs.upkeep import ensure_partitions_ahead
 from auditline.lifecycle.backup import Backups
 from auditline.runtime import database, signing_key
@@ -30,6 +35,7 @@ from auditline.storage.database import Connection, open_pool
 from auditline.storage.migrations import migrate
 from auditline.storage.rls import require_row_level_security
 from auditline.storage.search.backend import postgres_search_service
+from auditline.tenancy.scope import PLATFORM, for_system
 from auditline.tenancy.service import TenantService
 
 
@@ -46,7 +52,35 @@ class Services:
     ingest: Ingest
     search: SearchService
     tenants: TenantService
+    jobs: Jobs
     backups: Backups
+
+
+def job_tenant(tenant: str | None) -> TenantId:
+    """The tenant a job acts on: the one it was submitted for (None: the platform)."""
+    if tenant is None:
+        return PLATFORM
+    return for_system(tenant, reason="a job acts on the tenant it was submitted for")
+
+
+def build_queue(settings: Settings, pool: AsyncConnectionPool[Connection], url: str) -> Queue:
+    """The configured queue backend (connected lazily, by the worker that receives)."""
+    jobs = settings.jobs
+    if jobs.backend == "sqs":
+        return SqsQueue(
+            pool,
+            url,
+            jobs.sqs,
+            visibility_seconds=jobs.visibility_timeout_seconds,
+            max_receives=jobs.max_receives,
+            poll_seconds=jobs.poll_seconds,
+        )
+    return PostgresQueue(
+        pool,
+        url,
+        visibility_seconds=jobs.visibility_timeout_seconds,
+        max_receives=jobs.max_receives,
+    )
 
 
 @asynccontextmanager
@@ -77,18 +111,23 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     database_loader(pool), ttl_seconds=settings.ingest.masking_rules_ttl_seconds
                 )
                 search = postgres_search_service(pool, settings.search, key.private, access)
-                yield Services(
-                    settings=settings,
-                    pool=pool,
-                    writer=writer,
-                    access=access,
-                    signing_key=key,
-                    security=build_security(settings, pool, access, key),
-                    ingest=Ingest(writer, search.events, settings.ingest, rules),
-                    search=search,
-                    tenants=TenantService(pool, access, rules, settings.ingest),
-                    backups=Backups(settings, url),
-                )
+                queue = build_queue(settings, pool, url)
+                try:
+                    yield Services(
+                        settings=settings,
+                        pool=pool,
+                        writer=writer,
+                        access=access,
+                        signing_key=key,
+                        security=build_security(settings, pool, access, key),
+                        ingest=Ingest(writer, search.events, settings.ingest, rules),
+                        search=search,
+                        tenants=TenantService(pool, access, rules, settings.ingest),
+                        jobs=Jobs(pool, queue, job_tenant),
+                        backups=Backups(settings, url),
+                    )
+                finally:
+                    await queue.close()  # if a worker started it
             finally:
                 await writer.close()
         finally:

@@ -31,7 +31,7 @@ from auditline.config import Settings
 from tests.conftest import TokenFactory, bearer
 
 PRINCIPALS = ("admin", "auditor", "user", "key:write", "key:read", "platform")
-Resource = Literal["event", "user_event", "key"] | None
+Resource = Literal["event", "user_event", "key", "job"] | None
 Body = Callable[[str, int], Any]
 
 
@@ -85,6 +85,9 @@ ROWS = [
         body=lambda t, n: {"name": f"matrix {n}", "scopes": ["logs:read"], "tenant_id": t}),
     Row("DELETE", "/api/v1/api-keys/{id}",        (204, 403, 403, 403, 403, 204), 403,
         resource="key"),
+    Row("GET",  "/api/v1/jobs",                   (200, 403, 403, 403, 403, 200), 200),
+    Row("GET",  "/api/v1/jobs/{id}",              (200, 403, 403, 403, 403, 200), 200,
+        resource="job"),
 ]  # fmt: skip
 
 
@@ -151,6 +154,17 @@ async def build_world(
         row = conn.execute("SELECT id FROM events WHERE tenant_id = 'platform' LIMIT 1").fetchone()
     assert row is not None
     events[("platform", "event")] = events[("platform", "user_event")] = str(row[0])
+    # Jobs (as the service submits them): one per tenant and one platform job to probe with,
+    # and a globex job no acme principal ever names.
+    hidden_job = uuid.uuid4()
+    with psycopg.connect(database_url) as conn:
+        for owner in ("acme", "globex", None):
+            job_id = uuid.uuid4()
+            conn.execute("INSERT INTO jobs (id, tenant_id, kind) VALUES (%s, %s, %s)",
+                         (job_id, owner, f"{owner or 'platform'}-matrix-kind"))  # fmt: skip
+            events[(owner or "platform", "job")] = str(job_id)
+        conn.execute("INSERT INTO jobs (id, tenant_id, kind, error) VALUES "
+                     "(%s, 'globex', 'globex-secret-kind', 'globex-job-error')", (hidden_job,))  # fmt: skip
     tokens = {
         "admin": owners["acme"],
         "auditor": bearer(make_token("auditor", "acme", sub="acme-auditor")),
@@ -162,7 +176,7 @@ async def build_world(
     markers = {
         "Globex", "globex-admin", "globex-user", "globex-confidential-message",
         "globex-invoice-99", "globex-key-name", globex_key["id"], globex_key["prefix"],
-        secret,
+        secret, str(hidden_job), "globex-secret-kind", "globex-job-error",
     }  # fmt: skip
     return World(http, tokens, owners, events, markers, itertools.count())
 

@@ -38,12 +38,15 @@ from auditline.search.model import PageRequest, Position, SearchQuery
 from auditline.security.api_keys import generate_key
 from auditline.storage import api_keys as keys_store
 from auditline.storage import events as events_store
+from auditline.storage import jobs as jobs_store
+from auditline.storage import queue as queue_store
 from auditline.storage import tenants as tenants_store
 from auditline.storage.database import Connection, open_pool, set_tenant, tenant_transaction
 from auditline.storage.search import pages as search_store
 from auditline.storage.search import stats as stats_store
 from auditline.storage.search.backend import PostgresSearch
 from auditline.storage.search.pages import SearchTuning
+from auditline.tenancy.scope import PLATFORM
 from tests.integration.conftest import ACME, GLOBEX
 from tests.integration.tenant_overlap import (
     SHARED,
@@ -538,6 +541,104 @@ async def test_set_tenant_lasts_for_its_transaction_only(
 
 
 # ---------------------------------------------------------------------------------------
+# Jobs
+
+
+def job_rows(database_url: str) -> dict[uuid.UUID, tuple[Any, ...]]:
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute(
+            "SELECT id, tenant_id, status, attempts, progress, error, lease_until FROM jobs"
+        ).fetchall()
+    return {row[0]: row[1:] for row in found}
+
+
+@pytest.fixture
+async def jobs(
+    bypass: AsyncConnectionPool[Connection], pool: AsyncConnectionPool[Connection]
+) -> dict[TenantId, list[uuid.UUID]]:
+    """Two jobs each for acme, globex and the platform (tenant_id NULL), same kinds."""
+    made: dict[TenantId, list[uuid.UUID]] = {}
+    for tenant in (ACME, GLOBEX, PLATFORM):
+        made[tenant] = [uuid.uuid4(), uuid.uuid4()]
+        async with tenant_transaction(bypass, tenant) as conn:
+            for job_id in made[tenant]:
+                await jobs_store.insert_job(conn, tenant, job_id, "shared.kind", {"t": tenant})
+    return made
+
+
+async def test_insert_get_and_list_jobs_keep_to_the_tenant(
+    bypass: AsyncConnectionPool[Connection],
+    jobs: dict[TenantId, list[uuid.UUID]],
+    database_url: str,
+) -> None:
+    stored = job_rows(database_url)
+    assert {k: v[0] for k, v in stored.items()} == {
+        j: (None if t == PLATFORM else t) for t, ids in jobs.items() for j in ids
+    }
+    for tenant, ids in jobs.items():
+        others = [j for t, js in jobs.items() if t != tenant for j in js]
+        async with tenant_transaction(bypass, tenant) as conn:
+            for job_id in ids:
+                got = await jobs_store.get_job(conn, tenant, job_id)
+                assert got is not None
+                assert got.id == job_id
+            for job_id in others:
+                assert await jobs_store.get_job(conn, tenant, job_id) is None
+            listed = await jobs_store.list_jobs(
+                conn, tenant, kind="shared.kind", status=None, after=None, limit=10
+            )
+            assert sorted(j.id for j in listed) == sorted(ids)
+            first = listed[0]
+            rest = await jobs_store.list_jobs(
+                conn, tenant, kind=None, status="queued", after=(first.created_at, first.id),
+                limit=10,
+            )  # fmt: skip
+            assert [j.id for j in rest] == [listed[1].id]
+
+
+async def test_start_finish_progress_and_lease_reach_only_the_tenants_job(
+    bypass: AsyncConnectionPool[Connection],
+    jobs: dict[TenantId, list[uuid.UUID]],
+    database_url: str,
+) -> None:
+    before = job_rows(database_url)
+    for tenant in (ACME, GLOBEX, PLATFORM):
+        foreign = [j for t, js in jobs.items() if t != tenant for j in js]
+        async with tenant_transaction(bypass, tenant) as conn:
+            for job_id in foreign:  # another tenant's job: as absent, and untouched
+                assert await jobs_store.start_job(conn, tenant, job_id, lease_seconds=60) is None
+                await jobs_store.extend_lease(conn, tenant, job_id, 60)
+                await jobs_store.set_progress(conn, tenant, job_id, 0.5)
+                assert not await jobs_store.finish_job(
+                    conn, tenant, job_id, status="failed", error="x"
+                )
+    assert job_rows(database_url) == before
+    mine = jobs[ACME][0]
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await jobs_store.start_job(conn, ACME, mine, lease_seconds=60) == "started"
+        assert await jobs_store.start_job(conn, ACME, mine, lease_seconds=60) == "leased"
+        await jobs_store.set_progress(conn, ACME, mine, {"n": 1})
+        assert await jobs_store.finish_job(conn, ACME, mine, status="succeeded", result={})
+    after = job_rows(database_url)
+    assert after[mine][1:4] == ("succeeded", 1, {"n": 1})
+    assert {k: v for k, v in after.items() if k != mine} == {
+        k: v for k, v in before.items() if k != mine
+    }
+
+
+async def test_a_queued_message_carries_its_tenant_to_the_receiver(
+    bypass: AsyncConnectionPool[Connection],
+) -> None:
+    sent = {uuid.uuid4(): t for t in ("acme", "globex", None)}
+    async with bypass.connection() as conn, conn.transaction():
+        for job_id, tenant in sent.items():
+            await queue_store.send(conn, job_id=job_id, kind="k", tenant_id=tenant, payload={})
+        got, dead = await queue_store.receive(conn, limit=10, visibility_seconds=60, max_receives=5)
+    assert dead == []
+    assert {m.job_id: m.tenant_id for m in got} == sent
+
+
+# ---------------------------------------------------------------------------------------
 # Every repository function that takes a tenant has a test above
 
 COVERED: dict[str, Callable[..., Any]] = {
@@ -547,6 +648,14 @@ COVERED: dict[str, Callable[..., Any]] = {
     "api_keys.revoke_api_key": test_revoke_api_key_reaches_only_the_tenants_key,
     "api_keys.touch_api_key": test_touch_api_key_reaches_only_the_tenants_key,
     "database.set_tenant": test_set_tenant_lasts_for_its_transaction_only,
+    "jobs.insert_job": test_insert_get_and_list_jobs_keep_to_the_tenant,
+    "jobs.get_job": test_insert_get_and_list_jobs_keep_to_the_tenant,
+    "jobs.list_jobs": test_insert_get_and_list_jobs_keep_to_the_tenant,
+    "jobs.start_job": test_start_finish_progress_and_lease_reach_only_the_tenants_job,
+    "jobs.extend_lease": test_start_finish_progress_and_lease_reach_only_the_tenants_job,
+    "jobs.set_progress": test_start_finish_progress_and_lease_reach_only_the_tenants_job,
+    "jobs.finish_job": test_start_finish_progress_and_lease_reach_only_the_tenants_job,
+    "queue.send": test_a_queued_message_carries_its_tenant_to_the_receiver,
     "events.get_event": test_get_event_returns_only_the_tenants_own_event,
     "events.insert_events": test_the_same_event_id_in_two_tenants_is_two_events,
     "events.send_insert": test_the_same_event_id_in_two_tenants_is_two_events,

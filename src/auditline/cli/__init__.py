@@ -1,4 +1,4 @@
-"""The ``auditline`` command: serve, migrate, token, tenants, keys, export, backup, bench.
+"""The ``auditline`` command: serve, worker, migrate, token, tenants, keys, export, backup...
 
 Commands that need the database use ``AUDITLINE_DATABASE__URL`` when set, else the embedded
 server of ``--data-dir`` (reusing the one a running ``auditline serve`` started). One module
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from auditline.cli import backup, bench, export, keys, serve, tenants, tokens
+from auditline.cli import backup, bench, export, keys, serve, tenants, tokens, worker
 from auditline.runtime import DataDirBusy
 from auditline.storage.embedded import EmbeddedPostgresError
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, help="data directory (default ./.auditline)")
-    for group in (serve, tokens, tenants, keys, export, backup, bench):
+    for group in (serve, worker, tokens, tenants, keys, export, backup, bench):
         group.register(sub, common)
     return parser
 

@@ -1,0 +1,1 @@
+"""Tests of background work; ``support`` holds the test-only task handlers."""
