@@ -357,11 +357,11 @@ class BackupSettings(BaseModel):
         default=None, description="where scheduled backups go; default <data_dir>/backups"
     )
     keep: int = Field(default=7, ge=1, description="complete scheduled backups kept, newest")
-    interval_seconds: float = Field(
-        default=86_400.0,
+    interval_seconds: float | None = Field(
+        default=None,
         ge=0,
-        description="how often the scheduler takes a backup (0: never; use your database's "
-        "snapshots instead)",
+        description="how often the scheduler takes a backup; unset: daily with the embedded "
+        "server, never with an external database.url (use its snapshots); 0: never",
     )
     compress_level: int = Field(
         default=1, ge=0, le=9, description="gzip level of the pg_dump archive (0: none)"
@@ -410,6 +410,15 @@ class Settings(BaseSettings):
     @property
     def backup_dir(self) -> Path:
         return self.backup.dir or self.data_dir / "backups"
+
+    @property
+    def backup_interval_seconds(self) -> float:
+        """0 when scheduled backups are off. An external database has its own backups
+        (snapshots, point-in-time recovery), and a dump of it onto whichever host's worker
+        runs the task would be both heavy and scattered, so it takes an explicit setting."""
+        if self.backup.interval_seconds is not None:
+            return self.backup.interval_seconds
+        return 0.0 if self.database.url else 86_400.0
 
     @property
     def bootstrap_token_path(self) -> Path:

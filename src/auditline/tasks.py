@@ -16,9 +16,11 @@ from auditline.jobs.scheduler import Scheduler
 from auditline.jobs.service import Handler, JobContext, Schedule, Tasks
 from auditline.jobs.upkeep import ensure_partitions_ahead
 from auditline.jobs.worker import Worker
+from auditline.lifecycle.backup import BackupBusy
 from auditline.services import Services
 
 PARTITIONS_MAINTAIN = "partitions.maintain"
+BACKUP_CREATE = "backup.create"
 
 
 def build_tasks(services: Services) -> Tasks:
@@ -30,16 +32,37 @@ def build_tasks(services: Services) -> Tasks:
         await ensure_partitions_ahead(services.writer, settings)
         return {"months_ahead": settings.database.partition_months_ahead}
 
-    handlers: dict[str, Handler] = {PARTITIONS_MAINTAIN: maintain_partitions}
-    schedules = (
+    async def create_backup(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        # Idempotent in effect: a second run makes one more complete backup and rotation
+        # trims back to backup.keep; a run while another writes into the same directory
+        # (a redelivery on another host sharing it) is skipped rather than doubled.
+        try:
+            return await services.backups.backup_to()
+        except BackupBusy as exc:
+            return {"skipped": str(exc)}
+
+    handlers: dict[str, Handler] = {
+        PARTITIONS_MAINTAIN: maintain_partitions,
+        BACKUP_CREATE: create_backup,
+    }
+    schedules = [
         Schedule(
             name="partitions",
             kind=PARTITIONS_MAINTAIN,
             payload={},
             interval_seconds=settings.maintenance_interval_seconds,
         ),
-    )
-    return Tasks(handlers=handlers, schedules=schedules)
+    ]
+    if settings.backup_interval_seconds > 0:
+        schedules.append(
+            Schedule(
+                name="backup",
+                kind=BACKUP_CREATE,
+                payload={},
+                interval_seconds=settings.backup_interval_seconds,
+            )
+        )
+    return Tasks(handlers=handlers, schedules=tuple(schedules))
 
 
 @asynccontextmanager

@@ -41,6 +41,7 @@ from auditline.lifecycle.backup import (
 )
 from auditline.services import open_services
 from auditline.storage.embedded import EmbeddedPostgres
+from auditline.tasks import BACKUP_CREATE, background, build_tasks
 from auditline.tenancy.scope import for_system
 
 pytestmark = pytest.mark.slow
@@ -426,3 +427,49 @@ def test_backing_up_a_data_dir_without_a_database_creates_nothing(
     assert cli("backup", "--out", str(tmp_path / "out"), data_dir=tmp_path / "none") == 1
     assert "holds no database" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_backup_task_runs_on_the_worker_as_a_platform_job(
+    source: Source, tmp_path: Path
+) -> None:
+    settings = settings_for(source.data_dir, backup=BackupSettings(dir=tmp_path / "b", keep=1))
+    settings.jobs.scheduler = False  # submitted by hand below, not by the clock
+
+    async def run() -> tuple[list[str], Any]:
+        async with open_services(settings) as services:
+            tasks = build_tasks(services)
+            scheduled = [s.kind for s in tasks.schedules if s.name == "backup"]
+            async with background(services, tasks):
+                job_id = await services.jobs.submit(BACKUP_CREATE, {}, tenant=None)
+                for _ in range(600):
+                    with psycopg.connect(source.server.url()) as conn:
+                        row = conn.execute(
+                            "SELECT status, tenant_id, result FROM jobs WHERE id = %s", (job_id,)
+                        ).fetchone()
+                    if row and row[0] in ("succeeded", "failed"):
+                        return scheduled, row
+                    await asyncio.sleep(0.1)
+            return scheduled, None
+
+    scheduled, row = asyncio.run(run())
+    assert scheduled == [BACKUP_CREATE]  # the embedded server's default: daily
+    assert row is not None
+    assert row[0] == "succeeded", row
+    assert row[1] is None  # a platform job, in no tenant's list
+    made = Path(row[2]["path"])
+    assert made.parent == tmp_path / "b"
+    assert verify(made)["events"] == row[2]["events"]
+
+
+@pytest.mark.parametrize(
+    ("url", "interval", "expected"),
+    [(None, None, 86_400.0), ("postgresql://db/x", None, 0.0), ("postgresql://db/x", 3600, 3600),
+     (None, 0, 0.0)],
+)  # fmt: skip
+def test_scheduled_backups_default_to_daily_only_with_the_embedded_server(
+    url: str | None, interval: float | None, expected: float
+) -> None:
+    settings = Settings(
+        database=DatabaseSettings(url=url), backup=BackupSettings(interval_seconds=interval)
+    )
+    assert settings.backup_interval_seconds == expected
