@@ -10,6 +10,7 @@ row-level security flags, policies, triggers, grants), and both keys byte for by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import stat
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 from psycopg import sql
@@ -473,3 +475,32 @@ def test_scheduled_backups_default_to_daily_only_with_the_embedded_server(
         database=DatabaseSettings(url=url), backup=BackupSettings(interval_seconds=interval)
     )
     assert settings.backup_interval_seconds == expected
+
+
+def test_a_cancelled_backup_leaves_no_pg_dump_running(source: Source, tmp_path: Path) -> None:
+    """A worker that stops mid-backup cancels the task: pg_dump must go with it."""
+    me = psutil.Process()
+
+    def dumps() -> list[psutil.Process]:
+        return [p for p in me.children(recursive=True) if p.name() == "pg_dump"]
+
+    async def cancel_mid_dump() -> bool:
+        with psycopg.connect(source.server.url()) as blocker:
+            blocker.execute("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")  # pg_dump waits
+            task = asyncio.create_task(
+                backup(source.server.url(), settings_for(source.data_dir), tmp_path / "b")
+            )
+            for _ in range(300):
+                if dumps():
+                    break
+                await asyncio.sleep(0.1)
+            running = bool(dumps())
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            blocker.rollback()
+        return running
+
+    assert asyncio.run(cancel_mid_dump()), "pg_dump never started"
+    assert dumps() == []
+    assert not (tmp_path / "b" / MANIFEST).exists()

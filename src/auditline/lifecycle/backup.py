@@ -165,8 +165,12 @@ async def backup(url: str, settings: Settings, out: Path) -> BackupResult:
             tables = await inventory.table_row_counts(conn)
             tenants = await inventory.event_counts_by_tenant(conn)
             version = await inventory.server_version(conn)
-        finally:
-            await dump
+        except BaseException:
+            dump.cancel()  # which stops pg_dump (see _run)
+            with contextlib.suppress(BaseException):
+                await dump
+            raise
+        await dump
     (out / DUMP).chmod(0o600)  # it holds every tenant's data and secrets
     files = {DUMP: {"role": "database", **await asyncio.to_thread(_describe, out / DUMP)}}
     files.update(await asyncio.to_thread(_copy_files, settings, out))
@@ -272,7 +276,15 @@ async def _run(url: str, name: str, *args: str, options: str | None = None) -> N
         stderr=asyncio.subprocess.STDOUT,
         env=env,
     )
-    output, _ = await proc.communicate()
+    try:
+        output, _ = await proc.communicate()
+    except BaseException:
+        # Cancelled (a worker stopping) or interrupted: never leave a pg_dump or pg_restore
+        # running on without anyone to wait for it.
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
     if proc.returncode != 0:
         raise BackupError(f"{name} failed ({proc.returncode}): {output.decode().strip()}")
 
