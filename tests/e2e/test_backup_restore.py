@@ -115,6 +115,16 @@ def key_bytes(data_dir: Path) -> dict[str, bytes]:
     return {name: (data_dir / name).read_bytes() for name in ("signing-key.pem", DEFAULT_KEY_FILE)}
 
 
+def archive_tree(data_dir: Path) -> dict[str, bytes]:
+    """The local archive's files (manifests and Parquet), without work in progress."""
+    root = data_dir / "archive"
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
 def cli(*args: str, data_dir: Path) -> int:
     return main([*args, "--data-dir", str(data_dir)])
 
@@ -155,6 +165,13 @@ def test_restore_into_a_destroyed_data_dir_brings_back_every_row_and_both_keys(
     server.start()
     before, keys = snapshot(server.url()), key_bytes(data_dir)
     assert all(before["rows"][t] for t in ("events", "tenants", "api_keys", "tenant_log_heads"))
+    day = data_dir / "archive" / "tenant=acme-000" / "day=2026-01-01"
+    day.mkdir(parents=True)
+    (day / "manifest.json").write_text('{"rows": 2}')
+    (day / "events-0123456789abcdef.parquet").write_bytes(b"PAR1" + bytes(range(256)) + b"PAR1")
+    (day / ".events-fedcba.parquet.tmp").write_bytes(b"half written")
+    archived = archive_tree(data_dir)
+    assert len(archived) == 2
     assert cli("backup", "--out", str(tmp_path / "backup"), data_dir=data_dir) == 0
     server.stop(force=True)
     shutil.rmtree(data_dir)
@@ -162,6 +179,8 @@ def test_restore_into_a_destroyed_data_dir_brings_back_every_row_and_both_keys(
     assert cli("restore", "--from", str(tmp_path / "backup"), data_dir=data_dir) == 0
 
     assert key_bytes(data_dir) == keys
+    assert archive_tree(data_dir) == archived
+    assert not (day / ".events-fedcba.parquet.tmp").exists()
     for name in keys:
         assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600
     restored = EmbeddedPostgres(data_dir)

