@@ -28,8 +28,8 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rebuild the report")
     parser.add_argument(
         "--suites",
-        default="ingest,stack,search,backup",
-        help="comma-separated: ingest, stack, search, backup",
+        default="ingest,stack,search,queue,backup",
+        help="comma-separated: ingest, stack, search, queue, backup",
     )
     parser.add_argument(
         "--search-events", type=int, default=1_000_000, help="events the search suite seeds"
@@ -63,6 +63,10 @@ def main() -> None:
         work.mkdir(parents=True)
         result = stack.run_stack(work, runs=runs, seconds=seconds)
         (RESULTS / "stack.json").write_text(json.dumps(result, indent=2))
+    if not args.report_only and "queue" in suites:
+        # Its own process: an embedded PostgreSQL and an ElasticMQ of its own.
+        tasks = 2_000 if args.quick else 10_000
+        subprocess.run([sys.executable, "-m", "bench.queue", "--tasks", str(tasks)], check=True)
     if not args.report_only and "backup" in suites:
         events = 100_000 if args.quick else args.backup_events
         result = backup.run(ROOT / "bench" / ".work" / "backup", events=events, tenants=100,

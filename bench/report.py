@@ -196,6 +196,34 @@ def _stack_section(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _queue_section(result: dict[str, Any]) -> list[str]:
+    """Tasks/s through each queue backend (``python -m bench.queue``)."""
+    runs = result["runs"]
+    return [
+        "## Queue throughput",
+        "",
+        f"No-op tasks through `Jobs.submit` and one worker (`python -m bench.queue`), "
+        f"{runs[0]['tasks']:,} tasks per run; submitting from {result['submitters']} concurrent "
+        "callers (each task its own transaction: job row and queue or outbox row), then",
+        "draining (receive, run, record the result, delete; SQS adds the outbox relay).",
+        "SQS is a local ElasticMQ: the figures show our cost per task, not Amazon SQS's",
+        "network round trips.",
+        "",
+        *_head("backend", "worker concurrency", "submit (tasks/s)", "drain (tasks/s)"),
+        *(
+            _row(
+                r["backend"],
+                r["concurrency"],
+                f"{r['submit_per_s']:,.0f}",
+                f"{r['drain_per_s']:,.0f}",
+            )
+            for r in runs
+        ),
+        "",
+        f"Measured {result['finished_at']}.",
+    ]
+
+
 _AB_FIGURES = {
     "search_p50_ms": ("searches at 50/s, p50 (ms)", 1),
     "search_p99_ms": ("searches at 50/s, p99 (ms)", 1),
@@ -437,6 +465,9 @@ def write(results: Path, docs: Path) -> None:
     stack_path = results / "stack.json"
     if stack_path.exists():
         lines += ["", *_stack_section(json.loads(stack_path.read_text()))]
+    queue_path = results / "queue.json"
+    if queue_path.exists():
+        lines += ["", *_queue_section(json.loads(queue_path.read_text()))]
     ab_path = results / "ab.json"
     if ab_path.exists():
         lines += ["", *_ab_section(json.loads(ab_path.read_text()))]

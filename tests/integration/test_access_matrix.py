@@ -163,8 +163,10 @@ async def build_world(
             conn.execute("INSERT INTO jobs (id, tenant_id, kind) VALUES (%s, %s, %s)",
                          (job_id, owner, f"{owner or 'platform'}-matrix-kind"))  # fmt: skip
             events[(owner or "platform", "job")] = str(job_id)
-        conn.execute("INSERT INTO jobs (id, tenant_id, kind, error) VALUES "
-                     "(%s, 'globex', 'globex-secret-kind', 'globex-job-error')", (hidden_job,))  # fmt: skip
+        conn.execute(
+            "INSERT INTO jobs (id, tenant_id, kind, error) VALUES "
+            "(%s, 'globex', 'globex-secret-kind', 'globex-job-error')", (hidden_job,),
+        )  # fmt: skip
     tokens = {
         "admin": owners["acme"],
         "auditor": bearer(make_token("auditor", "acme", sub="acme-auditor")),

@@ -635,7 +635,7 @@ async def test_a_queued_message_carries_its_tenant_to_the_receiver(
             await queue_store.send(conn, job_id=job_id, kind="k", tenant_id=tenant, payload={})
         got, dead = await queue_store.receive(conn, limit=10, visibility_seconds=60, max_receives=5)
     assert dead == []
-    assert {m.job_id: m.tenant_id for m in got} == sent
+    assert {m.job_id: m.job_tenant for m in got} == sent
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ TENANT_TABLES = (
     "event_rollups",
     "event_rollup_heavy",
     "tenant_secrets",
+    "jobs",
 )
 
 
@@ -42,8 +43,14 @@ async def app_pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Conne
 
 @pytest.fixture
 async def two_tenants_with_data(
-    client: httpx.AsyncClient, tenants: list[str], make_token: TokenFactory
+    client: httpx.AsyncClient, tenants: list[str], make_token: TokenFactory, database_url: str
 ) -> None:
+    with psycopg.connect(database_url) as conn:  # a job each, and a platform job
+        for tenant in (*tenants, None):
+            conn.execute(
+                "INSERT INTO jobs (id, tenant_id, kind) VALUES (gen_random_uuid(), %s, 'k')",
+                (tenant,),
+            )
     for tenant in tenants:
         admin = bearer(make_token("admin", tenant))
         for i in range(4):  # one user four times in an hour: a heavy rollup row too

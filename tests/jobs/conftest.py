@@ -12,7 +12,8 @@ from auditline.config import Settings
 from auditline.jobs.worker import Worker
 from auditline.services import Services, open_services
 from auditline.tasks import background
-from tests.jobs.support import create_tables, jobs_settings, tasks_for_tests, with_jobs
+from tests.jobs.support import create_tables, jobs_settings, with_jobs
+from tests.jobs.worker_main import product_and_test_tasks
 
 BACKENDS = ["postgres", "sqs"]
 
@@ -47,7 +48,8 @@ WorkerFactory = Callable[..., AbstractAsyncContextManager[Worker]]
 
 @pytest.fixture
 def worker(services: Services) -> WorkerFactory:
-    """``async with worker(): ...`` runs a worker with the test tasks."""
+    """``async with worker(**jobs_settings): ...`` runs a worker with the product's and the
+    test tasks (and the product's schedules, when ``scheduler=True``)."""
 
     def make(**overrides: Any) -> AbstractAsyncContextManager[Worker]:
         target = services
@@ -55,6 +57,6 @@ def worker(services: Services) -> WorkerFactory:
             settings = services.settings.model_copy(deep=True)
             settings.jobs = settings.jobs.model_copy(update=overrides)
             target = Services(**{**services.__dict__, "settings": settings})
-        return background(target, tasks_for_tests(target))
+        return background(target, product_and_test_tasks(target))
 
     return make

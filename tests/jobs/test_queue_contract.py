@@ -226,6 +226,25 @@ async def test_a_poisoned_task_ends_in_the_dead_letter_queue_and_its_job_failed(
     assert await receive_one(services) is None  # not on the main queue any more
 
 
+@pytest.mark.usefixtures("acme")
+async def test_two_workers_share_the_queue_and_run_each_task_once(
+    services: Services, worker: WorkerFactory, database_url: str
+) -> None:
+    # 12 tasks of half a second for two workers of 4 slots each: while the first is full,
+    # the rest can only go to the second.
+    async with worker() as one, worker() as two:
+        ids = [
+            await services.jobs.submit("test.slow", {"key": f"k{i}", "seconds": 0.5}, tenant=ACME)
+            for i in range(12)
+        ]
+        assert await eventually(lambda: _all_succeeded(database_url, 12), within=60)
+    assert (one.processed > 0, two.processed > 0) == (True, True)
+    assert one.processed + two.processed == 12
+    runs = rows(database_url, "SELECT job_id FROM test_job_runs WHERE key = 'started'")
+    assert sorted(r[0] for r in runs) == sorted(ids)  # each ran once
+    assert len(rows(database_url, "SELECT 1 FROM test_job_effects")) == 12
+
+
 @pytest.mark.parametrize("job_settings", [{"visibility_timeout_seconds": 1}], indirect=True)
 @pytest.mark.usefixtures("acme")
 async def test_a_task_longer_than_the_visibility_timeout_runs_once(
@@ -314,6 +333,10 @@ async def test_a_duplicate_delivery_of_a_finished_job_is_dropped(
 async def _status(database_url: str, job_id: uuid.UUID, status: str) -> bool:
     return bool(rows(database_url, "SELECT 1 FROM jobs WHERE id = %s AND status = %s",
                      job_id, status))  # fmt: skip
+
+
+async def _all_succeeded(database_url: str, n: int) -> bool:
+    return rows(database_url, "SELECT count(*) FROM jobs WHERE status = 'succeeded'") == [(n,)]
 
 
 async def _runs(database_url: str, n: int) -> bool:

@@ -26,12 +26,14 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, log: Path, *command: str) -> subprocess.Popen[bytes]:
+    """``python -m tests.jobs.worker_main`` (concurrency 1), or ``python -m *command``."""
     env = {**os.environ, **worker_env(settings), "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
-    env["AUDITLINE_JOBS__CONCURRENCY"] = "1"
+    if not command:
+        env["AUDITLINE_JOBS__CONCURRENCY"] = "1"
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.jobs.worker_main"],
+            [sys.executable, "-m", *(command or ["tests.jobs.worker_main"])],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -90,3 +92,25 @@ async def test_a_task_whose_worker_was_killed_is_retried_and_done_once(
 
 async def _has(database_url: str, query: str) -> bool:
     return bool(rows(database_url, query))
+
+
+async def test_the_auditline_worker_command_runs_the_schedules_and_stops_on_sigterm(
+    services: Services, job_settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    job_settings = job_settings.model_copy(deep=True)
+    job_settings.jobs.scheduler = True
+    log = tmp_path / "worker.log"
+    worker = start_worker(job_settings, log, "auditline", "worker", "--concurrency", "2")
+    try:
+        done = await eventually(
+            lambda: _has(database_url, "SELECT 1 FROM jobs WHERE kind = 'partitions.maintain'"
+                         " AND status = 'succeeded'"),
+            within=60,
+        )  # fmt: skip
+        assert done, log.read_text()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert "worker ready" in log.read_text()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -29,11 +30,10 @@ class Endpoint:
     secret_key: str = SECRET_KEY
 
 
-@pytest.fixture(scope="session")
-def elasticmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
-    """A real ElasticMQ (SQS API) on loopback, in memory, for the whole run."""
+def elasticmq_service(workdir: Path) -> tuple[JvmService, Endpoint]:
+    """An ElasticMQ (SQS API) on a free loopback port, not started yet (the benchmark of
+    the queue, ``bench/queue.py``, starts one the same way)."""
     port = free_port()
-    workdir = tmp_path_factory.mktemp("elasticmq")
     config = workdir / "elasticmq.conf"
     config.write_text(
         'include classpath("application.conf")\n'
@@ -51,12 +51,19 @@ def elasticmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
         jvm_options=[f"-Dconfig.file={config}", "-Xmx256m"],
         workdir=workdir,
     )
+    return service, Endpoint(url=f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="session")
+def elasticmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
+    """A real ElasticMQ (SQS API) on loopback, in memory, for the whole run."""
+    service, endpoint = elasticmq_service(tmp_path_factory.mktemp("elasticmq"))
     try:
         service.start()
     except ServiceUnavailable as exc:
         unavailable(str(exc))
     try:
-        yield Endpoint(url=f"http://127.0.0.1:{port}")
+        yield endpoint
     finally:
         service.stop()
 

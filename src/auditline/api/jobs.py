@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from auditline.api.deps import PrincipalDep, ServicesDep, reject_unknown_query
@@ -103,7 +103,7 @@ async def get_job(
     else:
         job = await services.jobs.get(tenant, job_id)
     if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
+        raise HTTPException(404, f"job {job_id} not found")
     return JobOut.of(job)
 
 

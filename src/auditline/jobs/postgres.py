@@ -19,13 +19,14 @@ from auditline.jobs.notify import Listener
 from auditline.jobs.queue import Batch, Message
 from auditline.storage import queue as store
 from auditline.storage.database import Connection
+from auditline.storage.queue import worker_transaction
 
 
 def _message(row: store.QueueRow) -> Message:
     return Message(
         job_id=row.job_id,
         kind=row.kind,
-        tenant=row.tenant_id,
+        tenant=row.job_tenant,
         payload=row.payload,
         receive_count=row.receive_count,
         handle=(row.id, row.receipt),
@@ -73,7 +74,7 @@ class PostgresQueue:
         await store.send(conn, job_id=job_id, kind=kind, tenant_id=tenant, payload=payload)
 
     async def _receive_now(self, max_messages: int) -> Batch:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with worker_transaction(self._pool) as conn:
             got, dead = await store.receive(
                 conn,
                 limit=max_messages,
@@ -94,35 +95,35 @@ class PostgresQueue:
 
     async def delete(self, message: Message, conn: Connection | None) -> None:
         if conn is None:
-            async with self._pool.connection() as own, own.transaction():
+            async with worker_transaction(self._pool) as own:
                 await store.delete(own, *_handle(message))
         else:
             await store.delete(conn, *_handle(message))
 
     async def retry_later(self, message: Message, delay: float, conn: Connection | None) -> None:
         if conn is None:
-            async with self._pool.connection() as own, own.transaction():
+            async with worker_transaction(self._pool) as own:
                 await store.change_visibility(own, *_handle(message), delay)
         else:
             await store.change_visibility(conn, *_handle(message), delay)
 
     async def extend(self, message: Message, seconds: float) -> None:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with worker_transaction(self._pool) as conn:
             await store.change_visibility(conn, *_handle(message), seconds)
 
     async def dead_letter(self, message: Message, error: str, conn: Connection | None) -> None:
         if conn is None:
-            async with self._pool.connection() as own, own.transaction():
+            async with worker_transaction(self._pool) as own:
                 await store.dead_letter(own, *_handle(message), error)
         else:
             await store.dead_letter(conn, *_handle(message), error)
 
     async def depth(self) -> int:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with worker_transaction(self._pool) as conn:
             return await store.depth(conn)
 
     async def dead_letters(self, limit: int = 10) -> list[Message]:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with worker_transaction(self._pool) as conn:
             return [_message(r) for r in await store.dead_letters(conn, limit)]
 
     async def relay(self) -> None:

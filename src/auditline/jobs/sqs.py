@@ -33,6 +33,7 @@ from auditline.jobs.notify import Listener
 from auditline.jobs.queue import Batch, Message
 from auditline.storage import queue as store
 from auditline.storage.database import Connection
+from auditline.storage.queue import worker_transaction
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class SqsQueue:
         """Send what the outbox holds now; the number of messages sent."""
         sent = 0
         while True:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with worker_transaction(self._pool) as conn:
                 rows = await store.take_from_outbox(conn, self._settings.relay_batch)
                 if not rows:
                     return sent

@@ -29,6 +29,7 @@ from auditline.jobs.queue import Message, Queue, backoff
 from auditline.jobs.service import Handler, JobContext, TenantScope
 from auditline.storage import jobs as store
 from auditline.storage.database import Connection, set_tenant
+from auditline.storage.queue import worker_transaction
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class Worker:
     async def _process(self, message: Message) -> None:
         tenant = self._scope(message.tenant)
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with worker_transaction(self._pool) as conn:
                 await set_tenant(conn, tenant)
                 started = await store.start_job(
                     conn, tenant, message.job_id,
@@ -164,14 +165,14 @@ class Worker:
             await asyncio.sleep(max(0.2, seconds / 3))
             try:
                 await self._queue.extend(message, seconds)
-                async with self._pool.connection() as conn, conn.transaction():
+                async with worker_transaction(self._pool) as conn:
                     await set_tenant(conn, tenant)
                     await store.extend_lease(conn, tenant, message.job_id, seconds)
             except Exception:
                 log.warning("could not extend the visibility of job %s", message.job_id)
 
     async def _progress(self, tenant: TenantId, message: Message, value: Any) -> None:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with worker_transaction(self._pool) as conn:
             await set_tenant(conn, tenant)
             await store.set_progress(conn, tenant, message.job_id, value)
 
@@ -201,7 +202,7 @@ class Worker:
                 )
                 await queue.retry_later(message, delay, conn)
 
-        async with self._pool.connection() as conn, conn.transaction():
+        async with worker_transaction(self._pool) as conn:
             await set_tenant(conn, tenant)
             await store.finish_job(
                 conn, tenant, message.job_id, status=status, result=result, error=error
@@ -220,7 +221,7 @@ class Worker:
         (or its last failure was recorded and it is on its way to the dead-letter queue)."""
         tenant = self._scope(message.tenant)
         error = f"dead-lettered after {self._settings.max_receives} deliveries without success"
-        async with self._pool.connection() as conn, conn.transaction():
+        async with worker_transaction(self._pool) as conn:
             await set_tenant(conn, tenant)
             await store.finish_job(
                 conn, tenant, message.job_id, status="failed", error=error, unless_leased=True
@@ -235,7 +236,7 @@ class Worker:
                         message.job_id)  # fmt: skip
 
     async def _release_now(self, tenant: TenantId, message: Message) -> None:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with worker_transaction(self._pool) as conn:
             await set_tenant(conn, tenant)
             await store.finish_job(
                 conn, tenant, message.job_id, status="queued", error="interrupted by shutdown"

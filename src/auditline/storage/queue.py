@@ -9,13 +9,15 @@ take, the same row; a receive does not delete, it hides the row until ``visible_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from auditline.storage.database import Connection
 
@@ -25,12 +27,28 @@ OUTBOX_CHANNEL = "auditline_outbox"
 """NOTIFY channel: the outbox has rows for the SQS relay."""
 
 
+@asynccontextmanager
+async def worker_transaction(pool: AsyncConnectionPool[Connection]) -> AsyncIterator[Connection]:
+    """A transaction of the queue's own bookkeeping, committed without waiting for the WAL
+    flush (``synchronous_commit = off`` for it alone).
+
+    Safe because delivery is at least once: a crash can lose only the last such commits
+    (a receive, a job marked running or finished, a message deleted), which puts the
+    message back for another delivery of an idempotent task; it never loses a message,
+    whose sending commits with the caller's durability. What a task itself writes keeps
+    the service's synchronous commits. It saves a disk flush per step of every task.
+    """
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
+        yield conn
+
+
 @dataclass(frozen=True, slots=True)
 class QueueRow:
     id: int
     job_id: UUID
     kind: str
-    tenant_id: str | None
+    job_tenant: str | None
     payload: dict[str, Any]
     receive_count: int
     receipt: UUID | None
@@ -54,7 +72,7 @@ async def send(
 
     *tenant_id* is carried, as it is, to the receiver, which acts on that tenant's job."""
     await conn.execute(
-        """INSERT INTO job_queue (job_id, kind, tenant_id, payload, visible_at)
+        """INSERT INTO job_queue (job_id, kind, job_tenant, payload, visible_at)
            VALUES (%s, %s, %s, %s, clock_timestamp() + %s * interval '1 second')""",
         (job_id, kind, tenant_id, Jsonb(dict(payload)), delay_seconds),
     )
@@ -145,20 +163,6 @@ async def dead_letters(conn: Connection, limit: int = 100) -> list[QueueRow]:
     return [_queue_row(row) for row in await cur.fetchall()]
 
 
-async def redrive(conn: Connection, limit: int = 1000) -> int:
-    """Put dead-lettered messages back on the queue (an operator's decision), fresh."""
-    cur = await conn.execute(
-        """UPDATE job_queue SET dead_at = NULL, receive_count = 0, receipt = NULL,
-                  visible_at = clock_timestamp()
-            WHERE id IN (SELECT id FROM job_queue WHERE dead_at IS NOT NULL
-                          ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)""",
-        (limit,),
-    )
-    if cur.rowcount:
-        await conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
-    return cur.rowcount
-
-
 # ---------------------------------------------------------------------------------------
 # Outbox (the SQS backend)
 
@@ -215,9 +219,8 @@ class DueSchedule:
 async def declare_schedule(
     conn: Connection, name: str, kind: str, payload: Mapping[str, Any], interval_seconds: float
 ) -> None:
-    """Create the schedule (first run one interval from now... or now, if new) or update
-    its task; a stored ``next_run_at`` survives restarts, moved earlier if the interval
-    shrank."""
+    """Create the schedule (a new one is due at once) or update its task; a stored
+    ``next_run_at`` survives restarts, moved earlier if the interval shrank."""
     await conn.execute(
         """INSERT INTO schedules AS s (name, kind, payload, interval_seconds, next_run_at)
            VALUES (%(name)s, %(kind)s, %(payload)s, %(interval)s, clock_timestamp())
@@ -245,8 +248,9 @@ async def claim_due_schedules(conn: Connection, names: list[str]) -> list[DueSch
 async def schedule_ran(conn: Connection, name: str, job_id: UUID) -> None:
     """Move the schedule one interval on from now (missed runs are not caught up)."""
     await conn.execute(
-        """UPDATE schedules SET last_run_at = clock_timestamp(), last_job_id = %s,
-                  next_run_at = clock_timestamp() + interval_seconds * interval '1 second'
+        """UPDATE schedules SET last_run_at = now.t, last_job_id = %s,
+                  next_run_at = now.t + interval_seconds * interval '1 second'
+             FROM (SELECT clock_timestamp() AS t) now
             WHERE name = %s""",
         (job_id, name),
     )

