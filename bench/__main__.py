@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ingest, report, stack
+from bench import backup, ingest, report, stack
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -28,11 +28,14 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rebuild the report")
     parser.add_argument(
         "--suites",
-        default="ingest,stack,search,stream,queue,retention,archive",
-        help="comma-separated: ingest, stack, search, stream, queue, retention, archive",
+        default="ingest,stack,search,stream,queue,retention,archive,backup",
+        help="comma-separated: ingest, stack, search, stream, queue, retention, archive, backup",
     )
     parser.add_argument(
         "--search-events", type=int, default=1_000_000, help="events the search suite seeds"
+    )
+    parser.add_argument(
+        "--backup-events", type=int, default=1_000_000, help="events the backup suite seeds"
     )
     args = parser.parse_args()
     suites = set(args.suites.split(","))
@@ -85,6 +88,11 @@ def main() -> None:
         events = 50_000 if args.quick else 1_000_000
         subprocess.run([sys.executable, "-m", "bench.retention", "--events", str(events)],
                        check=True)  # fmt: skip
+    if not args.report_only and "backup" in suites:
+        events = 100_000 if args.quick else args.backup_events
+        result = backup.run(ROOT / "bench" / ".work" / "backup", events=events, tenants=100,
+                            levels=[1, 6])  # fmt: skip
+        (RESULTS / "backup.json").write_text(json.dumps(result, indent=2) + "\n")
     report.write(RESULTS, ROOT / "docs")
     print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'}")
 

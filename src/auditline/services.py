@@ -34,6 +34,7 @@ from auditline.jobs.sqs import SqsQueue
 from auditline.jobs.upkeep import ensure_partitions_ahead
 from auditline.lifecycle.archive.service import ArchiveService
 from auditline.lifecycle.archive.store import open_store
+from auditline.lifecycle.backup import Backups
 from auditline.lifecycle.retention import RetentionService
 from auditline.metrics import Metrics, PoolName
 from auditline.runtime import database, signing_key
@@ -77,6 +78,7 @@ class Services:
     jobs: Jobs
     retention: RetentionService
     archive: ArchiveService
+    backups: Backups
 
 
 def job_tenant(tenant: str | None) -> TenantId:
@@ -208,6 +210,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                                 access,
                                 deleter=retention.delete_events,
                             ),
+                            backups=Backups(settings, url),
                         )
                 finally:
                     await queue.close()  # if a worker started it

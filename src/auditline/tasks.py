@@ -19,12 +19,14 @@ from auditline.jobs.scheduler import Scheduler
 from auditline.jobs.service import Handler, JobContext, Schedule, Tasks
 from auditline.jobs.upkeep import ensure_partitions_ahead
 from auditline.jobs.worker import Worker
+from auditline.lifecycle.backup import BackupBusy
 from auditline.lifecycle.retention import CLEANUP_JOB, RETENTION_JOB, deletion_view
 from auditline.services import Services
 from auditline.tenancy.scope import PLATFORM
 
 PARTITIONS_MAINTAIN = "partitions.maintain"
 ARCHIVE_JOB = "archive.due"
+BACKUP_CREATE = "backup.create"
 
 
 def build_tasks(services: Services) -> Tasks:
@@ -47,6 +49,15 @@ def build_tasks(services: Services) -> Tasks:
         done = await services.retention.apply_retention()
         return {"tenants": {d.tenant: deletion_view(d) for d in done}}
 
+    async def create_backup(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        # Idempotent in effect: a second run makes one more complete backup and rotation
+        # trims back to backup.keep; a run while another writes into the same directory
+        # (a redelivery on another host sharing it) is skipped rather than doubled.
+        try:
+            return await services.backups.backup_to()
+        except BackupBusy as exc:
+            return {"skipped": str(exc)}
+
     async def archive_due(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         # Idempotent: a rerun archives only what is still hot and due.
         return await services.archive.run_due_job(progress=ctx.progress)
@@ -56,6 +67,7 @@ def build_tasks(services: Services) -> Tasks:
         CLEANUP_JOB: cleanup,
         RETENTION_JOB: apply_retention,
         ARCHIVE_JOB: archive_due,
+        BACKUP_CREATE: create_backup,
     }
     schedules: tuple[Schedule, ...] = (
         Schedule(
@@ -81,6 +93,15 @@ def build_tasks(services: Services) -> Tasks:
                 kind=ARCHIVE_JOB,
                 payload={},
                 interval_seconds=settings.archive.interval_seconds,
+            ),
+        )
+    if settings.backup_interval_seconds > 0:
+        schedules += (
+            Schedule(
+                name="backup",
+                kind=BACKUP_CREATE,
+                payload={},
+                interval_seconds=settings.backup_interval_seconds,
             ),
         )
     return Tasks(handlers=handlers, schedules=schedules)

@@ -1,5 +1,5 @@
 """The ``auditline`` command: serve, worker, migrate, token, tenants, keys, export, archive,
-bench, tail, verify.
+backup, restore, bench, tail, verify.
 
 Commands that need the database use ``AUDITLINE_DATABASE__URL`` when set, else the embedded
 server of ``--data-dir`` (reusing the one a running ``auditline serve`` started). One module
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from auditline.cli import (
     archive,
+    backup,
     bench,
     export,
     keys,
@@ -37,7 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, help="data directory (default ./.auditline)")
-    for group in (serve, worker, tokens, tenants, keys, export, archive, bench, verify, tail):
+    for group in (
+        serve,
+        worker,
+        tokens,
+        tenants,
+        keys,
+        export,
+        archive,
+        backup,
+        bench,
+        verify,
+        tail,
+    ):
         group.register(sub, common)
     return parser
 

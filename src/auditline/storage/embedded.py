@@ -62,6 +62,11 @@ def _bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def program(name: str) -> Path:
+    """A client or server program of the wheel (``pg_dump``, ``pg_restore``, ...)."""
+    return _bin_dir() / name
+
+
 def _ensure_system_user(name: str) -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(name)
