@@ -45,14 +45,20 @@ class EnvServer(Server):
         )  # fmt: skip
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "server exited early"
+            if self.proc.poll() is not None:
+                self._close_log()  # else its open log is reported in whichever test is next
+                raise AssertionError(f"server exited early:\n{self.log_text()[-3000:]}")
             try:
                 if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
+        self._close_log()
         raise AssertionError("server did not become ready")
+
+    def log_text(self) -> str:
+        return (self.data_dir.parent / f"serve-{self.port}.log").read_text()
 
 
 @pytest.fixture

@@ -85,6 +85,23 @@ async def events(ws: ClientConnection, n: int, wait: float = 20) -> list[dict[st
     return out
 
 
+async def events_until_lagged(
+    ws: ClientConnection, n: int, wait: float = 20
+) -> list[dict[str, Any]]:
+    """Up to *n* event messages, fewer if the server says the client lagged (it then
+    closes; the caller resumes from the last cursor, as a real client would)."""
+    out: list[dict[str, Any]] = []
+    while len(out) < n:
+        message = await next_message(ws, wait)
+        if message["type"] == "event":
+            out.append(message)
+        elif message["type"] == "lagged":
+            break
+        else:
+            assert message["type"] == "ping", message
+    return out
+
+
 async def closed(ws: ClientConnection, wait: float = 10) -> tuple[int, str, list[dict[str, Any]]]:
     """Read until the server closes: (code, reason, the messages before)."""
     seen = []

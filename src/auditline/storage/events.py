@@ -265,7 +265,8 @@ async def partition_months(conn: Connection) -> set[datetime]:
              FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
             WHERE i.inhparent = 'events'::regclass"""
     )
-    return {row["month"] for row in await cur.fetchall()}
+    # A partition dropped by another process while this reads the catalog has no bound left.
+    return {row["month"] for row in await cur.fetchall() if row["month"] is not None}
 
 
 async def ensure_partition(conn: Connection, ts: datetime) -> str:
