@@ -69,41 +69,20 @@ def build_tasks(services: Services) -> Tasks:
         ARCHIVE_JOB: archive_due,
         BACKUP_CREATE: create_backup,
     }
-    schedules: tuple[Schedule, ...] = (
-        Schedule(
-            name="partitions",
-            kind=PARTITIONS_MAINTAIN,
-            payload={},
-            interval_seconds=settings.maintenance_interval_seconds,
-        ),
+    # (name, kind, interval) of each periodic task this configuration runs.
+    periodic = [
+        ("partitions", PARTITIONS_MAINTAIN, settings.maintenance_interval_seconds),
+        ("retention", RETENTION_JOB, settings.retention.interval_seconds)
+        if settings.retention.scheduled else None,
+        ("archive", ARCHIVE_JOB, settings.archive.interval_seconds)
+        if settings.archive.scheduled else None,
+        ("backup", BACKUP_CREATE, settings.backup_interval_seconds)
+        if settings.backup_interval_seconds > 0 else None,
+    ]  # fmt: skip
+    schedules = tuple(
+        Schedule(name=name, kind=kind, payload={}, interval_seconds=interval)
+        for name, kind, interval in filter(None, periodic)
     )
-    if settings.retention.scheduled:
-        schedules += (
-            Schedule(
-                name="retention",
-                kind=RETENTION_JOB,
-                payload={},
-                interval_seconds=settings.retention.interval_seconds,
-            ),
-        )
-    if settings.archive.scheduled:
-        schedules += (
-            Schedule(
-                name="archive",
-                kind=ARCHIVE_JOB,
-                payload={},
-                interval_seconds=settings.archive.interval_seconds,
-            ),
-        )
-    if settings.backup_interval_seconds > 0:
-        schedules += (
-            Schedule(
-                name="backup",
-                kind=BACKUP_CREATE,
-                payload={},
-                interval_seconds=settings.backup_interval_seconds,
-            ),
-        )
     return Tasks(handlers=handlers, schedules=schedules)
 
 

@@ -6,16 +6,13 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi import FastAPI
 
-from auditline.app import create_app
 from auditline.config import IntegritySettings, Settings
 from auditline.evidence.offline import verify_export
 from auditline.integrity.leaf import entry_hash, record_entry
@@ -30,15 +27,6 @@ def settings(settings: Settings) -> Settings:
     settings.integrity = IntegritySettings(seal_interval_seconds=3600)
     settings.search.export_batch_size = 16  # several batches, several tile reads
     return settings
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,7 +18,6 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from auditline.app import create_app
 from auditline.config import IntegritySettings, Settings
 from auditline.domain.tenants import TenantId
 from auditline.evidence.sealer import Sealer, seal_all
@@ -101,20 +99,6 @@ def settings(settings: Settings) -> Settings:
     # Sealing only when a test asks for it (the loop's first round runs at start-up).
     settings.integrity = IntegritySettings(seal_interval_seconds=3600, max_leaves_per_seal=100)
     return settings
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http
 
 
 def services_of(app: FastAPI) -> Services:

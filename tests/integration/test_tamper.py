@@ -13,7 +13,7 @@ import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,7 +22,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
-from auditline.app import create_app
 from auditline.config import IntegritySettings, Settings
 from auditline.evidence.sealer import seal_all
 from auditline.evidence.verify import Report, Source, verify_log
@@ -43,13 +42,6 @@ EVENTS = 12
 def settings(settings: Settings) -> Settings:
     settings.integrity = IntegritySettings(seal_interval_seconds=3600)
     return settings
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        yield app
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ another tenant's job is answered exactly like one that does not exist."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -27,17 +26,9 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
+def http(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """The root conftest's client over ``app`` (the tests below name it ``http``)."""
+    return client
 
 
 @pytest.fixture

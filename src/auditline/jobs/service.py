@@ -20,7 +20,7 @@ from uuid_utils.compat import uuid7
 from auditline.domain.tenants import PLATFORM_TENANT, TenantId
 from auditline.jobs.queue import Queue
 from auditline.storage import jobs as store
-from auditline.storage.database import Connection, set_tenant
+from auditline.storage.database import Connection, tenant_transaction
 from auditline.storage.jobs import JobRow
 
 TenantScope = Callable[[str | None], TenantId]
@@ -110,8 +110,7 @@ class Jobs:
 
     async def get(self, tenant: TenantId, job_id: UUID) -> JobRow | None:
         """The tenant's job (the platform tenant: platform jobs), or None."""
-        async with self.pool.connection() as conn, conn.transaction():
-            await set_tenant(conn, tenant)
+        async with tenant_transaction(self.pool, tenant) as conn:
             return await store.get_job(conn, tenant, job_id)
 
     async def page(
@@ -123,8 +122,7 @@ class Jobs:
         after: tuple[datetime, UUID] | None = None,
         limit: int = 50,
     ) -> list[JobRow]:
-        async with self.pool.connection() as conn, conn.transaction():
-            await set_tenant(conn, tenant)
+        async with tenant_transaction(self.pool, tenant) as conn:
             return await store.list_jobs(
                 conn, tenant, kind=kind, status=status, after=after, limit=limit
             )

@@ -28,7 +28,7 @@ from auditline.domain.tenants import TenantId
 from auditline.jobs.queue import Message, Queue, backoff
 from auditline.jobs.service import Handler, JobContext, TenantScope
 from auditline.storage import jobs as store
-from auditline.storage.database import Connection, set_tenant
+from auditline.storage.database import Connection
 from auditline.storage.queue import worker_transaction
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,7 @@ class Worker:
     async def _process(self, message: Message) -> None:
         tenant = self._scope(message.tenant)
         try:
-            async with worker_transaction(self._pool) as conn:
-                await set_tenant(conn, tenant)
+            async with worker_transaction(self._pool, tenant) as conn:
                 started = await store.start_job(
                     conn, tenant, message.job_id,
                     lease_seconds=self._lease_seconds,
@@ -180,15 +179,13 @@ class Worker:
             await asyncio.sleep(max(0.2, seconds / 3))
             try:
                 await self._queue.extend(message, seconds)
-                async with worker_transaction(self._pool) as conn:
-                    await set_tenant(conn, tenant)
+                async with worker_transaction(self._pool, tenant) as conn:
                     await store.extend_lease(conn, tenant, message.job_id, self._lease_seconds)
             except Exception:
                 log.warning("could not extend the visibility of job %s", message.job_id)
 
     async def _progress(self, tenant: TenantId, message: Message, value: Any) -> None:
-        async with worker_transaction(self._pool) as conn:
-            await set_tenant(conn, tenant)
+        async with worker_transaction(self._pool, tenant) as conn:
             await store.set_progress(conn, tenant, message.job_id, value)
 
     async def _settle(
@@ -217,8 +214,7 @@ class Worker:
                 )
                 await queue.retry_later(message, delay, conn)
 
-        async with worker_transaction(self._pool) as conn:
-            await set_tenant(conn, tenant)
+        async with worker_transaction(self._pool, tenant) as conn:
             await store.finish_job(
                 conn, tenant, message.job_id, status=status, result=result, error=error
             )
@@ -236,8 +232,7 @@ class Worker:
         (or its last failure was recorded and it is on its way to the dead-letter queue)."""
         tenant = self._scope(message.tenant)
         error = f"dead-lettered after {self._settings.max_receives} deliveries without success"
-        async with worker_transaction(self._pool) as conn:
-            await set_tenant(conn, tenant)
+        async with worker_transaction(self._pool, tenant) as conn:
             await store.finish_job(
                 conn, tenant, message.job_id, status="failed", error=error, unless_leased=True
             )
@@ -251,8 +246,7 @@ class Worker:
                         message.job_id)  # fmt: skip
 
     async def _release_now(self, tenant: TenantId, message: Message) -> None:
-        async with worker_transaction(self._pool) as conn:
-            await set_tenant(conn, tenant)
+        async with worker_transaction(self._pool, tenant) as conn:
             await store.finish_job(
                 conn, tenant, message.job_id, status="queued", error="interrupted by shutdown"
             )

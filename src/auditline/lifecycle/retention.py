@@ -29,7 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from uuid import UUID
 
 import psycopg
@@ -48,8 +48,9 @@ from auditline.domain.retention import (
 from auditline.domain.tenants import TenantId, UnknownTenant
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.writer import EventWriter, months_from
+from auditline.jobs.service import Jobs
 from auditline.storage import retention as store
-from auditline.storage.database import Connection, set_tenant
+from auditline.storage.database import Connection, set_tenant, tenant_transaction
 from auditline.storage.events import partition_months
 from auditline.storage.tenants import get_tenant
 from auditline.tenancy.scope import for_system
@@ -72,19 +73,6 @@ the removal's transaction. With tamper evidence (issue 19) an event may only be 
 once the tenant's tree covers it: the sealer reads every leaf below the log head it has
 not sealed, and a missing one stops it for good. The composition root passes the
 checkpoint store's reader; without it nothing bounds removals by sealing."""
-
-
-class JobSubmitter(Protocol):
-    """What cleanup needs of the jobs service (``services.jobs``, issue 18's queue)."""
-
-    async def submit(
-        self,
-        kind: str,
-        payload: Mapping[str, Any],
-        *,
-        tenant: TenantId | None,
-        conn: Connection | None = None,
-    ) -> UUID: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +105,7 @@ class RetentionService:
         writer: EventWriter,
         access: AccessRecorder,
         settings: RetentionSettings,
-        jobs: JobSubmitter | None = None,
+        jobs: Jobs | None = None,
         sealed_through: SealedThrough | None = None,
     ) -> None:
         self._pool = pool
@@ -238,8 +226,7 @@ class RetentionService:
         await self._writer.ensure_partitions(months_from(datetime.now(UTC), 2))
         limit = self._settings.batch_size
         while True:
-            async with self._pool.connection() as conn, conn.transaction():
-                await set_tenant(conn, tenant)
+            async with tenant_transaction(self._pool, tenant) as conn:
                 hold = await store.lock_tenant(conn, tenant)
                 if hold is None:
                     raise UnknownTenant(tenant)

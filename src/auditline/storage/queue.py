@@ -19,6 +19,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from auditline.domain.tenants import TenantId
 from auditline.storage.database import Connection
 
 QUEUE_CHANNEL = "auditline_jobs"
@@ -28,9 +29,12 @@ OUTBOX_CHANNEL = "auditline_outbox"
 
 
 @asynccontextmanager
-async def worker_transaction(pool: AsyncConnectionPool[Connection]) -> AsyncIterator[Connection]:
+async def worker_transaction(
+    pool: AsyncConnectionPool[Connection], tenant: TenantId | None = None
+) -> AsyncIterator[Connection]:
     """A transaction of the queue's own bookkeeping, committed without waiting for the WAL
-    flush (``synchronous_commit = off`` for it alone).
+    flush (``synchronous_commit = off`` for it alone); with *tenant*, row-level security
+    shows that tenant's rows (a job's), set in the same round trip.
 
     Safe because delivery is at least once: a crash can lose only the last such commits
     (a receive, a job marked running or finished, a message deleted), which puts the
@@ -39,7 +43,11 @@ async def worker_transaction(pool: AsyncConnectionPool[Connection]) -> AsyncIter
     the service's synchronous commits. It saves a disk flush per step of every task.
     """
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
+        await conn.execute(
+            "SELECT set_config('synchronous_commit', 'off', true),"
+            " set_config('auditline.tenant_id', %s, true)",
+            (tenant or "",),
+        )
         yield conn
 
 
