@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from auditline.config import DatabaseSettings, ReadSettings, Settings
+from auditline.config import ReadSettings, Settings
 from auditline.storage.search import pages
 from tests.conftest import TokenFactory, bearer
 
@@ -29,20 +28,18 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        # Two write connections, fewer than the reads held: without separate pools, the
-        # held reads would take every connection ingest needs.
-        database=DatabaseSettings(url=database_url, pool_min_size=1, pool_max_size=2),
-        reads=ReadSettings(
-            max_concurrent=READS,
-            max_concurrent_heavy=1,
-            queue_seconds=0.05,
-            retry_after_seconds=2,
-            statement_timeout_ms=20_000,
-        ),
+def settings(settings: Settings) -> Settings:
+    # Two write connections, fewer than the reads held: without separate pools, the held
+    # reads would take every connection ingest needs.
+    settings.database.pool_max_size = 2
+    settings.reads = ReadSettings(
+        max_concurrent=READS,
+        max_concurrent_heavy=1,
+        queue_seconds=0.05,
+        retry_after_seconds=2,
+        statement_timeout_ms=20_000,
     )
+    return settings
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from auditline.config import DatabaseSettings, SearchSettings, Settings
+from auditline.config import SearchSettings, Settings
 from auditline.search.export import CSV_COLUMNS
 from tests.conftest import TokenFactory, bearer
 from tests.integration.search_fixtures import ACME_EVENTS, GLOBEX_EVENTS, DataSet, load
@@ -21,13 +20,10 @@ pytestmark = pytest.mark.usefixtures("tenants")
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(settings: Settings) -> Settings:
     # Batches of 3 rows: every export below spans several batches and transactions.
-    return Settings(
-        data_dir=tmp_path / "data",
-        database=DatabaseSettings(url=database_url, pool_min_size=1, pool_max_size=5),
-        search=SearchSettings(export_batch_size=3),
-    )
+    settings.search = SearchSettings(export_batch_size=3)
+    return settings
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,19 +14,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from auditline.config import DatabaseSettings, MetricsSettings, Settings
+from auditline.config import MetricsSettings, Settings
 from tests.conftest import TokenFactory, bearer
 
 pytestmark = pytest.mark.usefixtures("tenants")
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database=DatabaseSettings(url=database_url, pool_min_size=1, pool_max_size=5),
-        metrics=MetricsSettings(tenant_labels=["acme"]),
-    )
+def settings(settings: Settings) -> Settings:
+    settings.metrics = MetricsSettings(tenant_labels=["acme"])
+    return settings
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

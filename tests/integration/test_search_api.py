@@ -7,14 +7,13 @@ Both must give the same answers.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from auditline.config import DatabaseSettings, SearchSettings, Settings
+from auditline.config import SearchSettings, Settings
 from tests.conftest import TokenFactory, bearer
 from tests.integration.search_fixtures import ACME_EVENTS, GLOBEX_EVENTS, DataSet, load
 
@@ -28,15 +27,12 @@ PLANS = {"default": (2000, 10_000), "walk": (2, 1_000_000), "index": (2, 0)}
 
 
 @pytest.fixture(params=list(PLANS))
-def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Settings:
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     probe_rows, probe_max_rows = PLANS[request.param]
-    return Settings(
-        data_dir=tmp_path / "data",
-        database=DatabaseSettings(url=database_url, pool_min_size=1, pool_max_size=5),
-        search=SearchSettings(
-            probe_rows=probe_rows, probe_max_rows=probe_max_rows, exact_total_limit=5
-        ),
+    settings.search = SearchSettings(
+        probe_rows=probe_rows, probe_max_rows=probe_max_rows, exact_total_limit=5
     )
+    return settings
 
 
 @pytest.fixture

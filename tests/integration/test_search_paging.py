@@ -7,13 +7,12 @@ import asyncio
 import base64
 import uuid
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from auditline.config import DatabaseSettings, SearchSettings, Settings
+from auditline.config import SearchSettings, Settings
 from tests.conftest import TokenFactory, bearer
 from tests.integration.search_fixtures import base_time
 
@@ -27,13 +26,10 @@ PLANS = {"default": (2000, 10_000), "walk": (2, 1_000_000), "index": (2, 0)}
 
 
 @pytest.fixture(params=list(PLANS))
-def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) -> Settings:
+def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     probe_rows, probe_max_rows = PLANS[request.param]
-    return Settings(
-        data_dir=tmp_path / "data",
-        database=DatabaseSettings(url=database_url, pool_min_size=1, pool_max_size=5),
-        search=SearchSettings(probe_rows=probe_rows, probe_max_rows=probe_max_rows),
-    )
+    settings.search = SearchSettings(probe_rows=probe_rows, probe_max_rows=probe_max_rows)
+    return settings
 
 
 @pytest.fixture
