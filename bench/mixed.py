@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +27,28 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="API processes")
     parser.add_argument("--seconds", type=int, default=10, help="seconds per phase")
     parser.add_argument("--batches", type=int, default=100, help="1,000-event batches seeded")
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--runs", type=int, default=1, help="repetitions, each on a fresh dir")
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="write the runs as JSON (bench/results/mixed.json is what the report reads)",
+    )  # fmt: skip
     args = parser.parse_args()
     work = ROOT / "bench" / ".work-mixed"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
-        result = run_mixed(work, workers=args.workers, seconds=args.seconds,
-                           batches=args.batches)  # fmt: skip
-    finally:
-        shutil.rmtree(work / "mixed-data", ignore_errors=True)
+    runs = []
+    for _ in range(args.runs):
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            result = run_mixed(work, workers=args.workers, seconds=args.seconds,
+                               batches=args.batches)  # fmt: skip
+        finally:
+            shutil.rmtree(work / "mixed-data", ignore_errors=True)
+        runs.append(result)
+        for line in summary_lines(result):
+            print(line, flush=True)
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
-    for line in summary_lines(result):
-        print(line)
+        finished = datetime.now(UTC).isoformat(timespec="seconds")
+        args.out.write_text(json.dumps({"runs": runs, "finished_at": finished}, indent=2))
 
 
 def summary_lines(run: dict[str, Any]) -> list[str]:

@@ -283,7 +283,8 @@ def _retention_section(result: dict[str, Any]) -> list[str]:
         "## Retention beside ingest",
         "",
         f"{result['events']:,} events of one month removed (`python -m bench.retention`), by "
-        f"batches of {result['batch_size']:,} ({result['pause_ms']} ms apart) and, another "
+        f"batches of {result['batch_size']:,} (working {result.get('duty', 1):g} of the time, "
+        f"at least {result['pause_ms']} ms apart) and, another "
         "month, by dropping its partition (records per tenant, rollups forgotten, `event_ids`",
         f"rows after), while single events go to the same tenant at {result['rate']:g}/s "
         "(open loop). Target: ingest p99 at most twice the baseline's.",
@@ -306,6 +307,150 @@ def _retention_section(result: dict[str, Any]) -> list[str]:
         "",
         f"Measured {result['finished_at']}.",
     ]
+
+
+def _integrity_section(result: dict[str, Any]) -> list[str]:
+    """What tamper evidence costs and how fast it answers (``python -m bench.integrity``)."""
+    lines = ["## Tamper evidence (sealing, proofs, verification)", ""]
+    if "ingest" in result:
+        med, ratio = result["ingest"]["median"], result["ingest"]["sealing_over_none"]
+        rounds = len(result["ingest"]["runs"]["sealing"])
+        lines += [
+            "Ingest with the sealing loop (one round a second) and with it idle, alternating, "
+            f"{rounds} rounds, each side on its own data dir; one API process. Target: "
+            "sealing costs at most 10 %.",
+            "",
+            *_head("load", "sealing", "no sealing", "sealing / none"),
+            _row("single events, 32 connections (requests/s)",
+                 f"{med['sealing']['single_rps']:,.0f}", f"{med['no sealing']['single_rps']:,.0f}",
+                 f"{ratio['single_rps']:.2f}"),
+            _row("bulk of 1,000, 4 connections (events/s)",
+                 f"{med['sealing']['bulk_events_per_s']:,.0f}",
+                 f"{med['no sealing']['bulk_events_per_s']:,.0f}",
+                 f"{ratio['bulk_events_per_s']:.2f}"),
+            "",
+        ]  # fmt: skip
+    if "lag" in result:
+        lag = result["lag"]
+        lines += [
+            f"Sealing lag at {lag['offered_rps']:,.0f} single events/s offered "
+            f"({lag['achieved_rps']:,.0f} achieved, {lag['errors']} errors, {lag['events']:,} "
+            "events), from `received_at` to the first checkpoint covering the event: "
+            f"p50 {lag['lag_ms']['p50']:,.0f} ms, p99 {lag['lag_ms']['p99']:,.0f} ms, max "
+            f"{lag['lag_ms']['max']:,.0f} ms (target: p99 at most 2 s).",
+            "",
+        ]
+    if "proofs" in result:
+        pr = result["proofs"]
+        lines += [
+            f"One tenant of {pr['leaves']:,} events ("
+            + (f"seeded in {pr['seed_seconds']:,.0f} s, " if pr["seed_seconds"] else "")
+            + f"sealed from scratch in {pr['seal_seconds']:,.0f} s: "
+            f"{pr['seal_leaves_per_s']:,.0f} leaves/s). Proofs through HTTP at 50/s open "
+            "loop (target: p99 at most 20 ms):",
+            "",
+            *_head("proof", "p50 (ms)", "p99 (ms)", "errors", "hashes", "bytes"),
+            _row("inclusion", f"{pr['inclusion_ms']['p50']:.1f}",
+                 f"{pr['inclusion_ms']['p99']:.1f}", pr["inclusion_ms"]["errors"],
+                 pr["inclusion_path_hashes"],
+                 f"{pr['inclusion_proof_bytes']:,}"),
+            _row("consistency", f"{pr['consistency_ms']['p50']:.1f}",
+                 f"{pr['consistency_ms']['p99']:.1f}", pr["consistency_ms"]["errors"],
+                 pr["consistency_path_hashes"], ""),
+            "",
+            f"`auditline verify --tenant` over it: {pr['verify_seconds']:,.0f} s, "
+            f"{pr['verify_leaves_per_s']:,.0f} leaves/s "
+            f"({'verified' if pr['verify_ok'] else 'FAILED'}).",
+            "",
+        ]  # fmt: skip
+    return [*lines, f"Measured {result['finished_at']}."]
+
+
+def _stream_section(result: dict[str, Any]) -> list[str]:
+    """Live streams: the NOTIFY's cost and delivery under load (``python -m bench.stream``)."""
+    before, watched = result["no_watchers_before"], result["watched"]
+    after = result["no_watchers_after"]
+    lines = [f"## Live streams ({result['watchers']} watchers)", ""]
+    if result["notify_cost"]:
+        cost = result["notify_cost"]["summary"]
+        lines += [
+            "The announcement every writing transaction sends (migration 0017's NOTIFY), "
+            "closed-loop ingest at saturation with the trigger on and off, alternating: "
+            f"single events {cost['single throughput change %']['median']:+.1f} %, bulk "
+            f"{cost['bulk throughput change %']['median']:+.1f} % throughput (medians).",
+            "",
+        ]
+    return [
+        *lines,
+        f"{before['offered_events_per_s']:,.0f} events/s offered (bulk requests of "
+        f"{result['batch']}, open loop, {result['seconds']:g} s per phase) to "
+        "`auditline serve --workers 2`, without watchers, with "
+        f"{result['watchers']} watchers of the tenant, and without again:",
+        "",
+        *_head("phase", "events/s stored", "request p50 (ms)", "request p99 (ms)"),
+        *(
+            _row(name, f"{phase['events_per_s']:,.0f}", f"{phase['request_p50_ms']:,.1f}",
+                 f"{phase['request_p99_ms']:,.1f}")
+            for name, phase in (("no watchers", before), (f"{result['watchers']} watchers",
+                                watched), ("no watchers again", after))
+        ),
+        "",
+        f"Delivered {result['delivery_ms']['count']:,} messages: p50 "
+        f"{result['delivery_ms']['p50']:,.0f} ms, p99 {result['delivery_ms']['p99']:,.0f} ms "
+        f"from the request's send to the watcher's receipt; lost {result['lost']}, "
+        f"duplicated {result['duplicated']}. API CPU per delivered message: "
+        f"{result['api_cpu_us_per_message']:.1f} µs. Server RSS "
+        f"{result['server_rss_mb']['before']:,.0f} → {result['server_rss_mb']['after']:,.0f} "
+        f"MiB. Measured {result['when']}.",
+    ]  # fmt: skip
+
+
+def _archive_section(result: dict[str, Any]) -> list[str]:
+    """Archival to Parquet and restore (``python -m bench.archive``)."""
+    hot, arc, res = result["hot"], result["archive"], result["restore"]
+    ratio = result["compression_ratio"]
+    return [
+        "## Archival and restore",
+        "",
+        f"{result['events']:,} events of {result['tenants']} tenants over {result['days']} "
+        f"days (`python -m bench.archive`), archived to Parquet (zstd level "
+        f"{result['zstd_level']}) in a local directory, then restored.",
+        "",
+        *_head("", "rows", "seconds", "rows/s"),
+        _row("archive (read, encode, upload, verify, remove from hot)", f"{arc['rows']:,}",
+             f"{arc['seconds']:.1f}", f"{arc['rows_per_second']:,}"),
+        _row("restore (fetch, verify, insert)", f"{res['rows']:,}", f"{res['seconds']:.1f}",
+             f"{res['rows_per_second']:,}"),
+        "",
+        f"Bytes per event: hot table {hot['bytes_per_event_table']:.0f}, with indexes "
+        f"{hot['bytes_per_event_with_indexes']:.0f}; Parquet {arc['bytes_per_event']:.0f} "
+        f"({ratio['table_vs_parquet']:g}x smaller than the table, "
+        f"{ratio['with_indexes_vs_parquet']:g}x with its indexes). JSON columns: "
+        f"{hot['json_compression']}. Restored rows identical to the seeded ones: "
+        f"{'yes' if res['identical_to_seeded'] else 'NO'}. Measured {result['finished_at']}.",
+    ]  # fmt: skip
+
+
+def _backup_section(result: dict[str, Any]) -> list[str]:
+    """Backup and restore of the embedded database (``python -m bench.backup``)."""
+    return [
+        "## Backup and restore",
+        "",
+        f"`auditline backup` and `auditline restore` of {result['events']:,} events of "
+        f"{result['tenants']} tenants ({result['database_bytes'] / 2**20:,.0f} MiB on disk; "
+        "`python -m bench.backup`).",
+        "",
+        *_head("compression", "dump bytes/event", "backup (s)", "backup events/s",
+               "restore (s)", "restore events/s"),
+        *(
+            _row(r["compress"], f"{r['dump_bytes_per_event']:.0f}", f"{r['backup_seconds']:.1f}",
+                 f"{r['backup_events_per_second']:,}", f"{r['restore_seconds']:.1f}",
+                 f"{r['restore_events_per_second']:,}")
+            for r in result["runs"]
+        ),
+        "",
+        f"Measured {result['finished_at']}.",
+    ]  # fmt: skip
 
 
 _AB_FIGURES = {
@@ -544,10 +689,17 @@ def write(results: Path, docs: Path) -> None:
             "",
             f"Median p99 (target ≤ 50 ms): {medians}.",
         ]
-    if r.get("mixed"):
-        lines += ["", *_mixed_section(r["mixed"])]
-        if all("exports" in run for run in r["mixed"]):
-            lines += ["", *_admission_section(r["mixed"])]
+    # ``python -m bench.mixed --out bench/results/mixed.json`` measures the mixed scenario
+    # alone; when its runs are newer than the ingest suite's, they are the ones reported.
+    mixed_runs, mixed_path = r.get("mixed"), results / "mixed.json"
+    if mixed_path.exists():
+        mixed = json.loads(mixed_path.read_text())
+        if mixed["finished_at"] > r["finished_at"]:
+            mixed_runs = mixed["runs"]
+    if mixed_runs:
+        lines += ["", *_mixed_section(mixed_runs)]
+        if all("exports" in run for run in mixed_runs):
+            lines += ["", *_admission_section(mixed_runs)]
     stack_path = results / "stack.json"
     if stack_path.exists():
         lines += ["", *_stack_section(json.loads(stack_path.read_text()))]
@@ -557,6 +709,15 @@ def write(results: Path, docs: Path) -> None:
     retention_path = results / "retention.json"
     if retention_path.exists():
         lines += ["", *_retention_section(json.loads(retention_path.read_text()))]
+    # bench.stream writes stream.json; a run kept for the report is renamed
+    # stream-<watchers>.json, so the target's scale and a smaller one show side by side.
+    for pattern, section in (("integrity.json", _integrity_section),
+                             ("stream-*.json", _stream_section),
+                             ("archive.json", _archive_section),
+                             ("backup.json", _backup_section)):  # fmt: skip
+        kept = sorted(results.glob(pattern), key=lambda p: (len(p.name), p.name))
+        for suite_path in kept:
+            lines += ["", *section(json.loads(suite_path.read_text()))]
     ab_path = results / "ab.json"
     if ab_path.exists():
         lines += ["", *_ab_section(json.loads(ab_path.read_text()))]

@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(data_dir=data_dir)
     settings.retention.batch_size = args.batch_size
     settings.retention.pause_ms = args.pause_ms
+    settings.retention.duty = args.duty
     server = start_auditline(data_dir, workers=args.workers, log=log)
     try:
         ensure_tenant(server, data_dir, TENANT)
@@ -136,7 +137,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bodies = write_bodies(work / "single.ndjson", count=5000, events_per_body=1, seed=1)
         lines = bodies.read_bytes().splitlines()
         result: dict[str, Any] = {"events": args.events, "batch_size": args.batch_size,
-                                  "pause_ms": args.pause_ms, "rate": args.rate,
+                                  "pause_ms": args.pause_ms, "duty": args.duty,
+                                  "rate": args.rate,
                                   "workers": args.workers}  # fmt: skip
 
         async def seed(month: datetime) -> float:
@@ -190,7 +192,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"{name}: {out['error']}")
             seconds, batches = out["result"]  # the removal alone, not opening the services
             load["p99_vs_baseline"] = load["p99_ms"] / result["baseline"]["p99_ms"]
-            working = seconds - batches * settings.retention.pause_ms / 1000
+            # Each batch works t and then waits max(pause_ms, t * (1 - duty) / duty).
+            working = min(seconds - batches * settings.retention.pause_ms / 1000,
+                          seconds * settings.retention.duty)  # fmt: skip
             result[name] = {
                 "seconds": seconds, "rows_per_s": args.events / seconds, "batches": batches,
                 "ms_per_batch": 1000 * working / batches if batches else None,
@@ -211,6 +215,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events per removal")
     parser.add_argument("--batch-size", type=int, default=Settings().retention.batch_size)
     parser.add_argument("--pause-ms", type=int, default=Settings().retention.pause_ms)
+    parser.add_argument("--duty", type=float, default=Settings().retention.duty)
     parser.add_argument("--rate", type=float, default=500, help="single events offered per s")
     parser.add_argument("--window", type=float, default=3, help="seconds per load window")
     parser.add_argument("--baseline-windows", type=int, default=5)

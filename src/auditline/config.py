@@ -459,6 +459,13 @@ class RetentionSettings(BaseModel):
         ge=0,
         description="a cleanup of more events answers 202 and runs as a job",
     )
+    duty: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="share of the time a batched removal works: after a batch that took t "
+        "seconds it waits t * (1 - duty) / duty (and at least pause_ms)",
+    )
     partition_drop: bool = Field(
         default=True,
         description="the retention task drops whole months no tenant still keeps",

@@ -171,6 +171,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 )  # fmt: skip
                 try:
                     async with open_store(settings) as cold:
+                        # Archived days leave the hot table through retention's primitive,
+                        # and a cleanup of a tenant with archival on goes through archival.
+                        archive = ArchiveService(
+                            pool, cold, settings.archive, access, deleter=retention.delete_events
+                        )
+                        retention.archive_first = archive.archive_and_remove
                         yield Services(
                             settings=settings,
                             pool=pool,
@@ -202,14 +208,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                             ),
                             jobs=jobs,
                             retention=retention,
-                            # archived days leave the hot table through retention's primitive
-                            archive=ArchiveService(
-                                pool,
-                                cold,
-                                settings.archive,
-                                access,
-                                deleter=retention.delete_events,
-                            ),
+                            archive=archive,
                             backups=Backups(settings, url),
                         )
                 finally:

@@ -7,6 +7,7 @@ primitive (``RetentionService.delete_events``), as in the service.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -34,6 +35,8 @@ from auditline.lifecycle.archive.service import (
 )
 from auditline.lifecycle.archive.store import ColdStore, DirectoryStore, S3Store, s3_client
 from auditline.services import Services, open_services
+from auditline.storage.archive import save_archive
+from auditline.storage.database import tenant_transaction
 from auditline.storage.events import row_to_stored
 from tests.integration.archive_fixtures import OLD_DAY, drafts, removed, snapshot, write
 from tests.services.fixtures import Endpoint
@@ -229,6 +232,42 @@ async def test_a_changed_archive_file_is_detected_and_nothing_is_restored_or_del
     assert summary == {"days": 1, "archived": 10, "removed": 10, "tenants": [GLOBEX],
                        "failed_tenants": [ACME]}  # fmt: skip
     assert snapshot(database_url, ACME, OLD_DAY) == late
+
+
+async def test_a_rewritten_archive_file_with_its_manifest_recomputed_is_caught_by_the_tree(
+    services: Services, store: ColdStore, database_url: str
+) -> None:
+    """The administrator edits an archived event, writes the file back and fixes its SHA-256
+    in the manifest (both the store's copy and the database's): the file matches its
+    manifest, but the edited event no longer hashes to its leaf in the tenant's tree."""
+    await write(services.pool, ACME, drafts(OLD_DAY, 50))
+    archive = archive_service(services, store)
+    await archive.archive_day(ACME, OLD_DAY)
+    await archive.verify(ACME, OLD_DAY)  # the untouched archive passes the deep check
+    [row] = await archive.archived_days(ACME)
+    manifest = Manifest.from_json(row.manifest)
+    [entry] = manifest.files
+    key = day_prefix(ACME, OLD_DAY) + entry.name
+    table = pq.read_table(pa.BufferReader(await store.get_bytes(key)))
+    messages = table.column("message").to_pylist()
+    messages[7] = "nothing happened here"
+    table = table.set_column(
+        table.schema.get_field_index("message"), "message", pa.array(messages, pa.string())
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    forged = sink.getvalue().to_pybytes()
+    await store.put_bytes(key, forged)
+    forged_entry = dataclasses.replace(
+        entry, sha256=hashlib.sha256(forged).hexdigest(), bytes=len(forged)
+    )
+    forged_manifest = dataclasses.replace(manifest, files=[forged_entry])
+    async with tenant_transaction(services.pool, ACME) as conn:
+        await save_archive(conn, ACME, OLD_DAY, forged_manifest.to_json(), row.location)
+
+    with pytest.raises(ArchiveCorrupt, match="does not hash to its leaf") as caught:
+        await archive.verify(ACME, OLD_DAY)
+    assert f"seq {table.column('seq')[7].as_py()}" in str(caught.value)
 
 
 class CorruptingStore(DirectoryStore):

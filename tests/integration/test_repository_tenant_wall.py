@@ -245,6 +245,8 @@ async def test_each_tenants_merkle_log_is_its_own(
             assert await integrity_store.leaf_of(conn, tenant, data.own_ids(other)[0]) is None
             tiles = await integrity_store.read_tiles(conn, tenant, [(0, 0), (0, 1)])
             assert tiles == {(0, 0): mark[tenant] * 32}
+            # leaf 0 from this tenant's level-0 tile; leaf 1 is in no tile of its own
+            assert await integrity_store.tile_leaves(conn, tenant, 0, 2) == [mark[tenant] * 32]
             latest = await integrity_store.latest_checkpoint(conn, tenant)
             assert latest is not None
             assert latest.note == f"note {tenant}"
@@ -1013,6 +1015,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "integrity.lock_sealing": test_each_tenants_merkle_log_is_its_own,
     "integrity.log_size": test_each_tenants_merkle_log_is_its_own,
     "integrity.read_tiles": test_each_tenants_merkle_log_is_its_own,
+    "integrity.tile_leaves": test_each_tenants_merkle_log_is_its_own,
     "integrity.sealed_through": test_each_tenants_merkle_log_is_its_own,
     "integrity.try_lock_sealing": test_each_tenants_merkle_log_is_its_own,
     "integrity.write_tiles": test_each_tenants_merkle_log_is_its_own,

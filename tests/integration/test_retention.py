@@ -25,9 +25,11 @@ from auditline.config import IngestSettings, Settings
 from auditline.domain.events import SEVERITIES, EventDraft
 from auditline.domain.retention import LegalHold, TooRecent
 from auditline.domain.tenants import TenantId
+from auditline.evidence.verify import Report, verify_log
 from auditline.ingest.prepare import prepare_events
 from auditline.ingest.writer import month_of, months_from
 from auditline.lifecycle import retention as retention_module
+from auditline.lifecycle.archive.manifest import Manifest
 from auditline.lifecycle.retention import SYSTEM_ACTOR, RetentionService
 from auditline.services import Services
 from auditline.storage import retention as retention_store
@@ -642,3 +644,135 @@ async def test_a_hold_keeps_the_whole_month_partition(stack: Stack) -> None:
     assert "initech" not in done
     assert len(_seqs_in_month(stack.url, "initech", month)) == 2
     assert_rollups_recount(stack.url)
+
+
+# -- the tamper-evident log after removals (evidence/verify.py) ----------------------------
+
+
+async def as_superuser(url: str, *statements: str) -> None:
+    """Run *statements* as the superuser with triggers off, in a thread: the app's sealing
+    loop shares this event loop, and a blocked loop could not commit what they wait for."""
+
+    def run() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")
+            for statement in statements:
+                conn.execute(statement)  # type: ignore[call-overload]
+
+    await asyncio.to_thread(run)
+
+
+async def verify_acme(services: Services, *, seal: bool = True) -> Report:
+    if seal:
+        await services.sealer.seal_until_current(ACME, wait=True)
+    return await verify_log(
+        services.pool, ACME, services.checkpoint_verifier, services.settings.integrity.origin
+    )
+
+
+async def test_a_log_with_removed_events_still_verifies(stack: Stack) -> None:
+    old, young = 400 * DAY, 2 * DAY
+    # numbers 0-4 and 8-16 go, 5-7 and 17-19 stay: a gap at the start and one in the middle
+    await seed(stack.services, ACME, [old] * 5 + [young] * 3 + [old] * 9 + [young] * 3)
+    deletion = await stack.services.retention.delete_events(
+        ACME, SYSTEM_ACTOR, before=NOW - 30 * DAY, reason="cleanup"
+    )
+    assert deletion.seq_ranges == [(0, 4), (8, 16)]
+    assert deletion.batches > 1  # several records, each naming its own part
+
+    report = await verify_acme(stack.services)
+
+    assert report.findings == []
+    assert report.removed == [(0, 4), (8, 16)]
+    assert report.leaves == report.log_head == 20 + deletion.batches  # the records too
+
+
+async def test_a_deletion_listed_by_hand_as_a_removal_is_caught(stack: Stack) -> None:
+    await seed(stack.services, ACME, [400 * DAY] * 6)
+    assert (await verify_acme(stack.services)).ok
+    # The administrator deletes sealed events and lists them as removed, as retention
+    # would; what they cannot write is a removal record inside the signed log.
+    await as_superuser(
+        stack.url,
+        "DELETE FROM events WHERE tenant_id = 'acme' AND seq IN (2, 3)",
+        """INSERT INTO removed_ranges (tenant_id, first_seq, last_seq, events, reason, actor,
+                                       ids_removed)
+           VALUES ('acme', 2, 3, 2, 'retention', 'system', false)""",
+    )
+
+    report = await verify_acme(stack.services)
+
+    assert report.removed == [(2, 3)]  # the tiles still rebuild the signed roots...
+    assert [f.seq for f in report.findings] == [2]  # ...but nothing signed names the gap
+    assert "no removal record in the signed log" in report.findings[0].what
+
+
+async def test_removed_events_without_their_tiles_cannot_be_accounted_for(stack: Stack) -> None:
+    await seed(stack.services, ACME, [400 * DAY] * 6 + [2 * DAY] * 2)
+    await stack.services.retention.delete_events(
+        ACME, SYSTEM_ACTOR, before=NOW - 30 * DAY, reason="retention"
+    )
+    await stack.services.sealer.seal_until_current(ACME, wait=True)
+    await as_superuser(stack.url, "DELETE FROM merkle_tiles WHERE tenant_id = 'acme' AND level = 0")
+
+    report = await verify_acme(stack.services, seal=False)
+
+    assert report.removed == []
+    assert [f.seq for f in report.findings][:1] == [0]
+    assert "tiles no longer hold their hashes" in report.findings[0].what
+
+
+async def test_a_gap_stays_named_after_its_removal_record_is_removed_in_turn(
+    stack: Stack,
+) -> None:
+    """Removal records are events of the log and age like the others. The record of the
+    removal that takes one names again what it named, so the first gap never becomes one
+    that nothing signed explains."""
+    stack.services.settings.retention.min_age_hours = 0  # the record is removable at once
+    await seed(stack.services, ACME, [400 * DAY] * 4)
+    first = await stack.services.retention.delete_events(
+        ACME, SYSTEM_ACTOR, before=NOW - 30 * DAY, reason="retention"
+    )
+    assert first.seq_ranges == [(0, 3)]  # its record is seq 4
+    await stack.services.sealer.seal_until_current(ACME, wait=True)  # only sealed ones go
+    second = await stack.services.retention.delete_events(
+        ACME, SYSTEM_ACTOR, before=datetime.now(UTC), reason="retention"
+    )
+    assert second.seq_ranges == [(4, 4)]  # the first record; its own record is seq 5
+    with psycopg.connect(stack.url) as conn:
+        rows = conn.execute("SELECT seq, after FROM events WHERE tenant_id = 'acme'").fetchall()
+    assert [seq for seq, _ in rows] == [5]
+    assert rows[0][1]["seq_ranges"] == [[4, 4]]
+    assert rows[0][1]["carried_ranges"] == [[0, 3]]
+
+    report = await verify_acme(stack.services)
+
+    assert report.findings == []
+    assert report.removed == [(0, 4)]
+
+
+async def test_a_cleanup_of_a_tenant_with_archival_archives_before_it_removes(
+    stack: Stack,
+) -> None:
+    await seed(stack.services, ACME, [100 * DAY] * 6 + [10 * DAY] * 2)
+    response = await stack.http.patch(
+        "/api/v1/tenants/acme", json={"archive_after_days": 30}, headers=stack.admin("acme")
+    )
+    assert response.status_code == 200, response.text
+    old = set(range(6))  # seeded in this order
+
+    response = await stack.http.delete(
+        "/api/v1/logs/cleanup", params={"before": (NOW - 50 * DAY).isoformat()},
+        headers=stack.admin("acme"),
+    )  # fmt: skip
+
+    assert response.status_code == 202, response.text  # small, but archiving is a job
+    job = await wait_for_job(stack, response.json()["job_id"], stack.admin("acme"))
+    assert job["status"] == "succeeded", job
+    assert (job["result"]["archived"], job["result"]["deleted"]) == (6, 6)
+    assert seqs(stack.url, "acme") & old == set()
+    archived = await stack.services.archive.archived_days(ACME)
+    assert sum(Manifest.from_json(row.manifest).rows for row in archived) == 6
+    for row in archived:  # written, verified, and every event still hashes to its leaf
+        await stack.services.archive.verify(ACME, Manifest.from_json(row.manifest).day)
+    assert {r[2] for r in ranges(stack.url, "acme")} == {"archive"}

@@ -7,12 +7,15 @@ and nothing depends on timing.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
+from starlette.types import Message
 
 from auditline.app import create_app
 from auditline.config import RateBudget, Settings
@@ -161,3 +164,50 @@ async def test_a_body_trickled_in_too_slowly_is_408(
     with psycopg.connect(database_url) as conn:
         actions = conn.execute("SELECT action FROM events WHERE tenant_id = 'acme'").fetchall()
     assert actions == [("OK",)]
+
+
+async def test_a_client_that_hangs_up_mid_body_is_499_not_an_error(
+    app: FastAPI,
+    tenants: list[str],
+    make_token: TokenFactory,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Half a body, then the connection closes: nothing is stored, the request is counted as
+    499 (client closed request), and no 500 with a stack trace is logged for it."""
+    admin = bearer(make_token("admin", "acme"))
+    arriving = iter([
+        {"type": "http.request", "body": b'{"action": "CRE', "more_body": True},
+        {"type": "http.disconnect"},
+    ])  # fmt: skip
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return next(arriving)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/api/v1/logs", "raw_path": b"/api/v1/logs",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000),
+        "server": ("test", 80),
+        "headers": [(b"host", b"test"), (b"content-type", b"application/json"),
+                    (b"content-length", b"40"),
+                    (b"authorization", admin["Authorization"].encode())],
+    }  # fmt: skip
+    stored_before = count_events(database_url)
+    with caplog.at_level(logging.ERROR):
+        await app(scope, receive, send)
+
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [499]
+    assert "unhandled error" not in caplog.text
+    assert count_events(database_url) == stored_before
+
+
+def count_events(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM events").fetchone()
+    assert row is not None
+    return int(row[0])

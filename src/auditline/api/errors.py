@@ -18,7 +18,8 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse, Response
 
 from auditline.admission import Overloaded
 from auditline.api.deps import record_denial
@@ -321,6 +322,13 @@ def install_error_handlers(app: FastAPI) -> None:
             "retry it (writes with the same event id are idempotent).",
             kind="unavailable", request=request, headers={"Retry-After": "1"},
         )  # fmt: skip
+
+    @app.exception_handler(ClientDisconnect)
+    async def on_client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up before its body arrived: nothing was read, stored or
+        # acknowledged, and nobody is left to answer. 499, nginx's "client closed request",
+        # in the request log and the metrics; not an error of ours.
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

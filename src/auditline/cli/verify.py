@@ -87,11 +87,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
             tenant, operator(), action="VERIFY", resource_type=ACCESS_RESOURCE,
             message="verified the log against its checkpoints",
             metadata={"leaves": report.leaves, "checkpoints": len(report.checkpoints),
+                      "removed_ranges": len(report.removed),
                       "findings": len(report.findings), "via": "cli"},
             outcome="success" if report.ok else "failure",
         )  # fmt: skip
         print(f"tenant {tenant}: {report.leaves} events in sequence, log head {report.log_head}, "
               f"{len(report.checkpoints)} signed checkpoints checked")  # fmt: skip
+        if report.removed:
+            removed = sum(last - first + 1 for first, last in report.removed)
+            print(f"{removed} of them removed by retention, cleanup or archival, each named by "
+                  f"a removal record in the log ({len(report.removed)} ranges of seq)")  # fmt: skip
         for finding in report.findings:
             print(f"FAIL {finding}")
         print("OK" if report.ok else f"{len(report.findings)} problem(s) found")

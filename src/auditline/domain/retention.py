@@ -9,6 +9,7 @@ numbers is either listed or tampering.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Literal
@@ -69,3 +70,43 @@ def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append((first, last))
     return out
+
+
+def covers(merged: list[tuple[int, int]], first: int, last: int) -> bool:
+    """Whether the inclusive range ``first..last`` lies inside one of *merged*'s ranges
+    (as :func:`merge_ranges` returns them: sorted, disjoint, not adjacent)."""
+    index = bisect.bisect_right(merged, first, key=lambda r: r[0]) - 1
+    return index >= 0 and merged[index][0] <= first and last <= merged[index][1]
+
+
+def removal_ranges(after: object) -> tuple[list[tuple[int, int]], bool] | None:
+    """The ranges a removal record's ``after`` names, its own and those it carries (see
+    :func:`carried_ranges`), and whether it names them all; None if *after* is not a
+    removal record's (``lifecycle.retention`` writes them)."""
+    if not isinstance(after, dict) or not isinstance(after.get("seq_ranges"), list):
+        return None
+    named: list[tuple[int, int]] = []
+    complete = True
+    for key in ("seq_ranges", "carried_ranges"):
+        listed = [(int(r[0]), int(r[1])) for r in after.get(key) or []]
+        named += listed
+        total = after.get(f"{key}_total", len(listed))  # None: unknown (see lifecycle)
+        complete = complete and total is not None and int(total) <= len(listed)
+    return merge_ranges(named), complete
+
+
+def carried_ranges(records: list[object]) -> tuple[list[tuple[int, int]], bool]:
+    """What the removal records among removed events named, for the record of their own
+    removal to name again, merged; and whether that is all of it.
+
+    Without this, the evidence that a range was removed on purpose would go with the record
+    that named it, one retention period later, and the verifier could no longer tell that
+    old gap from a deletion (``evidence.verify``)."""
+    named: list[tuple[int, int]] = []
+    complete = True
+    for after in records:
+        found = removal_ranges(after)
+        if found is not None:
+            named += found[0]
+            complete = complete and found[1]
+    return merge_ranges(named), complete

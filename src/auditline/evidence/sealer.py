@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from auditline.domain.tenants import TenantId
 from auditline.evidence.witness import Witness
 from auditline.integrity.checkpoint import Checkpoint, sign_checkpoint
-from auditline.integrity.merkle import EMPTY_ROOT, integrate, root_nodes
+from auditline.integrity.merkle import EMPTY_ROOT, Integration, integrate, root_nodes
 from auditline.integrity.note import Signer
 from auditline.integrity.tiles import (
     TILE_HEIGHT,
@@ -127,13 +127,21 @@ class Sealer:
                 conn, tenant, [(t.level, t.index) for t in [*frontier, *rightmost]]
             )
         )
-        grown = integrate(TiledHashes(reader, old), old, [leaf.leaf_hash for leaf in new])
-        updates = tile_updates(reader, old, end, grown.nodes)
+        # Hashing a round's nodes is CPU work for the whole round (a 100 k-leaf round takes
+        # a while): in a thread, the event loop it would hold up serves requests meanwhile.
+        grown, updates = await asyncio.to_thread(_grow, reader, old, end, new)
         await store.write_tiles(conn, tenant, [(t.level, t.index, data) for t, data in updates])
         root = grown.root if end else EMPTY_ROOT
         note = sign_checkpoint(Checkpoint(origin_of(self.origin, tenant), end, root), self.signer)
         await store.add_checkpoint(conn, tenant, end, root, note)
         return Sealed(tenant, old, end, root, note)
+
+
+def _grow(
+    reader: MemoryTiles, old: int, end: int, new: list[store.Leaf]
+) -> tuple[Integration, list[tuple[Tile, bytes]]]:
+    grown = integrate(TiledHashes(reader, old), old, [leaf.leaf_hash for leaf in new])
+    return grown, tile_updates(reader, old, end, grown.nodes)
 
 
 def _rightmost_tiles(size: int) -> list[Tile]:

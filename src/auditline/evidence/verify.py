@@ -14,9 +14,20 @@ What each kind of tampering looks like here (tests/integration/test_tamper.py):
 * a field edited and every stored hash recomputed: the rebuilt root differs from the first
   checkpoint signed after it;
 * rows deleted, swapped or inserted: a gap or a duplicate in ``seq``, or a root mismatch;
+* rows deleted and the gap dressed up as a removal (a ``removed_ranges`` row written by
+  hand): no removal record in the signed log itself names those numbers;
 * the newest rows deleted with the log head: a signed checkpoint larger than the log;
 * a forged checkpoint, or one signed by another key: its signature does not verify;
 * an older checkpoint presented as current: smaller than a witnessed or kept one.
+
+Removals are not tampering. Retention, cleanup and archival delete events through one
+primitive that lists the numbers it removed in ``removed_ranges`` and in a removal record
+appended to the tenant's own log in the same transaction, and only once they are sealed. A
+gap is accepted when both say so; its leaves' hashes then come from the stored level-0
+tiles, which the signed roots check as they check every other hash. What a removal leaves
+is evidence that it happened (the record, in the signed log, with who and why), not the
+removed events: their fields can be checked only against an archive (``auditline archive
+verify``).
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ from dataclasses import dataclass, field
 from psycopg import IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
+from auditline.domain.access import ACCESS_RESOURCE
+from auditline.domain.retention import covers, merge_ranges, removal_ranges
 from auditline.domain.tenants import TenantId
 from auditline.evidence.sealer import origin_of
 from auditline.integrity.checkpoint import CheckpointError, open_checkpoint
@@ -34,6 +47,7 @@ from auditline.integrity.leaf import leaf_hash
 from auditline.integrity.merkle import EMPTY_ROOT, MemoryTreeHashes, integrate
 from auditline.integrity.note import NoteError, Verifier, encode_base64
 from auditline.storage import integrity as store
+from auditline.storage import retention as removals
 from auditline.storage.database import Connection, set_tenant
 
 Progress = Callable[[int, int], None]
@@ -68,6 +82,8 @@ class Report:
     log_head: int = 0
     checkpoints: dict[int, bytes] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    removed: list[tuple[int, int]] = field(default_factory=list)
+    """The ranges of ``seq`` removed by retention, cleanup or archival (inclusive)."""
 
     @property
     def ok(self) -> bool:
@@ -197,9 +213,14 @@ async def _check_rows(
         report.findings.append(
             Finding("the checkpoint of the empty log has a wrong root", checkpoint=0)
         )
+    recorded = merge_ranges(await removals.removed_ranges(conn, tenant))
+    logged = _LoggedRemovals()
 
-    def compare() -> None:
+    def add(hash_: bytes) -> None:
         nonlocal next_size, good_up_to
+        tree.pending.append(hash_)
+        if len(tree.pending) >= _CHUNK:
+            tree.flush()
         while next_size is not None and tree.count == next_size:
             root = tree.flush()
             if root != heads[next_size]:
@@ -210,6 +231,25 @@ async def _check_rows(
                     checkpoint=next_size))  # fmt: skip
             good_up_to = next_size
             next_size = next(sizes, None)
+        if progress is not None and tree.count % _CHUNK == 0:
+            progress(tree.count, report.log_head)
+
+    async def removed_up_to(end: int) -> bool:
+        """Account for ``seq`` tree.count..end-1, missing from the rows: True if a removal
+        covers them and their leaf hashes are in the tiles (added to the tree)."""
+        first = tree.count
+        if not covers(recorded, first, end - 1):
+            return False
+        for hash_ in await store.tile_leaves(conn, tenant, first, end):
+            add(hash_)
+        if tree.count < end:
+            report.findings.append(Finding(
+                f"events with seq {tree.count}..{end - 1} were removed but the tiles no "
+                "longer hold their hashes: the tree cannot be rebuilt",
+                seq=tree.count))  # fmt: skip
+            return False
+        report.removed.append((first, end - 1))
+        return True
 
     async for stored in store.events_by_seq(conn, tenant):
         event = stored.event
@@ -218,7 +258,7 @@ async def _check_rows(
                 "a second event claims a seq already taken: a row was inserted",
                 seq=stored.seq, event_id=str(event.id)))  # fmt: skip
             continue
-        if stored.seq > tree.count:
+        if stored.seq > tree.count and not await removed_up_to(stored.seq):
             report.findings.append(Finding(
                 f"events with seq {tree.count}..{stored.seq - 1} are missing: rows were "
                 "deleted (no recorded removal covers them)", seq=tree.count))  # fmt: skip
@@ -230,13 +270,42 @@ async def _check_rows(
             report.findings.append(Finding(
                 "the event's fields no longer hash to its stored leaf hash: it was changed "
                 "after it was written", seq=stored.seq, event_id=str(event.id)))  # fmt: skip
-        tree.pending.append(recomputed)
-        if len(tree.pending) >= _CHUNK:
-            tree.flush()
-        compare()
-        if progress is not None and tree.count % _CHUNK == 0:
-            progress(tree.count, report.log_head)
+        logged.note(event.resource_type, event.action, event.after)
+        add(recomputed)
+    else:
+        if report.log_head > tree.count:  # the newest events removed, nothing after them
+            await removed_up_to(report.log_head)
     report.leaves = tree.count
-    compare()
+    if tree.pending:
+        tree.flush()
     if progress is not None:
         progress(tree.count, report.log_head)
+    for first, last in report.removed:
+        if not logged.names(first, last):
+            report.findings.append(Finding(
+                f"events with seq {first}..{last} are gone and listed as removed, but no "
+                "removal record in the signed log names them: rows were deleted and the "
+                "listing was written by hand", seq=first))  # fmt: skip
+
+
+class _LoggedRemovals:
+    """The ranges the removal records in the log itself list (the records are leaves, so
+    an administrator cannot add one to the signed part of the log)."""
+
+    def __init__(self) -> None:
+        self.ranges: list[tuple[int, int]] = []
+        self.incomplete = False
+        """A record listed only the first of its ranges (``RECORD_MAX_RANGES``)."""
+
+    def note(self, resource_type: str | None, action: str, after: object) -> None:
+        if resource_type != ACCESS_RESOURCE or action != "DELETE":
+            return
+        found = removal_ranges(after)
+        if found is not None:
+            listed, complete = found
+            self.ranges = merge_ranges(self.ranges + listed)
+            self.incomplete = self.incomplete or not complete
+
+    def names(self, first: int, last: int) -> bool:
+        # Gaps are merged runs; a record may list a run in several pieces (one per batch).
+        return covers(self.ranges, first, last) or self.incomplete

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,7 @@ from auditline.domain.retention import (
     LegalHold,
     Reason,
     TooRecent,
+    carried_ranges,
     merge_ranges,
 )
 from auditline.domain.tenants import TenantId, UnknownTenant
@@ -98,6 +100,10 @@ class _Due:
     bound: datetime | None  # None: under legal hold, nothing goes
 
 
+ArchiveFirst = Callable[[TenantId, datetime, Actor], Awaitable[tuple[int, int]]]
+"""Archive a tenant's events older than a bound, then remove them: (archived, removed)."""
+
+
 class RetentionService:
     def __init__(
         self,
@@ -116,6 +122,9 @@ class RetentionService:
         self.jobs = jobs
         """Set by the composition root once the jobs service exists; without it a large
         cleanup runs in the request."""
+        self.archive_first: ArchiveFirst | None = None
+        """Set by the composition root (archival removes through this service, so it is
+        built after it): how a cleanup of a tenant with archival on removes its events."""
 
     @property
     def settings(self) -> RetentionSettings:
@@ -161,7 +170,9 @@ class RetentionService:
                 count = await store.count_events(conn, tenant, bound, through_seq=sealed)
         if dry_run:
             return Cleanup(before=bound, count=count, dry_run=True)
-        if count > self._settings.sync_max_events and self.jobs is not None:
+        # Archiving first writes and verifies files in cold storage: always a job.
+        archives = found.archive_after_days is not None and self.archive_first is not None
+        if (count > self._settings.sync_max_events or archives) and self.jobs is not None:
             job = await self.jobs.submit(
                 CLEANUP_JOB, self.cleanup_payload(bound, actor), tenant=tenant
             )
@@ -186,10 +197,23 @@ class RetentionService:
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """The ``retention.cleanup`` job: :meth:`delete_events` with the payload's bound and
-        actor; idempotent (a rerun removes only what is still there, and records only that).
-        A legal hold placed meanwhile ends it early, with what was removed until then."""
+        actor, or for a tenant with archival on, :attr:`archive_first`; idempotent (a rerun
+        removes only what is still there, and records only that). A legal hold placed
+        meanwhile ends it early, with what was removed until then."""
         who = payload["actor"]
         actor = Actor(subject=who["subject"], type=who["type"], request_id=who.get("request_id"))
+        before = datetime.fromisoformat(payload["before"])
+        async with self._pool.connection() as conn:
+            found = await get_tenant(conn, tenant)
+        if found is not None and found.archive_after_days is not None and self.archive_first:
+            # Archived, verified, then removed day by day (the archive's own primitive
+            # call); an event that arrives meanwhile for an archived day stays hot, for
+            # the next archival, rather than leave unarchived.
+            try:
+                archived, removed = await self.archive_first(tenant, before, actor)
+            except LegalHold:
+                return {"deleted": 0, "archived": 0, "stopped": "legal_hold"}
+            return {"deleted": removed, "archived": archived, "before": before.isoformat()}
         try:
             deletion = await self.delete_events(
                 tenant, actor, before=datetime.fromisoformat(payload["before"]),
@@ -225,6 +249,8 @@ class RetentionService:
         # runs on its own connection; inside our locks it could wait for us).
         await self._writer.ensure_partitions(months_from(datetime.now(UTC), 2))
         limit = self._settings.batch_size
+        edge: tuple[datetime, UUID] | None = None  # where the next batch starts
+        swept = False  # the last batch started from the beginning (events behind an edge)
         while True:
             async with tenant_transaction(self._pool, tenant) as conn:
                 hold = await store.lock_tenant(conn, tenant)
@@ -236,26 +262,33 @@ class RetentionService:
                     result.stopped = "legal_hold"
                     break
                 bound = await self._seq_bound(conn, tenant, through_seq)
-                removed = await store.delete_batch(conn, tenant, before, limit, through_seq=bound)
+                started = time.monotonic()
+                swept = edge is None
+                removed = await store.delete_batch(
+                    conn, tenant, before, limit, through_seq=bound, start_after=edge
+                )
                 if removed.events:
                     await self._record(conn, tenant, actor, removed, result)
-            if not removed.events:
+            edge = removed.edge
+            if removed.events:
+                result.deleted += removed.events
+                result.batches += 1
+                result.seq_ranges = merge_ranges(result.seq_ranges + removed.ranges)
+                if progress is not None:
+                    await progress({"deleted": result.deleted, "batches": result.batches})
+            if edge is None and swept:
                 break
-            result.deleted += removed.events
-            result.batches += 1
-            result.seq_ranges = merge_ranges(result.seq_ranges + removed.ranges)
-            if progress is not None:
-                await progress({"deleted": result.deleted, "batches": result.batches})
-            if removed.events < limit:
-                break
-            await self._pause()
+            await self._pause(time.monotonic() - started)
         return result
 
-    async def _pause(self) -> None:
+    async def _pause(self, worked: float) -> None:
         """Between batches: the tenant's queued writes go first, and the removal takes a
-        bounded share of the database (``retention.pause_ms``)."""
-        if self._settings.pause_ms:
-            await asyncio.sleep(self._settings.pause_ms / 1000)
+        bounded share of the database: it waits as long as the batch took, times
+        ``(1 - duty) / duty``, and at least ``retention.pause_ms``."""
+        duty = self._settings.duty
+        wait = max(self._settings.pause_ms / 1000, worked * (1 - duty) / duty)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _seq_bound(
         self, conn: Connection, tenant: TenantId, through_seq: int | None
@@ -293,6 +326,11 @@ class RetentionService:
             "seq_ranges": [list(r) for r in listed],
             "seq_ranges_total": len(removed.ranges),
         }
+        carried, complete = carried_ranges(removed.records)
+        if carried:  # earlier removals' records went too: this one names what they named
+            after["carried_ranges"] = [list(r) for r in carried[:RECORD_MAX_RANGES]]
+            # None: some carried record named only part of its ranges, so nobody knows
+            after["carried_ranges_total"] = len(carried) if complete else None
         if deletion.job_id is not None:
             after["job_id"] = str(deletion.job_id)
         if partition is not None:
@@ -441,13 +479,14 @@ class RetentionService:
                     pending = await store.pending_id_ranges(conn, tenant)
                 for first, last in pending:
                     while True:
+                        started = time.monotonic()
                         async with conn.transaction():
                             await set_tenant(conn, tenant)
                             n = await store.delete_ids_batch(conn, tenant, first, last, limit)
                         total += n
                         if n < limit:
                             break
-                        await self._pause()
+                        await self._pause(time.monotonic() - started)
         return total
 
 

@@ -11,15 +11,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 from psycopg import sql
 
 from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
+from auditline.integrity.merkle import HASH_SIZE
+from auditline.integrity.tiles import TILE_HEIGHT
 from auditline.storage.database import Connection
 from auditline.storage.events import COLUMNS, row_to_stored
+
+_TILES_PER_READ: Final = 1000  # 8 MiB of hashes per round trip at most
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,22 @@ async def lock_sealing(conn: Connection, tenant: TenantId) -> None:
 
 
 async def leaves(conn: Connection, tenant: TenantId, first: int, end: int) -> list[Leaf]:
-    """The stored leaves with ``first <= seq < end``, in ``seq`` order (missing ones absent)."""
+    """The stored leaves with ``first <= seq < end``, in ``seq`` order (missing ones absent).
+
+    One primary-key probe of ``events`` per number, whatever the statistics say, in the
+    caller's transaction. Left to the planner, a table analyzed while nearly empty (one row
+    on one page, then a hundred thousand) made this a nested loop that filtered the whole
+    partition for every leaf: sealing a round of 100 k leaves took minutes, not 0.3 s.
+    """
+    await conn.execute("SET LOCAL enable_seqscan = off")
     cur = await conn.execute(
         """SELECT i.seq, i.id, e.leaf_hash
              FROM event_ids i
-             JOIN events e ON e.tenant_id = i.tenant_id AND e.timestamp = i.timestamp
-                          AND e.id = i.id
+             CROSS JOIN LATERAL (
+                   SELECT e.leaf_hash FROM events e
+                    WHERE e.tenant_id = i.tenant_id AND e.timestamp = i.timestamp
+                      AND e.id = i.id
+                    LIMIT 1) e
             WHERE i.tenant_id = %s AND i.seq >= %s AND i.seq < %s
             ORDER BY i.seq""",
         (tenant, first, end),
@@ -111,6 +125,25 @@ async def read_tiles(
         ([level for level, _ in wanted], [index for _, index in wanted], tenant),
     )
     return {(int(r["level"]), int(r["idx"])): bytes(r["hashes"]) for r in await cur.fetchall()}
+
+
+async def tile_leaves(conn: Connection, tenant: TenantId, first: int, end: int) -> list[bytes]:
+    """The leaf hashes of ``seq`` first..end-1 as the level-0 tiles hold them, in order,
+    stopping at the first one they lack: what remains of removed events in the tree."""
+    per_tile = 1 << TILE_HEIGHT
+    last_tile = (end - 1) // per_tile
+    found: list[bytes] = []
+    for start in range(first // per_tile, last_tile + 1, _TILES_PER_READ):
+        indexes = range(start, min(start + _TILES_PER_READ, last_tile + 1))
+        tiles = await read_tiles(conn, tenant, [(0, i) for i in indexes])
+        for index in indexes:
+            data = tiles.get((0, index), b"")
+            for seq in range(max(first, index * per_tile), min(end, (index + 1) * per_tile)):
+                offset = (seq - index * per_tile) * HASH_SIZE
+                if len(data) < offset + HASH_SIZE:
+                    return found
+                found.append(data[offset : offset + HASH_SIZE])
+    return found
 
 
 async def write_tiles(

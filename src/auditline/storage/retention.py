@@ -14,8 +14,9 @@ record and commit, not of its delete.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
@@ -34,9 +35,18 @@ class Removed:
     """The removed sequence numbers as inclusive ``(first, last)`` runs, in order."""
     oldest: datetime | None
     newest: datetime | None
+    records: list[Any] = field(default_factory=list)
+    edge: tuple[datetime, UUID] | None = None
+    """The key (timestamp, id) a full batch ended at: where the next one starts."""
+    """The ``after`` of each removal record among the removed events: what they named must
+    be named again by the record of this removal (``domain.retention.carried_ranges``)."""
 
 
 NOTHING: Final = Removed(0, [], None, None)
+# Removal records among the removed rows, per run (a removal record is an event of the
+# tenant's own log: in time, retention takes it too).
+_RECORDS: Final = """jsonb_agg(after) FILTER (WHERE resource_type = 'audit_log'
+                                       AND action = 'DELETE' AND after ? 'seq_ranges')"""
 
 
 _REMOVAL_LOCK: Final = 1380800076  # "RMVL"; two-int keys, as the rollup lock's (0007)
@@ -83,30 +93,45 @@ async def count_events(
 # statement, so an event never outlives its id row or the reverse. The runs of consecutive
 # numbers are the classic gaps-and-islands grouping: seq - row_number() is constant along
 # a run.
+#
+# A removal goes through the tenant's events in key order, and each batch starts after the
+# previous one's edge (*start_after*): from the start, every batch's scan would step over
+# the index entries of all the rows deleted before it and not yet vacuumed, a cost that
+# grew with the removal (1 M events in batches of 1,000: 322 ms a batch on average).
+# Two statements rather than one with an optional bound: a generic plan cannot seek on a
+# bound that may be NULL.
+_AFTER: Final = "AND (timestamp, id) > (%(after_ts)s, %(after_id)s)"
 _BATCH_EDGE: Final = """
 SELECT timestamp, id FROM events
- WHERE tenant_id = %(t)s AND timestamp < %(before)s
+ WHERE tenant_id = %(t)s AND timestamp < %(before)s {after}
    AND (%(through)s::bigint IS NULL OR seq <= %(through)s)
  ORDER BY timestamp, id
 OFFSET %(offset)s LIMIT 1
 """
-_DELETE_BATCH: Final = """
+_DELETE_BATCH: Final = f"""
 WITH gone AS (
     DELETE FROM events e
-     WHERE e.tenant_id = %(t)s AND e.timestamp < %(before)s
+     WHERE e.tenant_id = %(t)s AND e.timestamp < %(before)s {{after}}
        AND (e.timestamp, e.id) <= (%(edge_ts)s, %(edge_id)s)
        AND (%(through)s::bigint IS NULL OR e.seq <= %(through)s)
-    RETURNING e.seq, e.id, e.timestamp
+    RETURNING e.seq, e.id, e.timestamp, e.resource_type, e.action, e.after
 ), ids AS (
     DELETE FROM event_ids x USING gone g WHERE x.tenant_id = %(t)s AND x.id = g.id
 )
 SELECT min(seq) AS first_seq, max(seq) AS last_seq,
-       min(min(timestamp)) OVER () AS oldest, max(max(timestamp)) OVER () AS newest
-  FROM (SELECT seq, timestamp, seq - row_number() OVER (ORDER BY seq) AS run FROM gone) g
+       min(min(timestamp)) OVER () AS oldest, max(max(timestamp)) OVER () AS newest,
+       {_RECORDS} AS records
+  FROM (SELECT seq, timestamp, resource_type, action, after,
+               seq - row_number() OVER (ORDER BY seq) AS run FROM gone) g
  GROUP BY run
  ORDER BY first_seq
-"""
+"""  # noqa: S608 - constants only
 _LAST_UUID: Final = UUID(int=2**128 - 1)
+# (edge, delete) for a removal's first batch, and for those after an edge.
+_STATEMENTS: Final = {
+    after: (_BATCH_EDGE.format(after=bound), _DELETE_BATCH.format(after=bound))
+    for after, bound in ((False, ""), (True, _AFTER))
+}
 
 
 async def delete_batch(
@@ -116,29 +141,44 @@ async def delete_batch(
     limit: int,
     *,
     through_seq: int | None = None,
+    start_after: tuple[datetime, UUID] | None = None,
 ) -> Removed:
     """Delete at most *limit* of *tenant*'s oldest events older than *before* (about as
     many more as arrive meanwhile with timestamps in the batch's range), with their
-    ``event_ids`` rows; the rollup triggers take back their counts in the same statement."""
+    ``event_ids`` rows; the rollup triggers take back their counts in the same statement.
+
+    With *start_after* (the key the previous batch ended at) only events after it: a
+    removal passes the batch's ``edge`` to its next one, and ends with a batch from the
+    start, for events that arrived meanwhile behind the edge. The edge is None when fewer
+    than *limit* events were left.
+    """
     params: dict[str, Any] = {"t": tenant, "before": before, "through": through_seq}
-    cur = await conn.execute(_BATCH_EDGE, {**params, "offset": limit - 1})
+    if start_after is not None:
+        params["after_ts"], params["after_id"] = start_after
+    find_edge, delete = _STATEMENTS[start_after is not None]
+    cur = await conn.execute(find_edge, {**params, "offset": limit - 1})
     edge = await cur.fetchone()
     # Fewer than *limit* left: all of them, up to the bound.
     params["edge_ts"], params["edge_id"] = (
         (edge["timestamp"], edge["id"]) if edge else (before, _LAST_UUID)
     )
     await conn.execute("SELECT set_config('auditline.rollup_lock', 'off', true)")
-    cur = await conn.execute(_DELETE_BATCH, params)
+    cur = await conn.execute(delete, params)
     removed = _removed(await cur.fetchall())
     await conn.execute("SELECT set_config('auditline.rollup_lock', 'on', true)")
-    return removed
+    if edge is None:
+        return removed
+    return dataclasses.replace(removed, edge=(edge["timestamp"], edge["id"]))
 
 
 def _removed(rows: Sequence[dict[str, Any]]) -> Removed:
     if not rows:
         return NOTHING
     ranges = [(int(r["first_seq"]), int(r["last_seq"])) for r in rows]
-    return Removed(sum(b - a + 1 for a, b in ranges), ranges, rows[0]["oldest"], rows[0]["newest"])
+    records = [after for r in rows for after in r["records"] or []]
+    return Removed(
+        sum(b - a + 1 for a, b in ranges), ranges, rows[0]["oldest"], rows[0]["newest"], records
+    )
 
 
 async def record_ranges(
@@ -209,13 +249,15 @@ async def partition_tenant_removal(
     the plan prunes to that one partition.
     """
     cur = await conn.execute(
-        """SELECT min(seq) AS first_seq, max(seq) AS last_seq,
-                  min(min(timestamp)) OVER () AS oldest, max(max(timestamp)) OVER () AS newest
-             FROM (SELECT seq, timestamp, seq - row_number() OVER (ORDER BY seq) AS run
-                     FROM events
-                    WHERE tenant_id = %(t)s AND timestamp >= %(from)s
-                      AND timestamp < %(to)s) e
-            GROUP BY run ORDER BY first_seq""",
+        f"""SELECT min(seq) AS first_seq, max(seq) AS last_seq,
+                   min(min(timestamp)) OVER () AS oldest, max(max(timestamp)) OVER () AS newest,
+                   {_RECORDS} AS records
+              FROM (SELECT seq, timestamp, resource_type, action, after,
+                           seq - row_number() OVER (ORDER BY seq) AS run
+                      FROM events
+                     WHERE tenant_id = %(t)s AND timestamp >= %(from)s
+                       AND timestamp < %(to)s) e
+             GROUP BY run ORDER BY first_seq""",  # noqa: S608 - constants only
         {"t": tenant, "from": month, "to": month_end},
     )
     return _removed(await cur.fetchall())

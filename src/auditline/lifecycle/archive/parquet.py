@@ -25,6 +25,8 @@ made the interpreter abort at exit now and then, pyarrow 26).
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -33,7 +35,8 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from auditline.storage.events import COLUMNS
+from auditline.domain.events import StoredEvent
+from auditline.storage.events import COLUMNS, row_to_stored
 
 SCHEMA_VERSION: Final = 1
 _UTC_US: Final = pa.timestamp("us", tz="UTC")
@@ -82,6 +85,18 @@ def rows_of(table: pa.Table | pa.RecordBatch) -> Iterator[tuple[Any, ...]]:
             columns.append(_storage(column) if name in ("before", "after", "metadata") else
                            column.to_pylist())  # fmt: skip
     return zip(*columns, strict=True)
+
+
+def stored_event(row: tuple[Any, ...]) -> StoredEvent:
+    """The event a row of :func:`rows_of` holds, as ``storage.events`` would read it back
+    (for hashing it again: ``integrity.leaf.leaf_hash``)."""
+    fields = dict(zip(COLUMNS, row, strict=True))
+    for name in ("before", "after", "metadata"):
+        if fields[name] is not None:
+            fields[name] = json.loads(fields[name])
+    if fields["ip_address"] is not None:  # inet's text form: "10.1.2.3/32"
+        fields["ip_address"] = str(ipaddress.ip_interface(fields["ip_address"]).ip)
+    return row_to_stored(fields)
 
 
 def _storage(column: pa.Array | pa.ChunkedArray) -> list[Any]:

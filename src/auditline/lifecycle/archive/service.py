@@ -45,9 +45,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import ArchiveSettings
 from auditline.domain.access import Actor
+from auditline.domain.events import StoredEvent
 from auditline.domain.retention import Deletion, LegalHold, Reason, TooRecent
 from auditline.domain.tenants import TenantId
 from auditline.ingest.access import AccessRecorder
+from auditline.integrity.leaf import leaf_hash
 from auditline.lifecycle.archive import parquet
 from auditline.lifecycle.archive.manifest import (
     MANIFEST,
@@ -60,6 +62,7 @@ from auditline.lifecycle.archive.manifest import (
 )
 from auditline.lifecycle.archive.store import ColdStore
 from auditline.storage import archive as store_sql
+from auditline.storage import integrity as integrity_store
 from auditline.storage.archive import ArchiveRow
 from auditline.storage.database import Connection, tenant_transaction
 from auditline.storage.events import ensure_partition
@@ -116,6 +119,7 @@ class RestoreResult:
 
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
 ARCHIVE_JOB: Final = "archive.due"
+_RUN_GAP: Final = 256  # one tile: a gap up to this is read through, not around
 """The job kind of the periodic archival (empty payload)."""
 
 SYSTEM = Actor("system:archival", "system")
@@ -206,6 +210,14 @@ class ArchiveService:
             until = min(day_bounds(day)[1], before)
             results.append(await self.archive_day(tenant, day, actor=actor, until=until))
         return results
+
+    async def archive_and_remove(
+        self, tenant: TenantId, before: datetime, actor: Actor
+    ) -> tuple[int, int]:
+        """:meth:`archive_before` for a cleanup (``RetentionService.archive_first``): how
+        many events were archived and how many removed from the hot table."""
+        results = await self.archive_before(tenant, before, actor=actor)
+        return sum(r.archived for r in results), sum(r.removed for r in results)
 
     async def _hot_days(self, tenant: TenantId, before: datetime) -> AsyncIterator[date]:
         """The UTC days before *before* that hold hot events of *tenant*, oldest first."""
@@ -404,17 +416,51 @@ class ArchiveService:
             return await store_sql.list_archives(conn, tenant, first, last)
 
     async def verify(self, tenant: TenantId, day: date) -> Manifest:
-        """Check the day's files in the store against its recorded manifest; raises
-        :class:`ArchiveCorrupt` (or ``LookupError`` if the day is not archived)."""
+        """Check the day's files in the store against its recorded manifest, then every
+        archived event against the tenant's Merkle tree; raises :class:`ArchiveCorrupt`
+        (or ``LookupError`` if the day is not archived).
+
+        The manifest lives in the database, so an administrator who rewrites a file can
+        rewrite its digest too. The tree cannot be rewritten that way: each event must hash
+        to the leaf the tiles hold at its ``seq``, and the tiles are what the signed
+        checkpoints check (``auditline verify --tenant`` rebuilds them against the roots).
+        """
         rows = await self.archived_days(tenant, day, day)
         if not rows:
             raise LookupError(f"{tenant} has no archive of {day}")
         manifest = Manifest.from_json(rows[0].manifest)
         prefix = day_prefix(tenant, day)
-        for entry in manifest.files:
-            if await self.store.sha256(prefix + entry.name) != (entry.sha256, entry.bytes):
-                raise ArchiveCorrupt(f"{self.store.location(prefix + entry.name)} was changed")
+        async with _workdir() as work:
+            for i, entry in enumerate(manifest.files):
+                path = work / f"{i}.parquet"
+                await self._fetch_verified(prefix + entry.name, entry, path)
+                await self._check_leaves(tenant, path, self.store.location(prefix + entry.name))
         return manifest
+
+    async def _check_leaves(self, tenant: TenantId, path: Path, where: str) -> None:
+        for batch in await asyncio.to_thread(_batches, path):
+            stored = [parquet.stored_event(row) for row in await asyncio.to_thread(_rows, batch)]
+            # Rows are in seq order; a day's numbers come in runs (other days' events, and
+            # other tenants', lie between), and each run's hashes are read in one go.
+            runs: list[list[StoredEvent]] = []
+            for item in stored:
+                if runs and item.seq - runs[-1][-1].seq <= _RUN_GAP:
+                    runs[-1].append(item)
+                else:
+                    runs.append([item])
+            async with tenant_transaction(self._pool, tenant) as conn:
+                for run in runs:
+                    first = run[0].seq
+                    tree = await integrity_store.tile_leaves(conn, tenant, first, run[-1].seq + 1)
+                    for item in run:
+                        index = item.seq - first
+                        in_tree = tree[index] if index < len(tree) else None
+                        if leaf_hash(item.event) != in_tree or item.event.leaf_hash != in_tree:
+                            raise ArchiveCorrupt(
+                                f"{where}: the event with seq {item.seq} (id {item.event.id}) "
+                                "does not hash to its leaf in the tenant's Merkle tree: the "
+                                "file was changed"
+                            )
 
     async def restore(
         self, tenant: TenantId, first: date, last: date, *, actor: Actor
