@@ -32,14 +32,15 @@ def newman() -> Path:
     return generate.ensure_node_tools() / "newman"
 
 
-def operations(items: list[dict[str, Any]]) -> dict[str, str]:
-    """Request name -> ``METHOD /path`` of every request in a collection's *items*."""
-    found: dict[str, str] = {}
+def operations(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(name, ``METHOD /path``) of every request in a collection's *items*, in order (a
+    request whose operation has two tags is in two folders)."""
+    found: list[tuple[str, str]] = []
     for item in items:
         if "item" in item:
-            found.update(operations(item["item"]))
+            found += operations(item["item"])
         else:
-            found[item["name"]] = generate.operation(item["request"])
+            found.append((item["name"], generate.operation(item["request"])))
     return found
 
 
@@ -69,8 +70,9 @@ def test_the_collection_runs_green_under_newman(
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
 
     summary = json.loads(report.read_text())["run"]
-    named = operations(json.loads(generate.COLLECTION.read_text())["item"])
-    assert summary["stats"]["requests"]["total"] == len(named) >= len(generate.WALK)
+    requests = operations(json.loads(generate.COLLECTION.read_text())["item"])
+    assert summary["stats"]["requests"]["total"] == len(requests) >= len(generate.WALK)
+    named = dict(requests)
     assert summary["stats"]["assertions"]["failed"] == 0
     assert summary["failures"] == []
     answers = {named[e["item"]["name"]]: e["response"]["code"] for e in summary["executions"]}
