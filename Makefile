@@ -5,30 +5,39 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format schema bench clean
+LINTED := src tests bench tools clients/python
 
-$(STAMP): pyproject.toml
+.PHONY: run test lint format schema postman bench clean
+
+# The server and, beside it, the Python SDK (clients/python: a package of its own, which the
+# tests in tests/clients/ run against a real server).
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e clients/python
 	@touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/auditline serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
 
 # src/auditline/storage/schema.sql, regenerated from the migrations (tests/schema_dump.py).
 schema: $(STAMP)
 	$(BIN)/python -m tests.schema_dump
+
+# clients/postman/, regenerated from the OpenAPI document (needs Node.js; installs the npm
+# packages pinned in tools/postman on first use). A test fails when it is stale.
+postman: $(STAMP)
+	$(BIN)/python -m tools.postman.generate
 
 test: lint
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)
@@ -40,4 +49,5 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage* coverage.xml
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage* coverage.xml \
+	  tools/postman/node_modules

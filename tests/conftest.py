@@ -105,9 +105,8 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 TokenFactory = Callable[..., str]
 
 
-@pytest.fixture
-def make_token(settings: Settings) -> TokenFactory:
-    """``make_token(role, *tenants, sub=..., ttl=...)`` -> a token the app accepts."""
+def token_factory(settings: Settings) -> TokenFactory:
+    """``make(role, *tenants, sub=..., ttl=...)`` -> a token signed with *settings*' key."""
     key = signing_key(settings)
 
     def make(role: str, *tenants: str, sub: str | None = None, ttl: int = 600) -> str:
@@ -117,6 +116,12 @@ def make_token(settings: Settings) -> TokenFactory:
         )  # fmt: skip
 
     return make
+
+
+@pytest.fixture
+def make_token(settings: Settings) -> TokenFactory:
+    """``make_token(role, *tenants, sub=..., ttl=...)`` -> a token the app accepts."""
+    return token_factory(settings)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -58,8 +58,9 @@ def websocket_upgrade(port: int, path: str, headers: dict[str, str]) -> tuple[in
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
         self.data_dir, self.port = data_dir, port
+        self.env = {**_env(), **(env or {})}  # AUDITLINE_* settings for this server only
         self.base = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[str] | None = None
         self._logfile: IO[str] | None = None
@@ -69,7 +70,7 @@ class Server:
         self._logfile = self._log()
         self.proc = subprocess.Popen(
             [*CLI, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), *extra],
-            stdout=self._logfile, stderr=subprocess.STDOUT, text=True, env=_env(),
+            stdout=self._logfile, stderr=subprocess.STDOUT, text=True, env=self.env,
         )  # fmt: skip
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
