@@ -298,11 +298,36 @@ class IntegritySettings(BaseModel):
     max_leaves_per_seal: int = Field(
         default=100_000, ge=1, description="leaves one tenant's sealing round takes at most"
     )
+    witness_backend: Literal["directory", "s3"] = Field(
+        default="directory",
+        description="where every checkpoint is also written, outside the database: a "
+        "directory, or an S3 bucket (docs/integrity.md)",
+    )
     witness_dir: Path | None = Field(
         default=None,
-        description="where every checkpoint is also written, outside the database; default "
-        "`<data_dir>/witness`",
+        description="directory witness: its root; default `<data_dir>/witness`",
     )
+    witness_s3_bucket: str | None = Field(
+        default=None,
+        description="s3 witness: the bucket (must exist; Object Lock in compliance mode "
+        "recommended)",
+    )
+    witness_s3_prefix: str = Field(
+        default="auditline/checkpoints/",
+        description="s3 witness: key prefix (objects `<prefix><tenant>/<tree size>.checkpoint`)",
+    )
+    witness_s3_endpoint_url: str | None = Field(
+        default=None, description="s3 witness: endpoint of an S3-compatible store; unset for AWS"
+    )
+    witness_s3_region: str | None = Field(
+        default=None, description="s3 witness: region of the bucket"
+    )
+
+    @model_validator(mode="after")
+    def _s3_witness_needs_a_bucket(self) -> Self:
+        if self.witness_backend == "s3" and not self.witness_s3_bucket:
+            raise ValueError("integrity.witness_backend=s3 needs integrity.witness_s3_bucket")
+        return self
 
 
 class ReadSettings(BaseModel):

@@ -18,8 +18,8 @@ so two applications in one process never mix their counts.
 never the id), statuses by code; a path no route matches is ``unmatched``. Tenant ids appear
 only for the tenants listed in ``metrics.tenant_labels``; every other tenant is ``_other``.
 
-**Where the next metrics go.** Queue depth and age (jobs), sealing lag (integrity), stream
-subscribers and drops (streams) and index lag (search) are to be declared in
+**Where the next metrics go.** Queue depth and age (jobs), stream subscribers and drops
+(streams) and index lag (search) are to be declared in
 :meth:`Metrics.__init__` under "added by other parts", with a sampling callback registered
 through :meth:`Metrics.add_sampler` when the value is read rather than counted.
 """
@@ -53,9 +53,13 @@ _LATENCY_BUCKETS: Final = (
 )  # fmt: skip
 _GROUP_EVENTS_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
 _GROUP_WAIT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# Sealing lag: about one sealing interval (1 s) normally, the 2 s p99 target, then how far
+# behind a stuck or slow sealer has fallen.
+_SEALING_LAG_BUCKETS: Final = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 ReadKind = Literal["read", "heavy"]
 PoolName = Literal["write", "read"]
+WitnessFailure = Literal["error", "conflict"]
 UNMATCHED: Final = "unmatched"
 
 
@@ -151,9 +155,28 @@ class Metrics:
             registry=r,
         )  # fmt: skip
 
+        # -- integrity (counted by the process that seals: see docs/operations.md) -----------
+        self.sealing_lag_seconds = Histogram(
+            "auditline_sealing_lag_seconds",
+            "Per checkpoint written: seconds from the arrival of the oldest event it newly "
+            "covers to the checkpoint's commit (an upper bound on commit-to-sealed)",
+            buckets=_SEALING_LAG_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.sealing_failures = Counter(
+            "auditline_sealing_failures",
+            "Sealing rounds of a tenant that failed (retried next round; the log says why)",
+            ["tenant"], registry=r,
+        )  # fmt: skip
+        self.witness_failures = Counter(
+            "auditline_witness_failures",
+            "Checkpoints stored but not witnessed: the witness was unreachable (error), or "
+            "held a different checkpoint of the same size (conflict: the log was forked)",
+            ["reason"], registry=r,
+        )  # fmt: skip
+
         # -- added by other parts ----------------------------------------------------------
-        # Queue depth and age (jobs), sealing lag (integrity), stream subscribers and drops
-        # (streams), index lag (search) are declared here as they land, e.g.
+        # Queue depth and age (jobs), stream subscribers and drops (streams), index lag
+        # (search) are declared here as they land, e.g.
         #   self.queue_depth = Gauge("auditline_queue_depth", ..., ["queue"],
         #                            multiprocess_mode="livesum", registry=r)
         # and, when read rather than counted, kept fresh by a sampler (add_sampler).

@@ -20,7 +20,7 @@ from auditline.config import Settings
 from auditline.domain.tenants import TenantId
 from auditline.evidence.proofs import ProofService
 from auditline.evidence.sealer import Sealer
-from auditline.evidence.witness import DirectoryWitness
+from auditline.evidence.witness import ConfiguredWitness, open_witness
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.service import Ingest
 from auditline.ingest.tenant_rules import TenantRules, database_loader
@@ -70,6 +70,8 @@ class Services:
     search: SearchService
     tenants: TenantService
     sealer: Sealer
+    witness: ConfiguredWitness
+    """Where every checkpoint is also kept, outside the database (the sealer appends)."""
     proofs: ProofService
     checkpoint_verifier: Verifier
     """The public half of the checkpoint key, published at /.well-known."""
@@ -156,13 +158,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 checkpoint_signer, _ = local_signer(
                     settings.checkpoint_key_path, settings.integrity.origin
                 )
-                sealer = Sealer(
-                    pool,
-                    checkpoint_signer,
-                    settings.integrity.origin,
-                    DirectoryWitness(settings.witness_path),
-                    max_leaves=settings.integrity.max_leaves_per_seal,
-                )
                 queue = build_queue(settings, pool, url)
                 jobs = Jobs(pool, queue, job_tenant)
                 retention = RetentionService(
@@ -170,7 +165,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     sealed_through=integrity_store.sealed_through,
                 )  # fmt: skip
                 try:
-                    async with open_store(settings) as cold:
+                    async with open_store(settings) as cold, open_witness(settings) as witness:
+                        sealer = Sealer(
+                            pool,
+                            checkpoint_signer,
+                            settings.integrity.origin,
+                            witness,
+                            max_leaves=settings.integrity.max_leaves_per_seal,
+                            metrics=metrics,
+                        )
                         # Archived days leave the hot table through retention's primitive,
                         # and a cleanup of a tenant with archival on goes through archival.
                         archive = ArchiveService(
@@ -191,6 +194,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                             search=search,
                             tenants=TenantService(pool, access, rules, settings.ingest),
                             sealer=sealer,
+                            witness=witness,
                             proofs=ProofService(
                                 read_pool,
                                 access,

@@ -231,6 +231,7 @@ async def test_each_tenants_merkle_log_is_its_own(
             await integrity_store.add_checkpoint(
                 conn, tenant, 1, mark[tenant] * 32, f"note {tenant}"
             )
+    assert sizes[ACME] < sizes[GLOBEX]  # so acme's received_at past its head can fail
     for tenant, other in ((ACME, GLOBEX), (GLOBEX, ACME)):
         async with tenant_transaction(bypass, tenant) as conn:
             assert await integrity_store.log_size(conn, tenant) == sizes[tenant]
@@ -243,6 +244,10 @@ async def test_each_tenants_merkle_log_is_its_own(
                 assert leaf is not None
                 assert leaf.leaf_hash == data.event(tenant, shared_id(k)).leaf_hash
             assert await integrity_store.leaf_of(conn, tenant, data.own_ids(other)[0]) is None
+            arrived = await integrity_store.received_at(conn, tenant, 0)
+            assert arrived == data.event(tenant, leaves[0].id).received_at
+            # Past its own head nothing, though globex's log goes on (sizes asserted below).
+            assert await integrity_store.received_at(conn, tenant, sizes[tenant]) is None
             tiles = await integrity_store.read_tiles(conn, tenant, [(0, 0), (0, 1)])
             assert tiles == {(0, 0): mark[tenant] * 32}
             # leaf 0 from this tenant's level-0 tile; leaf 1 is in no tile of its own
@@ -1015,8 +1020,9 @@ COVERED: dict[str, Callable[..., Any]] = {
     "integrity.lock_sealing": test_each_tenants_merkle_log_is_its_own,
     "integrity.log_size": test_each_tenants_merkle_log_is_its_own,
     "integrity.read_tiles": test_each_tenants_merkle_log_is_its_own,
-    "integrity.tile_leaves": test_each_tenants_merkle_log_is_its_own,
+    "integrity.received_at": test_each_tenants_merkle_log_is_its_own,
     "integrity.sealed_through": test_each_tenants_merkle_log_is_its_own,
+    "integrity.tile_leaves": test_each_tenants_merkle_log_is_its_own,
     "integrity.try_lock_sealing": test_each_tenants_merkle_log_is_its_own,
     "integrity.write_tiles": test_each_tenants_merkle_log_is_its_own,
     "search.pages.count_matches": test_count_matches_counts_only_the_tenants_rows,

@@ -24,8 +24,7 @@ from fastapi import FastAPI
 
 from auditline.config import IntegritySettings, Settings
 from auditline.evidence.sealer import seal_all
-from auditline.evidence.verify import Report, Source, verify_log
-from auditline.evidence.witness import DirectoryWitness
+from auditline.evidence.verify import Report, Source, from_witness, verify_log
 from auditline.integrity.checkpoint import Checkpoint, sign_checkpoint
 from auditline.integrity.leaf import leaf_hash
 from auditline.integrity.note import Ed25519Signer
@@ -77,17 +76,12 @@ async def verify(services: Services, *extra: Source) -> Report:
     )  # fmt: skip
 
 
-def witnessed(services: Services) -> list[Source]:
-    witness = DirectoryWitness(services.settings.witness_path)
-    return [Source("witness", note) for _, note in witness.checkpoints("acme")]
-
-
 def findings(report: Report) -> str:
     return "\n".join(str(f) for f in report.findings)
 
 
 async def test_the_untouched_log_verifies(sealed: Services) -> None:
-    report = await verify(sealed, *witnessed(sealed))
+    report = await verify(sealed, *await from_witness(sealed.witness, ACME))
     assert report.ok, findings(report)
     assert report.leaves == report.log_head == EVENTS
     assert sorted(report.checkpoints) == [EVENTS // 2, EVENTS]
@@ -147,7 +141,8 @@ async def test_the_newest_rows_deleted_with_the_head_and_checkpoints_are_caught_
     admin_db.execute("UPDATE tenant_log_heads SET next_seq = %s WHERE tenant_id = 'acme'", (keep,))
     admin_db.execute("DELETE FROM checkpoints WHERE tenant_id = 'acme' AND tree_size > %s", (keep,))
     assert (await verify(sealed)).ok  # the database alone is consistent after a rollback...
-    report = await verify(sealed, *witnessed(sealed))  # ...but the witness kept the newer one
+    # ...but the witness kept the newer one
+    report = await verify(sealed, *await from_witness(sealed.witness, ACME))
     assert [(f.checkpoint, "rolled back" in f.what) for f in report.findings] == [(EVENTS, True)]
 
 

@@ -7,7 +7,7 @@ every inclusion proof.
 ``auditline verify --tenant T`` checks the stored log on the database's machine.
 
 Every row is hashed again, the tree rebuilt, and its root compared with every checkpoint
-that verifies under the key: those in the database, those in the witness directory, and
+that verifies under the key: those in the database, the witness's (directory or S3), and
 any the caller kept (``--since-checkpoint``, repeatable). Exit status 0 when everything
 agrees, 1 with a report of what is wrong and where. The key defaults to the public half
 of this server's checkpoint key; someone who does not trust the machine passes the key
@@ -27,8 +27,7 @@ from rich.progress import Progress
 from auditline.cli.common import operator, operator_tenant, settings_from, with_services
 from auditline.domain.access import ACCESS_RESOURCE
 from auditline.evidence.offline import verify_export
-from auditline.evidence.verify import Source, verify_log
-from auditline.evidence.witness import DirectoryWitness
+from auditline.evidence.verify import Source, from_witness, verify_log
 from auditline.integrity.note import Verifier, parse_verifier_key
 from auditline.services import Services
 
@@ -72,10 +71,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: not a verifier key: {exc}", file=sys.stderr)
             return 2
-        witnessed = [
-            Source(f"the witness ({size})", note)
-            for size, note in DirectoryWitness(settings.witness_path).checkpoints(tenant)
-        ]
+        witnessed = await from_witness(services.witness, tenant)
         with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task(f"verifying {tenant}", total=None)
             report = await verify_log(

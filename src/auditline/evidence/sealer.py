@@ -9,20 +9,30 @@ the transaction that stores the events, under the head's row lock), so the leave
 exactly the next ones, in commit order; a missing one is an error, never skipped.
 
 After the commit the checkpoint is appended to the witness, outside the database. A crash
-in between leaves that one checkpoint unwitnessed; the next round's is witnessed, and a
-verifier needs only some witnessed checkpoint to catch a rollback.
+in between, or a witness that cannot be reached, leaves that one checkpoint unwitnessed;
+the next round's is witnessed, and a verifier needs only some witnessed checkpoint to catch
+a rollback. So a witness failure is logged and counted (``auditline_witness_failures``),
+never raised: the checkpoint is stored and valid, and proofs and exports go on. A witness
+that holds a *different* checkpoint of the same size (a fork) is logged as CRITICAL.
+
+Each checkpoint also records the sealing lag (``auditline_sealing_lag_seconds``): from the
+arrival of the oldest event it newly covers (the first leaf of the round: the oldest
+unsealed one) to its commit. ``received_at`` is set before the event's own commit, so this
+is an upper bound on the time from commit to sealed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.domain.tenants import TenantId
-from auditline.evidence.witness import Witness
+from auditline.evidence.witness import Witness, WitnessConflict
 from auditline.integrity.checkpoint import Checkpoint, sign_checkpoint
 from auditline.integrity.merkle import EMPTY_ROOT, Integration, integrate, root_nodes
 from auditline.integrity.note import Signer
@@ -34,6 +44,7 @@ from auditline.integrity.tiles import (
     tile_updates,
     tiles_for_nodes,
 )
+from auditline.metrics import Metrics, WitnessFailure
 from auditline.storage import integrity as store
 from auditline.storage.database import Connection, tenant_transaction
 from auditline.tenancy.scope import for_system
@@ -54,6 +65,9 @@ class Sealed:
     tree_size: int
     root_hash: bytes
     note: str
+    oldest_received_at: datetime | None = None
+    """When the oldest event this checkpoint newly covers arrived (None: none new, or no
+    metrics to record the lag in)."""
 
 
 def origin_of(origin: str, tenant: str) -> str:
@@ -70,12 +84,14 @@ class Sealer:
         witness: Witness,
         *,
         max_leaves: int = 100_000,
+        metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
         self.signer = signer
         self.origin = origin
         self.witness = witness
         self.max_leaves = max_leaves
+        self.metrics = metrics
 
     async def seal(self, tenant: TenantId, *, wait: bool = False) -> Sealed | None:
         """One round for *tenant*; None when there was nothing new, or another sealer has
@@ -91,8 +107,27 @@ class Sealer:
                 return None
             sealed = await self._extend(conn, tenant)
         if sealed is not None:
-            await self.witness.append(tenant, sealed.tree_size, sealed.note)
+            if self.metrics is not None and sealed.oldest_received_at is not None:
+                lag = time.time() - sealed.oldest_received_at.timestamp()
+                self.metrics.sealing_lag_seconds.observe(max(0.0, lag))
+            await self._witness(sealed)
         return sealed
+
+    async def _witness(self, sealed: Sealed) -> None:
+        try:
+            await self.witness.append(sealed.tenant, sealed.tree_size, sealed.note)
+        except WitnessConflict:
+            self._witness_failed("conflict")  # the witness has logged it, loudly
+        except Exception:
+            log.exception(
+                "tenant %s: checkpoint %d is stored but could not be witnessed; the next "
+                "one will be", sealed.tenant, sealed.tree_size,
+            )  # fmt: skip
+            self._witness_failed("error")
+
+    def _witness_failed(self, reason: WitnessFailure) -> None:
+        if self.metrics is not None:
+            self.metrics.witness_failures.labels(reason).inc()
 
     async def seal_until_current(self, tenant: TenantId, *, wait: bool = False) -> Sealed | None:
         """Rounds until the checkpoint covers the log as it was when this began (with
@@ -134,7 +169,11 @@ class Sealer:
         root = grown.root if end else EMPTY_ROOT
         note = sign_checkpoint(Checkpoint(origin_of(self.origin, tenant), end, root), self.signer)
         await store.add_checkpoint(conn, tenant, end, root, note)
-        return Sealed(tenant, old, end, root, note)
+        # The first leaf taken was the oldest unsealed one: its lag is the round's.
+        arrived = (
+            await store.received_at(conn, tenant, old) if self.metrics is not None and new else None
+        )
+        return Sealed(tenant, old, end, root, note, arrived)
 
 
 def _grow(
@@ -166,6 +205,8 @@ async def seal_all(sealer: Sealer) -> list[Sealed]:
             sealed = await sealer.seal_until_current(tenant)
         except Exception:
             log.exception("sealing tenant %s failed; retrying next round", tenant_id)
+            if sealer.metrics is not None:
+                sealer.metrics.sealing_failures.labels(sealer.metrics.tenant_label(tenant_id)).inc()
             continue
         if sealed is not None:
             done.append(sealed)

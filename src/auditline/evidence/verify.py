@@ -5,8 +5,9 @@ is being checked: every row's fields are hashed again (RFC 8785 + RFC 9162 leaf)
 is rebuilt from those hashes in ``seq`` order, and its root at every checkpointed size must
 equal the root that checkpoint signs. Checkpoints are trusted only through their signature
 under the verifier key the caller supplies, and they come from three places: the database,
-the witness directory, and any the caller kept (``--since-checkpoint``), so a database
-rolled back together with its checkpoint table is still caught by the others.
+the witness (a directory or an S3 bucket: :func:`from_witness`), and any the caller kept
+(``--since-checkpoint``), so a database rolled back together with its checkpoint table is
+still caught by the others.
 
 What each kind of tampering looks like here (tests/integration/test_tamper.py):
 
@@ -42,6 +43,7 @@ from auditline.domain.access import ACCESS_RESOURCE
 from auditline.domain.retention import covers, merge_ranges, removal_ranges
 from auditline.domain.tenants import TenantId
 from auditline.evidence.sealer import origin_of
+from auditline.evidence.witness import WitnessReader
 from auditline.integrity.checkpoint import CheckpointError, open_checkpoint
 from auditline.integrity.leaf import leaf_hash
 from auditline.integrity.merkle import EMPTY_ROOT, MemoryTreeHashes, integrate
@@ -96,6 +98,14 @@ class Source:
 
     name: str
     note: str
+
+
+async def from_witness(witness: WitnessReader, tenant: str) -> list[Source]:
+    """Every checkpoint *witness* holds for *tenant*, as sources for :func:`verify_log`."""
+    return [
+        Source(f"the witness (size {size})", note)
+        for size, note in await witness.checkpoints(tenant)
+    ]
 
 
 def _signed_heads(

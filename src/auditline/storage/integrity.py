@@ -238,3 +238,17 @@ async def events_by_seq(
         await cur.execute(query, (tenant,))
         async for row in cur:
             yield row_to_stored(row)
+
+
+async def received_at(conn: Connection, tenant: TenantId, seq: int) -> datetime | None:
+    """When the event at *seq* was received (None if it is not stored): the sealing lag."""
+    cur = await conn.execute(
+        """SELECT (SELECT received_at FROM events e
+                    WHERE (e.tenant_id, e.timestamp, e.id) = (i.tenant_id, i.timestamp, i.id))
+                  AS received_at
+             FROM event_ids i WHERE i.tenant_id = %s AND i.seq = %s""",
+        (tenant, seq),
+    )
+    row = await cur.fetchone()
+    arrived: datetime | None = row["received_at"] if row else None
+    return arrived

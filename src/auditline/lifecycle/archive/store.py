@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from auditline.config import Settings
+from auditline.storage.s3 import s3_client
 
 _CHUNK = 1024 * 1024
 
@@ -179,10 +180,9 @@ def _fsync_dir(path: Path) -> None:
 class S3Store:
     """Cold storage in an S3 bucket under a key prefix, through one aiobotocore client.
 
-    Credentials come from the usual AWS chain (environment, profile, instance role) unless
-    given. Checksums are computed only when required: S3-compatible stores (S3Proxy among
-    them) do not all accept the newer default CRC headers; integrity is checked here by
-    reading each object back and comparing its SHA-256 with the manifest.
+    The client comes from :func:`auditline.storage.s3.s3_client` (checksums only when
+    required, for S3-compatible stores); integrity is checked here by reading each object
+    back and comparing its SHA-256 with the manifest.
     """
 
     def __init__(self, client: Any, bucket: str, prefix: str, *, endpoint: str | None) -> None:
@@ -246,30 +246,6 @@ class S3Store:
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
             keys += [item["Key"].removeprefix(self.prefix) for item in page.get("Contents", [])]
         return sorted(keys)
-
-
-@asynccontextmanager
-async def s3_client(
-    *,
-    endpoint_url: str | None,
-    region: str | None,
-    access_key: str | None = None,
-    secret_key: str | None = None,
-) -> AsyncIterator[Any]:
-    """An aiobotocore S3 client, closed when the block ends."""
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import get_session
-
-    config = AioConfig(
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        retries={"max_attempts": 5, "mode": "standard"},
-    )
-    async with get_session().create_client(
-        "s3", endpoint_url=endpoint_url, region_name=region, config=config,
-        aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-    ) as client:  # fmt: skip
-        yield client
 
 
 @asynccontextmanager
