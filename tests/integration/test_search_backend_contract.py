@@ -180,33 +180,33 @@ def opensearch_backend(endpoint: Endpoint) -> BackendFactory:
             database_url,
             DatabaseSettings(app_role="auditline_app", pool_min_size=1, pool_max_size=2),
         )
-        async with opensearch_index(endpoint) as index:
-            indexer = SearchIndexer(pool, index, batch_size=50)
-            for tenant in TENANTS:
-                assert (await indexer.index_tenant(tenant)).indexed >= len(data.events[tenant])
+        try:
+            async with opensearch_index(endpoint) as index:
+                indexer = SearchIndexer(pool, index, batch_size=50)
+                for tenant in TENANTS:
+                    run = await indexer.index_tenant(tenant)
+                    assert run.indexed >= len(data.events[tenant])
 
-            async def store_and_index(events: Sequence[Event]) -> None:
-                await store(pool, events)
-                await indexer.index_tenant(events[0].tenant_id)
+                async def store_and_index(events: Sequence[Event]) -> None:
+                    await store(pool, events)
+                    await indexer.index_tenant(events[0].tenant_id)
 
-            routed = RoutedSearch(
-                PostgresSearch(pool),
-                filters=OpenSearchSearch(index, indexer.watermark),
-                text=OpenSearchSearch(index, indexer.watermark),
-                fallback=False,
-            )
-            # The same answers with a small exact-total threshold ("at least 5").
-            capped = OpenSearchSearch(index, indexer.watermark, exact_total_limit=5)
-            plans: dict[str, SearchBackend] = {
-                "routed": routed,
-                "totals capped": RoutedSearch(
-                    PostgresSearch(pool), filters=capped, text=capped, fallback=False
-                ),
-            }
-            try:
+                def routed(exact_total_limit: int) -> RoutedSearch:
+                    opensearch = OpenSearchSearch(
+                        index, indexer.watermark, exact_total_limit=exact_total_limit
+                    )
+                    return RoutedSearch(
+                        PostgresSearch(pool), filters=opensearch, text=opensearch, fallback=False
+                    )
+
+                # The same answers with a small exact-total threshold ("at least 5").
+                plans: dict[str, SearchBackend] = {
+                    "routed": routed(10_000),
+                    "totals capped": routed(5),
+                }
                 yield BackendUnderTest(plans=plans, store=store_and_index)
-            finally:
-                await pool.close()
+        finally:
+            await pool.close()
 
     return open_backend
 
