@@ -165,15 +165,15 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat()
 
 
-def _leaves(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """Scalar leaves with their key paths; arrays do not add a step (PostgreSQL's lax
-    JSON paths unwrap them)."""
+def _leaves(
+    value: Any, path: tuple[str, ...] | None
+) -> Iterator[tuple[tuple[str, ...] | None, Any]]:
+    """Scalar leaves with their key paths (None: no queryable path leads there); arrays do
+    not add a step (PostgreSQL's lax JSON paths unwrap them)."""
     if isinstance(value, dict):
         for key, child in value.items():
-            if _QUERYABLE_KEY.fullmatch(key):
-                yield from _leaves(child, (*path, key))
-            else:
-                yield from _leaves(child, ())  # text only: no queryable path leads here
+            queryable = path is not None and _QUERYABLE_KEY.fullmatch(key)
+            yield from _leaves(child, (*path, key) if queryable and path is not None else None)
     elif isinstance(value, list):
         for child in value:
             yield from _leaves(child, path)
@@ -194,7 +194,7 @@ def to_document(stored: StoredEvent) -> dict[str, Any]:
     meta_num: list[dict[str, Any]] = []
     meta_text: list[str] = []
     for path, value in _leaves(e.metadata, ()):
-        key = ".".join(path)
+        key = ".".join(path) if path else ""
         if isinstance(value, bool):
             if path:
                 meta_bool.append(f"{key}{SEPARATOR}{'true' if value else 'false'}")
