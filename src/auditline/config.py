@@ -275,6 +275,61 @@ class SearchSettings(BaseModel):
     )
     stats_top: int = Field(default=10, ge=1, le=100, description="top users and resources")
     stats_max_buckets: int = Field(default=2000, ge=1, description="timeline buckets at most")
+    filter_backend: Literal["postgres", "opensearch"] = Field(
+        default="postgres",
+        description="who answers searches and exports without full-text terms in `q` "
+        "(`opensearch` needs `opensearch.url`)",
+    )
+    text_backend: Literal["postgres", "opensearch"] = Field(
+        default="postgres",
+        description="who answers searches and exports with full-text terms in `q` "
+        "(`opensearch` needs `opensearch.url`); statistics always come from PostgreSQL",
+    )
+    on_unavailable: Literal["postgres", "503"] = Field(
+        default="postgres",
+        description="when OpenSearch cannot answer: ask PostgreSQL instead, or answer 503 "
+        "with Retry-After",
+    )
+    retry_after_seconds: int = Field(
+        default=5, ge=1, description="Retry-After of a 503 when OpenSearch cannot answer"
+    )
+
+
+class OpenSearchSettings(BaseModel):
+    """The optional OpenSearch search tier (docs/operations.md#opensearch)."""
+
+    url: str | None = Field(
+        default=None,
+        description="cluster endpoint, e.g. `https://search.example:9200`; unset: no "
+        "OpenSearch (nothing is indexed)",
+    )
+    username: str | None = Field(default=None, description="HTTP basic auth user")
+    password: SecretStr | None = Field(default=None, description="HTTP basic auth password")
+    verify_certs: bool = Field(default=True, description="verify the cluster's TLS certificate")
+    index_prefix: str = Field(
+        default="auditline",
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="indices are `<prefix>-events-<YYYY.MM>`, read through `<prefix>-events`",
+    )
+    shards: int = Field(default=1, ge=1, description="primary shards of each monthly index")
+    replicas: int = Field(
+        default=1, ge=0, description="replicas of each monthly index (0 on a single node)"
+    )
+    request_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="longest one request may take before it counts as down"
+    )
+    index_batch_size: int = Field(
+        default=2000, ge=1, le=50_000, description="events per bulk request of the indexer"
+    )
+    index_interval_seconds: float = Field(
+        default=2.0, gt=0, description="how often the indexer follows every tenant's log"
+    )
+    index_job_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long one `search.index` job follows the logs "
+        "before the next scheduled one takes over (one job row per this many seconds)",
+    )
 
 
 class IntegritySettings(BaseModel):
@@ -629,6 +684,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     integrity: IntegritySettings = Field(default_factory=IntegritySettings)
     reads: ReadSettings = Field(default_factory=ReadSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
@@ -642,6 +698,13 @@ class Settings(BaseSettings):
         gt=0,
         description="how often partitions ahead are checked (a scheduled task)",
     )
+
+    @model_validator(mode="after")
+    def _opensearch_backend_needs_a_cluster(self) -> Self:
+        chosen = {self.search.filter_backend, self.search.text_backend}
+        if "opensearch" in chosen and self.opensearch.url is None:
+            raise ValueError("search.*_backend = opensearch needs opensearch.url")
+        return self
 
     @property
     def signing_key_path(self) -> Path:

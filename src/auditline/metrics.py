@@ -173,6 +173,22 @@ class Metrics:
             "held a different checkpoint of the same size (conflict: the log was forked)",
             ["reason"], registry=r,
         )  # fmt: skip
+        # -- search index (OpenSearch) -------------------------------------------------------
+        self.index_lag_events = Gauge(
+            "auditline_search_index_lag_events",
+            "Events committed but not yet searchable in OpenSearch, per tenant (last run)",
+            ["tenant"], multiprocess_mode="mostrecent", registry=r,
+        )  # fmt: skip
+        self.index_lag_seconds = Gauge(
+            "auditline_search_index_lag_seconds",
+            "Age of the oldest event not yet searchable in OpenSearch, per tenant (last run)",
+            ["tenant"], multiprocess_mode="mostrecent", registry=r,
+        )  # fmt: skip
+        self.search_fallbacks = Counter(
+            "auditline_search_fallbacks",
+            "Searches PostgreSQL answered because OpenSearch could not, by operation",
+            ["operation"], registry=r,
+        )  # fmt: skip
 
         # -- added by other parts ----------------------------------------------------------
         # Queue depth and age (jobs), stream subscribers and drops (streams), index lag

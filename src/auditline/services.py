@@ -9,6 +9,7 @@ checked, partitions ready, access and changes recorded.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from auditline.domain.tenants import TenantId
 from auditline.evidence.proofs import ProofService
 from auditline.evidence.sealer import Sealer
 from auditline.evidence.witness import ConfiguredWitness, open_witness
+from auditline.indexing.service import SearchIndexer
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.service import Ingest
 from auditline.ingest.tenant_rules import TenantRules, database_loader
@@ -37,7 +39,12 @@ from auditline.lifecycle.archive.store import open_store
 from auditline.lifecycle.backup import Backups
 from auditline.lifecycle.retention import RetentionService
 from auditline.metrics import Metrics, PoolName
+from auditline.opensearch.backend import OpenSearchSearch
+from auditline.opensearch.client import OpenSearchIndex, open_client
+from auditline.opensearch.documents import IndexNames
 from auditline.runtime import database, signing_key
+from auditline.search.backend import SearchUnavailable
+from auditline.search.routing import RoutedSearch
 from auditline.search.service import SearchService
 from auditline.security.service import Security, build_security
 from auditline.security.tokens import SigningKey
@@ -51,6 +58,8 @@ from auditline.stream.hub import StreamHub
 from auditline.stream.service import StreamService
 from auditline.tenancy.scope import PLATFORM, for_system
 from auditline.tenancy.service import TenantService
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,53 @@ class Services:
     retention: RetentionService
     archive: ArchiveService
     backups: Backups
+    indexer: SearchIndexer | None = None
+    """Follows every tenant's log into OpenSearch; None without ``opensearch.url``."""
+
+
+async def open_indexer(
+    settings: Settings, pool: AsyncConnectionPool[Connection], metrics: Metrics
+) -> SearchIndexer | None:
+    """The OpenSearch indexer when ``opensearch.url`` is set (else None: PostgreSQL alone).
+
+    A cluster that is down at start-up does not stop the service: ingest never needs it,
+    searches fall back or answer 503, and the indexing task puts the template in place on
+    its first successful run.
+    """
+    config = settings.opensearch
+    if config.url is None:
+        return None
+    index = OpenSearchIndex(
+        open_client(config), IndexNames(config.index_prefix),
+        shards=config.shards, replicas=config.replicas,
+    )  # fmt: skip
+    try:
+        await index.ensure_template()
+    except SearchUnavailable as exc:
+        log.warning("OpenSearch unavailable at start-up (searches fall back): %s", exc)
+    return SearchIndexer(pool, index, batch_size=config.index_batch_size, metrics=metrics)
+
+
+def routed_search(
+    search: SearchService,
+    indexer: SearchIndexer,
+    settings: Settings,
+    access: AccessRecorder,
+    metrics: Metrics,
+) -> SearchService:
+    """*search* with OpenSearch answering the kinds of query configured for it."""
+    chosen = settings.search
+    opensearch = OpenSearchSearch(
+        indexer.index, indexer.watermark, exact_total_limit=chosen.exact_total_limit
+    )
+    routed = RoutedSearch(
+        search.backend,
+        filters=opensearch if chosen.filter_backend == "opensearch" else None,
+        text=opensearch if chosen.text_backend == "opensearch" else None,
+        fallback=chosen.on_unavailable == "postgres",
+        on_fallback=lambda operation: metrics.search_fallbacks.labels(operation).inc(),
+    )
+    return SearchService(routed, search.events, search.cursors, chosen, access)
 
 
 def job_tenant(tenant: str | None) -> TenantId:
@@ -153,6 +209,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 search = postgres_search_service(
                     read_pool, settings.search, key.private, access, settings.reads
                 )
+                indexer = await open_indexer(settings, pool, metrics)
+                if indexer is not None:
+                    search = routed_search(search, indexer, settings, access, metrics)
                 # Ingest's own lookup (an idempotent retry's seq) stays on the write pool.
                 lookup = PostgresSearch(pool)
                 checkpoint_signer, _ = local_signer(
@@ -214,9 +273,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                             retention=retention,
                             archive=archive,
                             backups=Backups(settings, url),
+                            indexer=indexer,
                         )
                 finally:
                     await queue.close()  # if a worker started it
+                    if indexer is not None:
+                        await indexer.index.close()
             finally:
                 await writer.close()
         finally:

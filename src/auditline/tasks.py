@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,6 +28,7 @@ from auditline.tenancy.scope import PLATFORM
 PARTITIONS_MAINTAIN = "partitions.maintain"
 ARCHIVE_JOB = "archive.due"
 BACKUP_CREATE = "backup.create"
+SEARCH_INDEX = "search.index"
 
 
 def build_tasks(services: Services) -> Tasks:
@@ -62,12 +64,38 @@ def build_tasks(services: Services) -> Tasks:
         # Idempotent: a rerun archives only what is still hot and due.
         return await services.archive.run_due_job(progress=ctx.progress)
 
+    async def index_search(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        # Idempotent: a run indexes from each tenant's stored progress; a document's id is
+        # its tenant and event id, so a repeated batch overwrites itself. A cluster that is
+        # down fails the job, which the queue retries with backoff. One job follows the
+        # logs for index_job_seconds (a pass every index_interval_seconds) rather than
+        # one job per pass: a job row every two seconds would bury every other job.
+        if services.indexer is None:
+            return {"skipped": "no opensearch.url"}
+        config = settings.opensearch
+        await services.indexer.index.ensure_template()
+        indexed = removed = passes = 0
+        until = time.monotonic() + max(
+            0.0, config.index_job_seconds - config.index_interval_seconds
+        )
+        while True:
+            runs = await services.indexer.index_all()
+            indexed += sum(r.indexed for r in runs)
+            removed += sum(r.removed_ranges for r in runs)
+            passes += 1
+            if time.monotonic() >= until:
+                break
+            await asyncio.sleep(config.index_interval_seconds)
+        return {"indexed": indexed, "removed_ranges": removed, "passes": passes,
+                "behind": {r.tenant: r.behind for r in runs if r.behind}}  # fmt: skip
+
     handlers: dict[str, Handler] = {
         PARTITIONS_MAINTAIN: maintain_partitions,
         CLEANUP_JOB: cleanup,
         RETENTION_JOB: apply_retention,
         ARCHIVE_JOB: archive_due,
         BACKUP_CREATE: create_backup,
+        SEARCH_INDEX: index_search,
     }
     # (name, kind, interval) of each periodic task this configuration runs.
     periodic = [
@@ -78,6 +106,8 @@ def build_tasks(services: Services) -> Tasks:
         if settings.archive.scheduled else None,
         ("backup", BACKUP_CREATE, settings.backup_interval_seconds)
         if settings.backup_interval_seconds > 0 else None,
+        ("search-index", SEARCH_INDEX, settings.opensearch.index_job_seconds)
+        if services.indexer is not None else None,
     ]  # fmt: skip
     schedules = tuple(
         Schedule(name=name, kind=kind, payload={}, interval_seconds=interval)

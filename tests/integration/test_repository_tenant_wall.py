@@ -46,6 +46,7 @@ from auditline.storage import integrity as integrity_store
 from auditline.storage import jobs as jobs_store
 from auditline.storage import queue as queue_store
 from auditline.storage import retention as retention_store
+from auditline.storage import search_index as index_store
 from auditline.storage import stream as stream_store
 from auditline.storage import tenants as tenants_store
 from auditline.storage.database import Connection, open_pool, set_tenant, tenant_transaction
@@ -987,6 +988,38 @@ def _hits(terms: list[Text], hits: tuple[bool, ...]) -> Callable[[Text], bool]:
     return dict(zip(terms, hits, strict=True)).__getitem__
 
 
+async def test_search_index_progress_and_pending_removals_are_per_tenant(
+    pool: AsyncConnectionPool[Connection], bypass: AsyncConnectionPool[Connection]
+) -> None:
+    removed = {ACME: [(0, 1), (3, 3)], GLOBEX: [(0, 1), (7, 8)]}
+    for tenant, upto in ((ACME, 5), (GLOBEX, 9)):
+        async with tenant_transaction(bypass, tenant) as conn:
+            assert await index_store.lock_progress(conn, tenant) == 0
+            await index_store.advance(conn, tenant, upto)
+            await retention_store.record_ranges(
+                conn, tenant, removed[tenant], reason="retention", actor="t", job_id=None
+            )
+    async with tenant_transaction(bypass, ACME) as conn:
+        next_seq, indexed_at = await index_store.progress(conn, ACME)
+        assert (next_seq, indexed_at is not None) == (5, True)
+        assert await index_store.pending_removals(conn, ACME, limit=10) == removed[ACME]
+        await index_store.mark_propagated(conn, ACME, [0, 3])
+        assert await index_store.pending_removals(conn, ACME, limit=10) == []
+        await index_store.reset(conn, ACME)
+        assert (await index_store.progress(conn, ACME))[0] == 0
+    async with tenant_transaction(bypass, GLOBEX) as conn:  # globex's untouched
+        assert (await index_store.progress(conn, GLOBEX))[0] == 9
+        assert await index_store.pending_removals(conn, GLOBEX, limit=10) == removed[GLOBEX]
+        assert await index_store.pending_removals(conn, GLOBEX, limit=1) == [(0, 1)]
+    # The lock is the tenant's own: held for acme, globex's is still free.
+    async with tenant_transaction(bypass, ACME) as held:
+        assert await index_store.lock_progress(held, ACME) == 0
+        async with tenant_transaction(bypass, GLOBEX) as conn:
+            assert await index_store.lock_progress(conn, GLOBEX) == 9
+        async with tenant_transaction(bypass, ACME) as conn:
+            assert await index_store.lock_progress(conn, ACME) is None
+
+
 COVERED: dict[str, Callable[..., Any]] = {
     "api_keys.insert_api_key": test_insert_and_list_api_keys_keep_to_the_tenant,
     "api_keys.list_api_keys": test_insert_and_list_api_keys_keep_to_the_tenant,
@@ -1046,6 +1079,12 @@ COVERED: dict[str, Callable[..., Any]] = {
     "retention.pending_id_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
     "retention.record_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
     "retention.removed_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
+    "search_index.advance": test_search_index_progress_and_pending_removals_are_per_tenant,
+    "search_index.lock_progress": test_search_index_progress_and_pending_removals_are_per_tenant,
+    "search_index.mark_propagated": test_search_index_progress_and_pending_removals_are_per_tenant,
+    "search_index.pending_removals": test_search_index_progress_and_pending_removals_are_per_tenant,
+    "search_index.progress": test_search_index_progress_and_pending_removals_are_per_tenant,
+    "search_index.reset": test_search_index_progress_and_pending_removals_are_per_tenant,
     "tenants.create_tenant": test_create_tenant_opens_only_the_new_tenants_log,
     "tenants.list_tenants": test_list_tenants_lists_only_the_tenants_asked_for,
     "tenants.masking_source": test_masking_source_reads_only_the_tenants_settings_and_key,

@@ -11,6 +11,14 @@ is in force underneath. ``postgres-bypass`` uses the superuser the test server l
 as, which bypasses row-level security: there, as for OpenSearch, the explicit tenant
 condition of each query is the only wall, and these tests are what proves it.
 
+``opensearch`` runs on a real node (the ``opensearch`` session fixture), with both tenants'
+documents in one shared index of one shard, so routing cannot keep them apart by accident:
+the tenant filter the backend adds is the only wall. It is the production arrangement,
+``RoutedSearch`` sending searches, exports and counts to OpenSearch and statistics to
+PostgreSQL (statistics are not answered by OpenSearch; their tests here prove the routing).
+The events reach the index as in production: stored in PostgreSQL, then indexed by
+``SearchIndexer`` following each tenant's ``seq``.
+
 **Adding a backend** (OpenSearch): add an entry to ``BACKENDS``, an async context manager
 that takes the database URL and the data (already stored in PostgreSQL, the source of
 truth; index it from there) and yields a :class:`BackendUnderTest`. ``plans`` names ways
@@ -37,15 +45,19 @@ from psycopg_pool import AsyncConnectionPool
 from auditline.config import DatabaseSettings
 from auditline.domain.events import Event
 from auditline.domain.tenants import TenantId
+from auditline.indexing.service import SearchIndexer
+from auditline.opensearch.backend import OpenSearchSearch
 from auditline.search.backend import EncodingBackend, SearchBackend
 from auditline.search.export import ExportFormat
 from auditline.search.model import Interval, Order, PageRequest, SearchQuery, Stats, Total
+from auditline.search.routing import RoutedSearch
 from auditline.storage.database import Connection, open_pool, set_tenant
 from auditline.storage.search import pages as search_store
 from auditline.storage.search import stats as stats_store
 from auditline.storage.search.backend import PostgresSearch
 from auditline.storage.search.pages import SearchTuning
 from tests.integration.conftest import ACME, GLOBEX
+from tests.integration.opensearch_fixtures import opensearch_index
 from tests.integration.tenant_overlap import (
     QUIET_HOUR,
     SHARED,
@@ -60,6 +72,7 @@ from tests.integration.tenant_overlap import (
     stats_with_filters,
     store,
 )
+from tests.services.fixtures import Endpoint
 
 # ---------------------------------------------------------------------------------------
 # The backends
@@ -160,9 +173,48 @@ def postgres(app_role: str | None) -> BackendFactory:
     return open_backend
 
 
-BACKENDS: dict[str, BackendFactory] = {
+def opensearch_backend(endpoint: Endpoint) -> BackendFactory:
+    @asynccontextmanager
+    async def open_backend(database_url: str, data: Overlap) -> AsyncIterator[BackendUnderTest]:
+        pool = await open_pool(
+            database_url,
+            DatabaseSettings(app_role="auditline_app", pool_min_size=1, pool_max_size=2),
+        )
+        try:
+            async with opensearch_index(endpoint) as index:
+                indexer = SearchIndexer(pool, index, batch_size=50)
+                for tenant in TENANTS:
+                    run = await indexer.index_tenant(tenant)
+                    assert run.indexed >= len(data.events[tenant])
+
+                async def store_and_index(events: Sequence[Event]) -> None:
+                    await store(pool, events)
+                    await indexer.index_tenant(events[0].tenant_id)
+
+                def routed(exact_total_limit: int) -> RoutedSearch:
+                    opensearch = OpenSearchSearch(
+                        index, indexer.watermark, exact_total_limit=exact_total_limit
+                    )
+                    return RoutedSearch(
+                        PostgresSearch(pool), filters=opensearch, text=opensearch, fallback=False
+                    )
+
+                # The same answers with a small exact-total threshold ("at least 5").
+                plans: dict[str, SearchBackend] = {
+                    "routed": routed(10_000),
+                    "totals capped": routed(5),
+                }
+                yield BackendUnderTest(plans=plans, store=store_and_index)
+        finally:
+            await pool.close()
+
+    return open_backend
+
+
+BACKENDS: dict[str, BackendFactory | None] = {
     "postgres-rls": postgres("auditline_app"),
     "postgres-bypass": postgres(None),
+    "opensearch": None,  # needs the node: built from the session fixture on demand
 }
 
 
@@ -179,7 +231,10 @@ async def data(pool: AsyncConnectionPool[Connection]) -> Overlap:
 async def backend(
     request: pytest.FixtureRequest, database_url: str, data: Overlap
 ) -> AsyncIterator[BackendUnderTest]:
-    async with BACKENDS[request.param](database_url, data) as under_test:
+    factory = BACKENDS[request.param]
+    if factory is None:  # only now, so a run without OpenSearch tests starts no node
+        factory = opensearch_backend(request.getfixturevalue("opensearch"))
+    async with factory(database_url, data) as under_test:
         yield under_test
 
 

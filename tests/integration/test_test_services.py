@@ -7,6 +7,7 @@ import uuid
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from opensearchpy import AsyncOpenSearch
 
 from tests.services.fixtures import Endpoint
 
@@ -46,3 +47,25 @@ async def test_s3proxy_stores_and_returns_an_object(s3_server: Endpoint) -> None
         got = await s3.get_object(Bucket=bucket, Key="a/b.txt")
         async with got["Body"] as body:
             assert await body.read() == b"cold"
+
+
+async def test_opensearch_indexes_and_finds_a_document(opensearch: Endpoint) -> None:
+    index = f"harness-{uuid.uuid4().hex[:8]}"
+    client = AsyncOpenSearch(hosts=[opensearch.url])
+    try:
+        info = await client.info()
+        assert info["version"]["number"] == "2.19.6"
+        await client.indices.create(index=index, body={"settings": {"number_of_replicas": 0}})
+        await client.index(index=index, id="1", body={"word": "declined"}, refresh=True)
+        # The analysers the backend's template needs are on the classpath.
+        analysed = await client.indices.analyze(
+            body={"tokenizer": "standard",
+                  "filter": ["lowercase", {"type": "snowball", "language": "English"}],
+                  "text": "Declined"}
+        )  # fmt: skip
+        assert [t["token"] for t in analysed["tokens"]] == ["declin"]
+        found = await client.search(index=index, body={"query": {"match": {"word": "declined"}}})
+        assert [h["_id"] for h in found["hits"]["hits"]] == ["1"]
+    finally:
+        await client.indices.delete(index=index, ignore_unavailable=True)
+        await client.close()

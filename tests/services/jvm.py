@@ -1,10 +1,12 @@
-"""Start a Java test service (ElasticMQ, S3Proxy, later OpenSearch) from Maven Central.
+"""Start a Java test service (ElasticMQ, S3Proxy, OpenSearch) from Maven Central.
 
 Each service has a pom in ``tests/services/maven/<name>/`` that pins its version. Maven
 resolves the jars into the local repository (``~/.m2``, the cache between runs) and writes
-the classpath to ``.cache/<name>-<pom hash>.classpath`` here, so a second run starts the
-service without asking Maven again. The process runs on a free loopback port and is
-stopped at the end of the test session.
+the classpath to ``.cache/<name>-<hash>.classpath`` here, so a second run starts the
+service without asking Maven again. A service with Java sources of its own (OpenSearch's
+launcher, under ``src/main/java``) is compiled by the same Maven run, and the hash covers
+those sources too. The process runs on a free loopback port (or reports the port it bound
+in a file) and is stopped at the end of the test session.
 
 Missing Java or Maven, or a service that does not come up, skips the tests that need it on
 a developer's machine and fails the run under ``CI=true``: CI must never pass by skipping
@@ -46,9 +48,15 @@ def free_port() -> int:
 
 
 def classpath(name: str) -> str:
-    """The service's classpath, resolved by Maven once per version of its pom."""
-    pom = HERE / "maven" / name / "pom.xml"
-    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+    """The service's classpath, resolved (and its sources compiled) by Maven once per
+    version of its pom and sources."""
+    project = HERE / "maven" / name
+    pom = project / "pom.xml"
+    sources = sorted((project / "src").rglob("*.java")) if (project / "src").exists() else []
+    hasher = hashlib.sha256(pom.read_bytes())
+    for source in sources:
+        hasher.update(source.read_bytes())
+    digest = hasher.hexdigest()[:16]
     cached = CACHE / f"{name}-{digest}.classpath"
     if cached.exists() and all(Path(p).exists() for p in cached.read_text().split(os.pathsep)):
         return cached.read_text()
@@ -57,6 +65,7 @@ def classpath(name: str) -> str:
         raise ServiceUnavailable("Maven (mvn) is not installed")
     CACHE.mkdir(exist_ok=True)
     partial = cached.with_suffix(".tmp")
+    goals = ["compile"] if sources else []
     done = subprocess.run(
         [
             mvn,
@@ -64,6 +73,7 @@ def classpath(name: str) -> str:
             "-B",
             "-f",
             str(pom),
+            *goals,
             "dependency:build-classpath",
             f"-Dmdep.outputFile={partial}",
         ],
@@ -74,6 +84,9 @@ def classpath(name: str) -> str:
     )
     if done.returncode != 0 or not partial.exists():
         raise ServiceUnavailable(f"Maven could not resolve {name}: {done.stdout[-2000:]}")
+    if sources:
+        classes = project / "target" / "classes"
+        partial.write_text(os.pathsep.join([str(classes), partial.read_text()]))
     partial.replace(cached)
     return cached.read_text()
 
@@ -91,10 +104,14 @@ class JvmService:
         jvm_options: Sequence[str] = (),
         workdir: Path,
         java_home: str | None = None,
+        port_file: Path | None = None,
     ) -> None:
+        """*port_file*: the service writes the port it bound there (then *port* is 0 and
+        is read from the file), which avoids racing another process for a free port."""
         self.name, self.main_class, self.port = name, main_class, port
         self.args, self.jvm_options, self.workdir = list(args), list(jvm_options), workdir
         self.java_home = java_home
+        self.port_file = port_file
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -120,6 +137,11 @@ class JvmService:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServiceUnavailable(f"{self.name} exited: {self.log_tail()}")
+            if self.port_file is not None:
+                if not self.port_file.exists():
+                    time.sleep(0.2)
+                    continue
+                self.port = int(self.port_file.read_text())
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return

@@ -30,6 +30,7 @@ from auditline.domain.tenants import TenantExists, UnknownTenant
 from auditline.domain.validation import InvalidInput
 from auditline.evidence.proofs import InvalidRange, NotSealed, UnknownEvent
 from auditline.ingest.writer import WriterClosed
+from auditline.search.backend import SearchUnavailable
 from auditline.search.cursor import InvalidCursor
 from auditline.search.model import InvalidSearch
 from auditline.search.query import ParseError
@@ -309,6 +310,18 @@ def install_error_handlers(app: FastAPI) -> None:
             f"{exc} and was cancelled; nothing was returned. Narrow the query (a shorter "
             "time range, more filters), or retry later if the server is busy.",
             kind="read-timeout", request=request, headers={"Retry-After": str(retry)},
+        )  # fmt: skip
+
+    @app.exception_handler(SearchUnavailable)
+    async def on_search_unavailable(request: Request, exc: SearchUnavailable) -> JSONResponse:
+        log.warning("search backend unavailable: %s", exc)
+        services = getattr(request.app.state, "services", None)
+        retry = services.settings.search.retry_after_seconds if services is not None else 5
+        return problem(
+            503, "Search unavailable",
+            "The search index cannot answer now and this server is configured not to ask "
+            "PostgreSQL instead; nothing was returned or recorded. Retry later.",
+            kind="search-unavailable", request=request, headers={"Retry-After": str(retry)},
         )  # fmt: skip
 
     @app.exception_handler(WriterClosed)  # shutting down: another process can take it

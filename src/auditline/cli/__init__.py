@@ -1,5 +1,5 @@
 """The ``auditline`` command: serve, worker, migrate, token, tenants, keys, export, archive,
-backup, restore, bench, tail, verify.
+backup, restore, bench, tail, verify, reindex.
 
 Commands that need the database use ``AUDITLINE_DATABASE__URL`` when set, else the embedded
 server of ``--data-dir`` (reusing the one a running ``auditline serve`` started). One module
@@ -22,6 +22,7 @@ from auditline.cli import (
     bench,
     export,
     keys,
+    reindex,
     serve,
     tail,
     tenants,
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         bench,
         verify,
         tail,
+        reindex,
     ):
         group.register(sub, common)
     return parser

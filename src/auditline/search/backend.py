@@ -20,6 +20,12 @@ from auditline.search.export import ExportFormat
 from auditline.search.model import Interval, Order, Page, PageRequest, SearchQuery, Stats
 
 
+class SearchUnavailable(RuntimeError):
+    """The backend cannot answer now (unreachable, overloaded, timed out): nothing was
+    read. The service falls back to PostgreSQL or answers 503 with ``Retry-After``, as
+    configured (``search.on_unavailable``)."""
+
+
 class SearchBackend(Protocol):
     async def search(self, tenant: TenantId, query: SearchQuery, page: PageRequest) -> Page:
         """One page in (timestamp, id) order.

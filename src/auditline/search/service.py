@@ -36,6 +36,7 @@ from auditline.search.model import (
     Stats,
     Total,
 )
+from auditline.search.routing import RoutedSearch
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +179,12 @@ class SearchService:
         attachments: Attachments | None,
     ) -> AsyncIterator[bytes]:
         size = self.settings.export_batch_size
-        if isinstance(self.backend, EncodingBackend) and attachments is None:
-            lines = self.backend.export_lines(tenant, query, fmt=fmt, order=order, batch_size=size)
+        # A routed search encodes with PostgreSQL when PostgreSQL is the one asked.
+        encoder = self.backend
+        if isinstance(encoder, RoutedSearch):
+            encoder = encoder.choose(query)
+        if isinstance(encoder, EncodingBackend) and attachments is None:
+            lines = encoder.export_lines(tenant, query, fmt=fmt, order=order, batch_size=size)
             return frame(lines, fmt, on_batch=on_batch)
         batches = self.backend.export(tenant, query, order=order, batch_size=size)
         return encode(batches, fmt, on_batch=on_batch, attachments=attachments)

@@ -731,6 +731,7 @@ CREATE TABLE public.removed_ranges (
     actor text NOT NULL,
     job_id uuid,
     ids_removed boolean DEFAULT true NOT NULL,
+    search_propagated boolean DEFAULT false NOT NULL,
     CONSTRAINT removed_ranges_check CHECK ((events = ((last_seq - first_seq) + 1))),
     CONSTRAINT removed_ranges_check1 CHECK ((last_seq >= first_seq)),
     CONSTRAINT removed_ranges_first_seq_check CHECK ((first_seq >= 0)),
@@ -766,6 +767,20 @@ CREATE TABLE public.schema_migrations (
     checksum text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL
 );
+
+
+--
+-- Name: search_index_progress; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.search_index_progress (
+    tenant_id text NOT NULL,
+    next_seq bigint DEFAULT 0 NOT NULL,
+    indexed_at timestamp with time zone,
+    CONSTRAINT search_index_progress_next_seq_check CHECK ((next_seq >= 0))
+);
+
+ALTER TABLE ONLY public.search_index_progress FORCE ROW LEVEL SECURITY;
 
 
 --
@@ -954,6 +969,14 @@ ALTER TABLE ONLY public.schema_migrations
 
 
 --
+-- Name: search_index_progress search_index_progress_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.search_index_progress
+    ADD CONSTRAINT search_index_progress_pkey PRIMARY KEY (tenant_id);
+
+
+--
 -- Name: tenant_log_heads tenant_log_heads_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1055,6 +1078,13 @@ CREATE INDEX removed_ranges_ids_pending ON public.removed_ranges USING btree (te
 
 
 --
+-- Name: removed_ranges_search_pending; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX removed_ranges_search_pending ON public.removed_ranges USING btree (tenant_id, first_seq) WHERE (NOT search_propagated);
+
+
+--
 -- Name: events events_rollup_0lock_delete; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -1138,6 +1168,14 @@ ALTER TABLE ONLY public.removed_ranges
 
 
 --
+-- Name: search_index_progress search_index_progress_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.search_index_progress
+    ADD CONSTRAINT search_index_progress_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+
+--
 -- Name: tenant_log_heads tenant_log_heads_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1214,6 +1252,12 @@ ALTER TABLE public.merkle_tiles ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.removed_ranges ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: search_index_progress; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.search_index_progress ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: api_keys tenant_isolation; Type: POLICY; Schema: public; Owner: -
 --
 
@@ -1281,6 +1325,13 @@ CREATE POLICY tenant_isolation ON public.merkle_tiles USING ((tenant_id = public
 --
 
 CREATE POLICY tenant_isolation ON public.removed_ranges USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
+
+
+--
+-- Name: search_index_progress tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.search_index_progress USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
 
 
 --
@@ -2142,6 +2193,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.schedules TO auditline_app;
 --
 
 GRANT SELECT ON TABLE public.schema_migrations TO auditline_app;
+
+
+--
+-- Name: TABLE search_index_progress; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.search_index_progress TO auditline_app;
 
 
 --

@@ -1,0 +1,77 @@
+"""SQL for the OpenSearch indexer: per-tenant progress and removals still to propagate.
+
+Progress is a number (migration 0018): every event of the tenant with ``seq`` below
+``next_seq`` is in the index. The indexer holds the tenant's progress row locked (``FOR
+UPDATE SKIP LOCKED``) for a whole run, so two workers never index one tenant at once and a
+second one simply skips it; the lock dies with a crashed worker's connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from auditline.domain.tenants import TenantId
+from auditline.storage.database import Connection
+
+
+async def lock_progress(conn: Connection, tenant: TenantId) -> int | None:
+    """*tenant*'s indexing progress, locked until the transaction ends; None when another
+    indexer holds it."""
+    await conn.execute(
+        "INSERT INTO search_index_progress (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
+        (tenant,),
+    )
+    cur = await conn.execute(
+        """SELECT next_seq FROM search_index_progress WHERE tenant_id = %s
+           FOR UPDATE SKIP LOCKED""",
+        (tenant,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else int(row["next_seq"])
+
+
+async def advance(conn: Connection, tenant: TenantId, next_seq: int) -> None:
+    await conn.execute(
+        """UPDATE search_index_progress SET next_seq = %s, indexed_at = now()
+            WHERE tenant_id = %s""",
+        (next_seq, tenant),
+    )
+
+
+async def progress(conn: Connection, tenant: TenantId) -> tuple[int, datetime | None]:
+    """(next_seq, indexed_at) of *tenant*: (0, None) before its first run."""
+    cur = await conn.execute(
+        "SELECT next_seq, indexed_at FROM search_index_progress WHERE tenant_id = %s",
+        (tenant,),
+    )
+    row = await cur.fetchone()
+    return (0, None) if row is None else (int(row["next_seq"]), row["indexed_at"])
+
+
+async def reset(conn: Connection, tenant: TenantId) -> None:
+    """Start *tenant* over from ``seq`` 0 (a rebuild into new indices)."""
+    await conn.execute(
+        "UPDATE search_index_progress SET next_seq = 0 WHERE tenant_id = %s", (tenant,)
+    )
+
+
+async def pending_removals(
+    conn: Connection, tenant: TenantId, *, limit: int
+) -> list[tuple[int, int]]:
+    """Ranges removed from *tenant*'s log that the index has not been told about yet."""
+    cur = await conn.execute(
+        """SELECT first_seq, last_seq FROM removed_ranges
+            WHERE tenant_id = %s AND NOT search_propagated
+            ORDER BY first_seq LIMIT %s""",
+        (tenant, limit),
+    )
+    return [(int(r["first_seq"]), int(r["last_seq"])) for r in await cur.fetchall()]
+
+
+async def mark_propagated(conn: Connection, tenant: TenantId, firsts: Sequence[int]) -> None:
+    await conn.execute(
+        """UPDATE removed_ranges SET search_propagated = true
+            WHERE tenant_id = %s AND first_seq = ANY(%s::bigint[])""",
+        (tenant, list(firsts)),
+    )

@@ -1,0 +1,335 @@
+"""The service with OpenSearch answering searches, against a real node: answers come from
+the index (and only the tenant's own), removals reach it, lag shows in /metrics, and when
+the node stops ingest goes on while searches fall back or answer 503."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from auditline.app import create_app
+from auditline.cli import main
+from auditline.config import Settings
+from auditline.indexing.service import SearchIndexer
+from auditline.search.backend import SearchUnavailable
+from auditline.services import Services
+from auditline.storage.search.backend import PostgresSearch
+from auditline.tasks import build_tasks
+from auditline.tenancy.scope import for_system
+from tests.conftest import TokenFactory, bearer
+from tests.integration.opensearch_fixtures import node_settings
+from tests.services.fixtures import Endpoint, start_opensearch
+from tests.services.jvm import ServiceUnavailable, unavailable
+
+ACME = for_system("acme", reason="tests")
+GLOBEX = for_system("globex", reason="tests")
+
+
+def with_opensearch(settings: Settings, endpoint: Endpoint, on_unavailable: str) -> Settings:
+    settings.rate_limits.enabled = False
+    # The tests run the indexer themselves, so that they know when the index has caught up.
+    settings.jobs.in_process_worker = False
+    settings.opensearch = node_settings(endpoint)
+    settings.search.filter_backend = "opensearch"
+    settings.search.text_backend = "opensearch"
+    settings.search.on_unavailable = on_unavailable  # type: ignore[assignment]
+    settings.search.retry_after_seconds = 7
+    return settings
+
+
+@dataclass
+class Stack:
+    http: httpx.AsyncClient
+    services: Services
+    headers: dict[str, dict[str, str]]
+
+    @property
+    def indexer(self) -> SearchIndexer:
+        assert self.services.indexer is not None
+        return self.services.indexer
+
+    async def post(self, tenant: str, events: list[dict[str, Any]]) -> list[str]:
+        response = await self.http.post(
+            "/api/v1/logs/bulk", json={"events": events}, headers=self.headers[tenant]
+        )
+        assert response.status_code == 201, response.text
+        return [str(i) for i in response.json()["ids"]]
+
+    async def search(self, tenant: str, **params: str) -> httpx.Response:
+        return await self.http.get(
+            "/api/v1/logs", params={"limit": "100", **params}, headers=self.headers[tenant]
+        )
+
+    async def ids(self, tenant: str, **params: str) -> list[str]:
+        response = await self.search(tenant, **params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["next_cursor"] is None
+        assert {e["tenant_id"] for e in body["items"]} <= {tenant}
+        return [e["id"] for e in body["items"]]
+
+
+@asynccontextmanager
+async def running(settings: Settings, make_token: TokenFactory) -> AsyncIterator[Stack]:
+    """The app with acme and globex and a writer's token for each; its indices dropped at
+    the end."""
+    app: FastAPI = create_app(settings)
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            platform = bearer(make_token("admin", "*", sub="root"))
+            for tenant in ("acme", "globex"):
+                response = await http.post(
+                    "/api/v1/tenants", json={"id": tenant, "name": tenant}, headers=platform
+                )
+                assert response.status_code in (201, 409), response.text
+            headers = {t: bearer(make_token("admin", t, sub=f"{t}-admin"))
+                       for t in ("acme", "globex")}  # fmt: skip
+            stack = Stack(http, services, headers)
+            try:
+                yield stack
+            finally:
+                if services.indexer is not None:
+                    # A stopped node takes its indices with it.
+                    with contextlib.suppress(SearchUnavailable):
+                        await services.indexer.index.drop()
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings, opensearch: Endpoint, make_token: TokenFactory
+) -> AsyncIterator[Stack]:
+    async with running(with_opensearch(settings, opensearch, "503"), make_token) as stack:
+        yield stack
+
+
+def events(words: str, n: int, *, age: timedelta = timedelta(0)) -> list[dict[str, Any]]:
+    at = datetime.now(UTC) - age
+    return [
+        {"action": "UPDATE", "user_id": f"u{i}", "message": f"{words} {i}",
+         "timestamp": (at - timedelta(seconds=i)).isoformat(), "metadata": {"n": i}}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+async def test_searches_answer_from_the_index_and_only_with_the_tenants_events(
+    stack: Stack,
+) -> None:
+    acme = await stack.post("acme", events("refund declined", 6))
+    globex = await stack.post("globex", events("refund declined", 4))
+    await stack.indexer.index_all()
+    late = await stack.post("acme", events("refund declined", 1))  # not indexed yet
+
+    # Answered by OpenSearch: the event PostgreSQL already holds is not among them.
+    assert sorted(await stack.ids("acme", q="refunds")) == sorted(acme)
+    assert sorted(await stack.ids("globex", q="refund", user_id="u1")) == [globex[1]]
+    assert sorted(await stack.ids("acme", action="UPDATE")) == sorted(acme)
+    await stack.indexer.index_all()
+    assert sorted(await stack.ids("acme", q="refunds")) == sorted(acme + late)
+    # Paging across the index with cursors: every event once, in order.
+    first = (await stack.search("acme", q="declined", limit="3")).json()
+    second = await stack.search("acme", q="declined", limit="3", cursor=first["next_cursor"])
+    third = await stack.search("acme", q="declined", limit="3", cursor=second.json()["next_cursor"])
+    paged = [e["id"] for page in (first, second.json(), third.json()) for e in page["items"]]
+    assert paged == await stack.ids("acme", q="declined")
+    assert len(paged) == 7
+
+
+async def test_index_lag_is_in_metrics_until_the_indexer_catches_up(stack: Stack) -> None:
+    await stack.post("acme", events("payment", 5))
+    slow = SearchIndexer(
+        stack.services.pool, stack.indexer.index, batch_size=2, max_batches=1,
+        metrics=stack.services.metrics,
+    )  # fmt: skip
+    run = await slow.index_tenant(ACME)
+    # 5 events and the tenant's creation record... whatever the log holds beyond 2.
+    assert run.indexed == 2
+    assert run.behind > 0
+
+    def lag() -> tuple[float, float]:
+        body = stack.services.metrics.render()[0].decode()
+        values = {}
+        for line in body.splitlines():
+            if line.startswith("auditline_search_index_lag_") and 'tenant="_other"' in line:
+                name, value = line.split(" ")
+                values[name.split("{")[0]] = float(value)
+        return (values["auditline_search_index_lag_events"],
+                values["auditline_search_index_lag_seconds"])  # fmt: skip
+
+    events_behind, seconds_behind = lag()
+    assert events_behind == run.behind
+    assert seconds_behind > 0
+    response = await stack.http.get("/metrics")
+    assert "auditline_search_index_lag_events" in response.text
+    await stack.indexer.index_tenant(ACME)
+    done = await slow.index_tenant(ACME)
+    assert (done.indexed, done.behind) == (0, 0)
+    assert lag() == (0.0, 0.0)
+
+
+async def test_cleanup_removals_reach_the_index(stack: Stack) -> None:
+    old = await stack.post("acme", events("invoice", 5, age=timedelta(days=100)))
+    recent = await stack.post("acme", events("invoice", 3))
+    other = await stack.post("globex", events("invoice", 2, age=timedelta(days=100)))
+    await stack.indexer.index_all()
+    for tenant in (ACME, GLOBEX):  # only sealed events may be removed
+        await stack.services.sealer.seal_until_current(tenant, wait=True)
+    response = await stack.http.delete("/api/v1/logs/cleanup", headers=stack.headers["acme"])
+    assert response.status_code == 200, response.text
+    assert response.json()["deleted"] == 5
+
+    # Until the indexer runs, the index still shows what PostgreSQL no longer holds...
+    assert sorted(await stack.ids("acme", q="invoice")) == sorted(old + recent)
+    runs = {r.tenant: r for r in await stack.indexer.index_all()}
+    assert runs[ACME].removed_ranges >= 1
+    assert runs[GLOBEX].removed_ranges == 0
+    # ...then exactly what it holds; the other tenant's old events are untouched.
+    assert sorted(await stack.ids("acme", q="invoice")) == sorted(recent)
+    assert sorted(await stack.ids("globex", q="invoice")) == sorted(other)
+    with psycopg.connect(stack.services.settings.database.url or "") as conn:
+        flags = conn.execute(
+            "SELECT DISTINCT search_propagated FROM removed_ranges WHERE tenant_id = 'acme'"
+        ).fetchall()
+    assert flags == [(True,)]
+    again = {r.tenant: r for r in await stack.indexer.index_all()}
+    assert again[ACME].removed_ranges == 0
+
+
+@pytest.fixture
+def own_node(tmp_path: Path) -> Any:
+    """A node of this test's own, so that stopping it leaves the shared one alone."""
+    try:
+        service, endpoint = start_opensearch(tmp_path / "node")
+    except ServiceUnavailable as exc:
+        unavailable(str(exc))
+    try:
+        yield service, endpoint
+    finally:
+        service.stop()
+
+
+async def test_when_the_node_stops_ingest_goes_on_and_searches_fall_back_or_answer_503(
+    settings: Settings, make_token: TokenFactory, own_node: Any
+) -> None:
+    service, endpoint = own_node
+    async with running(with_opensearch(settings, endpoint, "postgres"), make_token) as stack:
+        before = await stack.post("acme", events("card declined", 4))
+        await stack.indexer.index_all()
+        assert sorted(await stack.ids("acme", q="declined")) == sorted(before)
+
+        def fallbacks() -> float:
+            registry = stack.services.metrics.registry
+            found = registry.get_sample_value("auditline_search_fallbacks_total",
+                                              {"operation": "search"})  # fmt: skip
+            return found or 0.0
+
+        fallen_back = fallbacks()
+
+        service.stop()  # mid-run
+        during = await stack.post("acme", events("card declined", 2))  # ingest unaffected
+        # PostgreSQL answers instead: every event, including those the index never saw.
+        assert sorted(await stack.ids("acme", q="declined")) == sorted(before + during)
+        assert fallbacks() == fallen_back + 1
+        with pytest.raises(SearchUnavailable):  # the indexing job fails; the queue retries
+            await stack.indexer.index_all()
+
+    settings.search.on_unavailable = "503"
+    async with running(settings, make_token) as stack:
+        response = await stack.search("acme", q="declined")
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] == "7"
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["type"].endswith("search-unavailable")
+        # Structured searches were routed to OpenSearch too, so they answer 503 as well;
+        # writes still succeed.
+        assert (await stack.search("acme", action="UPDATE")).status_code == 503
+        await stack.post("acme", events("card declined", 1))
+
+
+async def test_the_scheduled_job_indexes_through_the_queue(
+    settings: Settings, opensearch: Endpoint, make_token: TokenFactory
+) -> None:
+    settings = with_opensearch(settings, opensearch, "503")
+    settings.jobs.in_process_worker = True  # the worker and the scheduler run in the app
+    settings.opensearch.index_job_seconds = 1.0
+    settings.opensearch.index_interval_seconds = 0.2
+    async with running(settings, make_token) as stack:
+        assert "search-index" in {s.name for s in build_tasks(stack.services).schedules}
+        posted = await stack.post("acme", events("password reset", 3))
+
+        def succeeded_jobs() -> int:
+            with psycopg.connect(settings.database.url or "") as conn:
+                row = conn.execute(
+                    """SELECT count(*) FROM jobs
+                        WHERE kind = 'search.index' AND status = 'succeeded'"""
+                ).fetchone()
+            return 0 if row is None else int(row[0])
+
+        deadline = asyncio.get_running_loop().time() + 60
+        while succeeded_jobs() < 2:  # the second one ran after the events were stored
+            assert asyncio.get_running_loop().time() < deadline, "no search.index job ran"
+            await asyncio.sleep(0.2)
+        assert sorted(await stack.ids("acme", q="password")) == sorted(posted)
+
+
+async def test_without_a_cluster_nothing_is_indexed_or_routed(app: FastAPI) -> None:
+    services: Services = app.state.services
+    assert services.settings.opensearch.url is None
+    assert services.indexer is None
+    assert "search-index" not in {s.name for s in build_tasks(services).schedules}
+    assert isinstance(services.search.backend, PostgresSearch)
+    with pytest.raises(ValueError, match=r"needs opensearch\.url"):
+        Settings.model_validate(
+            {**services.settings.model_dump(), "search": {"text_backend": "opensearch"}}
+        )
+
+
+async def test_reindex_restores_lost_documents_while_the_service_runs(
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    posted = await stack.post("acme", events("report exported", 4))
+    other = await stack.post("globex", events("report exported", 2))
+    await stack.indexer.index_all()
+    index = stack.indexer.index
+    lost = await index.client.search(
+        index=index.names.alias, routing="acme",
+        body={"query": {"term": {"id": posted[0]}}, "size": 1},
+    )  # fmt: skip
+    [hit] = lost["hits"]["hits"]
+    await index.client.delete(index=hit["_index"], id=hit["_id"], routing="acme", refresh=True)
+    assert sorted(await stack.ids("acme", q="report")) == sorted(posted[1:])
+
+    config = stack.services.settings
+    monkeypatch.setenv("AUDITLINE_DATABASE__URL", config.database.url or "")
+    monkeypatch.setenv("AUDITLINE_OPENSEARCH__URL", config.opensearch.url or "")
+    monkeypatch.setenv("AUDITLINE_OPENSEARCH__INDEX_PREFIX", config.opensearch.index_prefix)
+    monkeypatch.setenv("AUDITLINE_OPENSEARCH__REPLICAS", "0")
+    args = ["reindex", "--tenant", "acme", "--data-dir", str(tmp_path)]
+    assert await asyncio.to_thread(main, args) == 0
+    assert "acme: " in capsys.readouterr().out
+
+    assert sorted(await stack.ids("acme", q="report")) == sorted(posted)
+    assert sorted(await stack.ids("globex", q="report")) == sorted(other)
+
+
+def test_reindex_needs_a_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AUDITLINE_OPENSEARCH__URL", raising=False)
+    assert main(["reindex", "--all", "--data-dir", str(tmp_path)]) == 2
+    assert "AUDITLINE_OPENSEARCH__URL" in capsys.readouterr().err
