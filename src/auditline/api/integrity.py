@@ -18,6 +18,7 @@ from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
 from auditline.api.problems import AUTHENTICATED, READ, error_responses
 from auditline.api.routing import ModelBodyRoute
 from auditline.api.schemas import TenantSlug
+from auditline.domain.validation import MAX_SAFE_INTEGER
 from auditline.integrity.note import encode_base64
 from auditline.security.principal import Permission
 
@@ -106,9 +107,12 @@ async def consistency_proof(
     principal: PrincipalDep,
     actor: ActorDep,
     services: ServicesDep,
-    from_: Annotated[int, Query(alias="from", ge=0, description="the older tree size")],
+    from_: Annotated[
+        int, Query(alias="from", ge=0, le=MAX_SAFE_INTEGER, description="the older tree size")
+    ],
     to: Annotated[
-        int | None, Query(ge=0, description="the newer tree size (default: the newest)")
+        int | None,
+        Query(ge=0, le=MAX_SAFE_INTEGER, description="the newer tree size (default: newest)"),
     ] = None,
     tenant_id: TenantQuery = None,
 ) -> ConsistencyOut:

@@ -122,7 +122,7 @@ async def list_jobs(
         str | None,
         Query(
             max_length=200,
-            json_schema_extra={"pattern": "^[A-Za-z0-9_-]+$"},  # base64url; _decode checks
+            json_schema_extra={"pattern": "^[A-Za-z0-9_-]*$"},  # base64url (empty: none)
             description="next_cursor of the previous page (no other value is valid)",
         ),
     ] = None,

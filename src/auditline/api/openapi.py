@@ -10,8 +10,7 @@ Generated from the routes and models as FastAPI does, then, once per process:
   ``#/components/schemas/Problem``, which is added here since no route returns it itself.
 * **The limits are this server's.** Lengths of an event's text fields, events per bulk
   request and the depth of JSON fields are settings (``ingest.*``); the document states
-  the configured ones, and the depth as one schema per level (``JsonValueAtDepthN``), the
-  last of which admits no container with members.
+  the configured ones (the depth and total size of JSON fields in their descriptions).
 
 The contract test (``tests/contract``) runs schemathesis against the result.
 """
@@ -22,9 +21,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from auditline.api.schemas import JSON_TEXT_SCHEMA, Problem, json_value_ref, not_nullable
+from auditline.api.schemas import Problem, not_nullable
 from auditline.config import IngestSettings
-from auditline.domain.validation import MAX_SAFE_INTEGER
 
 _PARAMETER_HOLDERS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 
@@ -61,27 +59,3 @@ def correct(document: dict[str, Any], limits: IngestSettings) -> None:
             if alternative.get("type") == "string":
                 alternative["maxLength"] = most
     schemas["BulkIn"]["properties"]["events"]["maxItems"] = limits.bulk_max_events
-    for depth in range(1, max(2, limits.max_json_depth) + 1):
-        schemas[f"JsonValueAtDepth{depth}"] = _json_value(depth, limits.max_json_depth)
-
-
-def _json_value(depth: int, deepest: int) -> dict[str, Any]:
-    """Any JSON value the ingest rules take at *depth* (``domain.validation.check_json``)."""
-    array: dict[str, Any]
-    members: dict[str, Any]
-    if depth < deepest:
-        array = {"type": "array", "items": json_value_ref(depth + 1)}
-        members = {"additionalProperties": json_value_ref(depth + 1)}
-    else:  # a container here may hold nothing: its members would be one level too deep
-        array = {"type": "array", "maxItems": 0}
-        members = {"maxProperties": 0}
-    return {
-        "anyOf": [
-            {"type": "null"},
-            {"type": "boolean"},
-            {"type": "number", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
-            JSON_TEXT_SCHEMA,
-            array,
-            {"type": "object", "propertyNames": JSON_TEXT_SCHEMA, **members},
-        ]
-    }

@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError, core_schema
 from auditline.domain.events import ActorType, Outcome, Severity, StoredEvent
 from auditline.domain.normalise import is_canonical_ipv4
 from auditline.domain.tenants import TENANT_ID_PATTERN, Tenant
-from auditline.domain.validation import CONTROL_CHARACTERS, RFC3339_PATTERN
+from auditline.domain.validation import CONTROL_CHARACTERS, MAX_SAFE_INTEGER, RFC3339_PATTERN
 
 TenantSlug = Annotated[
     str, Field(pattern=TENANT_ID_PATTERN, description="Tenant id: lower-case slug, 1-63 chars")
@@ -158,17 +158,27 @@ JSON_TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[^\\x00]*$"}
 """Text PostgreSQL can hold: no NUL (refused everywhere, with a pointer)."""
 
 
-def json_value_ref(depth: int) -> dict[str, Any]:
-    """A JSON value at *depth* in a JSON field (the field's object is at 0): the schemas
-    ``api.openapi`` adds to the document, down to ``ingest.max_json_depth``."""
-    return {"$ref": f"#/components/schemas/JsonValueAtDepth{depth}"}
+JSON_MEMBER_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "null"},
+        {"type": "boolean"},
+        {"type": "number", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
+        JSON_TEXT_SCHEMA,
+        {"type": "array"},
+        {"type": "object", "propertyNames": JSON_TEXT_SCHEMA},
+    ]
+}
+"""A member of a JSON field: its rules are stated one level down only. Stated level by
+level down to ``ingest.max_json_depth``, the schema made schemathesis's coverage phase
+twenty times longer (22,201 cases instead of 1,086) for rules the description states and
+the server enforces with pointers (422)."""
 
 
-def _json_object_schema(first_depth: int, description: str) -> dict[str, Any]:
+def _json_object_schema(description: str) -> dict[str, Any]:
     return {
         "type": "object",
         "propertyNames": JSON_TEXT_SCHEMA,
-        "additionalProperties": json_value_ref(first_depth),
+        "additionalProperties": JSON_MEMBER_SCHEMA,
         "description": description,
     }
 
@@ -177,10 +187,9 @@ JsonObject = Annotated[
     dict[str, JsonValue],
     WithJsonSchema(
         _json_object_schema(
-            1,
             "A JSON object: at most `ingest.max_json_depth` (8) levels deep, "
             "`ingest.max_json_keys` (256) keys in all and `ingest.max_json_bytes` (64 KiB); "
-            "integers within ±(2^53-1), no NUL characters",
+            "numbers within ±(2^53-1), no NUL characters",
         )
     ),
 ]
@@ -191,7 +200,6 @@ SettingsObject = Annotated[
     dict[str, JsonValue],
     WithJsonSchema(
         _json_object_schema(
-            2,
             "A JSON object under the rules of `metadata`, one level shallower, at most 16 KiB "
             "and 252 keys in all (docs/api.md); `masking` holds the masking settings",
         )
