@@ -35,21 +35,24 @@ def test_the_catalogue_is_the_closed_set_of_kinds() -> None:
     assert list(PROBLEM_TYPES) == list(get_args(ProblemKind))
 
 
-def _literal_kinds() -> set[str]:
-    """The first argument of every ``problem(...)`` call and the argument of every
-    ``type_uri(...)`` call in the sources, where it is a literal."""
-    found: set[str] = set()
+def _first_arguments(*names: str) -> list[ast.expr]:
+    """The first argument of every call of a function of one of these names in the sources."""
+    found: list[ast.expr] = []
     for path in SOURCES:
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
-                and node.func.id in {"problem", "type_uri"}
+                and node.func.id in names
                 and node.args
-                and isinstance(node.args[0], ast.Constant)
             ):
-                found.add(node.args[0].value)
+                found.append(node.args[0])
     return found
+
+
+def _literal_kinds() -> set[str]:
+    """The kinds ``problem(...)`` and ``type_uri(...)`` are called with, where literal."""
+    return {a.value for a in _first_arguments("problem", "type_uri") if isinstance(a, ast.Constant)}
 
 
 def test_every_kind_the_code_names_is_catalogued() -> None:
@@ -61,19 +64,11 @@ def test_every_kind_the_code_names_is_catalogued() -> None:
 def _raised_statuses() -> set[int]:
     """The status of every ``HTTPException(<literal>, ...)`` raised in the sources."""
     statuses: set[int] = set()
-    for path in SOURCES:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id == "HTTPException"
-                and node.args
-            ):
-                status = node.args[0]
-                if isinstance(status, ast.Constant):
-                    statuses.add(status.value)
-                elif isinstance(status, ast.Attribute):  # status.HTTP_404_NOT_FOUND
-                    statuses.add(int(status.attr.split("_")[1]))
+    for status in _first_arguments("HTTPException"):
+        if isinstance(status, ast.Constant):
+            statuses.add(status.value)
+        elif isinstance(status, ast.Attribute):  # status.HTTP_404_NOT_FOUND
+            statuses.add(int(status.attr.split("_")[1]))
     return statuses
 
 
