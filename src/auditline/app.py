@@ -31,6 +31,7 @@ from auditline.api import (
 )
 from auditline.api.errors import install_error_handlers, no_such_websocket
 from auditline.api.middleware import EdgeMiddleware
+from auditline.api.openapi import install_openapi
 from auditline.config import Settings
 from auditline.metrics import Metrics
 from auditline.services import open_services
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(wellknown.router)
     app.include_router(metrics.router)
     app.add_api_websocket_route("/{path:path}", no_such_websocket)  # last: nothing else matched
+    install_openapi(app, settings.ingest)
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.ingest.max_body_bytes,

@@ -7,7 +7,7 @@ is recorded in the tenant's log in the same transaction as the change.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -15,9 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
-from auditline.api.errors import PROBLEM_JSON
-from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
-from auditline.api.schemas import Instant, Name, Problem, TenantSlug
+from auditline.api.problems import AUTHENTICATED, JSON_BODY, error_responses
+from auditline.api.routing import ModelBodyRoute
+from auditline.api.schemas import Instant, Name, TenantSlug
 from auditline.domain.tenants import PLATFORM_TENANT, TenantId
 from auditline.security.principal import Forbidden, Permission, Principal, Scope
 from auditline.storage.api_keys import ApiKey
@@ -28,10 +28,6 @@ router = APIRouter(
     route_class=ModelBodyRoute,
 )
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-    for code in (401, 403, 404, 409, 422, 429, 503)
-}
 
 TenantQuery = Annotated[
     TenantSlug | None, Query(description="Required when the token grants several tenants")
@@ -108,7 +104,7 @@ def _authorize(principal: Principal, requested: str | None) -> TenantId:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={**_ERRORS, **JSON_BODY_RESPONSES},
+    responses=error_responses(*AUTHENTICATED, *JSON_BODY, "api-key-limit"),
     summary="Create an API key (tenant admin)",
 )
 async def create_api_key(
@@ -131,7 +127,11 @@ async def create_api_key(
     return ApiKeyCreated(**ApiKeyOut.of(stored).model_dump(), key=secret)
 
 
-@router.get("", responses=_ERRORS, summary="List a tenant's API keys (tenant admin)")
+@router.get(
+    "",
+    responses=error_responses(*AUTHENTICATED),
+    summary="List a tenant's API keys (tenant admin)",
+)
 async def list_keys(
     principal: PrincipalDep, services: ServicesDep, tenant_id: TenantQuery = None
 ) -> list[ApiKeyOut]:
@@ -143,7 +143,7 @@ async def list_keys(
 @router.delete(
     "/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=_ERRORS,
+    responses=error_responses(*AUTHENTICATED, "http-404"),
     summary="Revoke an API key (tenant admin)",
 )
 async def revoke_key(

@@ -9,7 +9,7 @@ whether the removal is small enough to answer now (200) or goes to a job (202).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, status
@@ -17,19 +17,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
-from auditline.api.errors import PROBLEM_JSON
-from auditline.api.schemas import Instant, Problem, TenantSlug
+from auditline.api.problems import AUTHENTICATED, error_responses
+from auditline.api.schemas import Instant, TenantSlug
 from auditline.lifecycle.retention import deletion_view
 from auditline.security.principal import Permission
 
 # The query model forbids unknown parameters itself (reject_unknown_query is for routes
 # without one).
 router = APIRouter(prefix="/api/v1/logs", tags=["logs"])
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-    for code in (401, 403, 404, 409, 422, 429, 503)
-}
 
 
 class CleanupParams(BaseModel):
@@ -75,7 +70,7 @@ class CleanupQueued(BaseModel):
     response_model=CleanupOut,
     responses={
         202: {"model": CleanupQueued, "description": "Too large to answer now: a job runs it"},
-        **_ERRORS,
+        **error_responses(*AUTHENTICATED, "legal-hold"),
     },
     summary="Remove old events (tenant admin)",
 )

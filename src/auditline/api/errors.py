@@ -20,9 +20,11 @@ from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from auditline.admission import Overloaded
 from auditline.api.deps import record_denial
+from auditline.api.problems import PROBLEM_JSON, PROBLEM_TYPES, ProblemKind, http_kind, type_uri
 from auditline.domain.events import FieldError, InvalidEvents
 from auditline.domain.masking_settings import InvalidSettings
 from auditline.domain.retention import LegalHold, TooRecent
@@ -42,22 +44,22 @@ from auditline.storage.database import ReadTimedOut
 
 log = logging.getLogger(__name__)
 
-PROBLEM_JSON = "application/problem+json"
-_TYPE_BASE = "https://auditline.dev/problems/"
-
 
 def problem(
-    status: int,
+    kind: ProblemKind,
     title: str,
     detail: str,
     *,
-    kind: str,
     request: Request | None = None,
     headers: Mapping[str, str] | None = None,
+    status: int | None = None,
     **extra: Any,
 ) -> JSONResponse:
+    """A problem of type *kind*, with the status ``api.problems`` gives that type (*status*
+    only for ``http-error``, which is any status)."""
+    status = status if status is not None else PROBLEM_TYPES[kind].status
     body: dict[str, Any] = {
-        "type": _TYPE_BASE + kind,
+        "type": type_uri(kind),
         "title": title,
         "status": status,
         "detail": detail,
@@ -78,11 +80,37 @@ async def no_such_websocket(websocket: WebSocket) -> None:
     (Starlette's default), or, were no WebSocket library installed, taken for a plain GET
     and matched against the HTTP routes.
     """
-    response = problem(404, "Not Found", "Not Found", kind="http-404", instance=websocket.url.path)
+    response = problem("http-404", "Not Found", "Not Found", instance=websocket.url.path)
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(response)
     else:  # pragma: no cover - every server we run supports denial responses
         await websocket.close()
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path has, for the ``Allow`` of a 405.
+
+    The router names only the methods of the first route whose path matched, and FastAPI
+    makes a route per method: ``OPTIONS /api/v1/logs`` was told ``GET`` although the
+    path takes ``POST`` too. So each method is tried on the path, through the routes' own
+    matching (included routers hold their routes without the prefix), in a scope of its
+    own (matching writes to the scope).
+    """
+    allowed = []
+    for method in _METHODS:
+        for route in request.app.router.routes:
+            probe = {
+                "type": "http", "method": method, "path": request.url.path,
+                "root_path": request.scope.get("root_path", ""), "headers": [],
+                "query_string": b"",
+            }  # fmt: skip
+            if route.matches(probe)[0] is Match.FULL:
+                allowed.append(method)
+                break
+    return ", ".join(allowed)
 
 
 def pointer(path: Iterable[str | int]) -> str:
@@ -124,44 +152,50 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return problem(
-            422, "Invalid request", "The request does not match the schema; nothing was stored.",
-            kind="validation", request=request, errors=_validation_entries(exc),
+            "validation", "Invalid request",
+            "The request does not match the schema; nothing was stored.",
+            request=request, errors=_validation_entries(exc),
         )  # fmt: skip
 
     @app.exception_handler(InvalidEvents)
     async def on_invalid_events(request: Request, exc: InvalidEvents) -> JSONResponse:
         prefix: tuple[str | int, ...] = ("events",) if request.url.path.endswith("/bulk") else ()
         return problem(
-            422, "Invalid events", "One or more events break the ingest rules; nothing was stored.",
-            kind="validation", request=request, errors=field_errors(exc.errors, prefix=prefix),
+            "validation", "Invalid events",
+            "One or more events break the ingest rules; nothing was stored.",
+            request=request, errors=field_errors(exc.errors, prefix=prefix),
         )  # fmt: skip
 
     @app.exception_handler(InvalidSettings)
     async def on_invalid_settings(request: Request, exc: InvalidSettings) -> JSONResponse:
         return problem(
-            422, "Invalid settings", "The tenant settings break the rules; nothing was changed.",
-            kind="validation", request=request, errors=field_errors(exc.errors),
+            "validation", "Invalid settings",
+            "The tenant settings break the rules; nothing was changed.",
+            request=request, errors=field_errors(exc.errors),
         )  # fmt: skip
 
     @app.exception_handler(InvalidInput)
     async def on_invalid_input(request: Request, exc: InvalidInput) -> JSONResponse:
         return problem(
-            422, "Invalid request", "The request breaks the input rules; nothing was changed.",
-            kind="validation", request=request, errors=field_errors(exc.errors),
+            "validation", "Invalid request",
+            "The request breaks the input rules; nothing was changed.",
+            request=request, errors=field_errors(exc.errors),
         )  # fmt: skip
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            exc.headers = {**(exc.headers or {}), "Allow": allowed_methods(request)}
         return problem(
-            exc.status_code, _title(exc.status_code), str(exc.detail),
-            kind=f"http-{exc.status_code}", request=request, headers=exc.headers,
+            http_kind(exc.status_code), _title(exc.status_code), str(exc.detail),
+            request=request, headers=exc.headers, status=exc.status_code,
         )  # fmt: skip
 
     @app.exception_handler(InvalidToken)
     @app.exception_handler(InvalidClaims)
     async def on_unauthenticated(request: Request, exc: Exception) -> JSONResponse:
         return problem(
-            401, "Unauthenticated", str(exc), kind="unauthenticated", request=request,
+            "unauthenticated", "Unauthenticated", str(exc), request=request,
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )  # fmt: skip
 
@@ -171,37 +205,36 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, TenantNotFound):  # not granted (UnknownTenant: granted, absent)
             await record_denial(request, exc)
         return problem(
-            404, "Tenant not found", f"tenant '{exc.args[0]}' not found" if exc.args else "",
-            kind="tenant-not-found", request=request,
+            "tenant-not-found", "Tenant not found",
+            f"tenant '{exc.args[0]}' not found" if exc.args else "", request=request,
         )  # fmt: skip
 
     @app.exception_handler(TenantRequired)
     async def on_tenant_required(request: Request, exc: TenantRequired) -> JSONResponse:
         return problem(
-            422, "Tenant required", str(exc), kind="tenant-required", request=request,
+            "tenant-required", "Tenant required", str(exc), request=request,
             errors=[{"parameter": "tenant_id", "detail": "required for this token"}],
         )  # fmt: skip
 
     @app.exception_handler(Forbidden)
     async def on_forbidden(request: Request, exc: Forbidden) -> JSONResponse:
         await record_denial(request, exc)
-        return problem(403, "Forbidden", str(exc), kind="forbidden", request=request)
+        return problem("forbidden", "Forbidden", str(exc), request=request)
 
     @app.exception_handler(RateLimited)
     async def on_rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
         # The RateLimit-* fields are added by api.middleware.EdgeMiddleware from request state.
         return problem(
-            429, "Too many requests",
+            "rate-limited", "Too many requests",
             f"Rate limit exceeded; retry in {exc.retry_after} s. Nothing was applied.",
-            kind="rate-limited", request=request,
-            headers={"Retry-After": str(exc.retry_after)},
+            request=request, headers={"Retry-After": str(exc.retry_after)},
         )  # fmt: skip
 
     @app.exception_handler(ParseError)
     async def on_query_syntax(request: Request, exc: ParseError) -> JSONResponse:
         return problem(
-            400, "Invalid query", f"{exc.message} (at position {exc.position})",
-            kind="query-syntax", request=request,
+            "query-syntax", "Invalid query", f"{exc.message} (at position {exc.position})",
+            request=request,
             errors=[{"parameter": "q", "in": "query", "position": exc.position,
                      "detail": exc.message}],
         )  # fmt: skip
@@ -211,63 +244,61 @@ def install_error_handlers(app: FastAPI) -> None:
         # The sealer runs about once per interval: by then the checkpoint covers it.
         interval = request.app.state.services.settings.integrity.seal_interval_seconds
         return problem(
-            409, "Not sealed yet", str(exc), kind="not-sealed", request=request,
+            "not-sealed", "Not sealed yet", str(exc), request=request,
             headers={"Retry-After": str(max(1, math.ceil(interval)))},
         )  # fmt: skip
 
     @app.exception_handler(UnknownEvent)
     async def on_unknown_event(request: Request, exc: UnknownEvent) -> JSONResponse:
-        return problem(
-            404, "Not Found", f"event {exc} not found", kind="not-found", request=request
-        )
+        return problem("not-found", "Not Found", f"event {exc} not found", request=request)
 
     @app.exception_handler(InvalidRange)
     async def on_invalid_range(request: Request, exc: InvalidRange) -> JSONResponse:
         return problem(
-            400, "Invalid range", str(exc), kind="invalid-range", request=request,
+            "invalid-range", "Invalid range", str(exc), request=request,
             errors=[{"parameter": "from", "in": "query", "detail": str(exc)}],
         )  # fmt: skip
 
     @app.exception_handler(InvalidCursor)
     async def on_bad_cursor(request: Request, exc: InvalidCursor) -> JSONResponse:
         return problem(
-            400, "Invalid cursor", str(exc), kind="invalid-cursor", request=request,
+            "invalid-cursor", "Invalid cursor", str(exc), request=request,
             errors=[{"parameter": "cursor", "in": "query", "detail": str(exc)}],
         )  # fmt: skip
 
     @app.exception_handler(InvalidSearch)
     async def on_bad_search(request: Request, exc: InvalidSearch) -> JSONResponse:
         return problem(
-            400, "Invalid search", exc.message, kind="invalid-search", request=request,
+            "invalid-search", "Invalid search", exc.message, request=request,
             errors=[{"parameter": exc.parameter, "in": "query", "detail": exc.message}],
         )  # fmt: skip
 
     @app.exception_handler(ApiKeyLimitReached)
     async def on_key_limit(request: Request, exc: ApiKeyLimitReached) -> JSONResponse:
         return problem(
-            409, _title(409), f"the tenant already has {exc.args[0]} active API keys",
-            kind="http-409", request=request,
+            "api-key-limit", "API key limit reached",
+            f"the tenant already has {exc.args[0]} active API keys", request=request,
         )  # fmt: skip
 
     @app.exception_handler(TenantExists)
     async def on_conflict(request: Request, exc: TenantExists) -> JSONResponse:
         return problem(
-            409, "Tenant exists", f"tenant '{exc.args[0]}' already exists",
-            kind="tenant-exists", request=request,
+            "tenant-exists", "Tenant exists", f"tenant '{exc.args[0]}' already exists",
+            request=request,
         )  # fmt: skip
 
     @app.exception_handler(LegalHold)
     async def on_legal_hold(request: Request, exc: LegalHold) -> JSONResponse:
         return problem(
-            409, "Legal hold",
+            "legal-hold", "Legal hold",
             f"{exc} (clear `legal_hold` in the tenant's settings first); nothing was removed.",
-            kind="legal-hold", request=request,
+            request=request,
         )  # fmt: skip
 
     @app.exception_handler(TooRecent)
     async def on_too_recent(request: Request, exc: TooRecent) -> JSONResponse:
         return problem(
-            422, "Too recent", f"{exc}; nothing was removed.", kind="validation",
+            "validation", "Too recent", f"{exc}; nothing was removed.",
             request=request, errors=[{"parameter": "before", "in": "query", "detail": str(exc)}],
         )  # fmt: skip
 
@@ -283,20 +314,19 @@ def install_error_handlers(app: FastAPI) -> None:
             getattr(request.state, "request_id", None), reason,
         )  # fmt: skip
         return problem(
-            422, "Invalid value",
+            "validation", "Invalid value",
             "A value in the request cannot be stored; nothing was stored. "
-            "Quote the request id when reporting this.",
-            kind="validation", request=request,
+            "Quote the request id when reporting this.", request=request,
         )  # fmt: skip
 
     @app.exception_handler(Overloaded)
     async def on_overloaded(request: Request, exc: Overloaded) -> JSONResponse:
         what = "exports and statistics" if exc.kind == "heavy" else "reads"
         return problem(
-            503, "Too many reads at once",
+            "overloaded", "Too many reads at once",
             f"The server is running as many {what} as it admits; this one was not started "
             f"and nothing was recorded. Retry in {exc.retry_after} s.",
-            kind="overloaded", request=request, headers={"Retry-After": str(exc.retry_after)},
+            request=request, headers={"Retry-After": str(exc.retry_after)},
         )  # fmt: skip
 
     @app.exception_handler(ReadTimedOut)
@@ -306,10 +336,10 @@ def install_error_handlers(app: FastAPI) -> None:
             services.metrics.reads_timed_out.inc()
         retry = services.settings.reads.retry_after_seconds if services is not None else 1
         return problem(
-            503, "Read timed out",
+            "read-timeout", "Read timed out",
             f"{exc} and was cancelled; nothing was returned. Narrow the query (a shorter "
             "time range, more filters), or retry later if the server is busy.",
-            kind="read-timeout", request=request, headers={"Retry-After": str(retry)},
+            request=request, headers={"Retry-After": str(retry)},
         )  # fmt: skip
 
     @app.exception_handler(SearchUnavailable)
@@ -318,10 +348,10 @@ def install_error_handlers(app: FastAPI) -> None:
         services = getattr(request.app.state, "services", None)
         retry = services.settings.search.retry_after_seconds if services is not None else 5
         return problem(
-            503, "Search unavailable",
+            "search-unavailable", "Search unavailable",
             "The search index cannot answer now and this server is configured not to ask "
             "PostgreSQL instead; nothing was returned or recorded. Retry later.",
-            kind="search-unavailable", request=request, headers={"Retry-After": str(retry)},
+            request=request, headers={"Retry-After": str(retry)},
         )  # fmt: skip
 
     @app.exception_handler(WriterClosed)  # shutting down: another process can take it
@@ -330,10 +360,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", exc)
         return problem(
-            503, "Service unavailable",
+            "unavailable", "Service unavailable",
             "The database is unavailable. The request may or may not have been applied; "
             "retry it (writes with the same event id are idempotent).",
-            kind="unavailable", request=request, headers={"Retry-After": "1"},
+            request=request, headers={"Retry-After": "1"},
         )  # fmt: skip
 
     @app.exception_handler(ClientDisconnect)
@@ -347,8 +377,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(
-            500, "Internal error", "The request failed; nothing was acknowledged.",
-            kind="internal", request=request,
+            "internal", "Internal error", "The request failed; nothing was acknowledged.",
+            request=request,
         )  # fmt: skip
 
 

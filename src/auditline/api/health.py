@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from auditline.api.deps import ServicesDep
 
@@ -15,7 +18,17 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers", response_model=None)
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: Literal["up", "down"]
+
+
+@router.get(
+    "/readyz",
+    summary="The database answers",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "The database does not answer"}},
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     try:
         async with services.pool.connection(timeout=2) as conn:

@@ -8,25 +8,22 @@ size counts every event of the tenant), and every call is recorded in the tenant
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
-from auditline.api.errors import PROBLEM_JSON
+from auditline.api.problems import AUTHENTICATED, READ, error_responses
 from auditline.api.routing import ModelBodyRoute
-from auditline.api.schemas import Problem, TenantSlug
+from auditline.api.schemas import TenantSlug
+from auditline.domain.validation import MAX_SAFE_INTEGER
 from auditline.integrity.note import encode_base64
 from auditline.security.principal import Permission
 
 router = APIRouter(tags=["integrity"], route_class=ModelBodyRoute)
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-    for code in (400, 401, 403, 404, 409, 422, 503)
-}
 
 TenantQuery = Annotated[
     TenantSlug | None, Query(description="The tenant, when the token grants several")
@@ -56,7 +53,9 @@ class ConsistencyOut(BaseModel):
 
 
 @router.get(
-    "/api/v1/integrity/checkpoint", responses=_ERRORS, summary="The log's newest checkpoint"
+    "/api/v1/integrity/checkpoint",
+    responses=error_responses(*AUTHENTICATED, *READ, "not-sealed"),
+    summary="The log's newest checkpoint",
 )
 async def checkpoint(
     principal: PrincipalDep, actor: ActorDep, services: ServicesDep, tenant_id: TenantQuery = None
@@ -74,7 +73,7 @@ async def checkpoint(
 
 @router.get(
     "/api/v1/logs/{event_id:uuid}/proof",
-    responses=_ERRORS,
+    responses=error_responses(*AUTHENTICATED, *READ, "not-sealed", "not-found", "http-404"),
     summary="Inclusion proof of one event",
 )
 async def inclusion_proof(
@@ -101,16 +100,19 @@ async def inclusion_proof(
 
 @router.get(
     "/api/v1/integrity/consistency",
-    responses=_ERRORS,
+    responses=error_responses(*AUTHENTICATED, *READ, "not-sealed", "invalid-range"),
     summary="Consistency proof between two tree sizes",
 )
 async def consistency_proof(
     principal: PrincipalDep,
     actor: ActorDep,
     services: ServicesDep,
-    from_: Annotated[int, Query(alias="from", ge=0, description="the older tree size")],
+    from_: Annotated[
+        int, Query(alias="from", ge=0, le=MAX_SAFE_INTEGER, description="the older tree size")
+    ],
     to: Annotated[
-        int | None, Query(ge=0, description="the newer tree size (default: the newest)")
+        int | None,
+        Query(ge=0, le=MAX_SAFE_INTEGER, description="the newer tree size (default: newest)"),
     ] = None,
     tenant_id: TenantQuery = None,
 ) -> ConsistencyOut:

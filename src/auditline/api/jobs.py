@@ -17,19 +17,15 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from auditline.api.deps import PrincipalDep, ServicesDep
-from auditline.api.errors import PROBLEM_JSON
+from auditline.api.problems import AUTHENTICATED, error_responses
 from auditline.api.routing import ModelBodyRoute
-from auditline.api.schemas import Problem, TenantSlug
+from auditline.api.schemas import TenantSlug
 from auditline.search.cursor import InvalidCursor
 from auditline.security.principal import Permission, Principal
 from auditline.storage.jobs import JobRow
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], route_class=ModelBodyRoute)
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-    for code in (400, 401, 403, 404, 422, 429, 503)
-}
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 TenantQuery = Annotated[
@@ -91,7 +87,11 @@ def _decode(cursor: str) -> tuple[datetime, UUID]:
     return position
 
 
-@router.get("/{job_id}", responses=_ERRORS, summary="A background job (tenant admin)")
+@router.get(
+    "/{job_id}",
+    responses=error_responses(*AUTHENTICATED, "http-404"),
+    summary="A background job (tenant admin)",
+)
 async def get_job(
     job_id: UUID, principal: PrincipalDep, services: ServicesDep, tenant_id: TenantQuery = None
 ) -> JobOut:
@@ -106,7 +106,11 @@ async def get_job(
     return JobOut.of(job)
 
 
-@router.get("", responses=_ERRORS, summary="List background jobs (tenant admin)")
+@router.get(
+    "",
+    responses=error_responses(*AUTHENTICATED, "invalid-cursor"),
+    summary="List background jobs (tenant admin)",
+)
 async def list_jobs(
     principal: PrincipalDep,
     services: ServicesDep,
@@ -114,7 +118,14 @@ async def list_jobs(
     kind: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            json_schema_extra={"pattern": "^[A-Za-z0-9_-]*$"},  # base64url (empty: none)
+            description="next_cursor of the previous page (no other value is valid)",
+        ),
+    ] = None,
 ) -> JobPage:
     """Newest first; page with ``next_cursor``."""
     tenant = _scope(principal, tenant_id)

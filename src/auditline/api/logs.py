@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
-from auditline.api.errors import PROBLEM_JSON
-from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
+from auditline.api.problems import AUTHENTICATED, JSON_BODY, READ, error_responses
+from auditline.api.routing import ModelBodyRoute
 from auditline.api.schemas import (
     BulkIn,
     BulkOut,
     DuplicateOut,
     EventIn,
     EventOut,
-    Problem,
     TenantSlug,
 )
 from auditline.domain.events import FieldError, InvalidEvents
@@ -30,10 +29,7 @@ router = APIRouter(
     route_class=ModelBodyRoute,
 )
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-    for code in (401, 403, 404, 413, 422, 503)
-}
+_WRITE = error_responses(*AUTHENTICATED, *JSON_BODY)
 
 TenantQuery = Annotated[
     TenantSlug | None,
@@ -51,8 +47,7 @@ TenantQuery = Annotated[
             "description": "An event with this id is already stored (idempotent retry): its "
             "id and seq only, never its contents",
         },
-        **_ERRORS,
-        **JSON_BODY_RESPONSES,
+        **_WRITE,
     },
     summary="Create one audit event",
 )
@@ -76,7 +71,7 @@ async def create_log(
 @router.post(
     "/bulk",
     status_code=status.HTTP_201_CREATED,
-    responses={**_ERRORS, **JSON_BODY_RESPONSES},
+    responses=_WRITE,
     summary="Create many audit events, all or nothing",
 )
 async def create_logs_bulk(
@@ -118,7 +113,11 @@ def _bulk_tenant(body: BulkIn, parameter: str | None) -> str | None:
     return next(iter(named), None)
 
 
-@router.get("/{event_id:uuid}", responses=_ERRORS, summary="Get one audit event")
+@router.get(
+    "/{event_id:uuid}",
+    responses=error_responses(*AUTHENTICATED, *READ, "http-404"),
+    summary="Get one audit event",
+)
 async def get_log(
     event_id: UUID,
     principal: PrincipalDep,

@@ -21,6 +21,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from auditline.api.problems import PROBLEM_JSON, type_uri
 from auditline.metrics import UNMATCHED, Metrics
 from auditline.security.ratelimit import header_fields
 
@@ -171,7 +172,7 @@ class EdgeMiddleware:
     async def _reject_too_large(self, send: Send, request_id: str) -> None:
         body = json.dumps(
             {
-                "type": "https://auditline.dev/problems/too-large",
+                "type": type_uri("too-large"),
                 "title": "Payload too large",
                 "status": 413,
                 "detail": self._too_large(),
@@ -183,7 +184,7 @@ class EdgeMiddleware:
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/problem+json"),
+                    (b"content-type", PROBLEM_JSON.encode()),
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", request_id.encode()),
                     (b"connection", b"close"),

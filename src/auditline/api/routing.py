@@ -31,9 +31,7 @@ from pydantic import BaseModel
 from starlette.types import Receive, Scope
 
 from auditline.api.deps import UNKNOWN_QUERY
-from auditline.api.errors import PROBLEM_JSON
 from auditline.api.jsonbody import parse_body, read_body
-from auditline.api.schemas import Problem
 
 
 class ModelBodyRoute(APIRoute):
@@ -138,13 +136,3 @@ def _unreadable_media_type(content_type: str | None) -> str | None:
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
             return "JSON is read in UTF-8 only (RFC 8259); nothing was stored."
     return None
-
-
-JSON_BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    415: {
-        "model": Problem,
-        "content": {PROBLEM_JSON: {}},
-        "description": "The body is not JSON in UTF-8",
-    }
-}
-"""The answer every route with a JSON body adds to its documented ones."""

@@ -20,8 +20,8 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
-from auditline.api.errors import PROBLEM_JSON
-from auditline.api.schemas import EventOut, Problem
+from auditline.api.problems import AUTHENTICATED, READ, error_responses
+from auditline.api.schemas import EventOut
 from auditline.api.search_schemas import (
     ExportParams,
     ListParams,
@@ -38,11 +38,6 @@ from auditline.security.principal import Permission, Principal
 
 router = APIRouter(prefix="/api/v1/logs", tags=["search"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-    for code in (400, 401, 403, 404, 422, 503)
-}
-
 
 def _query(params: SearchParams, principal: Principal) -> SearchQuery:
     return SearchQuery(
@@ -53,7 +48,11 @@ def _query(params: SearchParams, principal: Principal) -> SearchQuery:
     )
 
 
-@router.get("", responses=_ERRORS, summary="Search audit events")
+@router.get(
+    "",
+    responses=error_responses(*AUTHENTICATED, *READ, "query-syntax", "invalid-cursor"),
+    summary="Search audit events",
+)
 async def search_logs(
     principal: PrincipalDep,
     actor: ActorDep,
@@ -82,7 +81,10 @@ async def search_logs(
 
 @router.get(
     "/export",
-    responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}}, **_ERRORS},
+    responses={
+        200: {"content": {m: {} for m in MEDIA_TYPES.values()}},
+        **error_responses(*AUTHENTICATED, *READ, "query-syntax", "not-sealed"),
+    },
     response_class=StreamingResponse,
     summary="Export audit events (CSV, JSON, NDJSON)",
 )
@@ -132,7 +134,11 @@ class _AdmittedStream(StreamingResponse):
             await self._slot.aclose()
 
 
-@router.get("/stats", responses=_ERRORS, summary="Statistics over a time range")
+@router.get(
+    "/stats",
+    responses=error_responses(*AUTHENTICATED, *READ, "query-syntax", "invalid-search"),
+    summary="Statistics over a time range",
+)
 async def log_stats(
     principal: PrincipalDep,
     actor: ActorDep,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from auditline.api.schemas import (
+    IP_ADDRESS_SCHEMA,
     NO_CONTROLS_MESSAGE,
     Action,
     EventOut,
@@ -17,6 +19,7 @@ from auditline.api.schemas import (
     TextRule,
 )
 from auditline.domain.events import ActorType, Outcome, Severity
+from auditline.domain.normalise import IPV4_PATTERN, IPV6_PATTERN
 from auditline.domain.validation import CONTROL_CHARACTERS
 from auditline.search.export import ExportFormat
 from auditline.search.model import (
@@ -27,6 +30,24 @@ from auditline.search.model import (
     Stats,
     Total,
 )
+
+_V4_PREFIX, _V6_PREFIX = "(?:3[0-2]|[12]?[0-9])", "(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])"
+_NETWORK_FORMS = (f"{IPV4_PATTERN}/{_V4_PREFIX}", f"{IPV6_PATTERN}/{_V6_PREFIX}")
+_NETWORK = re.compile("|".join([IPV4_PATTERN, IPV6_PATTERN, *_NETWORK_FORMS]))
+
+IpNetworkText = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                *IP_ADDRESS_SCHEMA["anyOf"],
+                *({"type": "string", "pattern": f"^{form}$"} for form in _NETWORK_FORMS),
+            ],
+            "description": "An IP address, or a CIDR network: an address, `/`, and a prefix "
+            "length (0-32 for IPv4, 0-128 for IPv6, no leading zeros); no zone",
+        }
+    ),
+]
 
 Text = Annotated[str, TextRule(CONTROL_CHARACTERS, NO_CONTROLS_MESSAGE, max_length=256)]
 """An identifier to match, under the rules of the identifiers events hold."""
@@ -49,7 +70,7 @@ class SearchParams(BaseModel):
     resource_id: Text | None = None
     severity: list[Severity] = Field(default_factory=list, description="Repeatable: any of them")
     min_severity: Severity | None = Field(default=None, description="This severity or worse")
-    ip_address: str | None = Field(
+    ip_address: IpNetworkText | None = Field(
         default=None, description="An address, or a CIDR network (10.0.0.0/8, 2001:db8::/32)"
     )
     request_id: Text | None = None
@@ -65,6 +86,7 @@ class SearchParams(BaseModel):
     q: str | None = Field(
         default=None,
         max_length=2000,
+        json_schema_extra={"pattern": "^[^\\x00]*$"},  # the validator below says why
         description='Query language (docs/search.md): words, "phrases", field:value, '
         "field:prefix*, NOT/-, AND, OR, ( ), severity>=WARNING, timestamp>2026-01-01, "
         "metadata.key:value",
@@ -81,15 +103,14 @@ class SearchParams(BaseModel):
     @field_validator("ip_address")
     @classmethod
     def _network(cls, value: str | None) -> str | None:
+        # The document's spellings only: ipaddress alone also reads netmasks
+        # (10.0.0.0/255.0.0.0), prefixes with leading zeros, and zones (fe80::1%eth0),
+        # which PostgreSQL's cidr cannot hold.
         if value is None:
             return None
-        try:
-            network = ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise ValueError("an IP address or a CIDR network") from None
-        if "%" in value:  # PostgreSQL's cidr cannot hold a zone (fe80::1%eth0)
-            raise ValueError("an IP address or a CIDR network, without a zone (%...)")
-        return str(network)
+        if _NETWORK.fullmatch(value) is None:
+            raise ValueError("an IP address or a CIDR network (address/prefix length)")
+        return str(ipaddress.ip_network(value, strict=False))
 
     @model_validator(mode="after")
     def _range(self) -> Self:
@@ -121,7 +142,12 @@ class ListParams(SearchParams):
     )
     order: Order = Field(default="desc", description="By (timestamp, id)")
     cursor: str | None = Field(
-        default=None, max_length=128, description="next_cursor of the previous page"
+        default=None,
+        max_length=128,
+        # The shape of what search.cursor issues (49 bytes, base64url, unpadded); its
+        # signature is checked by the search (400 invalid-cursor, as for any other string).
+        json_schema_extra={"pattern": "^[A-Za-z0-9_-]{66}$"},
+        description="next_cursor of the previous page (signed: no other value is valid)",
     )
     include_total: bool = Field(
         default=False, description="Count the matches (exact up to a threshold, then a bound)"

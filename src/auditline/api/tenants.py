@@ -14,16 +14,16 @@ from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from auditline.api.deps import ActorDep, PrincipalDep, ServicesDep
-from auditline.api.errors import PROBLEM_JSON
-from auditline.api.routing import JSON_BODY_RESPONSES, ModelBodyRoute
+from auditline.api.problems import AUTHENTICATED, JSON_BODY, error_responses
+from auditline.api.routing import ModelBodyRoute
 from auditline.api.schemas import (
     Days,
-    JsonObject,
     Name,
-    Problem,
+    SettingsObject,
     TenantIn,
     TenantOut,
     TenantSlug,
+    not_nullable,
 )
 from auditline.security.principal import Permission
 
@@ -33,25 +33,28 @@ router = APIRouter(
     route_class=ModelBodyRoute,
 )
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-    for code in (401, 403, 404, 409, 422, 429, 503)
-}
+_ERRORS = error_responses(*AUTHENTICATED)
 
 
 class TenantPatch(BaseModel):
     """Fields to change; absent fields stay as they are. ``settings`` is replaced whole, and
-    checked by the JSON rules of event metadata (``TenantService``)."""
+    checked by the JSON rules of event metadata (``TenantService``).
+
+    Only ``archive_after_days`` may be null (it clears it); for the others None means
+    absent, so null is refused and the document does not offer it (``not_nullable``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = None
-    retention_days: Days | None = None
+    name: Name | None = Field(default=None, json_schema_extra=not_nullable)
+    retention_days: Days | None = Field(default=None, json_schema_extra=not_nullable)
     archive_after_days: Days | None = Field(default=None, description="null clears it")
     legal_hold: StrictBool | None = Field(
-        default=None, description="true: nothing of the log may be removed until cleared"
+        default=None,
+        description="true: nothing of the log may be removed until cleared",
+        json_schema_extra=not_nullable,
     )
-    settings: JsonObject | None = None
+    settings: SettingsObject | None = Field(default=None, json_schema_extra=not_nullable)
 
     @model_validator(mode="after")
     def _nullable_only_where_meaningful(self) -> Self:
@@ -67,7 +70,7 @@ class TenantPatch(BaseModel):
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={**_ERRORS, **JSON_BODY_RESPONSES},
+    responses=error_responses(*AUTHENTICATED, *JSON_BODY, "tenant-exists"),
     summary="Create a tenant (platform admin)",
 )
 async def post_tenant(
@@ -103,7 +106,7 @@ async def get_one_tenant(
 
 @router.patch(
     "/{tenant_id}",
-    responses={**_ERRORS, **JSON_BODY_RESPONSES},
+    responses=error_responses(*AUTHENTICATED, *JSON_BODY),
     summary="Change one tenant's settings",
 )
 async def patch_tenant(

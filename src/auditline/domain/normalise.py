@@ -25,10 +25,36 @@ def rfc3339(ts: datetime) -> str:
     )  # fmt: skip
 
 
-_CANONICAL_IPV4 = re.compile(
-    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-    r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
-)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4_PATTERN = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+"""An IPv4 address as ``ipaddress`` reads it (and prints it): four decimal octets of at most
+255, without leading zeros. Unanchored, to be composed."""
+
+
+def _ipv6_pattern() -> str:
+    """RFC 3986's ``IPv6address`` rule (section 3.2.2) as a regular expression: eight groups
+    of 1-4 hex digits, one run of zero groups shortened to ``::``, the last two groups
+    optionally an IPv4 address. What ``ipaddress.IPv6Address`` reads, zones (``%eth0``)
+    aside."""
+    h16 = "[0-9A-Fa-f]{1,4}"
+    ls32 = f"(?:{h16}:{h16}|{IPV4_PATTERN})"
+
+    def groups(n: int) -> str:  # n groups, each followed by a colon
+        return f"(?:{h16}:){{{n}}}" if n else ""
+
+    def head(most: int) -> str:  # up to *most* + 1 groups before the "::"
+        return f"(?:(?:{h16}:){{0,{most}}}{h16})?" if most >= 0 else ""
+
+    forms = [f"{groups(6)}{ls32}", f"::{groups(5)}{ls32}"]
+    forms += [f"{head(k - 1)}::{groups(5 - k)}{ls32}" for k in range(1, 6)]
+    forms += [f"{head(5)}::{h16}", f"{head(6)}::"]
+    return "(?:" + "|".join(forms) + ")"
+
+
+IPV6_PATTERN = _ipv6_pattern()
+"""An IPv6 address without a zone, as ``ipaddress`` reads it. Unanchored."""
+
+_CANONICAL_IPV4 = re.compile(IPV4_PATTERN)
 
 
 def is_canonical_ipv4(text: str) -> bool:

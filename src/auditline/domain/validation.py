@@ -212,7 +212,7 @@ def _check_text(errors: list[FieldError], name: str, value: str | None, limit: i
 
 def check_json(name: str, value: object, limits: JsonLimits) -> list[FieldError]:
     """The rules JSON *value* breaks (paths start with *name*): size, depth, keys, NUL
-    characters, unpaired surrogates, I-JSON numbers (finite, integers within 2**53)."""
+    characters, unpaired surrogates, I-JSON numbers (finite, within ±(2**53-1))."""
     return _check_json(name, value, limits)
 
 
@@ -260,8 +260,8 @@ def _json_is_clearly_within(value: object, limits: JsonLimits) -> bool:
             elif type(item) is int:
                 if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
                     return False
-            elif type(item) is not float or not math.isfinite(item):
-                return False  # including subclasses of the JSON types: rare, left to the walk
+            elif type(item) is not float or not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                return False  # NaN, infinities and subclasses of the JSON types included
         level = below
         depth += 1
     return keys <= limits.max_json_keys
@@ -288,6 +288,10 @@ def _check_json_exactly(name: str, value: object, limits: JsonLimits) -> list[Fi
                 errors.append(FieldError(path, SURROGATE_MESSAGE))
         elif isinstance(item, float) and not math.isfinite(item):
             errors.append(FieldError(path, "must be a finite number"))
+        elif isinstance(item, float) and abs(item) > MAX_SAFE_INTEGER:
+            # jsonb keeps 1e300 as a 301-digit integer, which then breaks the integer rule
+            # wherever the value is read back and written again (a change record).
+            errors.append(FieldError(path, "number is outside the range -(2**53-1)..2**53-1"))
         elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_SAFE_INTEGER:
             errors.append(FieldError(path, "integer is outside the range -(2**53-1)..2**53-1"))
     if keys > limits.max_json_keys:
