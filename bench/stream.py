@@ -79,7 +79,11 @@ async def _ingest(
             body = {"events": [{"action": "UPDATE", "message": f"b{k} e{i}",
                                 "severity": "INFO"} for i in range(batch)]}  # fmt: skip
             start = time.perf_counter()
-            response = await http.post("/api/v1/logs/bulk", json=body)
+            try:
+                response = await http.post("/api/v1/logs/bulk", json=body)
+            except httpx.TransportError:  # a connection the server closed as it was reused
+                failures += 1
+                return
             latencies.append(time.perf_counter() - start)
             if response.status_code != 201:
                 failures += 1
