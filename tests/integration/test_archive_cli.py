@@ -83,6 +83,6 @@ async def test_archive_commands_round_trip_a_day(
     archived = tmp_path / "data" / "archive" / day_prefix(ACME, OLD_DAY) / entry["name"]
     archived.write_bytes(archived.read_bytes()[:-1] + b"\x00")
     assert await run("verify", "--tenant", "acme") == 1
-    assert "was changed" in capsys.readouterr().err
+    assert "does not match its manifest" in capsys.readouterr().err
     assert await run("restore", "--tenant", "nobody", "--from", day, "--to", day) == 1
     assert await run("restore", "--tenant", "acme", "--from", day, "--to", "2000-01-01") == 2
