@@ -31,7 +31,6 @@ from typing import Any, Final
 from uuid import UUID
 
 from auditline.domain.events import SEVERITIES, Event, StoredEvent
-from auditline.domain.tenants import TenantId
 
 SEVERITY_RANK: Final[dict[str, int]] = {s: i for i, s in enumerate(SEVERITIES)}
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -246,7 +245,7 @@ def from_document(source: dict[str, Any]) -> StoredEvent:
     """The stored event a document was made from, field for field."""
     kept = source["event"]
     event = Event(
-        tenant_id=TenantId(source["tenant_id"]),
+        tenant_id=source["tenant_id"],  # as storage reads it: the tenant filter chose it
         id=UUID(source["id"]),
         timestamp=datetime.fromisoformat(kept["timestamp"]),
         received_at=datetime.fromisoformat(kept["received_at"]),
