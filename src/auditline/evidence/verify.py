@@ -22,10 +22,15 @@ What each kind of tampering looks like here (tests/integration/test_tamper.py):
 * an older checkpoint presented as current: smaller than a witnessed or kept one.
 
 Removals are not tampering. Retention, cleanup and archival delete events through one
-primitive that lists the numbers it removed in ``removed_ranges`` and in a removal record
-appended to the tenant's own log in the same transaction, and only once they are sealed. A
-gap is accepted when both say so; its leaves' hashes then come from the stored level-0
-tiles, which the signed roots check as they check every other hash. What a removal leaves
+primitive that lists the numbers it removed in ``removed_ranges`` and in removal records
+appended to the tenant's own log in the same transaction (as many as it takes to list every
+range), and only once they are sealed. A gap is accepted when both say so, number by
+number: a record stands for the ranges it lists and nothing more, so the part of a gap no
+record lists is reported however many removals the log holds (a record written before
+removals were split, which lists only its first ranges and a count, is named in those
+findings as a possible explanation, not trusted). The leaves' hashes of an accepted gap then
+come from the stored level-0 tiles, which the signed roots check as they check every other
+hash. What a removal leaves
 is evidence that it happened (the record, in the signed log, with who and why), not the
 removed events: their fields can be checked only against an archive (``auditline archive
 verify``).

@@ -10,10 +10,12 @@ written and verified. It guarantees, for every batch, in one transaction:
   batch);
 * the events, their ``event_ids`` rows and their rollup counts go together (the delete
   trigger takes the counts back in the same statement);
-* the removal is recorded twice, in the tenant's own log (a DELETE record of resource type
-  ``audit_log``: who, which time range, how many, the ``seq`` ranges) and in
+* the removal is recorded twice, in the tenant's own log (DELETE records of resource type
+  ``audit_log``: who, which time range, how many, the ``seq`` ranges; as many records as it
+  takes for every range to be listed, ``RECORD_MAX_RANGES`` at most in each) and in
   ``removed_ranges`` (every range, for the integrity checks), so a failure leaves neither
-  the deletion nor its record.
+  the deletion nor any of its records. Every removed number is listed in a record inside
+  the signed log: the verifier accepts a gap only if one does (``evidence.verify``).
 
 Batches are bounded (``retention.batch_size``) and paused between (``retention.pause_ms``)
 so a removal takes a bounded share of the database; the tenant's writes wait only for a
