@@ -926,3 +926,30 @@ async def test_a_dropped_month_of_many_ranges_is_named_by_several_records(
         ([[4, 4]], done["acme"].partitions[0], 2),
     ]
     assert (await verify_acme(stack.services)).findings == []
+
+
+async def test_a_batch_whose_records_cannot_all_be_written_removes_nothing(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention_module, "RECORD_MAX_RANGES", 2)
+    stack.services.retention.settings.batch_size = 100
+    await seed(stack.services, ACME, [100 * DAY, 10 * DAY] * 6)  # 6 ranges: 3 records
+    before = snapshot(stack.url)
+    access = stack.services.access
+    real = access._prepare
+    calls = 0
+
+    def failing_third(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("injected failure preparing the third record")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(access, "_prepare", failing_third)
+    with pytest.raises(RuntimeError, match="third record"):
+        await stack.services.retention.delete_events(
+            ACME, SYSTEM_ACTOR, before=NOW - 90 * DAY, reason="retention"
+        )
+    assert calls == 3
+    assert snapshot(stack.url) == before  # not an event, record or listed range more or less
