@@ -342,11 +342,14 @@ class RetentionService:
                 after["job_id"] = str(deletion.job_id)
             if partition is not None:
                 after["partition"] = partition
-            of = f", record {number} of {len(parts)}" if len(parts) > 1 else ""
+            of = (
+                f"; record {number} of {len(parts)}, naming {part.events} of them"
+                if len(parts) > 1 else ""
+            )  # fmt: skip
             records.append(AccessFields(
                 action="DELETE", resource_type=ACCESS_RESOURCE, resource_id=deletion.reason,
-                message=f"removed {part.events} events older than {deletion.before.isoformat()}"
-                f" ({deletion.reason}{of})",
+                message=f"removed {removed.events} events older than "
+                f"{deletion.before.isoformat()} ({deletion.reason}{of})",
                 after=after,
             ))  # fmt: skip
         await self._access.record_all_in(conn, tenant, actor, records)
