@@ -60,9 +60,7 @@ def test_inclusion_vectors_lead_to_the_published_roots(
 ) -> None:
     proof = [bytes.fromhex(p) for p in path]
     assert inclusion_root(CT_LEAVES[index], index, size, proof) == bytes.fromhex(CT_ROOTS[size])
-    assert inclusion_root(CT_LEAVES[index], index + 1, size, proof) != bytes.fromhex(
-        CT_ROOTS[size]
-    )
+    assert inclusion_root(CT_LEAVES[index], index + 1, size, proof) != bytes.fromhex(CT_ROOTS[size])
 
 
 @pytest.mark.parametrize(("m", "n", "path"), [v for v in CT_CONSISTENCY if v[0] < v[1]])
@@ -101,7 +99,7 @@ json_values = st.recursive(
     lambda children: (
         st.lists(children, max_size=4)
         | st.dictionaries(
-            st.text(alphabet=st.sampled_from("aZé\uffff\U0001f600\x00\n\"\\"), max_size=4),
+            st.text(alphabet=st.sampled_from('aZé\uffff\U0001f600\x00\n"\\'), max_size=4),
             children,
             max_size=4,
         )

@@ -11,8 +11,8 @@ application sees every matching event once, in order, across any number of recon
 A close that reconnecting cannot help (``4400`` bad filter, ``4401`` credential, ``4403``,
 ``4404``) raises the same typed error as the HTTP calls (``BadRequest``, ``Unauthorized``,
 ``Forbidden``, ``NotFound``), with the server's detail. Connections that fail in a row
-(without reaching ``ready``) are retried with backoff, ``retries.attempts`` times at most;
-then :class:`~auditline_client.errors.NetworkError`.
+(without delivering a message) are retried with backoff, ``retries.attempts`` times at
+most; then :class:`~auditline_client.errors.NetworkError`.
 
 WebSocket library: ``websockets`` (sync and asyncio clients, protocol-level keepalive pings
 that notice a dead connection within ``ping_interval + ping_timeout``; see the README for
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from types import TracebackType
@@ -46,11 +47,13 @@ from auditline_client.errors import (
     Unauthorized,
 )
 
+log = logging.getLogger("auditline_client")
+
 PATH = "/api/v1/logs/stream"
 
 STREAM_RETRIES = Retries(attempts=10, backoff=0.5, max_delay=30.0)
 """Ten connections in a row may fail (about two minutes of backoff at most) before a stream
-gives up; any connection that reaches ``ready`` starts the count again."""
+gives up; any connection that delivers a message starts the count again."""
 
 RESUME_AT_ONCE = frozenset({4000, 4408})
 """Closes that say where to resume (idle or lifetime, lagged): reconnected at once."""
@@ -132,8 +135,7 @@ class _Protocol:
         if kind not in ("event", "ready", "ping", "lagged"):
             return None  # a newer server's message: nothing this client must act on
         cursor = int(message["cursor"])
-        if kind == "ready":
-            self.failures = 0
+        self.failures = 0  # this connection works
         if self.position is not None and cursor <= self.position:
             return None  # the seam of a resume: sent before
         self.position = cursor
@@ -151,7 +153,13 @@ class _Protocol:
             raise NetworkError(
                 f"stream: {self.failures} connections in a row failed ({what}: {detail})"
             ) from cause
-        return 0.0 if code in RESUME_AT_ONCE else self.retries.delay(self.failures)
+        wait = 0.0 if code in RESUME_AT_ONCE else self.retries.delay(self.failures)
+        log.info(
+            "stream: resuming after cursor %s in %.2f s (closed with %s: %s)",
+            self.position, wait, code, detail,
+            extra={"auditline_stream": {"code": code, "cursor": self.position, "wait": wait}},
+        )  # fmt: skip
+        return wait
 
     def after_refusal(self, status: int, cause: BaseException) -> float:
         """The same for a handshake answered with an HTTP *status* instead of an upgrade."""
@@ -215,9 +223,10 @@ class Stream(Closing):
     def _connect(self) -> ClientConnection | None:
         protocol = self._protocol
         try:
-            ws: ClientConnection = connect(
-                protocol.url(), **self._options.websocket(protocol.headers)
-            )
+            # Entered as a context manager, as websockets 17.1 asks; it stays open until
+            # close() (which is all its __exit__ does).
+            opened = connect(protocol.url(), **self._options.websocket(protocol.headers))
+            ws: ClientConnection = opened.__enter__()
         except InvalidStatus as exc:
             wait = protocol.after_refusal(exc.response.status_code, exc)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
