@@ -32,7 +32,7 @@ from auditline_client.errors import (
     VerificationError,
 )
 from auditline_client.proofs import Checkpoint, CheckpointKey, VerifiedEvent
-from auditline_client.stream import AsyncStream, Stream, StreamEvent
+from auditline_client.stream import AsyncStream, Stream, StreamEvent, StreamOptions
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -60,6 +60,7 @@ __all__ = [
     "ServerError",
     "Stream",
     "StreamEvent",
+    "StreamOptions",
     "Unauthorized",
     "Unavailable",
     "UntrustedCheckpoint",

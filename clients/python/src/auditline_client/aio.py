@@ -25,7 +25,7 @@ from auditline_client._http import (
 )
 from auditline_client.errors import NotSealed, problem_error
 from auditline_client.proofs import Checkpoint, CheckpointKey, VerifiedEvent
-from auditline_client.stream import STREAM_RETRIES, AsyncStream, Options, _Protocol
+from auditline_client.stream import STREAM_RETRIES, AsyncStream, StreamOptions, _Protocol
 
 T = TypeVar("T")
 
@@ -188,13 +188,13 @@ class AsyncClient:
 
     def stream(
         self, *, since: int | None = None, retries: Retries = STREAM_RETRIES,
-        options: Options | None = None, **filters: Unpack[api.SearchFilters],
+        options: StreamOptions | None = None, **filters: Unpack[api.SearchFilters],
     ) -> AsyncStream:  # fmt: skip
         """:meth:`Client.stream` for asyncio (``async for item in audit.stream(...)``); the
         WebSocket library is asyncio-only, so under trio use the sync stream in a thread."""
         tenant, rest = _calls.split_tenant(filters)
         protocol = _Protocol(self._http, tenant or self.tenant_id, rest, since, retries)
-        return AsyncStream(protocol, options or Options())
+        return AsyncStream(protocol, options or StreamOptions())
 
     # --- tamper evidence
 

@@ -26,7 +26,7 @@ from auditline_client._http import (
 )
 from auditline_client.errors import NotSealed, problem_error
 from auditline_client.proofs import Checkpoint, CheckpointKey, VerifiedEvent
-from auditline_client.stream import STREAM_RETRIES, Options, Stream, _Protocol
+from auditline_client.stream import STREAM_RETRIES, Stream, StreamOptions, _Protocol
 
 T = TypeVar("T")
 
@@ -192,7 +192,7 @@ class Client(Closing):
 
     def stream(
         self, *, since: int | None = None, retries: Retries = STREAM_RETRIES,
-        options: Options | None = None, **filters: Unpack[api.SearchFilters],
+        options: StreamOptions | None = None, **filters: Unpack[api.SearchFilters],
     ) -> Stream:  # fmt: skip
         """The tenant's events as they are stored, filtered like :meth:`search`; iterate it
         (``with audit.stream(...) as events: for item in events: ...``).
@@ -205,7 +205,7 @@ class Client(Closing):
         """
         tenant, rest = _calls.split_tenant(filters)
         protocol = _Protocol(self._http, tenant or self.tenant_id, rest, since, retries)
-        return Stream(protocol, options or Options())
+        return Stream(protocol, options or StreamOptions())
 
     # --- tamper evidence
 

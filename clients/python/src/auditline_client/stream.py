@@ -77,7 +77,7 @@ class StreamEvent:
 
 
 @dataclass(frozen=True)
-class Options:
+class StreamOptions:
     """How a stream connects: the WebSocket options of both implementations."""
 
     open_timeout: float | None = 10.0
@@ -187,7 +187,7 @@ class Stream(Closing):
     was. :meth:`close` may be called from another thread; the iteration then ends.
     """
 
-    def __init__(self, protocol: _Protocol, options: Options) -> None:
+    def __init__(self, protocol: _Protocol, options: StreamOptions) -> None:
         self._protocol = protocol
         self._options = options
         self._ws: ClientConnection | None = None
@@ -258,7 +258,7 @@ class Stream(Closing):
 class AsyncStream:
     """:class:`Stream` for asyncio: ``async for``, ``async with``, :meth:`aclose`."""
 
-    def __init__(self, protocol: _Protocol, options: Options) -> None:
+    def __init__(self, protocol: _Protocol, options: StreamOptions) -> None:
         self._protocol = protocol
         self._options = options
         self._ws: AsyncConnection | None = None
