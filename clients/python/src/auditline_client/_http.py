@@ -171,6 +171,21 @@ class Closing:
         self.close()
 
 
+class AsyncClosing:
+    """``async with`` support for what has an ``aclose()``: closed on the way out."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
 def finish(call: Call[T], response: httpx.Response) -> T:
     """The call's result from its final, fully read *response*, or its typed error."""
     if response.is_error:

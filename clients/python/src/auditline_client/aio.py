@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack
 from uuid import UUID
 
 import anyio
@@ -16,6 +15,7 @@ from auditline_client import _calls, proofs
 from auditline_client import types as api
 from auditline_client._http import (
     DEFAULT_TIMEOUT,
+    AsyncClosing,
     Attempts,
     Call,
     Patience,
@@ -30,7 +30,7 @@ from auditline_client.stream import STREAM_RETRIES, AsyncStream, StreamOptions, 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(AsyncClosing):
     """:class:`auditline_client.Client` for asynchronous code; the same methods, awaited.
 
     Use it as an async context manager, or await :meth:`aclose`.
@@ -51,14 +51,6 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             transport=transport, **client_options(base_url, token, timeout)
         )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -27,7 +27,6 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
@@ -37,7 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.sync.client import ClientConnection, connect
 
 from auditline_client import types as api
-from auditline_client._http import USER_AGENT, Closing, Retries, query
+from auditline_client._http import USER_AGENT, AsyncClosing, Closing, Retries, query
 from auditline_client.errors import (
     BadRequest,
     Forbidden,
@@ -179,7 +178,20 @@ def _close_of(exc: ConnectionClosed) -> tuple[int | None, str]:
     return exc.rcvd.code, exc.rcvd.reason
 
 
-class Stream(Closing):
+class _Following:
+    """What both streams hold: the protocol's state and the connection options."""
+
+    def __init__(self, protocol: _Protocol, options: StreamOptions) -> None:
+        self._protocol = protocol
+        self._options = options
+
+    @property
+    def cursor(self) -> int | None:
+        """Where the stream would resume: the newest cursor seen (None before ``ready``)."""
+        return self._protocol.position
+
+
+class Stream(_Following, Closing):
     """A live stream of events: iterate it; close it (or leave its ``with`` block) to end.
 
     Not a thread of its own: events are read as the iterator is advanced, so an application
@@ -188,16 +200,10 @@ class Stream(Closing):
     """
 
     def __init__(self, protocol: _Protocol, options: StreamOptions) -> None:
-        self._protocol = protocol
-        self._options = options
+        super().__init__(protocol, options)
         self._ws: ClientConnection | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
-
-    @property
-    def cursor(self) -> int | None:
-        """Where the stream would resume: the newest cursor seen (None before ``ready``)."""
-        return self._protocol.position
 
     def __iter__(self) -> Self:
         return self
@@ -255,19 +261,13 @@ class Stream(Closing):
             ws.close()
 
 
-class AsyncStream:
+class AsyncStream(_Following, AsyncClosing):
     """:class:`Stream` for asyncio: ``async for``, ``async with``, :meth:`aclose`."""
 
     def __init__(self, protocol: _Protocol, options: StreamOptions) -> None:
-        self._protocol = protocol
-        self._options = options
+        super().__init__(protocol, options)
         self._ws: AsyncConnection | None = None
         self._closed = asyncio.Event()
-
-    @property
-    def cursor(self) -> int | None:
-        """Where the stream would resume: the newest cursor seen (None before ``ready``)."""
-        return self._protocol.position
 
     def __aiter__(self) -> Self:
         return self
@@ -319,11 +319,3 @@ class AsyncStream:
         ws, self._ws = self._ws, None
         if ws is not None:
             await ws.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
