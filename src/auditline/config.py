@@ -428,6 +428,12 @@ class MetricsSettings(BaseModel):
     request_log: bool = Field(
         default=True, description="one JSON log line per request (logger auditline.requests)"
     )
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry traces, metrics and logs, sent to the "
+        "providers configured in the process (FASTAPI_OTEL_AUTO_CONFIGURE, OTEL_*); off, "
+        "requests skip its per-request check (about 2 % of an ingest request's CPU)",
+    )
 
 
 class StreamSettings(BaseModel):
