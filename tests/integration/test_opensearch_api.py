@@ -21,9 +21,11 @@ from fastapi import FastAPI
 from auditline.app import create_app
 from auditline.cli import main
 from auditline.config import Settings
-from auditline.indexing.service import SearchIndexer
+from auditline.indexing.service import RebuildBusy, SearchIndexer
+from auditline.opensearch import documents
 from auditline.search.backend import SearchUnavailable
 from auditline.services import Services
+from auditline.storage import search_index as index_store
 from auditline.storage.search.backend import PostgresSearch
 from auditline.tasks import build_tasks
 from auditline.tenancy.scope import for_system
@@ -333,3 +335,92 @@ def test_reindex_needs_a_cluster(
     monkeypatch.delenv("AUDITLINE_OPENSEARCH__URL", raising=False)
     assert main(["reindex", "--all", "--data-dir", str(tmp_path)]) == 2
     assert "AUDITLINE_OPENSEARCH__URL" in capsys.readouterr().err
+
+
+async def test_rebuild_swaps_in_a_new_generation_while_ingest_and_searches_go_on(
+    stack: Stack,
+) -> None:
+    index = stack.indexer.index
+    names = index.names
+    # The live generation has an old mapping (a field this version no longer has): the
+    # rebuild is how the new one is rolled out.
+    old = documents.template(names, 1, shards=1, replicas=0, live=True)
+    old["template"]["mappings"]["properties"]["legacy"] = {"type": "keyword"}
+    await index.client.indices.put_index_template(name=names.template(1), body=old)
+    removed = await stack.post("acme", events("rebuild", 3, age=timedelta(days=100)))
+    posted = {"acme": await stack.post("acme", events("rebuild", 20)),
+              "globex": await stack.post("globex", events("rebuild", 10))}  # fmt: skip
+    await stack.indexer.index_all()
+    for tenant in (ACME, GLOBEX):
+        await stack.services.sealer.seal_until_current(tenant, wait=True)
+    cleanup = await stack.http.delete("/api/v1/logs/cleanup", headers=stack.headers["acme"])
+    assert cleanup.json()["deleted"] == 3
+    await stack.indexer.index_all()
+    assert await index.live_generation() == 1
+
+    stop = asyncio.Event()
+    answers: list[int] = []
+
+    async def ingest() -> None:
+        while not stop.is_set():
+            for tenant in ("acme", "globex"):
+                posted[tenant] += await stack.post(tenant, events("rebuild", 3))
+            await stack.indexer.index_all()  # the live indexer goes on too
+            await asyncio.sleep(0.05)
+
+    async def search() -> None:
+        seen: set[str] = set()
+        while not stop.is_set():
+            response = await stack.search("acme", q="rebuild", limit="1000")
+            assert response.status_code == 200, response.text
+            found = {e["id"] for e in response.json()["items"]}
+            assert seen <= found, "a search lost events it had already shown"
+            assert not found & set(removed), "a removed event came back"
+            assert len(found) == len(response.json()["items"]), "an event shown twice"
+            seen = found
+            answers.append(len(found))
+            await asyncio.sleep(0.02)
+
+    workers = [asyncio.create_task(ingest()), asyncio.create_task(search())]
+    copied: list[tuple[int, int]] = []
+    try:
+        built = await stack.indexer.rebuild_all(
+            on_progress=lambda done, total: copied.append((done, total)), grace_seconds=0.5
+        )
+        await asyncio.sleep(0.3)  # searches and ingest go on after the swap too
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+
+    assert (built.generation, built.replaced) == (2, 1)
+    assert built.removed_ranges >= 1
+    assert copied and copied[-1][0] >= 33  # the progress bar moved through the copy
+    assert len(answers) > 3
+    await stack.indexer.index_all()
+    for tenant, ids in posted.items():  # nothing lost, nothing doubled
+        assert sorted(await stack.ids(tenant, q="rebuild", limit="1000")) == sorted(ids)
+    # Only the new generation is left, read through the alias, with this version's mapping.
+    aliased = await index.client.indices.get_alias(index=names.pattern)
+    assert aliased and all(name.startswith(f"{names.prefix}-events-g2-") for name in aliased)
+    assert all(names.alias in body["aliases"] for body in aliased.values())
+    mappings = await index.client.indices.get_mapping(index=names.alias)
+    assert all("legacy" not in m["mappings"]["properties"] for m in mappings.values())
+    templates = await index.client.indices.get_index_template(name=names.templates)
+    assert [t["name"] for t in templates["index_templates"]] == [names.template(2)]
+    # A new month's index joins the live generation, alias included.
+    posted["acme"] += await stack.post("acme", events("rebuild", 1, age=timedelta(days=160)))
+    await stack.indexer.index_all()
+    assert sorted(await stack.ids("acme", q="rebuild", limit="1000")) == sorted(posted["acme"])
+
+
+async def test_only_one_rebuild_runs_at_a_time(stack: Stack) -> None:
+    async with stack.services.pool.connection() as held:
+        assert await index_store.try_rebuild_lock(held)
+        try:
+            with pytest.raises(RebuildBusy):
+                await stack.indexer.rebuild_all(grace_seconds=0)
+        finally:
+            await index_store.release_rebuild_lock(held)
+    built = await stack.indexer.rebuild_all(grace_seconds=0)
+    assert built.replaced in (0, 1)
+    assert await stack.indexer.index.live_generation() == built.generation

@@ -1005,15 +1005,15 @@ async def test_search_index_progress_and_pending_removals_are_per_tenant(
         assert await index_store.pending_removals(conn, ACME, limit=10) == removed[ACME]
         await index_store.mark_propagated(conn, ACME, [0, 3])
         assert await index_store.pending_removals(conn, ACME, limit=10) == []
-        await index_store.reset(conn, ACME)
-        assert (await index_store.progress(conn, ACME))[0] == 0
+        # The waiting lock reads (and creates) the tenant's own row only.
+        assert await index_store.wait_progress(conn, ACME) == 5
     async with tenant_transaction(bypass, GLOBEX) as conn:  # globex's untouched
         assert (await index_store.progress(conn, GLOBEX))[0] == 9
         assert await index_store.pending_removals(conn, GLOBEX, limit=10) == removed[GLOBEX]
         assert await index_store.pending_removals(conn, GLOBEX, limit=1) == [(0, 1)]
     # The lock is the tenant's own: held for acme, globex's is still free.
     async with tenant_transaction(bypass, ACME) as held:
-        assert await index_store.lock_progress(held, ACME) == 0
+        assert await index_store.lock_progress(held, ACME) == 5
         async with tenant_transaction(bypass, GLOBEX) as conn:
             assert await index_store.lock_progress(conn, GLOBEX) == 9
         async with tenant_transaction(bypass, ACME) as conn:
@@ -1084,7 +1084,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "search_index.mark_propagated": test_search_index_progress_and_pending_removals_are_per_tenant,
     "search_index.pending_removals": test_search_index_progress_and_pending_removals_are_per_tenant,
     "search_index.progress": test_search_index_progress_and_pending_removals_are_per_tenant,
-    "search_index.reset": test_search_index_progress_and_pending_removals_are_per_tenant,
+    "search_index.wait_progress": test_search_index_progress_and_pending_removals_are_per_tenant,
     "tenants.create_tenant": test_create_tenant_opens_only_the_new_tenants_log,
     "tenants.list_tenants": test_list_tenants_lists_only_the_tenants_asked_for,
     "tenants.masking_source": test_masking_source_reads_only_the_tenants_settings_and_key,
