@@ -23,6 +23,8 @@ from auditline.cli import main
 from auditline.config import Settings
 from auditline.indexing.service import RebuildBusy, SearchIndexer
 from auditline.opensearch import documents
+from auditline.opensearch.backend import OpenSearchSearch
+from auditline.search.routing import RoutedSearch
 from auditline.search.backend import SearchUnavailable
 from auditline.services import Services
 from auditline.storage import search_index as index_store
@@ -426,3 +428,17 @@ async def test_only_one_rebuild_runs_at_a_time(stack: Stack) -> None:
     built = await stack.indexer.rebuild_all(grace_seconds=0)
     assert built.replaced in (0, 1)
     assert await stack.indexer.index.live_generation() == built.generation
+
+
+async def test_statistics_come_from_postgres_whatever_answers_searches(stack: Stack) -> None:
+    # Not indexed at all: OpenSearch knows none of them, PostgreSQL's rollups all.
+    await stack.post("acme", events("login failed", 4))
+    assert await stack.ids("acme", q="login") == []  # searches: OpenSearch
+    response = await stack.http.get(
+        "/api/v1/logs/stats", params={"q": "login"}, headers=stack.headers["acme"]
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["total"] == 4
+    # The types say so: the OpenSearch backend does not offer statistics at all.
+    assert not hasattr(OpenSearchSearch, "stats")
+    assert not hasattr(RoutedSearch, "stats")
