@@ -18,14 +18,15 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
+from auditline.api import health
 from auditline.app import create_app
 from auditline.cli import main
 from auditline.config import Settings
 from auditline.indexing.service import RebuildBusy, SearchIndexer
 from auditline.opensearch import documents
 from auditline.opensearch.backend import OpenSearchSearch
-from auditline.search.routing import RoutedSearch
 from auditline.search.backend import SearchUnavailable
+from auditline.search.routing import RoutedSearch
 from auditline.services import Services
 from auditline.storage import search_index as index_store
 from auditline.storage.search.backend import PostgresSearch
@@ -442,3 +443,22 @@ async def test_statistics_come_from_postgres_whatever_answers_searches(stack: St
     # The types say so: the OpenSearch backend does not offer statistics at all.
     assert not hasattr(OpenSearchSearch, "stats")
     assert not hasattr(RoutedSearch, "stats")
+
+
+async def test_readiness_reports_the_index_lag_without_failing_on_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(health, "_LAG_MAX_AGE_SECONDS", 0.0)
+    await stack.indexer.index_all()
+    await stack.post("acme", events("export started", 3))
+    behind = await stack.http.get("/readyz")
+    assert behind.status_code == 200
+    lag = behind.json()["search_index"]
+    assert lag["lag_events"] == 3
+    assert lag["lag_seconds"] > 0
+    assert lag["tenants_behind"] == 1
+    await stack.indexer.index_all()
+    caught_up = await stack.http.get("/readyz")
+    assert caught_up.json()["search_index"] == {
+        "lag_events": 0, "lag_seconds": 0.0, "tenants_behind": 0,
+    }  # fmt: skip

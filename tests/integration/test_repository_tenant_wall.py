@@ -1020,6 +1020,28 @@ async def test_search_index_progress_and_pending_removals_are_per_tenant(
             assert await index_store.lock_progress(conn, ACME) is None
 
 
+async def test_search_index_lag_counts_only_the_tenants_events(
+    pool: AsyncConnectionPool[Connection], bypass: AsyncConnectionPool[Connection]
+) -> None:
+    def events(tenant: TenantId, n: int) -> list[Event]:
+        drafts = [EventDraft(action="READ", message=f"{tenant} {i}") for i in range(n)]
+        return prepare_events(tenant, drafts, limits=IngestSettings(), now=NOW)
+
+    for tenant, n in ((ACME, 5), (GLOBEX, 3)):
+        async with tenant_transaction(pool, tenant) as conn:
+            await events_store.insert_events(conn, tenant, events(tenant, n))
+    async with tenant_transaction(bypass, ACME) as conn:
+        behind, oldest = await index_store.lag(conn, ACME)
+        assert (behind, oldest is not None) == (5, True)
+        await index_store.lock_progress(conn, ACME)
+        await index_store.advance(conn, ACME, 4)
+        assert (await index_store.lag(conn, ACME))[0] == 1
+        await index_store.advance(conn, ACME, 5)
+        assert await index_store.lag(conn, ACME) == (0, None)
+    async with tenant_transaction(bypass, GLOBEX) as conn:  # globex's own, untouched
+        assert (await index_store.lag(conn, GLOBEX))[0] == 3
+
+
 COVERED: dict[str, Callable[..., Any]] = {
     "api_keys.insert_api_key": test_insert_and_list_api_keys_keep_to_the_tenant,
     "api_keys.list_api_keys": test_insert_and_list_api_keys_keep_to_the_tenant,
@@ -1080,6 +1102,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "retention.record_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
     "retention.removed_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
     "search_index.advance": test_search_index_progress_and_pending_removals_are_per_tenant,
+    "search_index.lag": test_search_index_lag_counts_only_the_tenants_events,
     "search_index.lock_progress": test_search_index_progress_and_pending_removals_are_per_tenant,
     "search_index.mark_propagated": test_search_index_progress_and_pending_removals_are_per_tenant,
     "search_index.pending_removals": test_search_index_progress_and_pending_removals_are_per_tenant,

@@ -46,6 +46,17 @@ from auditline.tenancy.scope import for_system
 _REMOVALS_PER_RUN: Final = 500
 
 
+@dataclass(frozen=True, slots=True)
+class IndexLag:
+    """How far the index is behind PostgreSQL, over every tenant."""
+
+    events: int
+    """Events committed but not yet searchable on OpenSearch, summed."""
+    seconds: float
+    """How long ago the oldest of them was received (0: caught up)."""
+    tenants_behind: int
+
+
 class RebuildBusy(RuntimeError):
     """Another rebuild of the search index is running."""
 
@@ -99,10 +110,35 @@ class SearchIndexer:
         self._batch_size = batch_size
         self._max_batches = max_batches
         self._metrics = metrics
+        self._lag: tuple[float, IndexLag] | None = None
 
     @property
     def index(self) -> OpenSearchIndex:
         return self._index
+
+    async def lag(self, *, max_age_seconds: float = 0.0) -> IndexLag:
+        """The index lag over every tenant, as PostgreSQL knows it (so any process can
+        tell, not only the worker that indexes); one transaction, one query a tenant. An
+        answer younger than *max_age_seconds* is given again instead (readiness probes
+        come often)."""
+        loop = asyncio.get_running_loop()
+        if self._lag is not None and loop.time() - self._lag[0] < max_age_seconds:
+            return self._lag[1]
+        now = datetime.now(UTC)
+        events = behind = 0
+        oldest: datetime | None = None
+        async with self._pool.connection() as conn, conn.transaction():
+            for tenant in await self._tenants(conn):
+                await set_tenant(conn, tenant)
+                count, first = await progress_store.lag(conn, tenant)
+                events += count
+                behind += count > 0
+                if first is not None and (oldest is None or first < oldest):
+                    oldest = first
+        seconds = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+        found = IndexLag(events=events, seconds=seconds, tenants_behind=behind)
+        self._lag = (loop.time(), found)
+        return found
 
     async def watermark(self, tenant: TenantId) -> int:
         """The snapshot bound of an OpenSearch search: every event below it is searchable."""

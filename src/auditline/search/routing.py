@@ -4,9 +4,10 @@ Configuration picks a backend for searches without full-text terms (``filter_bac
 and for searches with them (``text_backend``) separately: OpenSearch pays off for full
 text in large tenants, while PostgreSQL's tenant-first indexes already answer structured
 filters in about a millisecond. Statistics are not routed: only PostgreSQL answers them
-(``StatsBackend``, given to the search service separately). When the chosen backend raises :class:`SearchUnavailable`, the search is
-asked of the primary instead (``on_unavailable = postgres``) or the error propagates to
-become a 503 with ``Retry-After`` (``503``).
+(``StatsBackend``, given to the search service separately). When the chosen backend
+raises :class:`SearchUnavailable`, the search is asked of the primary instead
+(``on_unavailable = postgres``) or the error propagates to become a 503 with
+``Retry-After`` (``503``).
 
 Cursors stay valid across backends: a position is (timestamp, id) in either, and a
 watermark from OpenSearch (its indexing progress) is at most PostgreSQL's log head, so
@@ -41,8 +42,9 @@ class RoutedSearch:
         fallback: bool = True,
         on_fallback: Callable[[str], None] | None = None,
     ) -> None:
-        """*primary* (PostgreSQL) answers every kind no other backend is given for, and, with *fallback*, whatever another backend could not answer;
-        *on_fallback* is told the operation each time (a metric)."""
+        """*primary* (PostgreSQL) answers every kind no other backend is given for, and,
+        with *fallback*, whatever another backend could not answer; *on_fallback* is told
+        the operation each time (a metric)."""
         self.primary = primary
         self._filters = filters or primary
         self._text = text or primary

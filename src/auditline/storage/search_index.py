@@ -81,6 +81,29 @@ async def progress(conn: Connection, tenant: TenantId) -> tuple[int, datetime | 
     return (0, None) if row is None else (int(row["next_seq"]), row["indexed_at"])
 
 
+async def lag(conn: Connection, tenant: TenantId) -> tuple[int, datetime | None]:
+    """(events committed but not indexed, when the oldest of them was received) for
+    *tenant*; (0, None) when the index has caught up."""
+    cur = await conn.execute(
+        """SELECT h.next_seq - coalesce(p.next_seq, 0) AS behind,
+                  CASE WHEN h.next_seq > coalesce(p.next_seq, 0) THEN (
+                      SELECT e.received_at FROM event_ids i
+                        JOIN events e ON e.tenant_id = i.tenant_id
+                                     AND e.timestamp = i.timestamp AND e.id = i.id
+                       WHERE i.tenant_id = h.tenant_id AND e.tenant_id = h.tenant_id
+                         AND i.seq >= coalesce(p.next_seq, 0)
+                       ORDER BY i.seq LIMIT 1) END AS oldest
+             FROM tenant_log_heads h
+             LEFT JOIN search_index_progress p ON p.tenant_id = h.tenant_id
+            WHERE h.tenant_id = %s""",
+        (tenant,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return 0, None
+    return max(0, int(row["behind"])), row["oldest"]
+
+
 async def pending_removals(
     conn: Connection, tenant: TenantId, *, limit: int
 ) -> list[tuple[int, int]]:
