@@ -462,3 +462,39 @@ async def test_readiness_reports_the_index_lag_without_failing_on_it(
     assert caught_up.json()["search_index"] == {
         "lag_events": 0, "lag_seconds": 0.0, "tenants_behind": 0,
     }  # fmt: skip
+
+
+async def test_a_month_that_removals_emptied_is_dropped_and_comes_back_for_a_late_event(
+    stack: Stack,
+) -> None:
+    index = stack.indexer.index
+    age = timedelta(days=100)
+    old = {t: await stack.post(t, events("archived", 2, age=age)) for t in ("acme", "globex")}
+    recent = await stack.post("acme", events("archived", 2))
+    await stack.indexer.index_all()
+    month = index.names.month(datetime.now(UTC) - age, await index.live_generation())
+
+    async def months() -> set[str]:
+        return set(await index.client.indices.get_alias(index=index.names.pattern))
+
+    assert month in await months()
+    for tenant in (ACME, GLOBEX):
+        await stack.services.sealer.seal_until_current(tenant, wait=True)
+
+    async def clean(tenant: str) -> None:
+        response = await stack.http.delete("/api/v1/logs/cleanup", headers=stack.headers[tenant])
+        assert response.json()["deleted"] == 2, response.text
+        await stack.indexer.index_all()
+
+    await clean("acme")  # globex's events still hold the month
+    assert await stack.indexer.drop_empty_months() == []
+    assert sorted(await stack.ids("globex", q="archived")) == sorted(old["globex"])
+    await clean("globex")  # now nobody's
+    assert await stack.indexer.drop_empty_months() == [month]
+    assert month not in await months()
+    assert sorted(await stack.ids("acme", q="archived")) == sorted(recent)  # this month stays
+
+    late = await stack.post("acme", events("archived", 1, age=age))
+    await stack.indexer.index_all()
+    assert month in await months()
+    assert sorted(await stack.ids("acme", q="archived")) == sorted(recent + late)

@@ -363,6 +363,14 @@ class SearchIndexer:
                 lag_seconds = (datetime.now(UTC) - received).total_seconds()
         self._metrics.index_lag_seconds.labels(label).set(lag_seconds)
 
+    async def drop_empty_months(self) -> list[str]:
+        """Drop the monthly indices, before the current month, that retention and cleanup
+        have emptied (a shared month holds every tenant's events, so it is dropped when the
+        last of them is gone, not by any one tenant's retention)."""
+        now = datetime.now(UTC)
+        this_month = datetime(now.year, now.month, 1, tzinfo=UTC)
+        return await self._index.drop_empty_months(this_month)
+
     async def index_all(self) -> list[IndexRun]:
         """One run for every tenant (the periodic task)."""
         return [await self.index_tenant(tenant) for tenant in await self._tenants()]

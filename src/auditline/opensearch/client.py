@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Sequence
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from opensearchpy import AsyncOpenSearch
@@ -30,6 +31,12 @@ from auditline.opensearch.documents import IndexNames, doc_id, template, to_docu
 from auditline.search.backend import SearchUnavailable
 
 T = TypeVar("T")
+
+
+def _next_month(month: datetime) -> datetime:
+    return month.replace(year=month.year + month.month // 12, month=month.month % 12 + 1)
+
+
 _RETRYABLE: Final = frozenset({429, 502, 503, 504})
 
 
@@ -262,6 +269,46 @@ class OpenSearchIndex:
             await guarded(
                 self.client.indices.delete_index_template(name=self.names.template(generation))
             )
+
+    async def drop_empty_months(self, before: datetime) -> list[str]:
+        """Drop the live generation's monthly indices for months ending by *before* that
+        hold no document any more (retention, cleanup and archival removed every tenant's
+        events there); the names dropped.
+
+        A month is write-blocked, refreshed and counted again before it is dropped, so a
+        late event indexed meanwhile keeps it; a bulk request that meets the block fails
+        and is retried by the indexer (its progress did not move), and a retried write
+        into a dropped month creates it again from the live template, alias included.
+        """
+        live = await self.live_generation()
+        if not live:
+            return []
+        try:
+            stats = await guarded(
+                self.client.indices.stats(index=self.names.generation_pattern(live), metric="docs")
+            )
+        except NotFoundError:
+            return []
+        dropped: list[str] = []
+        for name, body in sorted(stats.get("indices", {}).items()):
+            month = self.names.month_of(name)
+            if month is None or _next_month(month) > before:
+                continue
+            if int(body["primaries"]["docs"]["count"]) != 0:
+                continue
+            await guarded(
+                self.client.indices.put_settings(index=name, body={"index.blocks.write": True})
+            )
+            await guarded(self.client.indices.refresh(index=name))
+            left = await guarded(self.client.count(index=name))
+            if int(left["count"]) == 0:
+                await guarded(self.client.indices.delete(index=name))
+                dropped.append(name)
+            else:
+                await guarded(
+                    self.client.indices.put_settings(index=name, body={"index.blocks.write": None})
+                )
+        return dropped
 
     async def drop(self) -> None:
         """Remove every index and template of this prefix (tests, and a full rebuild)."""
