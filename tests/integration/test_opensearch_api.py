@@ -331,6 +331,33 @@ async def test_reindex_restores_lost_documents_while_the_service_runs(
     assert sorted(await stack.ids("acme", q="report")) == sorted(posted)
     assert sorted(await stack.ids("globex", q="report")) == sorted(other)
 
+    # The whole index, as a new generation behind the alias.
+    rebuild = ["reindex", "--all", "--grace-seconds", "0", "--data-dir", str(tmp_path)]
+    assert await asyncio.to_thread(main, rebuild) == 0
+    assert "generation 2 is live" in capsys.readouterr().out
+    assert await index.live_generation() == 2
+    assert sorted(await stack.ids("acme", q="report")) == sorted(posted)
+    assert sorted(await stack.ids("globex", q="report")) == sorted(other)
+
+    # A repair limited to some days indexes those days' events only.
+    [hit] = (
+        await index.client.search(
+            index=index.names.alias,
+            routing="acme",
+            body={"query": {"term": {"id": posted[0]}}, "size": 1},
+        )
+    )["hits"]["hits"]
+    await index.client.delete(index=hit["_index"], id=hit["_id"], routing="acme", refresh=True)
+    today = datetime.now(UTC).date()
+    for first, last, restored in (("2001-01-01", "2001-01-31", False),
+                                  (str(today - timedelta(days=1)), str(today), True)):  # fmt: skip
+        window = ["reindex", "--tenant", "acme", "--from", first, "--to", last]
+        assert await asyncio.to_thread(main, [*window, "--data-dir", str(tmp_path)]) == 0
+        found = set(await stack.ids("acme", q="report"))
+        assert (posted[0] in found) is restored
+    backwards = ["reindex", "--all", "--from", "2026-02-01", "--to", "2026-01-01"]
+    assert await asyncio.to_thread(main, [*backwards, "--data-dir", str(tmp_path)]) == 2
+
 
 def test_reindex_needs_a_cluster(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
