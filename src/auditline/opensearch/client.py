@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
-from opensearchpy import AsyncOpenSearch
+import botocore.session
+from opensearchpy import AsyncHttpConnection, AsyncOpenSearch, AWSV4SignerAsyncAuth
 from opensearchpy.exceptions import (
     ConnectionError as OpenSearchConnectionError,
 )
@@ -44,10 +45,17 @@ def open_client(settings: OpenSearchSettings) -> AsyncOpenSearch:
     """A client for ``settings.url``; closed by :meth:`OpenSearchIndex.close`.
 
     No retries inside the client: a failed search falls back at once, and a failed
-    indexing run is retried by the queue with its backoff.
+    indexing run is retried by the queue with its backoff. With ``aws_sigv4`` every
+    request is signed for Amazon OpenSearch Service (:func:`aws_signer`).
     """
-    auth = None
-    if settings.username is not None and settings.password is not None:
+    auth: Any = None
+    extra: dict[str, Any] = {}
+    if settings.aws_sigv4:
+        auth = aws_signer(settings)
+        # The aiohttp connection opensearch-py uses by default takes basic auth only; this
+        # one calls a signer for each request's headers.
+        extra["connection_class"] = AsyncHttpConnection
+    elif settings.username is not None and settings.password is not None:
         auth = (settings.username, settings.password.get_secret_value())
     return AsyncOpenSearch(
         hosts=[settings.url],
@@ -56,7 +64,22 @@ def open_client(settings: OpenSearchSettings) -> AsyncOpenSearch:
         timeout=settings.request_timeout_seconds,
         max_retries=0,
         retry_on_timeout=False,
+        **extra,
     )
+
+
+def aws_signer(settings: OpenSearchSettings) -> AWSV4SignerAsyncAuth:
+    """A SigV4 signer with botocore's default credential chain; refreshable credentials
+    (instance and task roles) are refreshed by botocore as they near expiry.
+
+    Raises ``ValueError`` when the chain finds no credentials: a misconfigured deployment
+    should not start and then fail every search and indexing run."""
+    credentials = botocore.session.get_session().get_credentials()
+    if credentials is None:
+        raise ValueError("opensearch.aws_sigv4 is set but no AWS credentials were found")
+    if settings.aws_region is None:  # the settings refuse it; for the type checker
+        raise ValueError("opensearch.aws_sigv4 needs opensearch.aws_region")
+    return AWSV4SignerAsyncAuth(credentials, settings.aws_region, settings.aws_service)
 
 
 async def guarded(call: Awaitable[T]) -> T:
