@@ -4,11 +4,12 @@ removals.
 One run for a tenant, in one PostgreSQL transaction that holds the tenant's progress row:
 
 1. read the log head; then, batch by batch, the events with ``progress <= seq < head`` (in
-   ``seq`` order, through ``event_ids``), index them in one bulk request that waits for
-   the refresh, and move the progress past the batch. Sequence numbers are gap-free and
-   committed in order, so "everything below the progress is indexed" holds after every
-   batch; a crash repeats at most one batch, and indexing is idempotent (a document's id
-   is its tenant and event id).
+   ``seq`` order, through ``event_ids``), index them in one bulk request each, and move
+   the progress past the batch; one refresh before the transaction commits makes them
+   all searchable first. Sequence numbers are gap-free and committed in order, so
+   "everything below the progress is searchable" holds whenever the progress is seen; a
+   crash repeats at most one run, and indexing is idempotent (a document's id is its
+   tenant and event id).
 2. delete from the index the ``removed_ranges`` not yet propagated, and flag them. This
    comes after step 1 read its events, so a removal committed meanwhile is deleted after
    the bulk that may have indexed it; one committed before was never read.
@@ -163,12 +164,16 @@ class SearchIndexer:
                     # it holds every tenant's, so this run cannot write into a generation
                     # that stops being live before it commits.
                     generation = await self._index.ensure_template()
-                await self._index.write([r.event for r in rows], generation=generation)
+                await self._index.write(
+                    [r.event for r in rows], generation=generation, refresh=False
+                )
                 indexed += len(rows)
                 # Removed numbers leave gaps in what is read, never in what was committed:
                 # a short batch means everything up to the head has been read.
                 start = rows[-1].event.seq + 1 if len(rows) == self._batch_size else head + 1
                 await progress_store.advance(conn, tenant, start)
+            if generation is not None:  # something was written: searchable before commit
+                await self._index.refresh(generation)
             ranges = await progress_store.pending_removals(conn, tenant, limit=_REMOVALS_PER_RUN)
             if ranges:
                 await self._index.delete_ranges(tenant, ranges)
@@ -212,11 +217,12 @@ class SearchIndexer:
             while at <= head:
                 rows = await events_after(conn, tenant, at - 1, head, limit=self._batch_size)
                 chosen = [r.event for r in rows if _within(r.event, start, end)]
-                await self._index.write(chosen, generation=generation)
+                await self._index.write(chosen, generation=generation, refresh=False)
                 indexed += len(chosen)
                 at = rows[-1].event.seq + 1 if len(rows) == self._batch_size else head + 1
                 if on_batch is not None:
                     on_batch(min(at, head + 1), head + 1)
+            await self._index.refresh(generation)
             ranges = await removed_ranges(conn, tenant)
             await self._delete_all(conn, tenant, ranges, generation=None)
             if start is None and end is None:
@@ -297,6 +303,7 @@ class SearchIndexer:
         for tenant in heads:  # ... and what came meanwhile
             copied[tenant] = await self._copy(tenant, copied[tenant], None, new, report)
         indexed = removed = 0
+        await self._index.refresh(new)  # the copy is what removals below must find
         async with self._pool.connection() as conn, conn.transaction():  # 2. catch up, swap
             for tenant in await self._tenants(conn):  # tenants created meanwhile too
                 await set_tenant(conn, tenant)
@@ -305,14 +312,17 @@ class SearchIndexer:
                 at = copied.get(tenant, 0)
                 while at <= head:
                     rows = await events_after(conn, tenant, at - 1, head, limit=self._batch_size)
-                    await self._index.write([r.event for r in rows], generation=new)
+                    await self._index.write([r.event for r in rows], generation=new, refresh=False)
                     report(len(rows))
                     at = rows[-1].event.seq + 1 if len(rows) == self._batch_size else head + 1
                 ranges = await removed_ranges(conn, tenant)
+                if ranges and at > copied.get(tenant, 0):  # the catch-up is to be found too
+                    await self._index.refresh(new)
                 await self._delete_all(conn, tenant, ranges, generation=new)
                 await progress_store.advance(conn, tenant, head + 1)
                 indexed += head + 1
                 removed += len(ranges)
+            await self._index.refresh(new)  # everything searchable before the alias moves
             await self._index.swap(live, new)
         if live:  # 3.
             await asyncio.sleep(grace_seconds)
@@ -336,7 +346,7 @@ class SearchIndexer:
                 if start > head:
                     return start
                 rows = await events_after(conn, tenant, start - 1, head, limit=self._batch_size)
-            await self._index.write([r.event for r in rows], generation=generation)
+            await self._index.write([r.event for r in rows], generation=generation, refresh=False)
             report(len(rows))
             if len(rows) < self._batch_size:
                 return head + 1

@@ -179,10 +179,21 @@ class OpenSearchIndex:
         )
         return 1
 
-    async def write(self, events: Sequence[StoredEvent], *, generation: int | None = None) -> None:
+    async def write(
+        self,
+        events: Sequence[StoredEvent],
+        *,
+        generation: int | None = None,
+        refresh: bool = True,
+    ) -> None:
         """Index *events* (any tenants) in one bulk request into *generation* (default: the
-        live one) and wait until searches see them. Idempotent: a document's id is its
-        tenant and event id."""
+        live one); with *refresh*, searches see them when it returns. Idempotent: a
+        document's id is its tenant and event id.
+
+        The indexer writes a run's batches without *refresh* and calls :meth:`refresh`
+        once before its progress commits: waiting for the periodic refresh after each bulk
+        (``wait_for``) cost up to a second per tenant and batch, which made a pass over
+        100 tenants take minutes (measured: 610 events/s)."""
         if not events:
             return
         if generation is None:
@@ -195,12 +206,22 @@ class OpenSearchIndex:
                            "_id": doc_id(e.tenant_id, e.id), "routing": e.tenant_id}}
             )  # fmt: skip
             lines.append(to_document(stored))
-        answer = await guarded(self.client.bulk(body=lines, refresh="wait_for"))
+        answer = await guarded(self.client.bulk(body=lines, refresh="true" if refresh else "false"))
         if answer.get("errors"):
             failed = [
                 item["index"]["error"] for item in answer["items"] if "error" in item["index"]
             ]
             raise IndexingFailed(f"{len(failed)} documents refused, first: {failed[0]}")
+
+    async def refresh(self, generation: int | None = None) -> None:
+        """Make everything written to *generation* (default: the live one) searchable."""
+        target = (
+            self.names.alias if generation is None else self.names.generation_pattern(generation)
+        )
+        try:
+            await guarded(self.client.indices.refresh(index=target, allow_no_indices=True))
+        except NotFoundError:  # nothing written yet
+            return
 
     async def delete_ranges(
         self, tenant: TenantId, ranges: Sequence[tuple[int, int]], *, generation: int | None = None
