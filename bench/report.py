@@ -431,6 +431,64 @@ def _archive_section(result: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def _opensearch_section(result: dict[str, Any]) -> list[str]:
+    """The OpenSearch tier beside PostgreSQL (``python -m bench.opensearch``)."""
+    ix, lag, search = result["indexing"], result["lag"], result["search"]
+    pg, os_ = search["postgres"], search["opensearch"]
+
+    def cell(s: dict[str, float]) -> str:
+        return f"{s['p50_ms']:.1f} / {s['p95_ms']:.1f} / {s['p99_ms']:.1f}"
+
+    lines = [
+        "## OpenSearch search tier (issue 21)",
+        "",
+        f"{result['events']:,} events over {result['tenants']} tenants, 30 days (the generator "
+        f"and seed of the search benchmark; largest tenant {result['largest'][1]:,} events), "
+        f"in PostgreSQL and in one OpenSearch 2.19 node ({result['heap']} heap) on the same "
+        f"machine, measured by `python -m bench.opensearch` at {result['finished_at']} (load "
+        f"average at the end {result['load_average'][0]:.1f}). {result.get('note', '')}",
+        "",
+        f"- **Indexing throughput** (one worker's indexing task, bulk requests of "
+        f"{result['batch_size']:,}, tenant by tenant, from an empty index): "
+        f"**{ix['events_per_second']:,} events/s** ({ix['events']:,} events in "
+        f"{ix['seconds']} s). Index size {result['index_bytes'] / 2**20:.0f} MiB.",
+        f"- **Index lag under {lag['rate']:,} events/s of ingest** ({lag['achieved_rate']:,} "
+        f"achieved, {lag['seconds']:.0f} s, ten tenants, a pass every "
+        f"{lag['interval_seconds']:g} s): from commit to searchable p50 "
+        f"**{lag['lag_p50_s']} s**, p99 **{lag['lag_p99_s']} s**, max {lag['lag_max_s']} s. "
+        "The pass interval sets the floor (an event waits for the next pass).",
+        "",
+        "Search latency, the same queries on the same data, each built once and timed on "
+        f"both backends in turn (warm, {search['postgres_all']['n'] // len(pg)} runs of each "
+        "kind; statistics are PostgreSQL's alone). First pages identical on both: "
+        f"{search['first_pages_equal']} of {search['queries']}.",
+        "",
+        *_head("query", "what", "PostgreSQL p50 / p95 / p99 ms", "OpenSearch p50 / p95 / p99 ms"),
+    ]
+    for name, what in search["mix"].items():
+        lines.append(_row(name, what, cell(pg[name]), cell(os_[name])))
+    lines.append(_row("**all**", "the mix", cell(search["postgres_all"]),
+                      cell(search["opensearch_all"])))  # fmt: skip
+    heavy_pg, heavy_os = pg["word_common_large"]["p50_ms"], os_["word_common_large"]["p50_ms"]
+    faster = "OpenSearch" if heavy_os < heavy_pg else "PostgreSQL"
+    lines += [
+        "",
+        f"The heaviest full-text query (a common word in the largest tenant, all time): "
+        f"PostgreSQL {heavy_pg:.1f} ms p50, OpenSearch {heavy_os:.1f} ms p50: **{faster} is "
+        "faster**. " + (
+            "PostgreSQL's plan walks the tenant's `(tenant_id, timestamp)` index newest "
+            "first and stops after the page's matches (a common word matches within the "
+            "first rows), while OpenSearch collects every matching document of the tenant "
+            "to sort them by time (filter context, no early termination without index "
+            "sorting); rare words, which PostgreSQL must look for further, are where "
+            "OpenSearch gains."
+            if faster == "PostgreSQL" else
+            "OpenSearch answers from its inverted index whatever the word's frequency."
+        ),
+    ]  # fmt: skip
+    return lines
+
+
 def _backup_section(result: dict[str, Any]) -> list[str]:
     """Backup and restore of the embedded database (``python -m bench.backup``)."""
     return [
@@ -714,6 +772,7 @@ def write(results: Path, docs: Path) -> None:
     for pattern, section in (("integrity.json", _integrity_section),
                              ("stream-*.json", _stream_section),
                              ("archive.json", _archive_section),
+                             ("opensearch.json", _opensearch_section),
                              ("backup.json", _backup_section)):  # fmt: skip
         kept = sorted(results.glob(pattern), key=lambda p: (len(p.name), p.name))
         for suite_path in kept:
