@@ -164,19 +164,21 @@ async def test_the_same_event_id_in_two_tenants_is_two_events(
             assert sorted(stored) == sorted((e.id, e.message) for e in written[tenant])
 
 
+def read_events(tenant: TenantId, n: int) -> list[Event]:
+    """*n* READ events of *tenant*, ready to insert."""
+    drafts = [EventDraft(action="READ", message=f"{tenant} {i}") for i in range(n)]
+    return prepare_events(tenant, drafts, limits=IngestSettings(), now=NOW)
+
+
 async def test_insert_events_stores_nothing_under_another_tenant(
     pool: AsyncConnectionPool[Connection],
     bypass: AsyncConnectionPool[Connection],
     database_url: str,
 ) -> None:
-    def events(tenant: TenantId, n: int) -> list[Event]:
-        drafts = [EventDraft(action="READ", message=f"{tenant} {i}") for i in range(n)]
-        return prepare_events(tenant, drafts, limits=IngestSettings(), now=NOW)
-
     for tenant, n in ((ACME, 5), (GLOBEX, 3)):
         async with tenant_transaction(pool, tenant) as conn:
-            await events_store.insert_events(conn, tenant, events(tenant, n))
-    misaddressed = events(GLOBEX, 2)  # globex's events handed to a write for acme
+            await events_store.insert_events(conn, tenant, read_events(tenant, n))
+    misaddressed = read_events(GLOBEX, 2)  # globex's events handed to a write for acme
     for many in (False, True):  # from column arrays, and staged by COPY
         batch = misaddressed * (20 if many else 1)
         with pytest.raises(ValueError, match="another tenant"):
@@ -1023,13 +1025,9 @@ async def test_search_index_progress_and_pending_removals_are_per_tenant(
 async def test_search_index_lag_counts_only_the_tenants_events(
     pool: AsyncConnectionPool[Connection], bypass: AsyncConnectionPool[Connection]
 ) -> None:
-    def events(tenant: TenantId, n: int) -> list[Event]:
-        drafts = [EventDraft(action="READ", message=f"{tenant} {i}") for i in range(n)]
-        return prepare_events(tenant, drafts, limits=IngestSettings(), now=NOW)
-
     for tenant, n in ((ACME, 5), (GLOBEX, 3)):
         async with tenant_transaction(pool, tenant) as conn:
-            await events_store.insert_events(conn, tenant, events(tenant, n))
+            await events_store.insert_events(conn, tenant, read_events(tenant, n))
     async with tenant_transaction(bypass, ACME) as conn:
         behind, oldest = await index_store.lag(conn, ACME)
         assert (behind, oldest is not None) == (5, True)
