@@ -233,7 +233,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "events": sum(n for _, n in ctx.tenants), "tenants": len(ctx.tenants),
             "largest": ctx.tenants[0], "batch_size": args.batch_size,
             "indexing": indexing, "lag": lag, "search": searches,
-            "index_bytes": store_bytes, "heap": "512m (the test launcher's)",
+            "index_bytes": store_bytes, "heap": "512 MB",
             "environment": report.environment(), "load_average": os.getloadavg(),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "note": args.note,
