@@ -261,8 +261,9 @@ class SearchIndexer:
         2. **Catch up and swap**, in one PostgreSQL transaction: take every tenant's
            progress row (waiting for a live run to finish, up to
            ``database.statement_timeout_ms``, else the rebuild fails before the swap and
-           can be run again; the live indexer skips held tenants), index what the copy has not seen up to the head, delete every
-           removed range from the new generation, set each progress to the head, then
+           can be run again; the live indexer skips held tenants), index what the copy
+           has not seen up to the head, delete every removed range from the new
+           generation, set each progress to the head, then
            move the read alias in one ``_aliases`` request and commit. Searches read one
            generation or the other whole; their watermark moves with the commit, after
            the new generation holds everything below it.
