@@ -28,8 +28,9 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rebuild the report")
     parser.add_argument(
         "--suites",
-        default="ingest,stack,search,stream,queue,retention,archive,backup",
-        help="comma-separated: ingest, stack, search, stream, queue, retention, archive, backup",
+        default="ingest,stack,search,stream,queue,retention,archive,backup,opensearch",
+        help="comma-separated: ingest, stack, search, stream, queue, retention, archive, "
+        "backup, opensearch",
     )
     parser.add_argument(
         "--search-events", type=int, default=1_000_000, help="events the search suite seeds"
@@ -56,6 +57,13 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "-m", "bench.archive", "--events", str(events), "--fresh"],
             check=True,
+        )
+    if not args.report_only and "opensearch" in suites:
+        # Its own process, PostgreSQL and OpenSearch node (bench/opensearch.py): indexing
+        # throughput, lag under 1,000 events/s, the search mix on both backends.
+        events = 100_000 if args.quick else args.search_events
+        subprocess.run(
+            [sys.executable, "-m", "bench.opensearch", "--events", str(events)], check=True
         )
     if not args.report_only and "ingest" in suites:
         work = ROOT / "bench" / ".work"

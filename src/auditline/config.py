@@ -330,6 +330,28 @@ class OpenSearchSettings(BaseModel):
         description="how long one `search.index` job follows the logs "
         "before the next scheduled one takes over (one job row per this many seconds)",
     )
+    aws_sigv4: bool = Field(
+        default=False,
+        description="sign every request with AWS SigV4 (IAM) for Amazon OpenSearch Service, "
+        "with the default AWS credential chain (environment, profile, ECS task or EC2 "
+        "instance role); excludes `username`/`password`",
+    )
+    aws_region: str | None = Field(
+        default=None, description="`aws_sigv4`: the domain's region, e.g. `eu-west-1`"
+    )
+    aws_service: Literal["es", "aoss"] = Field(
+        default="es",
+        description="`aws_sigv4`: `es` for an OpenSearch Service domain, `aoss` for "
+        "OpenSearch Serverless",
+    )
+
+    @model_validator(mode="after")
+    def _sigv4_needs_a_region_and_no_password(self) -> Self:
+        if self.aws_sigv4 and not self.aws_region:
+            raise ValueError("opensearch.aws_sigv4 needs opensearch.aws_region")
+        if self.aws_sigv4 and (self.username is not None or self.password is not None):
+            raise ValueError("opensearch.aws_sigv4 excludes opensearch.username/password")
+        return self
 
 
 class IntegritySettings(BaseModel):

@@ -136,7 +136,10 @@ def routed_search(
         fallback=chosen.on_unavailable == "postgres",
         on_fallback=lambda operation: metrics.search_fallbacks.labels(operation).inc(),
     )
-    return SearchService(routed, search.events, search.cursors, chosen, access)
+    # Statistics stay on PostgreSQL's rollups whatever answers searches (StatsBackend).
+    return SearchService(
+        routed, search.events, search.cursors, chosen, access, stats=search.stats_backend
+    )
 
 
 def job_tenant(tenant: str | None) -> TenantId:

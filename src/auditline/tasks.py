@@ -90,7 +90,10 @@ def build_tasks(services: Services) -> Tasks:
             if time.monotonic() >= until:
                 break
             await asyncio.sleep(config.index_interval_seconds)
+        # Once a job (a minute by default): months that removals have emptied go whole.
+        dropped = await services.indexer.drop_empty_months()
         return {"indexed": indexed, "removed_ranges": removed, "passes": passes,
+                "dropped_indices": dropped,
                 "behind": {r.tenant: r.behind for r in runs if r.behind}}  # fmt: skip
 
     async def prune_jobs(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:

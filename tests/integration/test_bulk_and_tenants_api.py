@@ -232,6 +232,7 @@ async def test_health_and_readiness_need_no_token(client: httpx.AsyncClient) -> 
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert (ready.status_code, ready.json()["database"]) == (200, "up")
+    assert "search_index" not in ready.json()  # no OpenSearch configured, nothing to report
 
 
 async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:

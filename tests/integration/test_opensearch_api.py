@@ -18,12 +18,17 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
+from auditline.api import health
 from auditline.app import create_app
 from auditline.cli import main
 from auditline.config import Settings
-from auditline.indexing.service import SearchIndexer
+from auditline.indexing.service import RebuildBusy, SearchIndexer
+from auditline.opensearch import documents
+from auditline.opensearch.backend import OpenSearchSearch
 from auditline.search.backend import SearchUnavailable
+from auditline.search.routing import RoutedSearch
 from auditline.services import Services
+from auditline.storage import search_index as index_store
 from auditline.storage.search.backend import PostgresSearch
 from auditline.tasks import build_tasks
 from auditline.tenancy.scope import for_system
@@ -326,6 +331,33 @@ async def test_reindex_restores_lost_documents_while_the_service_runs(
     assert sorted(await stack.ids("acme", q="report")) == sorted(posted)
     assert sorted(await stack.ids("globex", q="report")) == sorted(other)
 
+    # The whole index, as a new generation behind the alias.
+    rebuild = ["reindex", "--all", "--grace-seconds", "0", "--data-dir", str(tmp_path)]
+    assert await asyncio.to_thread(main, rebuild) == 0
+    assert "generation 2 is live" in capsys.readouterr().out
+    assert await index.live_generation() == 2
+    assert sorted(await stack.ids("acme", q="report")) == sorted(posted)
+    assert sorted(await stack.ids("globex", q="report")) == sorted(other)
+
+    # A repair limited to some days indexes those days' events only.
+    [hit] = (
+        await index.client.search(
+            index=index.names.alias,
+            routing="acme",
+            body={"query": {"term": {"id": posted[0]}}, "size": 1},
+        )
+    )["hits"]["hits"]
+    await index.client.delete(index=hit["_index"], id=hit["_id"], routing="acme", refresh=True)
+    today = datetime.now(UTC).date()
+    for first, last, restored in (("2001-01-01", "2001-01-31", False),
+                                  (str(today - timedelta(days=1)), str(today), True)):  # fmt: skip
+        window = ["reindex", "--tenant", "acme", "--from", first, "--to", last]
+        assert await asyncio.to_thread(main, [*window, "--data-dir", str(tmp_path)]) == 0
+        found = set(await stack.ids("acme", q="report"))
+        assert (posted[0] in found) is restored
+    backwards = ["reindex", "--all", "--from", "2026-02-01", "--to", "2026-01-01"]
+    assert await asyncio.to_thread(main, [*backwards, "--data-dir", str(tmp_path)]) == 2
+
 
 def test_reindex_needs_a_cluster(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -333,3 +365,163 @@ def test_reindex_needs_a_cluster(
     monkeypatch.delenv("AUDITLINE_OPENSEARCH__URL", raising=False)
     assert main(["reindex", "--all", "--data-dir", str(tmp_path)]) == 2
     assert "AUDITLINE_OPENSEARCH__URL" in capsys.readouterr().err
+
+
+async def test_rebuild_swaps_in_a_new_generation_while_ingest_and_searches_go_on(
+    stack: Stack,
+) -> None:
+    index = stack.indexer.index
+    names = index.names
+    # The live generation has an old mapping (a field this version no longer has): the
+    # rebuild is how the new one is rolled out.
+    old = documents.template(names, 1, shards=1, replicas=0, live=True)
+    old["template"]["mappings"]["properties"]["legacy"] = {"type": "keyword"}
+    await index.client.indices.put_index_template(name=names.template(1), body=old)
+    removed = await stack.post("acme", events("rebuild", 3, age=timedelta(days=100)))
+    posted = {"acme": await stack.post("acme", events("rebuild", 20)),
+              "globex": await stack.post("globex", events("rebuild", 10))}  # fmt: skip
+    await stack.indexer.index_all()
+    for tenant in (ACME, GLOBEX):
+        await stack.services.sealer.seal_until_current(tenant, wait=True)
+    cleanup = await stack.http.delete("/api/v1/logs/cleanup", headers=stack.headers["acme"])
+    assert cleanup.json()["deleted"] == 3
+    await stack.indexer.index_all()
+    assert await index.live_generation() == 1
+
+    stop = asyncio.Event()
+    answers: list[int] = []
+
+    async def ingest() -> None:
+        while not stop.is_set():
+            for tenant in ("acme", "globex"):
+                posted[tenant] += await stack.post(tenant, events("rebuild", 3))
+            await stack.indexer.index_all()  # the live indexer goes on too
+            await asyncio.sleep(0.05)
+
+    async def search() -> None:
+        seen: set[str] = set()
+        while not stop.is_set():
+            response = await stack.search("acme", q="rebuild", limit="1000")
+            assert response.status_code == 200, response.text
+            found = {e["id"] for e in response.json()["items"]}
+            assert seen <= found, "a search lost events it had already shown"
+            assert not found & set(removed), "a removed event came back"
+            assert len(found) == len(response.json()["items"]), "an event shown twice"
+            seen = found
+            answers.append(len(found))
+            await asyncio.sleep(0.02)
+
+    workers = [asyncio.create_task(ingest()), asyncio.create_task(search())]
+    copied: list[tuple[int, int]] = []
+    try:
+        built = await stack.indexer.rebuild_all(
+            on_progress=lambda done, total: copied.append((done, total)), grace_seconds=0.5
+        )
+        await asyncio.sleep(0.3)  # searches and ingest go on after the swap too
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+
+    assert (built.generation, built.replaced) == (2, 1)
+    assert built.removed_ranges >= 1
+    assert copied
+    assert copied[-1][0] >= 33
+    assert len(answers) > 3
+    await stack.indexer.index_all()
+    for tenant, ids in posted.items():  # nothing lost, nothing doubled
+        assert sorted(await stack.ids(tenant, q="rebuild", limit="1000")) == sorted(ids)
+    # Only the new generation is left, read through the alias, with this version's mapping.
+    aliased = await index.client.indices.get_alias(index=names.pattern)
+    assert aliased
+    assert all(name.startswith(f"{names.prefix}-events-g2-") for name in aliased)
+    assert all(names.alias in body["aliases"] for body in aliased.values())
+    mappings = await index.client.indices.get_mapping(index=names.alias)
+    assert all("legacy" not in m["mappings"]["properties"] for m in mappings.values())
+    templates = await index.client.indices.get_index_template(name=names.templates)
+    assert [t["name"] for t in templates["index_templates"]] == [names.template(2)]
+    # A new month's index joins the live generation, alias included.
+    posted["acme"] += await stack.post("acme", events("rebuild", 1, age=timedelta(days=160)))
+    await stack.indexer.index_all()
+    assert sorted(await stack.ids("acme", q="rebuild", limit="1000")) == sorted(posted["acme"])
+
+
+async def test_only_one_rebuild_runs_at_a_time(stack: Stack) -> None:
+    async with stack.services.pool.connection() as held:
+        assert await index_store.try_rebuild_lock(held)
+        try:
+            with pytest.raises(RebuildBusy):
+                await stack.indexer.rebuild_all(grace_seconds=0)
+        finally:
+            await index_store.release_rebuild_lock(held)
+    built = await stack.indexer.rebuild_all(grace_seconds=0)
+    assert built.replaced in (0, 1)
+    assert await stack.indexer.index.live_generation() == built.generation
+
+
+async def test_statistics_come_from_postgres_whatever_answers_searches(stack: Stack) -> None:
+    # Not indexed at all: OpenSearch knows none of them, PostgreSQL's rollups all.
+    await stack.post("acme", events("login failed", 4))
+    assert await stack.ids("acme", q="login") == []  # searches: OpenSearch
+    response = await stack.http.get(
+        "/api/v1/logs/stats", params={"q": "login"}, headers=stack.headers["acme"]
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["total"] == 4
+    # The types say so: the OpenSearch backend does not offer statistics at all.
+    assert not hasattr(OpenSearchSearch, "stats")
+    assert not hasattr(RoutedSearch, "stats")
+
+
+async def test_readiness_reports_the_index_lag_without_failing_on_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(health, "_LAG_MAX_AGE_SECONDS", 0.0)
+    await stack.indexer.index_all()
+    await stack.post("acme", events("export started", 3))
+    behind = await stack.http.get("/readyz")
+    assert behind.status_code == 200
+    lag = behind.json()["search_index"]
+    assert lag["lag_events"] == 3
+    assert lag["lag_seconds"] > 0
+    assert lag["tenants_behind"] == 1
+    await stack.indexer.index_all()
+    caught_up = await stack.http.get("/readyz")
+    assert caught_up.json()["search_index"] == {
+        "lag_events": 0, "lag_seconds": 0.0, "tenants_behind": 0,
+    }  # fmt: skip
+
+
+async def test_a_month_that_removals_emptied_is_dropped_and_comes_back_for_a_late_event(
+    stack: Stack,
+) -> None:
+    index = stack.indexer.index
+    age = timedelta(days=100)
+    old = {t: await stack.post(t, events("archived", 2, age=age)) for t in ("acme", "globex")}
+    recent = await stack.post("acme", events("archived", 2))
+    await stack.indexer.index_all()
+    month = index.names.month(datetime.now(UTC) - age, await index.live_generation())
+
+    async def months() -> set[str]:
+        return set(await index.client.indices.get_alias(index=index.names.pattern))
+
+    assert month in await months()
+    for tenant in (ACME, GLOBEX):
+        await stack.services.sealer.seal_until_current(tenant, wait=True)
+
+    async def clean(tenant: str) -> None:
+        response = await stack.http.delete("/api/v1/logs/cleanup", headers=stack.headers[tenant])
+        assert response.json()["deleted"] == 2, response.text
+        await stack.indexer.index_all()
+
+    await clean("acme")  # globex's events still hold the month
+    assert await stack.indexer.drop_empty_months() == []
+    assert sorted(await stack.ids("globex", q="archived")) == sorted(old["globex"])
+    await clean("globex")  # now nobody's
+    assert await stack.indexer.drop_empty_months() == [month]
+    assert month not in await months()
+    assert sorted(await stack.ids("acme", q="archived")) == sorted(recent)  # this month stays
+
+    late = await stack.post("acme", events("archived", 1, age=age))
+    await stack.indexer.index_all()
+    assert month in await months()
+    assert sorted(await stack.ids("acme", q="archived")) == sorted(recent + late)

@@ -164,19 +164,21 @@ async def test_the_same_event_id_in_two_tenants_is_two_events(
             assert sorted(stored) == sorted((e.id, e.message) for e in written[tenant])
 
 
+def read_events(tenant: TenantId, n: int) -> list[Event]:
+    """*n* READ events of *tenant*, ready to insert."""
+    drafts = [EventDraft(action="READ", message=f"{tenant} {i}") for i in range(n)]
+    return prepare_events(tenant, drafts, limits=IngestSettings(), now=NOW)
+
+
 async def test_insert_events_stores_nothing_under_another_tenant(
     pool: AsyncConnectionPool[Connection],
     bypass: AsyncConnectionPool[Connection],
     database_url: str,
 ) -> None:
-    def events(tenant: TenantId, n: int) -> list[Event]:
-        drafts = [EventDraft(action="READ", message=f"{tenant} {i}") for i in range(n)]
-        return prepare_events(tenant, drafts, limits=IngestSettings(), now=NOW)
-
     for tenant, n in ((ACME, 5), (GLOBEX, 3)):
         async with tenant_transaction(pool, tenant) as conn:
-            await events_store.insert_events(conn, tenant, events(tenant, n))
-    misaddressed = events(GLOBEX, 2)  # globex's events handed to a write for acme
+            await events_store.insert_events(conn, tenant, read_events(tenant, n))
+    misaddressed = read_events(GLOBEX, 2)  # globex's events handed to a write for acme
     for many in (False, True):  # from column arrays, and staged by COPY
         batch = misaddressed * (20 if many else 1)
         with pytest.raises(ValueError, match="another tenant"):
@@ -1022,19 +1024,37 @@ async def test_search_index_progress_and_pending_removals_are_per_tenant(
         assert await index_store.pending_removals(conn, ACME, limit=10) == removed[ACME]
         await index_store.mark_propagated(conn, ACME, [0, 3])
         assert await index_store.pending_removals(conn, ACME, limit=10) == []
-        await index_store.reset(conn, ACME)
-        assert (await index_store.progress(conn, ACME))[0] == 0
+        # The waiting lock reads (and creates) the tenant's own row only.
+        assert await index_store.wait_progress(conn, ACME) == 5
     async with tenant_transaction(bypass, GLOBEX) as conn:  # globex's untouched
         assert (await index_store.progress(conn, GLOBEX))[0] == 9
         assert await index_store.pending_removals(conn, GLOBEX, limit=10) == removed[GLOBEX]
         assert await index_store.pending_removals(conn, GLOBEX, limit=1) == [(0, 1)]
     # The lock is the tenant's own: held for acme, globex's is still free.
     async with tenant_transaction(bypass, ACME) as held:
-        assert await index_store.lock_progress(held, ACME) == 0
+        assert await index_store.lock_progress(held, ACME) == 5
         async with tenant_transaction(bypass, GLOBEX) as conn:
             assert await index_store.lock_progress(conn, GLOBEX) == 9
         async with tenant_transaction(bypass, ACME) as conn:
             assert await index_store.lock_progress(conn, ACME) is None
+
+
+async def test_search_index_lag_counts_only_the_tenants_events(
+    pool: AsyncConnectionPool[Connection], bypass: AsyncConnectionPool[Connection]
+) -> None:
+    for tenant, n in ((ACME, 5), (GLOBEX, 3)):
+        async with tenant_transaction(pool, tenant) as conn:
+            await events_store.insert_events(conn, tenant, read_events(tenant, n))
+    async with tenant_transaction(bypass, ACME) as conn:
+        behind, oldest = await index_store.lag(conn, ACME)
+        assert (behind, oldest is not None) == (5, True)
+        await index_store.lock_progress(conn, ACME)
+        await index_store.advance(conn, ACME, 4)
+        assert (await index_store.lag(conn, ACME))[0] == 1
+        await index_store.advance(conn, ACME, 5)
+        assert await index_store.lag(conn, ACME) == (0, None)
+    async with tenant_transaction(bypass, GLOBEX) as conn:  # globex's own, untouched
+        assert (await index_store.lag(conn, GLOBEX))[0] == 3
 
 
 COVERED: dict[str, Callable[..., Any]] = {
@@ -1098,11 +1118,12 @@ COVERED: dict[str, Callable[..., Any]] = {
     "retention.record_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
     "retention.removed_ranges": test_removed_ranges_are_recorded_read_and_finished_per_tenant,
     "search_index.advance": test_search_index_progress_and_pending_removals_are_per_tenant,
+    "search_index.lag": test_search_index_lag_counts_only_the_tenants_events,
     "search_index.lock_progress": test_search_index_progress_and_pending_removals_are_per_tenant,
     "search_index.mark_propagated": test_search_index_progress_and_pending_removals_are_per_tenant,
     "search_index.pending_removals": test_search_index_progress_and_pending_removals_are_per_tenant,
     "search_index.progress": test_search_index_progress_and_pending_removals_are_per_tenant,
-    "search_index.reset": test_search_index_progress_and_pending_removals_are_per_tenant,
+    "search_index.wait_progress": test_search_index_progress_and_pending_removals_are_per_tenant,
     "tenants.create_tenant": test_create_tenant_opens_only_the_new_tenants_log,
     "tenants.list_tenants": test_list_tenants_lists_only_the_tenants_asked_for,
     "tenants.masking_source": test_masking_source_reads_only_the_tenants_settings_and_key,

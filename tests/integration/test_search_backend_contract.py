@@ -14,8 +14,9 @@ condition of each query is the only wall, and these tests are what proves it.
 ``opensearch`` runs on a real node (the ``opensearch`` session fixture), with both tenants'
 documents in one shared index of one shard, so routing cannot keep them apart by accident:
 the tenant filter the backend adds is the only wall. It is the production arrangement,
-``RoutedSearch`` sending searches, exports and counts to OpenSearch and statistics to
-PostgreSQL (statistics are not answered by OpenSearch; their tests here prove the routing).
+``RoutedSearch`` sending searches, exports and counts to OpenSearch, and statistics
+answered by PostgreSQL (OpenSearch is not a ``StatsBackend``; the service is given
+PostgreSQL's for statistics whatever answers searches).
 The events reach the index as in production: stored in PostgreSQL, then indexed by
 ``SearchIndexer`` following each tenant's ``seq``.
 
@@ -47,7 +48,7 @@ from auditline.domain.events import Event
 from auditline.domain.tenants import TenantId
 from auditline.indexing.service import SearchIndexer
 from auditline.opensearch.backend import OpenSearchSearch
-from auditline.search.backend import EncodingBackend, SearchBackend
+from auditline.search.backend import EncodingBackend, SearchBackend, StatsBackend
 from auditline.search.export import ExportFormat
 from auditline.search.model import Interval, Order, PageRequest, SearchQuery, Stats, Total
 from auditline.search.routing import RoutedSearch
@@ -82,6 +83,8 @@ from tests.services.fixtures import Endpoint
 class BackendUnderTest:
     plans: Mapping[str, SearchBackend]
     """Ways of answering, by name: each must give every answer below."""
+    stats: Mapping[str, StatsBackend]
+    """Who answers statistics with this backend, by name (only PostgreSQL does)."""
     store: Callable[[Sequence[Event]], Awaitable[None]]
     """Writes events of one tenant; the backend sees them when it returns."""
 
@@ -166,7 +169,7 @@ def postgres(app_role: str | None) -> BackendFactory:
                 # The variant is what it says: the app role sees one tenant, the bypass both.
                 assert await cur.fetchone() == {"n": 1 if app_role else 2}
             plans = {name: PostgresPlan(pool, **plan) for name, plan in POSTGRES_PLANS.items()}
-            yield BackendUnderTest(plans=plans, store=partial(store, pool))
+            yield BackendUnderTest(plans=plans, stats=plans, store=partial(store, pool))
         finally:
             await pool.close()
 
@@ -204,7 +207,9 @@ def opensearch_backend(endpoint: Endpoint) -> BackendFactory:
                     "routed": routed(10_000),
                     "totals capped": routed(5),
                 }
-                yield BackendUnderTest(plans=plans, store=store_and_index)
+                # As the service is wired: statistics from PostgreSQL's rollups.
+                stats = {"postgres rollups": PostgresSearch(pool)}
+                yield BackendUnderTest(plans=plans, stats=stats, store=store_and_index)
         finally:
             await pool.close()
 
@@ -304,7 +309,7 @@ def same_stats(actual: Stats, expected: Stats) -> bool:
     return replace(actual, source=expected.source) == expected
 
 
-async def check_stats(plan: SearchBackend, data: Overlap, *, time_only: bool) -> None:
+async def check_stats(plan: StatsBackend, data: Overlap, *, time_only: bool) -> None:
     runs = stats_over_time(data) if time_only else stats_with_filters(data)
     for query, start, end, interval in runs:
         for tenant in TENANTS:
@@ -450,14 +455,14 @@ async def test_counts_are_of_the_tenants_own_matches(
 async def test_stats_with_filters_count_only_the_tenants_matches(
     backend: BackendUnderTest, data: Overlap
 ) -> None:
-    for plan in backend.plans.values():
+    for plan in backend.stats.values():
         await check_stats(plan, data, time_only=False)
 
 
 async def test_stats_over_a_time_range_count_only_the_tenants_events(
     backend: BackendUnderTest, data: Overlap
 ) -> None:
-    for plan in backend.plans.values():
+    for plan in backend.stats.values():
         await check_stats(plan, data, time_only=True)
 
 
@@ -510,8 +515,9 @@ async def test_postgres_plans_take_the_routes_they_are_named_after(
             runs = stats_over_time(data) if time_only else stats_with_filters(data)
             for query, start, end, interval in runs:
                 for top in (1, 10):
-                    stats = await plan.stats(ACME, query, start=start, end=end,
-                                             interval=interval, top=top)  # fmt: skip
+                    stats = await backend.stats[name].stats(
+                        ACME, query, start=start, end=end, interval=interval, top=top
+                    )
                     sources.setdefault(name, set()).add((time_only, stats.source))
         seen[name] = list(routes)
 

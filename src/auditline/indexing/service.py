@@ -4,11 +4,12 @@ removals.
 One run for a tenant, in one PostgreSQL transaction that holds the tenant's progress row:
 
 1. read the log head; then, batch by batch, the events with ``progress <= seq < head`` (in
-   ``seq`` order, through ``event_ids``), index them in one bulk request that waits for
-   the refresh, and move the progress past the batch. Sequence numbers are gap-free and
-   committed in order, so "everything below the progress is indexed" holds after every
-   batch; a crash repeats at most one batch, and indexing is idempotent (a document's id
-   is its tenant and event id).
+   ``seq`` order, through ``event_ids``), index them in one bulk request each, and move
+   the progress past the batch; one refresh before the transaction commits makes them
+   all searchable first. Sequence numbers are gap-free and committed in order, so
+   "everything below the progress is searchable" holds whenever the progress is seen; a
+   crash repeats at most one run, and indexing is idempotent (a document's id is its
+   tenant and event id).
 2. delete from the index the ``removed_ranges`` not yet propagated, and flag them. This
    comes after step 1 read its events, so a removal committed meanwhile is deleted after
    the bulk that may have indexed it; one committed before was never read.
@@ -27,17 +28,55 @@ from typing import Final
 
 from psycopg_pool import AsyncConnectionPool
 
+from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
 from auditline.metrics import Metrics
 from auditline.opensearch.client import OpenSearchIndex
 from auditline.storage import search_index as progress_store
-from auditline.storage.database import Connection, read_transaction, tenant_transaction
+from auditline.storage.database import (
+    Connection,
+    read_transaction,
+    set_tenant,
+    tenant_transaction,
+)
 from auditline.storage.retention import removed_ranges
 from auditline.storage.stream import events_after, last_seq
 from auditline.storage.tenants import list_tenants
 from auditline.tenancy.scope import for_system
 
 _REMOVALS_PER_RUN: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class IndexLag:
+    """How far the index is behind PostgreSQL, over every tenant."""
+
+    events: int
+    """Events committed but not yet searchable on OpenSearch, summed."""
+    seconds: float
+    """How long ago the oldest of them was received (0: caught up)."""
+    tenants_behind: int
+
+
+class RebuildBusy(RuntimeError):
+    """Another rebuild of the search index is running."""
+
+
+def _within(stored: StoredEvent, start: datetime | None, end: datetime | None) -> bool:
+    ts = stored.event.timestamp
+    return (start is None or ts >= start) and (end is None or ts < end)
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuild:
+    """What :meth:`SearchIndexer.rebuild_all` did."""
+
+    generation: int
+    """The generation searches read now."""
+    replaced: int
+    """The one they read before (0: none), dropped."""
+    tenants: int
+    removed_ranges: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +111,35 @@ class SearchIndexer:
         self._batch_size = batch_size
         self._max_batches = max_batches
         self._metrics = metrics
+        self._lag: tuple[float, IndexLag] | None = None
 
     @property
     def index(self) -> OpenSearchIndex:
         return self._index
+
+    async def lag(self, *, max_age_seconds: float = 0.0) -> IndexLag:
+        """The index lag over every tenant, as PostgreSQL knows it (so any process can
+        tell, not only the worker that indexes); one transaction, one query a tenant. An
+        answer younger than *max_age_seconds* is given again instead (readiness probes
+        come often)."""
+        loop = asyncio.get_running_loop()
+        if self._lag is not None and loop.time() - self._lag[0] < max_age_seconds:
+            return self._lag[1]
+        now = datetime.now(UTC)
+        events = behind = 0
+        oldest: datetime | None = None
+        async with self._pool.connection() as conn, conn.transaction():
+            for tenant in await self._tenants(conn):
+                await set_tenant(conn, tenant)
+                count, first = await progress_store.lag(conn, tenant)
+                events += count
+                behind += count > 0
+                if first is not None and (oldest is None or first < oldest):
+                    oldest = first
+        seconds = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+        found = IndexLag(events=events, seconds=seconds, tenants_behind=behind)
+        self._lag = (loop.time(), found)
+        return found
 
     async def watermark(self, tenant: TenantId) -> int:
         """The snapshot bound of an OpenSearch search: every event below it is searchable."""
@@ -90,16 +154,26 @@ class SearchIndexer:
                 return IndexRun(tenant, 0, 0, 0, 0, skipped=True)
             head = await last_seq(conn, tenant)
             indexed = 0
+            generation: int | None = None
             for _ in range(self._max_batches):
                 if start > head:
                     break
                 rows = await events_after(conn, tenant, start - 1, head, limit=self._batch_size)
-                await self._index.write([r.event for r in rows])
+                if generation is None:
+                    # Asked under the tenant's lock: a rebuild moves the alias only while
+                    # it holds every tenant's, so this run cannot write into a generation
+                    # that stops being live before it commits.
+                    generation = await self._index.ensure_template()
+                await self._index.write(
+                    [r.event for r in rows], generation=generation, refresh=False
+                )
                 indexed += len(rows)
                 # Removed numbers leave gaps in what is read, never in what was committed:
                 # a short batch means everything up to the head has been read.
                 start = rows[-1].event.seq + 1 if len(rows) == self._batch_size else head + 1
                 await progress_store.advance(conn, tenant, start)
+            if generation is not None:  # something was written: searchable before commit
+                await self._index.refresh(generation)
             ranges = await progress_store.pending_removals(conn, tenant, limit=_REMOVALS_PER_RUN)
             if ranges:
                 await self._index.delete_ranges(tenant, ranges)
@@ -112,17 +186,24 @@ class SearchIndexer:
         self,
         tenant: TenantId,
         *,
+        start: datetime | None = None,
+        end: datetime | None = None,
         on_batch: Callable[[int, int], None] | None = None,
         wait_seconds: float = 60.0,
     ) -> IndexRun:
-        """Index *tenant*'s whole log again from PostgreSQL and delete every range ever
-        removed: repairs an index that lost documents or kept removed ones.
+        """Index *tenant*'s log again from PostgreSQL into the live generation (only the
+        events whose ``timestamp`` lies in [*start*, *end*) when given) and delete every
+        range ever removed: repairs an index that lost documents or kept removed ones, and
+        indexes days restored from the archive (their old ``seq`` numbers are behind the
+        follower).
 
-        Safe while ingest and searches go on: documents are overwritten in place (the
-        same ids), and the live indexer skips the tenant while this run holds its
-        progress row (waited for up to *wait_seconds* if a live run holds it now).
-        *on_batch(done, total)* reports progress. It does not change mappings: a new
-        template needs new indices (see docs/operations.md, "Rebuilding").
+        A repair in place, by design: the indices are shared by every tenant, so new
+        indices for one tenant would mean copying all the others too; documents are
+        overwritten under the same ids instead (never deleted first), so searches see at
+        least what they saw before at every moment. Safe while ingest and searches go on:
+        the live indexer skips the tenant while this run holds its progress row (waited
+        for up to *wait_seconds* if a live run holds it now). *on_batch(done, total)*
+        reports progress in ``seq`` numbers. A changed mapping needs :meth:`rebuild_all`.
         """
         deadline = asyncio.get_running_loop().time() + wait_seconds
         async with tenant_transaction(self._pool, tenant) as conn:
@@ -130,22 +211,156 @@ class SearchIndexer:
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError(f"the indexer kept {tenant} busy for {wait_seconds} s")
                 await asyncio.sleep(0.2)
+            generation = await self._index.ensure_template()
             head = await last_seq(conn, tenant)
-            start, indexed = 0, 0
-            while start <= head:
-                rows = await events_after(conn, tenant, start - 1, head, limit=self._batch_size)
-                await self._index.write([r.event for r in rows])
-                indexed += len(rows)
-                start = rows[-1].event.seq + 1 if len(rows) == self._batch_size else head + 1
+            at, indexed = 0, 0
+            while at <= head:
+                rows = await events_after(conn, tenant, at - 1, head, limit=self._batch_size)
+                chosen = [r.event for r in rows if _within(r.event, start, end)]
+                await self._index.write(chosen, generation=generation, refresh=False)
+                indexed += len(chosen)
+                at = rows[-1].event.seq + 1 if len(rows) == self._batch_size else head + 1
                 if on_batch is not None:
-                    on_batch(min(start, head + 1), head + 1)
+                    on_batch(min(at, head + 1), head + 1)
+            await self._index.refresh(generation)
             ranges = await removed_ranges(conn, tenant)
-            for at in range(0, len(ranges), _REMOVALS_PER_RUN):
-                chunk = ranges[at : at + _REMOVALS_PER_RUN]
-                await self._index.delete_ranges(tenant, chunk)
-                await progress_store.mark_propagated(conn, tenant, [a for a, _ in chunk])
-            await progress_store.advance(conn, tenant, head + 1)
+            await self._delete_all(conn, tenant, ranges, generation=None)
+            if start is None and end is None:
+                await progress_store.advance(conn, tenant, head + 1)
         return IndexRun(tenant, indexed, len(ranges), head + 1, 0)
+
+    async def _delete_all(
+        self,
+        conn: Connection,
+        tenant: TenantId,
+        ranges: list[tuple[int, int]],
+        *,
+        generation: int | None,
+    ) -> None:
+        """Delete every one of *ranges* from *generation* (None: the live one) and flag
+        them propagated."""
+        for at in range(0, len(ranges), _REMOVALS_PER_RUN):
+            chunk = ranges[at : at + _REMOVALS_PER_RUN]
+            await self._index.delete_ranges(tenant, chunk, generation=generation)
+            await progress_store.mark_propagated(conn, tenant, [a for a, _ in chunk])
+
+    async def rebuild_all(
+        self,
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+        grace_seconds: float = 10.0,
+    ) -> Rebuild:
+        """Build a new generation of indices from PostgreSQL with the running code's
+        template and mappings, then make it the one searches read, while ingest, the live
+        indexer and searches go on.
+
+        1. **Copy**, without holding any tenant: each tenant's log up to its head into
+           the new generation (which no search reads: its template has no read alias),
+           then a second pass for what was committed meanwhile. The live indexer goes on
+           filling the live generation.
+        2. **Catch up and swap**, in one PostgreSQL transaction: take every tenant's
+           progress row (waiting for a live run to finish, up to
+           ``database.statement_timeout_ms``, else the rebuild fails before the swap and
+           can be run again; the live indexer skips held tenants), index what the copy
+           has not seen up to the head, delete every removed range from the new
+           generation, set each progress to the head, then
+           move the read alias in one ``_aliases`` request and commit. Searches read one
+           generation or the other whole; their watermark moves with the commit, after
+           the new generation holds everything below it.
+        3. After *grace_seconds* (searches already running on the old indices finish),
+           drop the old generation.
+
+        One rebuild at a time (an advisory lock; a second one raises
+        :class:`RebuildBusy`). If it stops before the swap, the live generation is
+        untouched and the next rebuild removes what this one left. *on_progress(done,
+        total)* counts events copied.
+        """
+        async with self._pool.connection() as guard:
+            if not await progress_store.try_rebuild_lock(guard):
+                raise RebuildBusy("another rebuild of the search index is running")
+            try:
+                return await self._rebuild_all(on_progress, grace_seconds)
+            finally:
+                await progress_store.release_rebuild_lock(guard)
+
+    async def _rebuild_all(
+        self, on_progress: Callable[[int, int], None] | None, grace_seconds: float
+    ) -> Rebuild:
+        live, new = await self._index.begin_generation()
+        copied: dict[TenantId, int] = {}
+        heads: dict[TenantId, int] = {}
+        for tenant in await self._tenants():
+            async with tenant_transaction(self._pool, tenant) as conn:
+                heads[tenant] = await last_seq(conn, tenant) + 1
+        done, total = 0, sum(heads.values())
+
+        def report(n: int) -> None:
+            nonlocal done
+            done += n
+            if on_progress is not None:
+                on_progress(done, max(total, done))
+
+        for tenant, head in heads.items():  # 1. copy
+            copied[tenant] = await self._copy(tenant, 0, head - 1, new, report)
+        for tenant in heads:  # ... and what came meanwhile
+            copied[tenant] = await self._copy(tenant, copied[tenant], None, new, report)
+        indexed = removed = 0
+        await self._index.refresh(new)  # the copy is what removals below must find
+        async with self._pool.connection() as conn, conn.transaction():  # 2. catch up, swap
+            for tenant in await self._tenants(conn):  # tenants created meanwhile too
+                await set_tenant(conn, tenant)
+                await progress_store.wait_progress(conn, tenant)
+                head = await last_seq(conn, tenant)
+                at = copied.get(tenant, 0)
+                while at <= head:
+                    rows = await events_after(conn, tenant, at - 1, head, limit=self._batch_size)
+                    await self._index.write([r.event for r in rows], generation=new, refresh=False)
+                    report(len(rows))
+                    at = rows[-1].event.seq + 1 if len(rows) == self._batch_size else head + 1
+                ranges = await removed_ranges(conn, tenant)
+                if ranges and at > copied.get(tenant, 0):  # the catch-up is to be found too
+                    await self._index.refresh(new)
+                await self._delete_all(conn, tenant, ranges, generation=new)
+                await progress_store.advance(conn, tenant, head + 1)
+                indexed += head + 1
+                removed += len(ranges)
+            await self._index.refresh(new)  # everything searchable before the alias moves
+            await self._index.swap(live, new)
+        if live:  # 3.
+            await asyncio.sleep(grace_seconds)
+            await self._index.drop_generation(live)
+        return Rebuild(generation=new, replaced=live, tenants=len(copied), removed_ranges=removed)
+
+    async def _copy(
+        self,
+        tenant: TenantId,
+        start: int,
+        upto: int | None,
+        generation: int,
+        report: Callable[[int], None],
+    ) -> int:
+        """Index *tenant*'s events from ``seq`` *start* through *upto* (None: the head
+        now) into *generation*, one short transaction a batch; the ``seq`` to go on
+        from."""
+        while True:
+            async with tenant_transaction(self._pool, tenant) as conn:
+                head = await last_seq(conn, tenant) if upto is None else upto
+                if start > head:
+                    return start
+                rows = await events_after(conn, tenant, start - 1, head, limit=self._batch_size)
+            await self._index.write([r.event for r in rows], generation=generation, refresh=False)
+            report(len(rows))
+            if len(rows) < self._batch_size:
+                return head + 1
+            start = rows[-1].event.seq + 1
+
+    async def _tenants(self, conn: Connection | None = None) -> list[TenantId]:
+        if conn is None:
+            async with self._pool.connection() as own:
+                tenants = await list_tenants(own)
+        else:
+            tenants = await list_tenants(conn)
+        return [for_system(t.id, reason="the indexer follows every tenant's log") for t in tenants]
 
     async def _observe(self, conn: Connection, tenant: TenantId, start: int, behind: int) -> None:
         if self._metrics is None:
@@ -160,12 +375,14 @@ class SearchIndexer:
                 lag_seconds = (datetime.now(UTC) - received).total_seconds()
         self._metrics.index_lag_seconds.labels(label).set(lag_seconds)
 
+    async def drop_empty_months(self) -> list[str]:
+        """Drop the monthly indices, before the current month, that retention and cleanup
+        have emptied (a shared month holds every tenant's events, so it is dropped when the
+        last of them is gone, not by any one tenant's retention)."""
+        now = datetime.now(UTC)
+        this_month = datetime(now.year, now.month, 1, tzinfo=UTC)
+        return await self._index.drop_empty_months(this_month)
+
     async def index_all(self) -> list[IndexRun]:
         """One run for every tenant (the periodic task)."""
-        async with self._pool.connection() as conn:
-            tenants = await list_tenants(conn)
-        runs = []
-        for tenant in tenants:
-            scoped = for_system(tenant.id, reason="the indexer follows every tenant's log")
-            runs.append(await self.index_tenant(scoped))
-        return runs
+        return [await self.index_tenant(tenant) for tenant in await self._tenants()]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 from opensearchpy.exceptions import NotFoundError
@@ -29,13 +28,11 @@ from auditline.opensearch.client import OpenSearchIndex, guarded
 from auditline.opensearch.compiler import search_after, search_filter, sort
 from auditline.opensearch.documents import from_document
 from auditline.search.model import (
-    Interval,
     Order,
     Page,
     PageRequest,
     Position,
     SearchQuery,
-    Stats,
     Total,
 )
 
@@ -44,8 +41,8 @@ Watermark = Callable[[TenantId], Awaitable[int]]
 
 
 class OpenSearchSearch:
-    """Searches, exports and counts on OpenSearch; statistics are not answered here (the
-    service routes them to PostgreSQL's rollups)."""
+    """Searches, exports and counts on OpenSearch. Not a ``StatsBackend``: statistics
+    come from PostgreSQL's rollups whatever answers searches."""
 
     def __init__(
         self, index: OpenSearchIndex, watermark: Watermark, *, exact_total_limit: int = 10_000
@@ -113,15 +110,3 @@ class OpenSearchSearch:
         except NotFoundError:
             return 0
         return int(answer["count"])
-
-    async def stats(
-        self,
-        tenant: TenantId,
-        query: SearchQuery,
-        *,
-        start: datetime,
-        end: datetime,
-        interval: Interval,
-        top: int,
-    ) -> Stats:
-        raise NotImplementedError("statistics are answered by PostgreSQL (search.routing)")

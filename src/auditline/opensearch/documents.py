@@ -1,12 +1,13 @@
 """Index design: names, the index template with explicit mappings, and event documents.
 
 * **Shared monthly indices, routed by tenant.** Every tenant's events go to
-  ``<prefix>-events-<YYYY.MM>`` (the month of the event's ``timestamp``), with
+  ``<prefix>-events-g<N>-<YYYY.MM>`` (the month of the event's ``timestamp``), with
   ``routing = tenant``: a tenant's documents of one month sit on one shard, so a tenant's
   search touches one shard per month instead of all of them, and retention removes whole
   months by dropping an index once every tenant's events there are gone. Searches read
-  the alias ``<prefix>-events``, which the template attaches to each new index; a reindex
-  builds new indices and moves the alias (see ``docs/architecture.md``).
+  the alias ``<prefix>-events``, which the live generation's template attaches to each new
+  index; a reindex builds a new generation of indices and moves the alias (see
+  :class:`IndexNames` and ``docs/architecture.md``).
 * **No mapping explosion.** ``dynamic: strict``: a document with a field the template does
   not name is refused, never mapped. Customer ``metadata`` is not an object in the
   mapping: its leaves become ``path=value`` keywords (strings, booleans) and nested
@@ -60,33 +61,68 @@ SIMPLE: Final = "pg_simple"
 
 class IndexNames:
     """The names one deployment uses, all under its *prefix* (several deployments, or a
-    test run, can share a cluster)."""
+    test run, can share a cluster).
+
+    Indices belong to a *generation*: ``<prefix>-events-g<N>-<YYYY.MM>``, each generation
+    with a template of its own (``<prefix>-events-g<N>``). Searches read the alias
+    ``<prefix>-events``, which is on the indices of exactly one generation, the live one;
+    ``auditline reindex --all`` builds the next generation beside it (with the template of
+    the running code, so a mapping change is rolled out that way) and moves the alias in
+    one atomic ``_aliases`` request.
+    """
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
     @property
     def alias(self) -> str:
-        """What searches read: every month's index."""
-        return f"{self.prefix}-events"
-
-    @property
-    def template(self) -> str:
+        """What searches read: every month's index of the live generation."""
         return f"{self.prefix}-events"
 
     @property
     def pattern(self) -> str:
+        """Every index of every generation."""
         return f"{self.prefix}-events-*"
 
-    def month(self, timestamp: datetime) -> str:
-        return f"{self.prefix}-events-{timestamp.astimezone(UTC):%Y.%m}"
+    @property
+    def templates(self) -> str:
+        """Every generation's template."""
+        return f"{self.prefix}-events-g*"
+
+    def template(self, generation: int) -> str:
+        return f"{self.prefix}-events-g{generation}"
+
+    def generation_pattern(self, generation: int) -> str:
+        """Every month's index of *generation*."""
+        return f"{self.prefix}-events-g{generation}-*"
+
+    def month(self, timestamp: datetime, generation: int) -> str:
+        return f"{self.prefix}-events-g{generation}-{timestamp.astimezone(UTC):%Y.%m}"
+
+    def generation_of(self, name: str) -> int | None:
+        """The generation of an index or template *name* of this prefix (None: not ours)."""
+        found = re.fullmatch(rf"{re.escape(self.prefix)}-events-g([0-9]+)(-.*)?", name)
+        return int(found.group(1)) if found else None
+
+    def month_of(self, name: str) -> datetime | None:
+        """The first instant of the month an index *name* of this prefix holds."""
+        found = re.fullmatch(
+            rf"{re.escape(self.prefix)}-events-g[0-9]+-([0-9]{{4}})\.([0-9]{{2}})", name
+        )
+        if found is None:
+            return None
+        return datetime(int(found.group(1)), int(found.group(2)), 1, tzinfo=UTC)
 
 
-def template(names: IndexNames, *, shards: int, replicas: int) -> dict[str, Any]:
-    """The composable index template every monthly index is created from."""
+def template(
+    names: IndexNames, generation: int, *, shards: int, replicas: int, live: bool
+) -> dict[str, Any]:
+    """The composable index template every monthly index of *generation* is created from;
+    only the *live* generation's attaches the read alias (a generation being built must
+    not be searched: it would double every event it already holds)."""
     keyword = {"type": "keyword"}
     return {
-        "index_patterns": [names.pattern],
+        "index_patterns": [names.generation_pattern(generation)],
         "template": {
             "settings": {
                 "number_of_shards": shards,
@@ -144,8 +180,9 @@ def template(names: IndexNames, *, shards: int, replicas: int) -> dict[str, Any]
                     "event": {"type": "object", "enabled": False},
                 },
             },
-            "aliases": {names.alias: {}},
+            "aliases": {names.alias: {}} if live else {},
         },
+        "_meta": {"generation": generation},
     }
 
 

@@ -50,6 +50,16 @@ class SearchBackend(Protocol):
         """The exact number of matching events (may be slow for very large results)."""
         ...
 
+
+class StatsBackend(Protocol):
+    """Statistics: counts over time, by severity and action, and top lists.
+
+    Not part of :class:`SearchBackend`: only PostgreSQL answers them, from its hourly
+    rollups (about a millisecond whatever the range, as they count hours rather than
+    events; see ``docs/architecture.md``), so the OpenSearch backend does not claim to.
+    The search service is given its statistics backend separately.
+    """
+
     async def stats(
         self,
         tenant: TenantId,

@@ -3,10 +3,11 @@
 Configuration picks a backend for searches without full-text terms (``filter_backend``)
 and for searches with them (``text_backend``) separately: OpenSearch pays off for full
 text in large tenants, while PostgreSQL's tenant-first indexes already answer structured
-filters in about a millisecond. Statistics always come from the primary (PostgreSQL's
-hourly rollups). When the chosen backend raises :class:`SearchUnavailable`, the search is
-asked of the primary instead (``on_unavailable = postgres``) or the error propagates to
-become a 503 with ``Retry-After`` (``503``).
+filters in about a millisecond. Statistics are not routed: only PostgreSQL answers them
+(``StatsBackend``, given to the search service separately). When the chosen backend
+raises :class:`SearchUnavailable`, the search is asked of the primary instead
+(``on_unavailable = postgres``) or the error propagates to become a 503 with
+``Retry-After`` (``503``).
 
 Cursors stay valid across backends: a position is (timestamp, id) in either, and a
 watermark from OpenSearch (its indexing progress) is at most PostgreSQL's log head, so
@@ -16,12 +17,11 @@ PostgreSQL answering a later page sees the same fixed set, or a subset of it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
 
 from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
 from auditline.search.backend import SearchBackend, SearchUnavailable
-from auditline.search.model import Interval, Order, Page, PageRequest, SearchQuery, Stats
+from auditline.search.model import Order, Page, PageRequest, SearchQuery
 from auditline.search.query import Text, walk
 
 
@@ -42,9 +42,9 @@ class RoutedSearch:
         fallback: bool = True,
         on_fallback: Callable[[str], None] | None = None,
     ) -> None:
-        """*primary* (PostgreSQL) answers statistics, every kind no other backend is given
-        for, and, with *fallback*, whatever another backend could not answer;
-        *on_fallback* is told the operation each time (a metric)."""
+        """*primary* (PostgreSQL) answers every kind no other backend is given for, and,
+        with *fallback*, whatever another backend could not answer; *on_fallback* is told
+        the operation each time (a metric)."""
         self.primary = primary
         self._filters = filters or primary
         self._text = text or primary
@@ -101,17 +101,3 @@ class RoutedSearch:
             if not self._falls_back(chosen, "count"):
                 raise
         return await self.primary.count(tenant, query)
-
-    async def stats(
-        self,
-        tenant: TenantId,
-        query: SearchQuery,
-        *,
-        start: datetime,
-        end: datetime,
-        interval: Interval,
-        top: int,
-    ) -> Stats:
-        return await self.primary.stats(
-            tenant, query, start=start, end=end, interval=interval, top=top
-        )

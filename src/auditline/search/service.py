@@ -23,7 +23,7 @@ from auditline.config import SearchSettings
 from auditline.domain.access import ACCESS_RESOURCE, AccessLog, Actor
 from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
-from auditline.search.backend import EncodingBackend, EventLookup, SearchBackend
+from auditline.search.backend import EncodingBackend, EventLookup, SearchBackend, StatsBackend
 from auditline.search.cursor import CursorCodec, binding
 from auditline.search.export import Attachments, ExportFormat, encode, frame
 from auditline.search.model import (
@@ -54,8 +54,11 @@ class SearchService:
         cursors: CursorCodec,
         settings: SearchSettings,
         access: AccessLog,
+        *,
+        stats: StatsBackend,
     ) -> None:
         self.backend = backend
+        self.stats_backend = stats
         self.events = events
         self.cursors = cursors
         self.settings = settings
@@ -224,7 +227,7 @@ class SearchService:
                 "interval", f"the range holds more than {limit} {interval} buckets; "
                 "choose a larger interval or a shorter range",
             )  # fmt: skip
-        stats = await self.backend.stats(
+        stats = await self.stats_backend.stats(
             tenant, query, start=start, end=end, interval=interval, top=self.settings.stats_top
         )
         await self._access.record(

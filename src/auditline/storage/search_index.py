@@ -31,6 +31,38 @@ async def lock_progress(conn: Connection, tenant: TenantId) -> int | None:
     return None if row is None else int(row["next_seq"])
 
 
+async def wait_progress(conn: Connection, tenant: TenantId) -> int:
+    """*tenant*'s indexing progress, locked until the transaction ends, waiting for a live
+    run that holds it (a rebuild's final step: the live indexer never waits, so the two
+    cannot deadlock)."""
+    await conn.execute(
+        "INSERT INTO search_index_progress (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
+        (tenant,),
+    )
+    cur = await conn.execute(
+        "SELECT next_seq FROM search_index_progress WHERE tenant_id = %s FOR UPDATE", (tenant,)
+    )
+    row = await cur.fetchone()
+    return 0 if row is None else int(row["next_seq"])
+
+
+_REBUILD_LOCK = "auditline.search.rebuild"
+
+
+async def try_rebuild_lock(conn: Connection) -> bool:
+    """Whether this session now holds the one-rebuild-at-a-time lock (a session advisory
+    lock: released by :func:`release_rebuild_lock` or when the connection closes)."""
+    cur = await conn.execute(
+        "SELECT pg_try_advisory_lock(hashtext(%s)) AS locked", (_REBUILD_LOCK,)
+    )
+    row = await cur.fetchone()
+    return bool(row and row["locked"])
+
+
+async def release_rebuild_lock(conn: Connection) -> None:
+    await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_REBUILD_LOCK,))
+
+
 async def advance(conn: Connection, tenant: TenantId, next_seq: int) -> None:
     await conn.execute(
         """UPDATE search_index_progress SET next_seq = %s, indexed_at = now()
@@ -49,11 +81,27 @@ async def progress(conn: Connection, tenant: TenantId) -> tuple[int, datetime | 
     return (0, None) if row is None else (int(row["next_seq"]), row["indexed_at"])
 
 
-async def reset(conn: Connection, tenant: TenantId) -> None:
-    """Start *tenant* over from ``seq`` 0 (a rebuild into new indices)."""
-    await conn.execute(
-        "UPDATE search_index_progress SET next_seq = 0 WHERE tenant_id = %s", (tenant,)
+async def lag(conn: Connection, tenant: TenantId) -> tuple[int, datetime | None]:
+    """(events committed but not indexed, when the oldest of them was received) for
+    *tenant*; (0, None) when the index has caught up."""
+    cur = await conn.execute(
+        """SELECT h.next_seq - coalesce(p.next_seq, 0) AS behind,
+                  CASE WHEN h.next_seq > coalesce(p.next_seq, 0) THEN (
+                      SELECT e.received_at FROM event_ids i
+                        JOIN events e ON e.tenant_id = i.tenant_id
+                                     AND e.timestamp = i.timestamp AND e.id = i.id
+                       WHERE i.tenant_id = h.tenant_id AND e.tenant_id = h.tenant_id
+                         AND i.seq >= coalesce(p.next_seq, 0)
+                       ORDER BY i.seq LIMIT 1) END AS oldest
+             FROM tenant_log_heads h
+             LEFT JOIN search_index_progress p ON p.tenant_id = h.tenant_id
+            WHERE h.tenant_id = %s""",
+        (tenant,),
     )
+    row = await cur.fetchone()
+    if row is None:
+        return 0, None
+    return max(0, int(row["behind"])), row["oldest"]
 
 
 async def pending_removals(

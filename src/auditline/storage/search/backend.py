@@ -33,7 +33,8 @@ from auditline.storage.search import stats as stats_store
 
 
 class PostgresSearch:
-    """``SearchBackend``, ``EncodingBackend`` and ``EventLookup`` over the events table."""
+    """``SearchBackend``, ``StatsBackend``, ``EncodingBackend`` and ``EventLookup`` over the
+    events table."""
 
     def __init__(
         self,
@@ -166,4 +167,6 @@ def postgres_search_service(
         pool, tuning, timeout_ms=reads.statement_timeout_ms,
         export_timeout_ms=reads.export_statement_timeout_ms,
     )  # fmt: skip
-    return SearchService(backend, backend, CursorCodec.from_signing_key(key), settings, access)
+    return SearchService(
+        backend, backend, CursorCodec.from_signing_key(key), settings, access, stats=backend
+    )
