@@ -136,7 +136,9 @@ def routed_search(
         fallback=chosen.on_unavailable == "postgres",
         on_fallback=lambda operation: metrics.search_fallbacks.labels(operation).inc(),
     )
-    return SearchService(routed, search.events, search.cursors, chosen, access)
+    return SearchService(
+        routed, search.events, search.cursors, chosen, access, highlighter=search.highlighter
+    )
 
 
 def job_tenant(tenant: str | None) -> TenantId:

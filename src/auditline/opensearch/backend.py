@@ -28,7 +28,10 @@ from auditline.domain.tenants import TenantId
 from auditline.opensearch.client import OpenSearchIndex, guarded
 from auditline.opensearch.compiler import search_after, search_filter, sort
 from auditline.opensearch.documents import from_document
+from auditline.search.backend import Unsupported
 from auditline.search.model import (
+    FacetRequest,
+    Facets,
     Interval,
     Order,
     Page,
@@ -86,8 +89,8 @@ class OpenSearchSearch:
         total = None
         if page.include_total:
             found = answer["hits"]["total"]
-            exact = found["relation"] == "eq"
-            total = Total(int(found["value"]), exact=exact)
+            # OpenSearch says "eq" or "gte", as Total does.
+            total = Total(int(found["value"]), "eq" if found["relation"] == "eq" else "gte")
         return Page(items=items, next=nxt, watermark=watermark, total=total)
 
     async def export(
@@ -113,6 +116,13 @@ class OpenSearchSearch:
         except NotFoundError:
             return 0
         return int(answer["count"])
+
+    async def facets(
+        self, tenant: TenantId, query: SearchQuery, request: FacetRequest, *, watermark: int
+    ) -> Facets:
+        """Not yet: terms aggregations would answer them (``search.routing`` asks
+        PostgreSQL meanwhile, with this backend's watermark, so the set is the same)."""
+        raise Unsupported("facets are answered by PostgreSQL (search.routing)")
 
     async def stats(
         self,

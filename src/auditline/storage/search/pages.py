@@ -23,13 +23,17 @@ Plan choices (measured; see ``docs/search.md`` and ``docs/benchmarks/search.md``
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from psycopg import sql
+from psycopg import errors, sql
 
+from auditline.domain.access import ACCESS_RESOURCE
 from auditline.domain.tenants import TenantId
 from auditline.search.model import (
     Order,
@@ -69,6 +73,9 @@ class SearchTuning:
     probe_rows: int = 2000
     probe_max_rows: int = 10_000
     exact_total_limit: int = 10_000
+    total_budget_ms: int = 100
+    facet_budget_ms: int = 200
+    facet_sample_rows: int = 5000
 
 
 async def read_watermark(conn: Connection, tenant: TenantId) -> int:
@@ -101,7 +108,7 @@ async def search_page(
     nxt = Position(last.timestamp, last.id) if more and last is not None else None
     total = None
     if page.include_total:
-        total = await count_matches(conn, tenant, query, watermark, limit=tuning.exact_total_limit)
+        total = await search_total(conn, tenant, query, watermark, tuning=tuning)
     return Page(items=items, next=nxt, watermark=watermark, total=total)
 
 
@@ -121,6 +128,19 @@ async def export_lines(
     last = rows[page.limit - 1] if more else None
     lines = [r[0] for r in rows[: page.limit]]
     return lines, (Position(last[1], last[2]) if last is not None else None)
+
+
+async def rows_of(
+    conn: Connection,
+    tenant: TenantId,
+    query: SearchQuery,
+    page: PageRequest,
+    watermark: int,
+    tuning: SearchTuning,
+    projection: Projection,
+) -> list[Row]:
+    """Up to ``page.limit + 1`` matches in page order, as *projection* selects them."""
+    return await _rows(conn, tenant, query, page, watermark, tuning, projection)
 
 
 async def _rows(
@@ -336,7 +356,7 @@ def _probe_keys(
     ).format(matches=matches, columns=columns, where=where_all(where))
 
 
-def _text_only(query: SearchQuery) -> bool:
+def text_only(query: SearchQuery) -> bool:
     """Nothing but full-text terms and the time range restricts this query."""
     return query.filters.only_time and query.only_user is None and rest_of_tree(query.q) is None
 
@@ -354,7 +374,7 @@ async def _via_text_index(
 ) -> list[Row]:
     c = Compiler("e")
     where = _conditions(c, tenant, query, watermark, after, order, tree=query.q)
-    lim = want if _text_only(query) else None
+    lim = want if text_only(query) else None
     matches = _text_matches(c, query, order, after, terms, watermark, lim)
     statement = sql.SQL("SELECT {cols} FROM {rows} ORDER BY {order} LIMIT {limit}").format(
         cols=projection.columns("e"), rows=_probe_keys(matches, where, event_columns("e")),
@@ -363,18 +383,59 @@ async def _via_text_index(
     return await fetch_rows(conn, statement, c.params)
 
 
+def text_facts(c: Compiler, query: SearchQuery, watermark: int, lim: int | None) -> sql.Composable:
+    """A FROM item ``e(action, user_id, resource_type, severity, outcome)``: one row per
+    match of a :func:`text_only` query, read with one bitmap heap scan (migration 0019)."""
+    terms = text_terms(query.q)
+    lo, hi = _bounds(c, query.filters, "desc", None)
+    return sql.SQL(
+        "auditline_text_facts({q}, {lo}, {hi}, {below}::bigint, {hidden}::text, {lim}::integer) e"
+    ).format(
+        q=sql.SQL(" && ").join(c.tsquery(t) for t in terms), lo=lo, hi=hi,
+        below=c.param(watermark),
+        hidden=c.param(None if query.access_included else ACCESS_RESOURCE), lim=c.param(lim),
+    )  # fmt: skip
+
+
+def matching_rows(
+    c: Compiler, tenant: TenantId, query: SearchQuery, watermark: int, columns: sql.Composable
+) -> sql.Composable:
+    """``SELECT columns FROM ...`` (over alias ``e``): every match with ``seq < watermark``,
+    by the cheapest route the query allows (no order: for counting and grouping).
+
+    *columns* may name only ``action``, ``user_id``, ``resource_type``, ``severity`` and
+    ``outcome`` (what the text-only route returns).
+    """
+    terms = text_terms(query.q)
+    if terms and text_only(query):
+        return sql.SQL("SELECT {} FROM {}").format(columns, text_facts(c, query, watermark, None))
+    where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
+    if terms:
+        matches = _text_matches(c, query, "desc", None, terms, watermark, None)
+        return sql.SQL("SELECT {} FROM {}").format(columns, _probe_keys(matches, where, columns))
+    return sql.SQL("SELECT {} FROM events e WHERE {}").format(columns, where_all(where))
+
+
 async def count_matches(
     conn: Connection, tenant: TenantId, query: SearchQuery, watermark: int, *, limit: int | None
 ) -> Total:
-    """How many events match: exact up to *limit*, else ``Total(limit, exact=False)``."""
+    """How many events match: exact up to *limit*, else ``Total(limit, "gte")``.
+
+    A query of text terms and a time range only is counted with one bitmap heap scan
+    (``auditline_text_facts``); any other with full text through the GIN index's keys, each
+    re-checked with a primary-key probe; one without full text through the B-tree indexes.
+    """
     c = Compiler("e")
-    where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
     terms = text_terms(query.q)
-    if terms:
-        lim = limit + 1 if limit is not None and _text_only(query) else None
-        matches = _text_matches(c, query, "desc", None, terms, watermark, lim)
+    if terms and text_only(query):
+        lim = None if limit is None else limit + 1
+        inner = sql.SQL("SELECT 1 FROM {}").format(text_facts(c, query, watermark, lim))
+    elif terms:
+        where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
+        matches = _text_matches(c, query, "desc", None, terms, watermark, None)
         inner = sql.SQL("SELECT 1 FROM {}").format(_probe_keys(matches, where, sql.SQL("1")))
     else:
+        where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
         inner = sql.SQL("SELECT 1 FROM events e WHERE {}").format(where_all(where))
     if limit is not None:
         inner = sql.SQL("{} LIMIT {}").format(inner, c.param(limit + 1))
@@ -382,5 +443,68 @@ async def count_matches(
     row = await cur.fetchone()
     n = 0 if row is None else int(row["n"])
     if limit is not None and n > limit:
-        return Total(limit, exact=False)
-    return Total(n, exact=True)
+        return Total(limit, "gte")
+    return Total(n, "eq")
+
+
+@asynccontextmanager
+async def time_budget(conn: Connection, budget_ms: int) -> AsyncIterator[None]:
+    """Statements inside get at most *budget_ms* (a savepoint with its own statement
+    timeout): past it they raise ``QueryCanceled``, the savepoint is rolled back and the
+    surrounding snapshot transaction carries on, its own timeout restored."""
+    cur = await conn.execute("SELECT current_setting('statement_timeout') AS t")
+    row = await cur.fetchone()
+    previous = "0" if row is None else str(row["t"])
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(budget_ms),))
+        yield
+        await conn.execute("SELECT set_config('statement_timeout', %s, true)", (previous,))
+
+
+async def search_total(
+    conn: Connection, tenant: TenantId, query: SearchQuery, watermark: int, *, tuning: SearchTuning
+) -> Total:
+    """``include_total``: exact when that is cheap, else a labelled bound or estimate.
+
+    1. Count exactly, up to ``exact_total_limit`` and within ``total_budget_ms``: ``eq``.
+    2. Past the limit, PostgreSQL's estimate when it is above the limit (``approx``),
+       else the limit as a lower bound (``gte``): the count proved at least that many.
+    3. Past the budget, the estimate (``approx``): nothing was proved.
+    """
+    try:
+        async with time_budget(conn, tuning.total_budget_ms):
+            counted: Total | None = await count_matches(
+                conn, tenant, query, watermark, limit=tuning.exact_total_limit
+            )
+    except errors.QueryCanceled:
+        counted = None
+    if counted is not None and counted.exact:
+        return counted
+    estimate = await planner_estimate(conn, tenant, query, watermark)
+    if counted is None or estimate > counted.value:
+        return Total(estimate, "approx")
+    return counted
+
+
+async def planner_estimate(
+    conn: Connection, tenant: TenantId, query: SearchQuery, watermark: int
+) -> int:
+    """PostgreSQL's estimate of the number of matches (EXPLAIN, nothing executed).
+
+    Its quality depends on the statistics ANALYZE keeps: a word among the table's most
+    common lexemes is estimated from its measured frequency times the tenant's share of
+    the rows (independence assumed); measured error in docs/search.md.
+    """
+    c = Compiler("e")
+    where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
+    statement = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM events e WHERE {}").format(
+        where_all(where)
+    )
+    cur = await conn.execute(statement, c.params)
+    row = await cur.fetchone()
+    if row is None:
+        return 0
+    plan = next(iter(row.values()))
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return max(0, round(float(plan[0]["Plan"]["Plan Rows"])))
