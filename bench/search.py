@@ -373,6 +373,75 @@ async def deep_cursors(backend: PostgresSearch, ctx: Context, pages: int = 40) -
         ctx.deep_cursors[label] = (query, request)
 
 
+async def totals_facets_highlights(url: str, ctx: Context, runs: int) -> dict[str, Any]:
+    """Issue #23: totals, facets and highlights on the largest tenant, side by side with the
+    total as counted before migration 0019 (the GIN index's keys, one primary-key probe
+    each, up to 10,000), and the planner estimate's error against exact counts."""
+    from auditline.search.model import FACET_FIELDS, FacetRequest
+    from auditline.storage.search import facets as facet_store
+    from auditline.storage.search import highlight as highlight_store
+
+    tenant, size = ctx.tenants[0]
+    tuning = store.SearchTuning()
+    with psycopg.connect(url) as conn:
+        # each vocabulary word's share of the tenant (its first 20 k events)
+        rows = conn.execute(
+            """SELECT word, ndoc FROM ts_stat(format('SELECT search_vector FROM events
+                                                       WHERE tenant_id = %%L LIMIT 20000',
+                                                      %s::text))""",
+            (tenant,),
+        ).fetchall()
+    share = {w: n / min(size, 20_000) for w, n in rows}
+    words = [w for w in VOCABULARY if w in share]
+
+    def nearest(target: float) -> str:
+        return min(words, key=lambda w: abs(share[w] - target))
+
+    chosen = {"word_10pct": nearest(0.10), "word_common": nearest(0.30),
+              "word_mid": nearest(0.01), "word_rare": "quarantine"}  # fmt: skip
+    timings: dict[str, list[float]] = {}
+    accuracy: dict[str, dict[str, Any]] = {}
+    pool = await open_pool(url, DatabaseSettings(url=url, pool_min_size=1, pool_max_size=2))
+    try:
+        backend = PostgresSearch(pool, tuning)
+        for label, word in chosen.items():
+            query = SearchQuery(q=parse(word))
+            async with backend._snapshot(tenant, timeout_ms=120_000) as conn:
+                mark = await store.read_watermark(conn, tenant)
+                exact = await store.count_matches(conn, tenant, query, mark, limit=None)
+                estimate = await store.planner_estimate(conn, tenant, query, mark)
+            accuracy[label] = {
+                "word": word, "exact": exact.value, "estimate": estimate,
+                "error_pct": round(100 * (estimate - exact.value) / max(1, exact.value), 1),
+            }  # fmt: skip
+            for name, call in (
+                (f"total_{label}", lambda c, q=query, m=mark: store.search_total(
+                    c, tenant, q, m, tuning=tuning)),
+                (f"total_before_{label}", lambda c, q=query, m=mark: store.count_matches(
+                    c, tenant, q, m, limit=10_000, via_keys=True)),
+                (f"facets_{label}", lambda c, q=query, m=mark: facet_store.facets(
+                    c, tenant, q, FacetRequest(FACET_FIELDS), watermark=m, tuning=tuning)),
+            ):  # fmt: skip
+                timings[name] = []
+                for _ in range(runs):
+                    began = time.perf_counter()
+                    async with backend._snapshot(tenant) as conn:
+                        answer = await call(conn)
+                    timings[name].append((time.perf_counter() - began) * 1000)
+                accuracy[label][name.removesuffix(f"_{label}")] = repr(answer)[:160]
+            page = await backend.search(tenant, query, PageRequest(limit=50))
+            timings[f"highlight_page50_{label}"] = []
+            for _ in range(runs):
+                began = time.perf_counter()
+                async with backend._snapshot(tenant) as conn:
+                    await highlight_store.highlight(conn, query.q, page.items)
+                timings[f"highlight_page50_{label}"].append((time.perf_counter() - began) * 1000)
+    finally:
+        await pool.close()
+    return {"tenant": tenant, "tenant_events": size, "words": chosen, "accuracy": accuracy,
+            "timings": summarise(timings)}  # fmt: skip
+
+
 async def timed_mix(
     url: str, ctx: Context, mix: list[Query], *, runs: int, seed_value: int
 ) -> dict[str, list[float]]:
@@ -535,6 +604,14 @@ async def main_async(args: argparse.Namespace) -> None:
                     )
     try:
         await migrate(url, app_role="auditline_app")
+        if args.only_totals:  # issue #23's figures alone, on data already seeded
+            ctx = await prepare_context(url, args.tenants)
+            totals = await totals_facets_highlights(url, ctx, runs=args.runs)
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            name = f"search-totals-{args.label or 'latest'}.json"
+            (RESULTS / name).write_text(json.dumps(totals, indent=2, default=str))
+            print(json.dumps(totals, indent=1, default=str))
+            return
         with psycopg.connect(url) as conn:
             row = conn.execute(
                 """SELECT coalesce(sum(next_seq), 0) FROM tenant_log_heads
@@ -574,6 +651,7 @@ async def main_async(args: argparse.Namespace) -> None:
         api = await api_sample(url, work / "data", ctx, runs=max(10, args.runs // 5))
         plans = await explain(url, ctx, mix)
         exported = await export_throughput(url, ctx.tenants[0][0])
+        totals = await totals_facets_highlights(url, ctx, runs=max(10, args.runs // 5))
         result = {
             "label": args.label or f"{sum(n for _, n in ctx.tenants):,} events",
             "events": sum(n for _, n in ctx.tenants),
@@ -590,6 +668,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "cold": cold,
             "os_cache_dropped": dropped,
             "export": exported,
+            "totals_facets_highlights": totals,
             "sizes": sizes(url),
             "plans": plans,
             "environment": {
@@ -626,6 +705,11 @@ def main() -> None:
     )
     parser.add_argument("--database", default="postgres", help="database on that server")
     parser.add_argument("--keep-server", action="store_true")
+    parser.add_argument(
+        "--only-totals",
+        action="store_true",
+        help="only the totals, facets and highlights figures (issue #23), on seeded data",
+    )
     parser.add_argument(
         "--label",
         help="also write bench/results/search-LABEL.json, docs/benchmarks/search-LABEL.md",

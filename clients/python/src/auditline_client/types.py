@@ -113,7 +113,7 @@ class SearchFilters(TypedDict, total=False):
 
 class Total(TypedDict):
     value: int
-    relation: Literal["eq", "gte"]
+    relation: Literal["eq", "gte", "approx"]
 
 
 class Page(TypedDict):
