@@ -257,7 +257,7 @@ class SearchSettings(BaseModel):
     default_limit: int = Field(default=50, ge=1, description="page size when `limit` is absent")
     max_limit: int = Field(default=1000, ge=1, description="largest page size")
     exact_total_limit: int = Field(
-        default=10_000,
+        default=50_000,
         ge=1,
         description="include_total counts exactly up to this; beyond, an estimate "
         "(`approx`) or this bound (`gte`)",

@@ -363,6 +363,9 @@ async def test_totals_and_facets_count_only_the_tenants_rows(
                 mark = await search_store.read_watermark(conn, tenant)
                 total = await search_store.search_total(conn, tenant, query, mark, tuning=exact)
                 assert total == Total(len(events), "eq"), (name, tenant)
+                if search_store.rollups_apply(query):
+                    counted = await search_store.rollup_total(conn, tenant, query, mark)
+                    assert counted == Total(len(events), "eq"), (name, tenant)
                 assert await search_store.planner_estimate(conn, tenant, query, mark) >= 0
                 got = await facet_store.facets(
                     conn, tenant, query, everything, watermark=mark, tuning=exact
@@ -1113,6 +1116,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "search.pages.search_total": test_totals_and_facets_count_only_the_tenants_rows,
     "search.pages.planner_estimate": test_totals_and_facets_count_only_the_tenants_rows,
     "search.pages.rows_of": test_totals_and_facets_count_only_the_tenants_rows,
+    "search.pages.rollup_total": test_totals_and_facets_count_only_the_tenants_rows,
     "search.facets.facets": test_totals_and_facets_count_only_the_tenants_rows,
     "search.backend.PostgresSearch.facets": test_the_postgres_backend_reads_only_the_tenants_rows,
     "search.backend.PostgresSearch.highlight": (

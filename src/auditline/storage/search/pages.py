@@ -27,8 +27,8 @@ import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from psycopg import errors, sql
@@ -44,7 +44,7 @@ from auditline.search.model import (
     SearchQuery,
     Total,
 )
-from auditline.search.query import Node, Text
+from auditline.search.query import Node, Text, walk
 from auditline.storage.database import Connection
 from auditline.storage.search.compiler import (
     Compiler,
@@ -72,7 +72,7 @@ class SearchTuning:
 
     probe_rows: int = 2000
     probe_max_rows: int = 10_000
-    exact_total_limit: int = 10_000
+    exact_total_limit: int = 50_000
     total_budget_ms: int = 100
     facet_budget_ms: int = 200
     facet_sample_rows: int = 5000
@@ -457,16 +457,15 @@ async def count_matches(
 
 @asynccontextmanager
 async def time_budget(conn: Connection, budget_ms: int) -> AsyncIterator[None]:
-    """Statements inside get at most *budget_ms* (a savepoint with its own statement
-    timeout): past it they raise ``QueryCanceled``, the savepoint is rolled back and the
-    surrounding snapshot transaction carries on, its own timeout restored."""
-    cur = await conn.execute("SELECT current_setting('statement_timeout') AS t")
-    row = await cur.fetchone()
-    previous = "0" if row is None else str(row["t"])
-    async with conn.transaction():
+    """Statements inside get at most *budget_ms*: past it they raise ``QueryCanceled``.
+
+    They run in a savepoint with its own statement timeout that is always rolled back
+    (what runs inside only reads, so nothing is lost): that restores the surrounding
+    transaction's timeout without asking for it, and after a cancellation the snapshot
+    transaction carries on."""
+    async with conn.transaction(force_rollback=True):
         await conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(budget_ms),))
         yield
-        await conn.execute("SELECT set_config('statement_timeout', %s, true)", (previous,))
 
 
 async def search_total(
@@ -474,16 +473,24 @@ async def search_total(
 ) -> Total:
     """``include_total``: exact when that is cheap, else a labelled bound or estimate.
 
-    1. Count exactly, up to ``exact_total_limit`` and within ``total_budget_ms``: ``eq``.
+    0. With nothing but a time range (no ``q``, no other filter, no role restriction,
+       access records left out) and the snapshot's own head as watermark (a first page),
+       count exactly from the hourly rollups: whole hours from ``event_rollups``, the
+       partial hours at the edges from the events (:func:`rollup_total`), without limit.
+    1. Otherwise count exactly, up to ``exact_total_limit`` and within ``total_budget_ms``: ``eq``.
     2. Past the limit, PostgreSQL's estimate when it is above the limit (``approx``),
        else the limit as a lower bound (``gte``): the count proved at least that many.
     3. Past the budget, the estimate (``approx``): nothing was proved.
     """
     try:
         async with time_budget(conn, tuning.total_budget_ms):
-            counted: Total | None = await count_matches(
-                conn, tenant, query, watermark, limit=tuning.exact_total_limit
-            )
+            counted: Total | None = None
+            if rollups_apply(query) and watermark == await read_watermark(conn, tenant):
+                counted = await rollup_total(conn, tenant, query, watermark)
+            else:
+                counted = await count_matches(
+                    conn, tenant, query, watermark, limit=tuning.exact_total_limit
+                )
     except errors.QueryCanceled:
         counted = None
     if counted is not None and counted.exact:
@@ -494,25 +501,79 @@ async def search_total(
     return counted
 
 
+def rollups_apply(query: SearchQuery) -> bool:
+    """Whether the hourly rollups count this query's matches (they count every event but
+    the access records, migration 0009)."""
+    return (
+        query.q is None
+        and query.filters.only_time
+        and query.only_user is None
+        and not query.access_included
+    )
+
+
+def _hour(ts: datetime, *, up: bool) -> datetime:
+    floor = ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return floor + timedelta(hours=1) if up and floor != ts else floor
+
+
+async def rollup_total(
+    conn: Connection, tenant: TenantId, query: SearchQuery, watermark: int
+) -> Total:
+    """The exact number of events in the query's time range (:func:`rollups_apply` must
+    hold, and *watermark* be this snapshot's head: rollups count every committed event).
+
+    Whole UTC hours come from the rollups (one index-only range scan); the partial hours
+    at the edges, at most two, are counted from the events."""
+    start, end = query.filters.start, query.filters.end
+    h0 = None if start is None else _hour(start, up=True)
+    h1 = None if end is None else _hour(end, up=False)
+    if h0 is not None and h1 is not None and h0 >= h1:  # within one hour: events only
+        return await count_matches(conn, tenant, query, watermark, limit=None)
+    cur = await conn.execute(
+        """SELECT coalesce(sum(n), 0) AS n FROM event_rollups
+            WHERE tenant_id = %s AND dim = 'total'
+              AND bucket >= coalesce(%s, '-infinity'::timestamptz)
+              AND bucket < coalesce(%s, 'infinity'::timestamptz)""",
+        (tenant, h0, h1),
+    )
+    row = await cur.fetchone()
+    n = 0 if row is None else int(row["n"])
+    edges = [(start, h0), (h1, end)]
+    for lo, hi in edges:
+        if lo is not None and hi is not None and lo < hi:
+            edge = replace(query, filters=replace(query.filters, start=lo, end=hi))
+            n += (await count_matches(conn, tenant, edge, watermark, limit=None)).value
+    return Total(n, "eq")
+
+
 async def planner_estimate(
     conn: Connection, tenant: TenantId, query: SearchQuery, watermark: int
 ) -> int:
     """PostgreSQL's estimate of the number of matches (EXPLAIN, nothing executed).
 
-    Its quality depends on the statistics ANALYZE keeps: a word among the table's most
-    common lexemes is estimated from its measured frequency times the tenant's share of
-    the rows (independence assumed); measured error in docs/search.md.
+    Full-text terms are asked in the English and the simple configuration ORed; the
+    planner adds the two selectivities, although a word's two lexemes nearly always match
+    the same events, which doubled its estimates. So each configuration is estimated
+    alone and the larger taken (the union holds at least that many). Measured error in
+    docs/search.md; the planner knows a word's frequency from the statistics ANALYZE keeps
+    (its most common lexemes) and assumes it independent of the tenant.
     """
-    c = Compiler("e")
-    where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
-    statement = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM events e WHERE {}").format(
-        where_all(where)
-    )
-    cur = await conn.execute(statement, c.params)
-    row = await cur.fetchone()
-    if row is None:
-        return 0
-    plan = next(iter(row.values()))
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    return max(0, round(float(plan[0]["Plan"]["Plan Rows"])))
+    estimates = [0]
+    has_text = query.q is not None and any(isinstance(n, Text) for n in walk(query.q))
+    configs = ["english", "simple"] if has_text else ["english"]
+    for config in configs:
+        c = Compiler("e", configs=(config,))
+        where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
+        statement = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM events e WHERE {}").format(
+            where_all(where)
+        )
+        cur = await conn.execute(statement, c.params)
+        row = await cur.fetchone()
+        if row is None:
+            continue
+        plan = next(iter(row.values()))
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        estimates.append(round(float(plan[0]["Plan"]["Plan Rows"])))
+    return max(estimates)
