@@ -141,3 +141,13 @@ async def test_a_faceted_search_is_recorded_with_its_facets(
     assert tenant == "acme"
     assert metadata["facets"] == ["action", "user_id"]
     assert metadata["highlight"] is True
+
+
+async def test_a_user_s_facets_count_only_their_own_events(
+    client: httpx.AsyncClient, make_token: TokenFactory, data: DataSet
+) -> None:
+    alice = bearer(make_token("user", "acme", sub="alice"))
+    body = await search(client, alice, **data.window, facets="user_id,action")
+    assert body["facets"]["fields"]["user_id"]["values"] == [{"key": "alice", "count": 3}]
+    actions = {v["key"]: v["count"] for v in body["facets"]["fields"]["action"]["values"]}
+    assert actions == {"LOGIN": 1, "UPDATE": 1, "LOGOUT": 1}
