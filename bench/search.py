@@ -399,8 +399,8 @@ async def totals_facets_highlights(
     primary-key probe each; for filters, the B-tree walk; both up to 10,000), and the
     planner estimate's error against exact counts.
 
-    On the largest tenant of the seeded set and on any *extra* tenants (a separately
-    seeded tenant of the 10 M set's largest size, ``big-000``, when present)."""
+    On the largest tenant of the seeded set and on any *extra* tenants
+    (``--totals-tenant``)."""
     from auditline.search.model import FACET_FIELDS, FacetRequest
     from auditline.storage.search import facets as facet_store
     from auditline.storage.search import highlight as highlight_store
@@ -471,10 +471,11 @@ async def totals_facets_highlights(
     return {"answers": answers, "timings": summarise(timings)}
 
 
-async def _extra_tenants(url: str) -> list[tuple[TenantId, int]]:
+async def _extra_tenants(url: str, names: list[str]) -> list[tuple[TenantId, int]]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT tenant_id, next_seq FROM tenant_log_heads WHERE tenant_id LIKE 'big-%'"
+            "SELECT tenant_id, next_seq FROM tenant_log_heads WHERE tenant_id = ANY(%s)",
+            (names,),
         ).fetchall()
     return [(TenantId(t), int(n)) for t, n in rows]
 
@@ -643,7 +644,7 @@ async def main_async(args: argparse.Namespace) -> None:
         await migrate(url, app_role="auditline_app")
         if args.only_totals:  # issue #23's figures alone, on data already seeded
             ctx = await prepare_context(url, args.tenants)
-            extra = await _extra_tenants(url)
+            extra = await _extra_tenants(url, args.totals_tenant)
             totals = await totals_facets_highlights(url, ctx, runs=args.runs, extra=extra)
             RESULTS.mkdir(parents=True, exist_ok=True)
             name = f"search-totals-{args.label or 'latest'}.json"
@@ -743,6 +744,12 @@ def main() -> None:
     )
     parser.add_argument("--database", default="postgres", help="database on that server")
     parser.add_argument("--keep-server", action="store_true")
+    parser.add_argument(
+        "--totals-tenant",
+        action="append",
+        default=[],
+        help="also measure totals, facets and highlights on this tenant (repeatable)",
+    )
     parser.add_argument(
         "--only-totals",
         action="store_true",

@@ -536,7 +536,7 @@ async def test_postgres_plans_take_the_routes_they_are_named_after(
         monkeypatch.setattr(module, name, spying)
 
     spy(search_store, "_probe", lambda args, _: args[7])  # the walk's budget
-    spy(search_store, "_via_text_index", lambda args, _: search_store._text_only(args[2]))
+    spy(search_store, "_via_text_index", lambda args, _: search_store.text_only(args[2]))
     spy(search_store, "_plain", lambda args, _: None)
     sync_spy(stats_store, "_end_from_rollup", bool)
     sync_spy(stats_store, "_proven_tops", frozenset)  # the dimensions proven
