@@ -101,7 +101,7 @@ async def search_page(
     tuning: SearchTuning,
 ) -> Page:
     """One page of matches in (timestamp, id) order, restricted to ``seq < watermark``."""
-    rows = await _rows(conn, tenant, query, page, watermark, tuning, EVENT_ROWS)
+    rows = await rows_of(conn, tenant, query, page, watermark, tuning, EVENT_ROWS)
     items = [to_stored(r) for r in rows[: page.limit]]
     more = len(rows) > page.limit
     last = items[-1].event if items else None
@@ -123,7 +123,7 @@ async def export_lines(
     tuning: SearchTuning,
 ) -> tuple[list[str], Position | None]:
     """Like :func:`search_page`, but each match comes back as one encoded export line."""
-    rows = await _rows(conn, tenant, query, page, watermark, tuning, line_projection(fmt))
+    rows = await rows_of(conn, tenant, query, page, watermark, tuning, line_projection(fmt))
     more = len(rows) > page.limit
     last = rows[page.limit - 1] if more else None
     lines = [r[0] for r in rows[: page.limit]]
@@ -139,20 +139,8 @@ async def rows_of(
     tuning: SearchTuning,
     projection: Projection,
 ) -> list[Row]:
-    """Up to ``page.limit + 1`` matches in page order, as *projection* selects them."""
-    return await _rows(conn, tenant, query, page, watermark, tuning, projection)
-
-
-async def _rows(
-    conn: Connection,
-    tenant: TenantId,
-    query: SearchQuery,
-    page: PageRequest,
-    watermark: int,
-    tuning: SearchTuning,
-    projection: Projection,
-) -> list[Row]:
-    """Up to ``page.limit + 1`` rows (one more tells whether a next page exists)."""
+    """Up to ``page.limit + 1`` matches in page order, as *projection* selects them (one
+    more tells whether a next page exists)."""
     terms = text_terms(query.q)
     want = page.limit + 1
     if terms:
