@@ -465,8 +465,8 @@ async def test_counts_are_of_the_tenants_own_matches(
 async def test_facets_count_exactly_the_tenants_own_matches(
     backend: BackendUnderTest, data: Overlap
 ) -> None:
-    """Exact top values per field (OpenSearch: answered by PostgreSQL through the router,
-    with OpenSearch's watermark); with a size of 1, the most frequent value, ties by value."""
+    """Exact top values per field, on every backend (OpenSearch: terms aggregations);
+    with a size of 1, the most frequent value, ties by value, unset values last."""
     every = FacetRequest(FACET_FIELDS, size=1000)
     for plan in backend.plans.values():
         for name, query in cases(data).items():
