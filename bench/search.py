@@ -395,7 +395,7 @@ async def totals_facets_highlights(
     url: str, ctx: Context, runs: int, extra: list[tuple[TenantId, int]] | None = None
 ) -> dict[str, Any]:
     """Issue #23: totals, facets and highlights, side by side with the total as counted
-    before (migration 0019 and the rollups: for text, the GIN index's keys with one
+    before (migration 0020 and the rollups: for text, the GIN index's keys with one
     primary-key probe each; for filters, the B-tree walk; both up to 10,000), and the
     planner estimate's error against exact counts.
 

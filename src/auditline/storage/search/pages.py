@@ -373,7 +373,7 @@ async def _via_text_index(
 
 def text_facts(c: Compiler, query: SearchQuery, watermark: int, lim: int | None) -> sql.Composable:
     """A FROM item ``e(action, user_id, resource_type, severity, outcome)``: one row per
-    match of a :func:`text_only` query, read with one bitmap heap scan (migration 0019)."""
+    match of a :func:`text_only` query, read with one bitmap heap scan (migration 0020)."""
     terms = text_terms(query.q)
     lo, hi = _bounds(c, query.filters, "desc", None)
     return sql.SQL(
@@ -419,7 +419,7 @@ async def count_matches(
     (``auditline_text_facts``); any other with full text through the GIN index's keys, each
     re-checked with a primary-key probe; one without full text through the B-tree indexes.
     *via_keys* takes the key route for text-only queries too (how they were counted before
-    migration 0019: the benchmark's side-by-side).
+    migration 0020: the benchmark's side-by-side).
     """
     c = Compiler("e")
     terms = text_terms(query.q)
