@@ -657,6 +657,12 @@ class JobsSettings(BaseModel):
     scheduler: bool = Field(
         default=True, description="workers also run the periodic-task scheduler"
     )
+    keep_finished_days: int = Field(
+        default=30,
+        ge=1,
+        description="finished jobs (and PostgreSQL dead letters) are deleted this many days "
+        "after they finished, by the daily `jobs.prune` task",
+    )
     sqs: SqsSettings = Field(default_factory=SqsSettings)
 
 

@@ -13,7 +13,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from auditline.evidence.sealer import keep_sealing
 from auditline.jobs.scheduler import Scheduler
@@ -29,6 +30,9 @@ PARTITIONS_MAINTAIN = "partitions.maintain"
 ARCHIVE_JOB = "archive.due"
 BACKUP_CREATE = "backup.create"
 SEARCH_INDEX = "search.index"
+JOBS_PRUNE = "jobs.prune"
+
+_DAY_SECONDS: Final = 86_400.0
 
 
 def build_tasks(services: Services) -> Tasks:
@@ -89,6 +93,11 @@ def build_tasks(services: Services) -> Tasks:
         return {"indexed": indexed, "removed_ranges": removed, "passes": passes,
                 "behind": {r.tenant: r.behind for r in runs if r.behind}}  # fmt: skip
 
+    async def prune_jobs(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+        # Idempotent: a rerun deletes only what is still older than the bound.
+        keep = timedelta(days=settings.jobs.keep_finished_days)
+        return await services.jobs.prune(datetime.now(UTC) - keep)
+
     handlers: dict[str, Handler] = {
         PARTITIONS_MAINTAIN: maintain_partitions,
         CLEANUP_JOB: cleanup,
@@ -96,6 +105,7 @@ def build_tasks(services: Services) -> Tasks:
         ARCHIVE_JOB: archive_due,
         BACKUP_CREATE: create_backup,
         SEARCH_INDEX: index_search,
+        JOBS_PRUNE: prune_jobs,
     }
     # (name, kind, interval) of each periodic task this configuration runs.
     periodic = [
@@ -108,6 +118,7 @@ def build_tasks(services: Services) -> Tasks:
         if settings.backup_interval_seconds > 0 else None,
         ("search-index", SEARCH_INDEX, settings.opensearch.index_job_seconds)
         if services.indexer is not None else None,
+        ("jobs-prune", JOBS_PRUNE, _DAY_SECONDS),
     ]  # fmt: skip
     schedules = tuple(
         Schedule(name=name, kind=kind, payload={}, interval_seconds=interval)

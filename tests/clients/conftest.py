@@ -2,7 +2,8 @@
 
 The server runs one API process, so its per-process rate limits are exact, with a small
 read budget per principal: a test that needs a 429 gets one by reading quickly, and every
-other test reads as a principal of its own.
+other test reads as a principal of its own. Streams buffer few events, so that a bulk
+request makes a stream lag (and the SDK resume), and are pinged every second.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tests.conftest import TokenFactory, token_factory
 from tests.e2e.test_serve_process import Server, free_port
 
 READ_BUDGET = 5  # reads at once per principal, refilled at this many per second
+STREAM_BUFFER = 50  # events queued per stream: a bulk of more makes the stream lag (4408)
 
 
 @pytest.fixture(scope="package")
@@ -27,6 +29,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {
         "AUDITLINE_RATE_LIMITS__READ_PER_PRINCIPAL__RATE": str(READ_BUDGET),
         "AUDITLINE_RATE_LIMITS__READ_PER_PRINCIPAL__BURST": str(READ_BUDGET),
+        "AUDITLINE_STREAM__BUFFER_EVENTS": str(STREAM_BUFFER),
+        "AUDITLINE_STREAM__PING_SECONDS": "1",
     }
     srv = Server(tmp_path_factory.mktemp("clients") / "data", free_port(), env=env)
     srv.start("--workers", "1")

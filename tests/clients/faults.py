@@ -16,7 +16,7 @@ class FaultyProxy:
 
     ``lose_answers(n)``: the next *n* answers reach the proxy (the server has done the work)
     and are thrown away, the client's connection closed. ``hold()``/``release()``: new
-    connections wait before anything is forwarded.
+    connections wait before anything is forwarded. ``cut()``: open connections break.
     """
 
     def __init__(self, upstream: int) -> None:
@@ -27,6 +27,7 @@ class FaultyProxy:
         self._lock = threading.Lock()
         self._to_lose = 0
         self.lost = 0
+        self.cuts = 0
         self._open = threading.Event()
         self._open.set()
         self._sockets: list[socket.socket] = []
@@ -41,6 +42,15 @@ class FaultyProxy:
 
     def release(self) -> None:
         self._open.set()
+
+    def cut(self) -> None:
+        """Break every open connection, both ends, as a failing network would; new
+        connections go through as before."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+            self.cuts += 1
+        for sock in sockets:
+            _close(sock)
 
     def close(self) -> None:
         self._open.set()

@@ -8,9 +8,20 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from auditline_client import NO_RETRIES, NotFound, ProblemError, Retries, ServerError
+from auditline_client import (
+    NO_RETRIES,
+    Conflict,
+    Forbidden,
+    NetworkError,
+    NotFound,
+    NotSealed,
+    ProblemError,
+    Retries,
+    ServerError,
+)
 from auditline_client._http import query
 from auditline_client.errors import problem_error
+from auditline_client.stream import _Protocol
 
 REQUEST = httpx.Request("GET", "http://audit.test/api/v1/logs")
 
@@ -77,3 +88,49 @@ def test_query_parameters_are_spelt_as_the_api_reads_them() -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError, match="timezone"):
         query({"end": datetime(2026, 1, 1)})
+
+
+def test_a_proof_not_sealed_yet_is_its_own_conflict_with_its_retry_after() -> None:
+    body = b'{"type": "https://auditline.dev/problems/not-sealed", "title": "Not sealed yet"}'
+    error = problem_error(answer(409, "1", body))
+    assert isinstance(error, NotSealed)
+    assert isinstance(error, Conflict)
+    assert error.retry_after == 1
+    other = problem_error(
+        answer(409, None, b'{"type": "https://auditline.dev/problems/legal-hold"}')
+    )
+    assert type(other) is Conflict
+
+
+def stream_protocol(base: str, **filters: object) -> _Protocol:
+    http = httpx.Client(base_url=base, headers={"Authorization": "Bearer t"})
+    return _Protocol(http, "acme", dict(filters), None, Retries(attempts=3, backoff=0.01))
+
+
+def test_a_stream_connects_where_the_client_points_and_resumes_after_its_cursor() -> None:
+    protocol = stream_protocol("https://audit.test/behind/a/proxy", action=["LOGIN", "LOGOUT"])
+    assert protocol.url() == (
+        "wss://audit.test/behind/a/proxy/api/v1/logs/stream"
+        "?action=LOGIN&action=LOGOUT&tenant_id=acme"
+    )
+    assert protocol.read('{"type": "ready", "cursor": "41"}') is None
+    item = protocol.read('{"type": "event", "cursor": "42", "data": {"seq": 42}}')
+    assert item is not None
+    assert item.cursor == 42
+    assert protocol.read('{"type": "event", "cursor": "42", "data": {"seq": 42}}') is None
+    assert protocol.read('{"type": "hello-from-the-future"}') is None
+    assert protocol.url().endswith("&since=42")
+    assert stream_protocol("http://audit.test").url().startswith("ws://audit.test/api/v1/")
+
+
+def test_a_stream_stops_at_a_refusal_and_after_its_retries() -> None:
+    protocol = stream_protocol("http://audit.test")
+    protocol.read('{"type": "error", "code": 4403, "detail": "a logs:write key"}')
+    with pytest.raises(Forbidden, match="a logs:write key"):
+        protocol.after_close(4403, "forbidden", RuntimeError())
+    assert protocol.after_close(4408, "lagged", RuntimeError()) == 0
+    assert 0 <= protocol.after_close(None, "broke", RuntimeError()) <= 0.02
+    with pytest.raises(NetworkError, match="3 connections in a row"):
+        protocol.after_close(1011, "internal", RuntimeError())
+    with pytest.raises(NotFound):
+        protocol.after_refusal(404, RuntimeError())

@@ -5,7 +5,9 @@ All four phases (examples, coverage, fuzzing, stateful), positive and negative d
 check (``--checks all``): no server error; every status, content type, header field and body
 as documented; every request the schema allows accepted and every one it forbids refused;
 405 with the right ``Allow`` for a method a path does not have; authentication enforced;
-what a POST created readable afterwards. A fixed seed and example budget keep the run
+what a POST created readable afterwards; and every read that succeeded for one tenant, sent
+again by another tenant's admin, a documented 404 (``another_tenant_gets_a_documented_404``).
+A fixed seed and example budget keep the run
 reproducible and bounded (about a minute on two cores).
 
 What the document cannot say is excluded below by name, each with its reason (``EXCLUSIONS``,
@@ -181,24 +183,64 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
     )
 
 
+OTHER_TOKEN = "AUDITLINE_CONTRACT_OTHER_TENANT_TOKEN"
+"""An admin token of a second tenant, for :func:`another_tenant_gets_a_documented_404`."""
+REPLAYS = "AUDITLINE_CONTRACT_REPLAYS"
+"""A file where that check notes each replay, so the test can tell it ran."""
+
+
+@schemathesis.check
+def another_tenant_gets_a_documented_404(ctx: Any, response: Any, case: Any) -> None:
+    """A read that succeeded for the first tenant's admin, sent again by another tenant's
+    admin, must be a 404 the operation documents, with a documented problem type: another
+    tenant's object (or the tenant itself) is indistinguishable from a missing one, never a
+    403 that would confirm it exists (docs/api.md, security.md).
+
+    Only reads that name something (a path parameter, or ``tenant_id``) are replayed: a
+    search without ``tenant_id`` is the other tenant's own search. Reads only: replaying a
+    write would change the owner's data.
+    """
+    token = os.environ.get(OTHER_TOKEN)
+    names_something = bool(case.path_parameters) or "tenant_id" in (case.query or {})
+    if token is None or case.method != "GET" or not 200 <= response.status_code < 300:
+        return
+    if not names_something or case.operation.path == "/api/v1/tenants":
+        return  # listing tenants: an admin sees its own, whatever tenant_id says
+    other = httpx.get(response.request.url, headers={"Authorization": f"Bearer {token}"})
+    if REPLAYS in os.environ:
+        with open(os.environ[REPLAYS], "a") as replays:
+            replays.write(f"{case.operation.label} {other.status_code}\n")
+    label = f"{case.operation.label} as another tenant's admin"
+    assert other.status_code == 404, f"{label}: {other.status_code}, not 404: {other.text[:300]}"
+    documented = case.operation.definition.raw.get("responses", {}).get("404")
+    assert documented is not None, f"{label}: 404 is not among the documented answers"
+    schema = documented["content"]["application/problem+json"]["schema"]
+    types = schema.get("properties", {}).get("type", {}).get("enum", [])
+    assert _problem(other).get("type") in types, f"{label}: type {_problem(other).get('type')}"
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, str]]:
     srv = Server(tmp_path_factory.mktemp("contract") / "data", free_port())
     srv.start()
     admin = (srv.data_dir / "bootstrap-admin.jwt").read_text().strip()
-    created = httpx.post(
-        srv.base + "/api/v1/tenants",
-        json={"id": "acme", "name": "Acme"},
-        headers={"Authorization": f"Bearer {admin}"},
-    )
-    assert created.status_code == 201
-    token = run_cli("token", "--tenant", "acme", "--role", "admin", "--ttl", "3600",
-                    data_dir=srv.data_dir).stdout.strip()  # fmt: skip
-    yield srv, token
+    tokens = []
+    for tenant in ("acme", "globex"):
+        created = httpx.post(
+            srv.base + "/api/v1/tenants",
+            json={"id": tenant, "name": tenant.title()},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        assert created.status_code == 201
+        tokens.append(run_cli("token", "--tenant", tenant, "--role", "admin", "--ttl", "3600",
+                              data_dir=srv.data_dir).stdout.strip())  # fmt: skip
+    yield srv, tokens[0], tokens[1]
     srv.stop(signal.SIGTERM)
 
 
-def run_schemathesis(base: str, token: str, report: Path) -> subprocess.CompletedProcess[str]:
+def run_schemathesis(
+    base: str, token: str, report: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "run", base + "/openapi.json",
         "--checks", "all", "--mode", "all",
@@ -208,20 +250,29 @@ def run_schemathesis(base: str, token: str, report: Path) -> subprocess.Complete
         "--header", f"Authorization: Bearer {token}",
         "--report", "json", "--report-json-path", str(report),
     ]  # fmt: skip
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": __name__}
+    env = {**os.environ, **env, "SCHEMATHESIS_HOOKS": __name__}
     return subprocess.run(
         command, capture_output=True, text=True, timeout=600, check=False, env=env,
         cwd=Path(__file__).parents[2],
     )  # fmt: skip
 
 
-def test_api_honours_its_contract(server: tuple[Server, str], tmp_path: Path) -> None:
-    srv, token = server
-    report = tmp_path / "schemathesis.json"
-    run = run_schemathesis(srv.base, token, report)
+def test_api_honours_its_contract(server: tuple[Server, str, str], tmp_path: Path) -> None:
+    srv, token, other_token = server
+    report, replays = tmp_path / "schemathesis.json", tmp_path / "replays.txt"
+    env = {OTHER_TOKEN: other_token, REPLAYS: str(replays)}
+    run = run_schemathesis(srv.base, token, report, env)
     summary = json.loads(report.read_text())
     print(json.dumps({k: summary[k] for k in ("test_cases", "failures", "filtered")}))
     assert summary["operations"]["tested"] >= 20  # the document lists every endpoint
     assert summary["errors"] == [], run.stdout[-20000:]
     assert summary["failures"] == [], run.stdout[-20000:]
     assert run.returncode == 0, run.stdout[-20000:]
+    # The other tenant's replays ran (and each was a documented 404, or the run failed above),
+    # on reads of single resources, not only on searches naming acme.
+    lines = replays.read_text().splitlines()
+    replayed = {line.rsplit(" ", 1)[0] for line in lines}
+    print(sorted(replayed))
+    assert all(line.endswith(" 404") for line in lines), lines
+    assert "GET /api/v1/logs/{event_id}" in replayed, replayed
+    assert len(replayed) >= 5, replayed

@@ -957,6 +957,23 @@ async def test_insert_get_and_list_jobs_keep_to_the_tenant(
             assert [j.id for j in rest] == [listed[1].id]
 
 
+async def test_prune_finished_deletes_only_the_tenants_jobs(
+    bypass: AsyncConnectionPool[Connection],
+    jobs: dict[TenantId, list[uuid.UUID]],
+    database_url: str,
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:  # all finished long ago
+        conn.execute(
+            "UPDATE jobs SET status = 'succeeded', finished_at = now() - interval '9 days'"
+        )
+    cutoff = datetime.now(UTC)
+    for tenant in (ACME, PLATFORM):
+        async with tenant_transaction(bypass, tenant) as conn:
+            pruned = await jobs_store.prune_finished(conn, tenant, finished_before=cutoff, limit=10)
+        assert pruned == 2
+    assert sorted(job_rows(database_url)) == sorted(jobs[GLOBEX])
+
+
 async def test_start_finish_progress_and_lease_reach_only_the_tenants_job(
     bypass: AsyncConnectionPool[Connection],
     jobs: dict[TenantId, list[uuid.UUID]],
@@ -1093,6 +1110,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "jobs.start_job": test_start_finish_progress_and_lease_reach_only_the_tenants_job,
     "jobs.extend_lease": test_start_finish_progress_and_lease_reach_only_the_tenants_job,
     "jobs.set_progress": test_start_finish_progress_and_lease_reach_only_the_tenants_job,
+    "jobs.prune_finished": test_prune_finished_deletes_only_the_tenants_jobs,
     "jobs.finish_job": test_start_finish_progress_and_lease_reach_only_the_tenants_job,
     "queue.send": test_a_queued_message_carries_its_tenant_to_the_receiver,
     "events.get_event": test_get_event_returns_only_the_tenants_own_event,

@@ -465,20 +465,26 @@ async def test_the_tenants_writes_go_on_while_a_batch_deletes(stack: Stack) -> N
     assert_rollups_recount(stack.url)
 
 
-async def test_a_record_lists_a_bounded_number_of_ranges_and_the_table_all(
+async def test_a_batch_with_more_ranges_than_a_record_holds_writes_several_records(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(retention_module, "RECORD_MAX_RANGES", 2)
+    stack.services.retention.settings.batch_size = 100  # one batch
     await seed(stack.services, ACME, [100 * DAY, 10 * DAY] * 6)  # old ones: every other seq
     deletion = await stack.services.retention.delete_events(
         ACME, SYSTEM_ACTOR, before=NOW - 90 * DAY, reason="retention"
     )
     assert deletion.seq_ranges == [(0, 0), (2, 2), (4, 4), (6, 6), (8, 8), (10, 10)]
+    assert deletion.batches == 1
     records = deletion_records(stack.url, "acme")
-    assert [(r[3]["seq_ranges"], r[3]["seq_ranges_total"]) for r in records] == [
-        ([[0, 0], [2, 2]], 6)
-    ]
+    # Three records of two ranges, numbered one after the other right after the batch.
+    assert [r[4] for r in records] == [12, 13, 14]
+    assert [(a["seq_ranges"], a["part"], a["parts"], a["removed"]) for *_, a, _ in records] == [
+        ([[0, 0], [2, 2]], 1, 3, 2), ([[4, 4], [6, 6]], 2, 3, 2), ([[8, 8], [10, 10]], 3, 3, 2),
+    ]  # fmt: skip
+    assert not any("seq_ranges_total" in r[3] for r in records)  # nothing is only counted
     assert [r[:2] for r in ranges(stack.url, "acme")] == deletion.seq_ranges
+    assert (await verify_acme(stack.services)).findings == []
 
 
 async def test_only_sealed_events_are_removed_when_sealing_bounds_removals(
@@ -776,3 +782,174 @@ async def test_a_cleanup_of_a_tenant_with_archival_archives_before_it_removes(
     for row in archived:  # written, verified, and every event still hashes to its leaf
         await stack.services.archive.verify(ACME, Manifest.from_json(row.manifest).day)
     assert {r[2] for r in ranges(stack.url, "acme")} == {"archive"}
+
+
+def removal_records_after(url: str, tenant: str, from_seq: int) -> list[dict[str, Any]]:
+    return [r[3] for r in deletion_records(url, tenant) if r[4] >= from_seq]
+
+
+def named(records: list[dict[str, Any]], key: str = "seq_ranges") -> list[tuple[int, int]]:
+    return [(a, b) for r in records for a, b in r.get(key, [])]
+
+
+async def dress_up_as_removed(url: str, seq: int) -> None:
+    """What an administrator without the signing key can do to hide a deletion: delete the
+    row and list its number in ``removed_ranges`` as retention would."""
+    await as_superuser(
+        url,
+        f"DELETE FROM events WHERE tenant_id = 'acme' AND seq = {seq:d}",  # noqa: S608 - an int
+        f"""INSERT INTO removed_ranges (tenant_id, first_seq, last_seq, events, reason, actor,
+                                        ids_removed)
+            VALUES ('acme', {seq:d}, {seq:d}, 1, 'retention', 'system:retention', false)""",  # noqa: S608
+    )
+
+
+async def test_a_removal_of_more_than_500_ranges_is_named_whole_and_a_hidden_deletion_caught(
+    stack: Stack,
+) -> None:
+    """Every removed number is named by a record in the signed log, however fragmented the
+    removal: so the verifier needs no record to stand for more than it lists, and a row
+    deleted beside a large removal is still reported."""
+    assert retention_module.RECORD_MAX_RANGES == 500
+    stack.services.retention.settings.batch_size = 2000  # all 520 in one batch
+    await seed(stack.services, ACME, [400 * DAY, 2 * DAY] * 520)  # old: the even numbers
+    deletion = await stack.services.retention.delete_events(
+        ACME, SYSTEM_ACTOR, before=NOW - 30 * DAY, reason="retention"
+    )
+    old = {2 * i for i in range(520)}
+    assert (deletion.deleted, deletion.batches, len(deletion.seq_ranges)) == (520, 1, 520)
+    records = removal_records_after(stack.url, "acme", 0)
+    assert [(len(r["seq_ranges"]), r["part"], r["parts"]) for r in records] == [
+        (500, 1, 2), (20, 2, 2),
+    ]  # fmt: skip
+    assert expand(named(records)) == old
+    assert sum(r["removed"] for r in records) == 520
+
+    report = await verify_acme(stack.services)
+
+    assert report.findings == []
+    assert report.removed == [(s, s) for s in sorted(old)]
+    # A kept event whose neighbours were removed, past the first record's 500 ranges,
+    # deleted by hand and listed as removed: nothing signed names it.
+    await dress_up_as_removed(stack.url, 1001)
+
+    report = await verify_acme(stack.services)
+
+    assert (1000, 1002) in report.removed  # the gap, merged with its removed neighbours
+    assert [(f.seq, f.what.split(" are gone")[0]) for f in report.findings] == [
+        (1001, "events with seq 1001..1001")
+    ]
+    assert "no removal record in the signed log names them" in report.findings[0].what
+
+
+async def test_records_of_removed_records_carry_all_they_named_over_several_records(
+    stack: Stack,
+) -> None:
+    """A removal's several records age out in their turn: the records of the removal that
+    takes them name again every range they named, split again into bounded records."""
+    stack.services.settings.retention.min_age_hours = 0  # the records are removable at once
+    stack.services.retention.settings.batch_size = 2000
+    await seed(stack.services, ACME, [400 * DAY, 2 * DAY] * 520)  # seq 0-1039
+    await stack.services.retention.delete_events(
+        ACME, SYSTEM_ACTOR, before=NOW - 30 * DAY, reason="retention"
+    )
+    first = removal_records_after(stack.url, "acme", 1040)
+    assert len(first) == 2  # seq 1040 and 1041, naming the even numbers below 1040
+    await seed(stack.services, ACME, [DAY] * 3, seed=1)  # seq 1042-1044, kept
+    second = await stack.services.retention.delete_events(
+        ACME, SYSTEM_ACTOR, before=datetime.now(UTC), reason="retention", through_seq=1041
+    )
+    # The odd numbers and the two records: 520 runs of its own, 520 carried.
+    assert second.seq_ranges == [(2 * i + 1, 2 * i + 1) for i in range(519)] + [(1039, 1041)]
+    assert seqs(stack.url, "acme") == set(range(1042, 1048))  # 3 kept, 3 records
+    records = removal_records_after(stack.url, "acme", 1045)
+    assert [
+        (len(r["seq_ranges"]), len(r.get("carried_ranges", [])), r["part"]) for r in records
+    ] == [(500, 0, 1), (20, 480, 2), (0, 40, 3)]
+    assert named(records) == second.seq_ranges
+    assert named(records, "carried_ranges") == [(2 * i, 2 * i) for i in range(520)]
+
+    report = await verify_acme(stack.services)
+
+    assert report.findings == []
+    assert report.removed == [(0, 1041)]
+    await dress_up_as_removed(stack.url, 1043)
+
+    report = await verify_acme(stack.services)
+
+    assert [f.seq for f in report.findings] == [1043]
+    assert "no removal record in the signed log names them" in report.findings[0].what
+
+
+async def test_a_partial_record_from_before_records_were_split_names_only_what_it_lists(
+    stack: Stack,
+) -> None:
+    """A record written before a removal named every range in its records lists its first
+    ranges and a larger count. The verifier does not trust the count: the numbers it leaves
+    out are reported, each, with the record that may explain them."""
+    await seed(stack.services, ACME, [100 * DAY, 10 * DAY] * 6)  # old: 0, 2, ..., 10
+    async with tenant_transaction(stack.services.pool, ACME) as conn:  # as the old code did
+        assert await retention_store.lock_tenant(conn, ACME) is False
+        removed = await retention_store.delete_batch(conn, ACME, NOW - 90 * DAY, 100)
+        await retention_store.record_ranges(
+            conn, ACME, removed.ranges, reason="retention", actor="system:retention", job_id=None
+        )
+        await stack.services.access.record_in(
+            conn, ACME, SYSTEM_ACTOR, action="DELETE", resource_type="audit_log",
+            resource_id="retention", message="removed 6 events (retention)",
+            after={"removed": 6, "seq_ranges": [[0, 0], [2, 2]], "seq_ranges_total": 6},
+        )  # fmt: skip
+    assert removed.ranges == [(0, 0), (2, 2), (4, 4), (6, 6), (8, 8), (10, 10)]
+
+    report = await verify_acme(stack.services)
+
+    assert report.removed == removed.ranges  # the tiles rebuild every signed root...
+    assert [f.seq for f in report.findings] == [4, 6, 8, 10]  # ...but only 0 and 2 are named
+    for finding in report.findings:
+        assert "no removal record in the signed log names them" in finding.what
+        assert "removal records at seq 12, which list only part" in finding.what
+
+
+async def test_a_dropped_month_of_many_ranges_is_named_by_several_records(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention_module, "RECORD_MAX_RANGES", 2)
+    month = month_of(NOW - 300 * DAY)
+    await seed(stack.services, ACME, [300 * DAY, 3 * DAY] * 3)  # the month: 0, 2, 4
+    await stack.services.writer.ensure_partitions([month])  # the writer knows it
+    done = {d.tenant: d for d in await stack.services.retention.apply_retention()}
+    assert not partition_exists(stack.url, month)
+    assert done["acme"].seq_ranges == [(0, 0), (2, 2), (4, 4)]
+    records = removal_records_after(stack.url, "acme", 0)
+    assert [(r["seq_ranges"], r["partition"], r["part"]) for r in records] == [
+        ([[0, 0], [2, 2]], done["acme"].partitions[0], 1),
+        ([[4, 4]], done["acme"].partitions[0], 2),
+    ]
+    assert (await verify_acme(stack.services)).findings == []
+
+
+async def test_a_batch_whose_records_cannot_all_be_written_removes_nothing(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention_module, "RECORD_MAX_RANGES", 2)
+    stack.services.retention.settings.batch_size = 100
+    await seed(stack.services, ACME, [100 * DAY, 10 * DAY] * 6)  # 6 ranges: 3 records
+    before = snapshot(stack.url)
+    access = stack.services.access
+    real = access._prepare
+    calls = 0
+
+    def failing_third(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("injected failure preparing the third record")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(access, "_prepare", failing_third)
+    with pytest.raises(RuntimeError, match="third record"):
+        await stack.services.retention.delete_events(
+            ACME, SYSTEM_ACTOR, before=NOW - 90 * DAY, reason="retention"
+        )
+    assert calls == 3
+    assert snapshot(stack.url) == before  # not an event, record or listed range more or less

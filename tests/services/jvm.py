@@ -15,6 +15,7 @@ the real servers.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -56,16 +57,23 @@ def classpath(name: str) -> str:
     hasher = hashlib.sha256(pom.read_bytes())
     for source in sources:
         hasher.update(source.read_bytes())
-    digest = hasher.hexdigest()[:16]
-    cached = CACHE / f"{name}-{digest}.classpath"
-    if cached.exists() and all(Path(p).exists() for p in cached.read_text().split(os.pathsep)):
-        return cached.read_text()
+    cached = CACHE / f"{name}-{hasher.hexdigest()[:16]}.classpath"
+    CACHE.mkdir(exist_ok=True)
+    # Parallel test workers (pytest -n) each start their own service: one resolves and
+    # compiles while the others wait, then they read what it wrote.
+    with (CACHE / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if cached.exists() and all(Path(p).exists() for p in cached.read_text().split(os.pathsep)):
+            return cached.read_text()
+        return _resolve(project, pom, bool(sources), cached)
+
+
+def _resolve(project: Path, pom: Path, compile_sources: bool, cached: Path) -> str:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise ServiceUnavailable("Maven (mvn) is not installed")
-    CACHE.mkdir(exist_ok=True)
     partial = cached.with_suffix(".tmp")
-    goals = ["compile"] if sources else []
+    goals = ["compile"] if compile_sources else []
     done = subprocess.run(
         [
             mvn,
@@ -83,8 +91,8 @@ def classpath(name: str) -> str:
         check=False,
     )
     if done.returncode != 0 or not partial.exists():
-        raise ServiceUnavailable(f"Maven could not resolve {name}: {done.stdout[-2000:]}")
-    if sources:
+        raise ServiceUnavailable(f"Maven could not resolve {project.name}: {done.stdout[-2000:]}")
+    if compile_sources:
         classes = project / "target" / "classes"
         partial.write_text(os.pathsep.join([str(classes), partial.read_text()]))
     partial.replace(cached)

@@ -49,9 +49,10 @@ class CleanupOut(BaseModel):
     deleted: int = Field(description="Events removed (0 for a dry run)")
     batches: int
     seq_ranges: list[list[int]] = Field(
-        description="Removed sequence numbers as inclusive [first, last] runs (at most 500)"
+        description="Removed sequence numbers as inclusive [first, last] runs (the first 500;"
+        " the removal records in the log list them all)"
     )
-    seq_ranges_total: int
+    seq_ranges_total: int = Field(description="How many runs were removed")
     stopped: str | None = Field(
         default=None, description="`legal_hold` if a hold placed meanwhile stopped it"
     )

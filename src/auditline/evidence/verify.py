@@ -22,10 +22,15 @@ What each kind of tampering looks like here (tests/integration/test_tamper.py):
 * an older checkpoint presented as current: smaller than a witnessed or kept one.
 
 Removals are not tampering. Retention, cleanup and archival delete events through one
-primitive that lists the numbers it removed in ``removed_ranges`` and in a removal record
-appended to the tenant's own log in the same transaction, and only once they are sealed. A
-gap is accepted when both say so; its leaves' hashes then come from the stored level-0
-tiles, which the signed roots check as they check every other hash. What a removal leaves
+primitive that lists the numbers it removed in ``removed_ranges`` and in removal records
+appended to the tenant's own log in the same transaction (as many as it takes to list every
+range), and only once they are sealed. A gap is accepted when both say so, number by
+number: a record stands for the ranges it lists and nothing more, so the part of a gap no
+record lists is reported however many removals the log holds (a record written before
+removals were split, which lists only its first ranges and a count, is named in those
+findings as a possible explanation, not trusted). The leaves' hashes of an accepted gap then
+come from the stored level-0 tiles, which the signed roots check as they check every other
+hash. What a removal leaves
 is evidence that it happened (the record, in the signed log, with who and why), not the
 removed events: their fields can be checked only against an archive (``auditline archive
 verify``).
@@ -40,7 +45,7 @@ from psycopg import IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.domain.access import ACCESS_RESOURCE
-from auditline.domain.retention import covers, merge_ranges, removal_ranges
+from auditline.domain.retention import covers, merge_ranges, removal_ranges, uncovered
 from auditline.domain.tenants import TenantId
 from auditline.evidence.sealer import origin_of
 from auditline.evidence.witness import WitnessReader
@@ -280,7 +285,7 @@ async def _check_rows(
             report.findings.append(Finding(
                 "the event's fields no longer hash to its stored leaf hash: it was changed "
                 "after it was written", seq=stored.seq, event_id=str(event.id)))  # fmt: skip
-        logged.note(event.resource_type, event.action, event.after)
+        logged.note(stored.seq, event.resource_type, event.action, event.after)
         add(recomputed)
     else:
         if report.log_head > tree.count:  # the newest events removed, nothing after them
@@ -291,31 +296,48 @@ async def _check_rows(
     if progress is not None:
         progress(tree.count, report.log_head)
     for first, last in report.removed:
-        if not logged.names(first, last):
+        for a, b in logged.unnamed(first, last):
             report.findings.append(Finding(
-                f"events with seq {first}..{last} are gone and listed as removed, but no "
-                "removal record in the signed log names them: rows were deleted and the "
-                "listing was written by hand", seq=first))  # fmt: skip
+                f"events with seq {a}..{b} are gone and listed as removed, but no removal "
+                "record in the signed log names them: rows were deleted and the listing was "
+                f"written by hand{logged.partial_note()}", seq=a))  # fmt: skip
 
 
 class _LoggedRemovals:
     """The ranges the removal records in the log itself list (the records are leaves, so
-    an administrator cannot add one to the signed part of the log)."""
+    an administrator cannot add one to the signed part of the log).
+
+    Only what a record lists counts. A record never stands for more than it lists: every
+    removal writes as many records as its ranges need (``domain.retention.record_parts``),
+    so a gap no record lists is reported, however many other removals the log holds."""
 
     def __init__(self) -> None:
         self.ranges: list[tuple[int, int]] = []
-        self.incomplete = False
-        """A record listed only the first of its ranges (``RECORD_MAX_RANGES``)."""
+        self.partial: list[int] = []
+        """The ``seq`` of each record that lists fewer ranges than it counts: written before
+        removals were split over several records, so part of what it removed is not named."""
 
-    def note(self, resource_type: str | None, action: str, after: object) -> None:
+    def note(self, seq: int, resource_type: str | None, action: str, after: object) -> None:
         if resource_type != ACCESS_RESOURCE or action != "DELETE":
             return
         found = removal_ranges(after)
         if found is not None:
-            listed, complete = found
-            self.ranges = merge_ranges(self.ranges + listed)
-            self.incomplete = self.incomplete or not complete
+            self.ranges = merge_ranges(self.ranges + found.ranges)
+            if found.partial:
+                self.partial.append(seq)
 
-    def names(self, first: int, last: int) -> bool:
-        # Gaps are merged runs; a record may list a run in several pieces (one per batch).
-        return covers(self.ranges, first, last) or self.incomplete
+    def unnamed(self, first: int, last: int) -> list[tuple[int, int]]:
+        """The parts of a gap no record names (a record may list a run in several pieces:
+        one per batch)."""
+        return uncovered(self.ranges, first, last)
+
+    def partial_note(self) -> str:
+        if not self.partial:
+            return ""
+        shown = ", ".join(str(s) for s in self.partial[:10])
+        more = f" and {len(self.partial) - 10} more" if len(self.partial) > 10 else ""
+        return (
+            f" (or removed by one of the removal records at seq {shown}{more}, which list "
+            "only part of the ranges they removed: written before a removal named every "
+            "range in its records, they cannot be told from tampering)"
+        )

@@ -44,7 +44,17 @@ class AccessRecorder:
         with the change it describes, so neither can exist without the other. Points
         row-level security at *tenant* for the rest of the transaction.
         """
-        events = self._prepare(tenant, actor, fields)
+        await self.record_all_in(conn, tenant, actor, [fields])
+
+    async def record_all_in(
+        self, conn: Connection, tenant: TenantId, actor: Actor, records: list[AccessFields]
+    ) -> None:
+        """Store several change records in the caller's open transaction on *conn*, in one
+        insert: they take consecutive ``seq`` numbers and commit or roll back together with
+        the change (a removal too large for one record writes several: ``lifecycle``)."""
+        events = [e for fields in records for e in self._prepare(tenant, actor, fields)]
+        if not events:
+            return
         await self._writer.ensure_partitions(event.timestamp for event in events)
         await set_tenant(conn, tenant)
         await insert_events(conn, tenant, events)

@@ -10,13 +10,14 @@ the queue row never disagree.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.jobs.notify import Listener
-from auditline.jobs.queue import Batch, Message
+from auditline.jobs.queue import PRUNE_BATCH, Batch, Message
 from auditline.storage import queue as store
 from auditline.storage.database import Connection
 from auditline.storage.queue import worker_transaction
@@ -125,6 +126,17 @@ class PostgresQueue:
     async def dead_letters(self, limit: int = 10) -> list[Message]:
         async with worker_transaction(self._pool) as conn:
             return [_message(r) for r in await store.dead_letters(conn, limit)]
+
+    async def prune_dead_letters(self, dead_before: datetime) -> int:
+        pruned = 0
+        while True:
+            async with worker_transaction(self._pool) as conn:
+                batch = await store.prune_dead_letters(
+                    conn, dead_before=dead_before, limit=PRUNE_BATCH
+                )
+            pruned += batch
+            if batch < PRUNE_BATCH:
+                return pruned
 
     async def relay(self) -> None:
         return None

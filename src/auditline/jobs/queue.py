@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Final, Protocol
 from uuid import UUID
 
 from auditline.storage.database import Connection
@@ -37,6 +38,10 @@ class Batch:
 
     messages: list[Message]
     dead: list[Message] = field(default_factory=list)
+
+
+PRUNE_BATCH: Final = 1000
+"""Rows one pruning statement deletes: short transactions, however much is due."""
 
 
 class Queue(Protocol):
@@ -87,6 +92,11 @@ class Queue(Protocol):
     async def dead_letters(self, limit: int = 10) -> list[Message]:
         """A look at the dead-letter queue, for operators and tests; changes nothing
         that matters (SQS: the peeked messages stay there)."""
+
+    async def prune_dead_letters(self, dead_before: datetime) -> int:
+        """Delete what was dead-lettered before *dead_before*; how many messages went
+        (SQS: none, the dead-letter queue drops them itself after its message retention
+        period, four days unless configured, at most fourteen)."""
 
     async def relay(self) -> None:
         """Run until cancelled: whatever the backend needs in the background of a worker

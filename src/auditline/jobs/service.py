@@ -18,10 +18,11 @@ from psycopg_pool import AsyncConnectionPool
 from uuid_utils.compat import uuid7
 
 from auditline.domain.tenants import PLATFORM_TENANT, TenantId
-from auditline.jobs.queue import Queue
+from auditline.jobs.queue import PRUNE_BATCH, Queue
 from auditline.storage import jobs as store
 from auditline.storage.database import Connection, tenant_transaction
 from auditline.storage.jobs import JobRow
+from auditline.storage.tenants import list_tenants
 
 TenantScope = Callable[[str | None], TenantId]
 """The tenant a job acts on, from the id stored with it (None: the platform tenant).
@@ -146,3 +147,27 @@ class Jobs:
             return await store.list_all_jobs(
                 conn, kind=kind, status=status, after=after, limit=limit
             )
+
+    async def prune(self, finished_before: datetime) -> dict[str, int]:
+        """Delete the jobs every tenant (and the platform) finished before
+        *finished_before*, and the queue's dead letters from before then; the counts.
+
+        A tenant at a time, in batches of ``PRUNE_BATCH``, each batch its own short
+        transaction under that tenant's row-level security. Queued and running jobs stay
+        whatever their age. Nothing here is evidence: what a job removed from a log is
+        recorded in that log (removal records), not in its job row."""
+        async with self.pool.connection() as conn:
+            tenants = [t.id for t in await list_tenants(conn)]
+        jobs = 0
+        for tenant in (*tenants, None):
+            scoped = self.scope(tenant)
+            while True:
+                async with tenant_transaction(self.pool, scoped) as conn:
+                    batch = await store.prune_finished(
+                        conn, scoped, finished_before=finished_before, limit=PRUNE_BATCH
+                    )
+                jobs += batch
+                if batch < PRUNE_BATCH:
+                    break
+        dead = await self.queue.prune_dead_letters(finished_before)
+        return {"jobs": jobs, "dead_letters": dead}

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -192,6 +193,9 @@ class SqsQueue:
             AttributeNames=["ApproximateReceiveCount"],
         )
         return [self._message(raw) for raw in got.get("Messages", [])]
+
+    async def prune_dead_letters(self, dead_before: datetime) -> int:
+        return 0  # the dead-letter queue's own retention period drops them
 
     async def relay_once(self) -> int:
         """Send what the outbox holds now; the number of messages sent."""

@@ -10,10 +10,12 @@ written and verified. It guarantees, for every batch, in one transaction:
   batch);
 * the events, their ``event_ids`` rows and their rollup counts go together (the delete
   trigger takes the counts back in the same statement);
-* the removal is recorded twice, in the tenant's own log (a DELETE record of resource type
-  ``audit_log``: who, which time range, how many, the ``seq`` ranges) and in
+* the removal is recorded twice, in the tenant's own log (DELETE records of resource type
+  ``audit_log``: who, which time range, how many, the ``seq`` ranges; as many records as it
+  takes for every range to be listed, ``RECORD_MAX_RANGES`` at most in each) and in
   ``removed_ranges`` (every range, for the integrity checks), so a failure leaves neither
-  the deletion nor its record.
+  the deletion nor any of its records. Every removed number is listed in a record inside
+  the signed log: the verifier accepts a gap only if one does (``evidence.verify``).
 
 Batches are bounded (``retention.batch_size``) and paused between (``retention.pause_ms``)
 so a removal takes a bounded share of the database; the tenant's writes wait only for a
@@ -37,7 +39,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import RetentionSettings
-from auditline.domain.access import ACCESS_RESOURCE, Actor
+from auditline.domain.access import ACCESS_RESOURCE, AccessFields, Actor
 from auditline.domain.retention import (
     RECORD_MAX_RANGES,
     Deletion,
@@ -46,6 +48,7 @@ from auditline.domain.retention import (
     TooRecent,
     carried_ranges,
     merge_ranges,
+    record_parts,
 )
 from auditline.domain.tenants import TenantId, UnknownTenant
 from auditline.ingest.access import AccessRecorder
@@ -311,37 +314,45 @@ class RetentionService:
         partition: str | None = None,
     ) -> None:
         """Record *removed* in ``removed_ranges`` and in the tenant's log, in *conn*'s
-        transaction."""
+        transaction: as many removal records as it takes to name every removed range and
+        every range the removed records had named (at most ``RECORD_MAX_RANGES`` each), in
+        one insert, so the batch commits with all of them or not at all, and they take
+        consecutive numbers in the log like any other events."""
         await store.record_ranges(
             conn, tenant, removed.ranges, reason=deletion.reason, actor=actor.subject,
             job_id=deletion.job_id, ids_removed=ids_removed,
         )  # fmt: skip
-        listed = removed.ranges[:RECORD_MAX_RANGES]
-        after: dict[str, Any] = {
-            "removed": removed.events,
-            "reason": deletion.reason,
-            "before": deletion.before.isoformat(),
-            "oldest": removed.oldest.isoformat() if removed.oldest else None,
-            "newest": removed.newest.isoformat() if removed.newest else None,
-            "seq_ranges": [list(r) for r in listed],
-            "seq_ranges_total": len(removed.ranges),
-        }
-        carried, complete = carried_ranges(removed.records)
-        if carried:  # earlier removals' records went too: this one names what they named
-            after["carried_ranges"] = [list(r) for r in carried[:RECORD_MAX_RANGES]]
-            # None: some carried record named only part of its ranges, so nobody knows
-            after["carried_ranges_total"] = len(carried) if complete else None
-        if deletion.job_id is not None:
-            after["job_id"] = str(deletion.job_id)
-        if partition is not None:
-            after["partition"] = partition
-        await self._access.record_in(
-            conn, tenant, actor, action="DELETE", resource_type=ACCESS_RESOURCE,
-            resource_id=deletion.reason,
-            message=f"removed {removed.events} events older than {deletion.before.isoformat()}"
-            f" ({deletion.reason})",
-            after=after,
-        )  # fmt: skip
+        # Earlier removals' records went too: these name again what they named.
+        parts = record_parts(removed.ranges, carried_ranges(removed.records), RECORD_MAX_RANGES)
+        records: list[AccessFields] = []
+        for number, part in enumerate(parts, 1):
+            after: dict[str, Any] = {
+                "removed": part.events,
+                "reason": deletion.reason,
+                "before": deletion.before.isoformat(),
+                "oldest": removed.oldest.isoformat() if removed.oldest else None,
+                "newest": removed.newest.isoformat() if removed.newest else None,
+                "seq_ranges": [list(r) for r in part.seq_ranges],
+            }
+            if part.carried_ranges:
+                after["carried_ranges"] = [list(r) for r in part.carried_ranges]
+            if len(parts) > 1:
+                after["part"], after["parts"] = number, len(parts)
+            if deletion.job_id is not None:
+                after["job_id"] = str(deletion.job_id)
+            if partition is not None:
+                after["partition"] = partition
+            of = (
+                f"; record {number} of {len(parts)}, naming {part.events} of them"
+                if len(parts) > 1 else ""
+            )  # fmt: skip
+            records.append(AccessFields(
+                action="DELETE", resource_type=ACCESS_RESOURCE, resource_id=deletion.reason,
+                message=f"removed {removed.events} events older than "
+                f"{deletion.before.isoformat()} ({deletion.reason}{of})",
+                after=after,
+            ))  # fmt: skip
+        await self._access.record_all_in(conn, tenant, actor, records)
 
     # -- the daily task ----------------------------------------------------------------
     async def apply_retention(self, now: datetime | None = None) -> list[Deletion]:
@@ -491,7 +502,8 @@ class RetentionService:
 
 
 def deletion_view(deletion: Deletion) -> dict[str, Any]:
-    """A deletion as the API and job results show it (ranges capped like the record's)."""
+    """A deletion as the API and job results show it: the first ``RECORD_MAX_RANGES``
+    ranges and their count (the records in the log name them all)."""
     return {
         "deleted": deletion.deleted,
         "before": deletion.before.isoformat(),

@@ -148,6 +148,23 @@ async def set_progress(conn: Connection, tenant: TenantId, job_id: UUID, progres
     )
 
 
+async def prune_finished(
+    conn: Connection, tenant: TenantId, *, finished_before: datetime, limit: int
+) -> int:
+    """Delete up to *limit* of the tenant's jobs that succeeded or failed before
+    *finished_before*, oldest first; how many went. Queued and running jobs are never
+    touched, however old."""
+    cur = await conn.execute(
+        """DELETE FROM jobs WHERE id IN (
+               SELECT id FROM jobs
+                WHERE tenant_id IS NOT DISTINCT FROM %(tenant)s
+                  AND finished_at < %(before)s AND status IN ('succeeded', 'failed')
+                ORDER BY finished_at LIMIT %(limit)s)""",
+        {"tenant": _tenant_column(tenant), "before": finished_before, "limit": limit},
+    )
+    return cur.rowcount
+
+
 async def get_job(conn: Connection, tenant: TenantId, job_id: UUID) -> JobRow | None:
     cur = await conn.execute(
         f"SELECT {_COLUMNS} FROM jobs WHERE id = %s AND tenant_id IS NOT DISTINCT FROM %s",  # noqa: S608

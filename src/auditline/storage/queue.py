@@ -163,6 +163,17 @@ async def depth(conn: Connection) -> int:
     return 0 if row is None else int(row["n"])
 
 
+async def prune_dead_letters(conn: Connection, *, dead_before: datetime, limit: int) -> int:
+    """Delete up to *limit* messages dead-lettered before *dead_before*; how many went.
+    Their jobs keep the error (``jobs.error``) until they are pruned in turn."""
+    cur = await conn.execute(
+        """DELETE FROM job_queue WHERE id IN (
+               SELECT id FROM job_queue WHERE dead_at < %s ORDER BY dead_at LIMIT %s)""",
+        (dead_before, limit),
+    )
+    return cur.rowcount
+
+
 async def dead_letters(conn: Connection, limit: int = 100) -> list[QueueRow]:
     cur = await conn.execute(
         "SELECT * FROM job_queue WHERE dead_at IS NOT NULL ORDER BY dead_at, id LIMIT %s",

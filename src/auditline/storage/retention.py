@@ -36,10 +36,10 @@ class Removed:
     oldest: datetime | None
     newest: datetime | None
     records: list[Any] = field(default_factory=list)
+    """The ``after`` of each removal record among the removed events: what they named must
+    be named again by the records of this removal (``domain.retention.carried_ranges``)."""
     edge: tuple[datetime, UUID] | None = None
     """The key (timestamp, id) a full batch ended at: where the next one starts."""
-    """The ``after`` of each removal record among the removed events: what they named must
-    be named again by the record of this removal (``domain.retention.carried_ranges``)."""
 
 
 NOTHING: Final = Removed(0, [], None, None)

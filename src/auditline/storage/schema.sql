@@ -1104,6 +1104,13 @@ CREATE INDEX jobs_tenant_created ON public.jobs USING btree (tenant_id, created_
 
 
 --
+-- Name: jobs_tenant_finished; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX jobs_tenant_finished ON public.jobs USING btree (tenant_id, finished_at) WHERE (finished_at IS NOT NULL);
+
+
+--
 -- Name: removed_ranges_ids_pending; Type: INDEX; Schema: public; Owner: -
 --
 

@@ -1,9 +1,8 @@
 """Every API call the clients make, described once (``Call``), sent by either client.
 
 Paths, parameters, bodies and the parsing of answers live here and nowhere else, so the sync
-and async clients cannot drift apart. Seams for what comes next: the live stream (WebSocket,
-``/api/v1/logs/stream``) and proof verification (``/logs/{id}/proof``,
-``/integrity/checkpoint``) are new calls here plus a method on each client.
+and async clients cannot drift apart. The live stream is not a call (it is a WebSocket:
+``stream.py``); the proof calls fetch what ``proofs.py`` checks.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from uuid import UUID
 from uuid_utils.compat import uuid7
 
 from auditline_client import types as api
-from auditline_client._http import Call, encode, json_body, no_body, query
+from auditline_client._http import Call, encode, json_body, no_body, query, text_body
 
 LOGS = "/api/v1/logs"
 
@@ -54,7 +53,8 @@ def get(event_id: str | UUID, tenant: str | None) -> Call[api.Event]:
     return Call("GET", f"{LOGS}/{event_id}", json_body, tenant=tenant)
 
 
-def _filters(filters: api.SearchFilters) -> tuple[str | None, dict[str, object]]:
+def split_tenant(filters: api.SearchFilters) -> tuple[str | None, dict[str, object]]:
+    """The tenant a call's filters name (None: the client's default), and the other filters."""
     rest = dict(filters)
     return cast(str | None, rest.pop("tenant_id", None)), rest
 
@@ -64,7 +64,7 @@ def search(
     include_total: bool, facets: Sequence[api.FacetField] | None = None,
     facet_size: int | None = None, highlight: bool = False,
 ) -> Call[api.Page]:  # fmt: skip
-    tenant, rest = _filters(filters)
+    tenant, rest = split_tenant(filters)
     params = query(
         {**rest, "limit": limit, "order": order, "cursor": cursor, "include_total": include_total,
          "facets": ",".join(facets) if facets else None, "facet_size": facet_size,
@@ -77,13 +77,13 @@ def export(
     filters: api.SearchFilters, *, fmt: api.ExportFormat, order: api.Order, include_proofs: bool
 ) -> Call[None]:
     """The export request; the clients stream its body to a file instead of parsing it."""
-    tenant, rest = _filters(filters)
+    tenant, rest = split_tenant(filters)
     params = query({**rest, "format": fmt, "order": order, "include_proofs": include_proofs})
     return Call("GET", f"{LOGS}/export", no_body, params=params, tenant=tenant)
 
 
 def stats(filters: api.SearchFilters, *, interval: api.Interval) -> Call[api.Stats]:
-    tenant, rest = _filters(filters)
+    tenant, rest = split_tenant(filters)
     params = query({**rest, "interval": interval})
     return Call("GET", f"{LOGS}/stats", json_body, params=params, tenant=tenant)
 
@@ -129,3 +129,23 @@ def list_api_keys(tenant: str | None) -> Call[list[api.ApiKey]]:
 
 def revoke_api_key(key_id: str | UUID, tenant: str | None) -> Call[None]:
     return Call("DELETE", f"{KEYS}/{key_id}", no_body, tenant=tenant)
+
+
+INTEGRITY = "/api/v1/integrity"
+
+
+def checkpoint(tenant: str | None) -> Call[api.CheckpointAnswer]:
+    return Call("GET", f"{INTEGRITY}/checkpoint", json_body, tenant=tenant)
+
+
+def proof(event_id: str | UUID, tenant: str | None) -> Call[api.InclusionProof]:
+    return Call("GET", f"{LOGS}/{event_id}/proof", json_body, tenant=tenant)
+
+
+def consistency(old: int, new: int, tenant: str | None) -> Call[api.ConsistencyProof]:
+    params = query({"from": old, "to": new})
+    return Call("GET", f"{INTEGRITY}/consistency", json_body, params=params, tenant=tenant)
+
+
+def checkpoint_key() -> Call[str]:
+    return Call("GET", "/.well-known/auditline-checkpoint-key", text_body, scoped=False)

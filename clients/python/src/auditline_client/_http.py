@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +17,7 @@ from uuid import UUID
 import httpx
 
 from auditline_client._version import __version__
-from auditline_client.errors import NetworkError, problem_error, retry_after
+from auditline_client.errors import NetworkError, ProblemError, problem_error, retry_after
 
 log = logging.getLogger("auditline_client")
 
@@ -57,17 +58,18 @@ class Retries:
             return None
         if isinstance(outcome, httpx.TransportError):
             unsent = isinstance(outcome, httpx.ConnectError | httpx.ConnectTimeout)
-            return self._backoff(attempt) if idempotent or unsent else None
+            return self.delay(attempt) if idempotent or unsent else None
         if outcome.status_code not in self.statuses:
             return None
         if not idempotent and outcome.status_code != 429:
             return None  # a 503 to a write: it may have been done
         asked = retry_after(outcome)
         if asked is None:
-            return self._backoff(attempt)
+            return self.delay(attempt)
         return asked if asked <= self.max_delay else None
 
-    def _backoff(self, attempt: int) -> float:
+    def delay(self, attempt: int) -> float:
+        """The backoff after failed attempt number *attempt*: exponential, full jitter."""
         return random.uniform(0, min(self.max_delay, self.backoff * 2 ** (attempt - 1)))  # noqa: S311
 
 
@@ -139,6 +141,21 @@ class Attempts:
         return wait
 
 
+class Patience:
+    """How long a call waits for the server to be ready for it (an event to be sealed):
+    :meth:`wait_after` gives the next pause, honouring ``Retry-After``, until *seconds*
+    have passed; then it raises the error."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def wait_after(self, error: ProblemError) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise error
+        return min(left, error.retry_after if error.retry_after is not None else 1.0)
+
+
 class Closing:
     """``with`` support for what has a ``close()``: closed on the way out, error or not."""
 
@@ -154,6 +171,21 @@ class Closing:
         self.close()
 
 
+class AsyncClosing:
+    """``async with`` support for what has an ``aclose()``: closed on the way out."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
 def finish(call: Call[T], response: httpx.Response) -> T:
     """The call's result from its final, fully read *response*, or its typed error."""
     if response.is_error:
@@ -163,6 +195,10 @@ def finish(call: Call[T], response: httpx.Response) -> T:
 
 def json_body(response: httpx.Response) -> Any:
     return json.loads(response.content)
+
+
+def text_body(response: httpx.Response) -> str:
+    return response.text
 
 
 def no_body(response: httpx.Response) -> None:

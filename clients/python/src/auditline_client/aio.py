@@ -5,29 +5,32 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack
 from uuid import UUID
 
 import anyio
 import httpx
 
-from auditline_client import _calls
+from auditline_client import _calls, proofs
 from auditline_client import types as api
 from auditline_client._http import (
     DEFAULT_TIMEOUT,
+    AsyncClosing,
     Attempts,
     Call,
+    Patience,
     Retries,
     client_options,
     finish,
 )
-from auditline_client.errors import problem_error
+from auditline_client.errors import NotSealed, problem_error
+from auditline_client.proofs import Checkpoint, CheckpointKey, VerifiedEvent
+from auditline_client.stream import STREAM_RETRIES, AsyncStream, StreamOptions, _Protocol
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(AsyncClosing):
     """:class:`auditline_client.Client` for asynchronous code; the same methods, awaited.
 
     Use it as an async context manager, or await :meth:`aclose`.
@@ -48,14 +51,6 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             transport=transport, **client_options(base_url, token, timeout)
         )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -183,3 +178,61 @@ class AsyncClient:
 
     async def revoke_api_key(self, key_id: str | UUID, tenant_id: str | None = None) -> None:
         await self.send(_calls.revoke_api_key(key_id, tenant_id))
+
+    # --- the live stream (asyncio)
+
+    def stream(
+        self, *, since: int | None = None, retries: Retries = STREAM_RETRIES,
+        options: StreamOptions | None = None, **filters: Unpack[api.SearchFilters],
+    ) -> AsyncStream:  # fmt: skip
+        """:meth:`Client.stream` for asyncio (``async for item in audit.stream(...)``); the
+        WebSocket library is asyncio-only, so under trio use the sync stream in a thread."""
+        tenant, rest = _calls.split_tenant(filters)
+        protocol = _Protocol(self._http, tenant or self.tenant_id, rest, since, retries)
+        return AsyncStream(protocol, options or StreamOptions())
+
+    # --- tamper evidence
+
+    async def fetch_checkpoint_key(self) -> CheckpointKey:
+        """The checkpoint key, trusted on first use: see :meth:`Client.fetch_checkpoint_key`."""
+        return CheckpointKey.parse(await self.send(_calls.checkpoint_key()))
+
+    async def checkpoint(self, *, key: CheckpointKey, tenant_id: str | None = None) -> Checkpoint:
+        answer = await self.send(_calls.checkpoint(tenant_id))
+        return Checkpoint.open(answer["checkpoint"], key, tenant_id=tenant_id or self.tenant_id)
+
+    async def verify_event(
+        self, event_id: str | UUID, *, key: CheckpointKey, trusted: Checkpoint | None = None,
+        wait: float = 10.0, tenant_id: str | None = None,
+    ) -> VerifiedEvent:  # fmt: skip
+        """See :meth:`Client.verify_event`."""
+        event = await self.get(event_id, tenant_id)
+        patience = Patience(wait)
+        while True:
+            try:
+                proof = await self.send(_calls.proof(event_id, tenant_id))
+                break
+            except NotSealed as exc:
+                await anyio.sleep(patience.wait_after(exc))
+        checkpoint = proofs.check_event(event, proof, key)
+        if trusted is not None:
+            await self._extends(trusted, checkpoint, tenant_id)
+        return VerifiedEvent(event, checkpoint)
+
+    async def verify_consistency(
+        self, trusted: Checkpoint, *, key: CheckpointKey, newer: Checkpoint | None = None,
+        tenant_id: str | None = None,
+    ) -> Checkpoint:  # fmt: skip
+        """See :meth:`Client.verify_consistency`."""
+        if newer is None:
+            newer = await self.checkpoint(key=key, tenant_id=tenant_id)
+        await self._extends(trusted, newer, tenant_id)
+        return newer
+
+    async def _extends(self, old: Checkpoint, new: Checkpoint, tenant_id: str | None) -> None:
+        proofs.check_order(old, new)
+        path: list[str] = []
+        if 0 < old.size < new.size:
+            answer = await self.send(_calls.consistency(old.size, new.size, tenant_id))
+            path = answer["consistency_path"]
+        proofs.check_consistency(old, new, path)

@@ -12,18 +12,21 @@ from uuid import UUID
 
 import httpx
 
-from auditline_client import _calls
+from auditline_client import _calls, proofs
 from auditline_client import types as api
 from auditline_client._http import (
     DEFAULT_TIMEOUT,
     Attempts,
     Call,
     Closing,
+    Patience,
     Retries,
     client_options,
     finish,
 )
-from auditline_client.errors import problem_error
+from auditline_client.errors import NotSealed, problem_error
+from auditline_client.proofs import Checkpoint, CheckpointKey, VerifiedEvent
+from auditline_client.stream import STREAM_RETRIES, Stream, StreamOptions, _Protocol
 
 T = TypeVar("T")
 
@@ -187,3 +190,88 @@ class Client(Closing):
 
     def revoke_api_key(self, key_id: str | UUID, tenant_id: str | None = None) -> None:
         self.send(_calls.revoke_api_key(key_id, tenant_id))
+
+    # --- the live stream
+
+    def stream(
+        self, *, since: int | None = None, retries: Retries = STREAM_RETRIES,
+        options: StreamOptions | None = None, **filters: Unpack[api.SearchFilters],
+    ) -> Stream:  # fmt: skip
+        """The tenant's events as they are stored, filtered like :meth:`search`; iterate it
+        (``with audit.stream(...) as events: for item in events: ...``).
+
+        Every matching event is yielded once, in log order, as a
+        :class:`~auditline_client.stream.StreamEvent`: across dropped connections and
+        server closes the stream resumes from the last cursor by itself. ``since`` starts
+        after that cursor (a ``StreamEvent.cursor`` kept from before; ``-1``: the whole
+        log); without it the stream starts now. Nothing is sent before iteration starts.
+        """
+        tenant, rest = _calls.split_tenant(filters)
+        protocol = _Protocol(self._http, tenant or self.tenant_id, rest, since, retries)
+        return Stream(protocol, options or StreamOptions())
+
+    # --- tamper evidence
+
+    def fetch_checkpoint_key(self) -> CheckpointKey:
+        """The server's checkpoint verifier key, **trusted on first use**.
+
+        A key fetched from the server proves nothing about that server: use this once,
+        over a connection you trust, store the key (``str(key)``) in your configuration and
+        pin it (``CheckpointKey.parse``) from then on. A server whose key changes under
+        you is itself a warning.
+        """
+        return CheckpointKey.parse(self.send(_calls.checkpoint_key()))
+
+    def checkpoint(self, *, key: CheckpointKey, tenant_id: str | None = None) -> Checkpoint:
+        """The newest checkpoint of the tenant's log, its signature verified with *key*.
+        Keep its ``note`` to verify later that the log was only appended to."""
+        answer = self.send(_calls.checkpoint(tenant_id))
+        return Checkpoint.open(answer["checkpoint"], key, tenant_id=tenant_id or self.tenant_id)
+
+    def verify_event(
+        self, event_id: str | UUID, *, key: CheckpointKey, trusted: Checkpoint | None = None,
+        wait: float = 10.0, tenant_id: str | None = None,
+    ) -> VerifiedEvent:  # fmt: skip
+        """Prove that the event, as the server returns it now, is the one the log committed
+        to: fetch it and its inclusion proof, verify the proof's checkpoint with the pinned
+        *key*, hash the event's fields (RFC 8785, RFC 9162) and follow the proof to the
+        signed root. With *trusted* (a checkpoint kept from before), also prove that the
+        log extends it. An event not sealed yet (about a second after it was stored) is
+        waited for at most *wait* seconds, then :class:`NotSealed` is raised.
+
+        Raises :class:`AlteredEvent`, :class:`UntrustedCheckpoint` or
+        :class:`InconsistentLog` when the proof fails.
+        """
+        event = self.get(event_id, tenant_id)
+        patience = Patience(wait)
+        while True:
+            try:
+                proof = self.send(_calls.proof(event_id, tenant_id))
+                break
+            except NotSealed as exc:
+                time.sleep(patience.wait_after(exc))
+        checkpoint = proofs.check_event(event, proof, key)
+        if trusted is not None:
+            self._extends(trusted, checkpoint, tenant_id)
+        return VerifiedEvent(event, checkpoint)
+
+    def verify_consistency(
+        self, trusted: Checkpoint, *, key: CheckpointKey, newer: Checkpoint | None = None,
+        tenant_id: str | None = None,
+    ) -> Checkpoint:  # fmt: skip
+        """Prove that the log was only appended to since *trusted*: that *newer* (default:
+        the newest checkpoint, verified with *key*) extends it (RFC 9162 consistency
+        proof). Returns the newer checkpoint, the one to keep from now on. Raises
+        :class:`InconsistentLog` for a log rolled back or forked."""
+        if newer is None:
+            newer = self.checkpoint(key=key, tenant_id=tenant_id)
+        self._extends(trusted, newer, tenant_id)
+        return newer
+
+    def _extends(self, old: Checkpoint, new: Checkpoint, tenant_id: str | None) -> None:
+        proofs.check_order(old, new)
+        path: list[str] = []
+        if 0 < old.size < new.size:
+            answer = self.send(_calls.consistency(old.size, new.size, tenant_id))
+            path = answer["consistency_path"]
+        proofs.check_consistency(old, new, path)

@@ -68,6 +68,11 @@ class Conflict(ProblemError):
     """409: the tenant exists already; a cleanup under legal hold; a proof not sealed yet."""
 
 
+class NotSealed(Conflict):
+    """409 ``not-sealed``: no checkpoint covers the event (or the log has none) yet; logs
+    are sealed about every second, and ``retry_after`` says when to ask again."""
+
+
 class PayloadTooLarge(ProblemError):
     """413: the body is over the server's limit."""
 
@@ -89,6 +94,33 @@ class Unavailable(ProblemError):
 class ServerError(ProblemError):
     """Any other 5xx (a request id in ``request_id`` identifies it in the server's logs)."""
 
+
+class VerificationError(AuditlineError):
+    """What the server sent does not prove what it claims: the answer is not to be trusted.
+
+    Raised by the proof verification calls, never for a network or HTTP failure (those
+    stay :class:`NetworkError` and :class:`ProblemError`)."""
+
+
+class UntrustedCheckpoint(VerificationError):
+    """A checkpoint without a valid signature by the pinned key (a wrong key, a forged or
+    altered note), malformed, or of another log than the one asked about."""
+
+
+class AlteredEvent(VerificationError):
+    """The event is not what the log committed to at its position: its fields do not hash
+    to its leaf, or its inclusion proof does not lead to the signed root. A row changed in
+    the database after the event was sealed ends here."""
+
+
+class InconsistentLog(VerificationError):
+    """The log does not extend a checkpoint the application trusted: it is smaller (rolled
+    back), or its history up to that checkpoint differs (forked, rewritten)."""
+
+
+_BY_TYPE: dict[str, type[ProblemError]] = {
+    "https://auditline.dev/problems/not-sealed": NotSealed,
+}
 
 _BY_STATUS: dict[int, type[ProblemError]] = {
     400: BadRequest,
@@ -128,7 +160,7 @@ def problem_error(response: httpx.Response) -> ProblemError:
         body = None
     if not isinstance(body, dict):  # a proxy's HTML page, say: keep what it said
         body = {"title": response.reason_phrase, "detail": response.text[:500]}
-    cls = _BY_STATUS.get(response.status_code)
+    cls = _BY_TYPE.get(str(body.get("type"))) or _BY_STATUS.get(response.status_code)
     if cls is None:
         cls = ServerError if response.status_code >= 500 else ProblemError
     return cls(response.status_code, cast(dict[str, Any], body), retry_after(response))

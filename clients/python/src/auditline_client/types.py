@@ -225,6 +225,32 @@ class CreatedApiKey(ApiKey):
     """The secret: in this answer and nowhere else, ever."""
 
 
+class CheckpointAnswer(TypedDict):
+    """``GET /api/v1/integrity/checkpoint``: ``checkpoint`` is the signed note; the other
+    two fields repeat it unverified (``auditline_client.proofs.Checkpoint`` verifies)."""
+
+    checkpoint: str
+    tree_size: int
+    root_hash: str
+
+
+class InclusionProof(TypedDict):
+    """``GET /api/v1/logs/{id}/proof``; hashes are standard base64 of 32 bytes."""
+
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    inclusion_path: list[str]
+    root_hash: str
+    checkpoint: str
+
+
+ConsistencyProof = TypedDict(
+    "ConsistencyProof", {"from": int, "to": int, "consistency_path": list[str]}
+)
+"""``GET /api/v1/integrity/consistency``: ``PROOF(from, D[to])``, base64 hashes."""
+
+
 # "in" is a keyword, hence the functional form.
 FieldProblem = TypedDict(
     "FieldProblem",
