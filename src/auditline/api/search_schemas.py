@@ -142,6 +142,9 @@ class SearchParams(BaseModel):
         )
 
 
+_FACET = f"({'|'.join(FACET_FIELDS)})"
+
+
 class ListParams(SearchParams):
     limit: int | None = Field(
         default=None, ge=1, le=1000, description="Page size; default 50 (search.default_limit)"
@@ -163,6 +166,8 @@ class ListParams(SearchParams):
     facets: str | None = Field(
         default=None,
         max_length=200,
+        # The values the validator below accepts, for clients and the contract test.
+        json_schema_extra={"pattern": f"^ *{_FACET} *(, *{_FACET} *)*$"},
         description="Comma-separated fields to count the top values of among all matches: "
         f"any of {', '.join(FACET_FIELDS)}",
         examples=["action,user_id"],
