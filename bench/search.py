@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -373,6 +374,112 @@ async def deep_cursors(backend: PostgresSearch, ctx: Context, pages: int = 40) -
         ctx.deep_cursors[label] = (query, request)
 
 
+async def _shares(url: str, tenant: str, size: int) -> dict[str, float]:
+    """Each lexeme's share of the tenant's events (from its first 20 k)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """SELECT word, ndoc FROM ts_stat(format('SELECT search_vector FROM events
+                                                       WHERE tenant_id = %%L LIMIT 20000',
+                                                      %s::text))""",
+            (tenant,),
+        ).fetchall()
+    return {w: n / min(size, 20_000) for w, n in rows}
+
+
+def _nearest(share: dict[str, float], target: float) -> str:
+    """The vocabulary word whose share of the tenant is closest to *target*."""
+    return min((w for w in VOCABULARY if w in share), key=lambda w: abs(share[w] - target))
+
+
+async def totals_facets_highlights(
+    url: str, ctx: Context, runs: int, extra: list[tuple[TenantId, int]] | None = None
+) -> dict[str, Any]:
+    """Issue #23: totals, facets and highlights, side by side with the total as counted
+    before (migration 0020 and the rollups: for text, the GIN index's keys with one
+    primary-key probe each; for filters, the B-tree walk; both up to 10,000), and the
+    planner estimate's error against exact counts.
+
+    On the largest tenant of the seeded set and on any *extra* tenants
+    (``--totals-tenant``)."""
+    from auditline.search.model import FACET_FIELDS, FacetRequest
+    from auditline.storage.search import facets as facet_store
+    from auditline.storage.search import highlight as highlight_store
+
+    tuning = store.SearchTuning()
+    timings: dict[str, list[float]] = {}
+    answers: dict[str, dict[str, Any]] = {}
+    pool = await open_pool(url, DatabaseSettings(url=url, pool_min_size=1, pool_max_size=2))
+    try:
+        backend = PostgresSearch(pool, tuning)
+        for tenant, size in [ctx.tenants[0], *(extra or [])]:
+            share = await _shares(url, tenant, size)
+            nearest = partial(_nearest, share)
+            queries = {
+                "word_10pct": SearchQuery(q=parse(nearest(0.10))),
+                "word_common": SearchQuery(q=parse(nearest(0.30))),
+                "word_mid": SearchQuery(q=parse(nearest(0.01))),
+                "word_rare": SearchQuery(q=parse("quarantine")),
+                "filters_tenant": SearchQuery(),
+                "filters_7d": SearchQuery(filters=SearchFilters(
+                    start=ctx.now - timedelta(days=7, minutes=17), end=ctx.now)),
+                "filters_action_7d": SearchQuery(filters=SearchFilters(
+                    start=ctx.now - timedelta(days=7), end=ctx.now, actions=("UPDATE",))),
+            }  # fmt: skip
+            for label, query in queries.items():
+                key = f"{tenant}/{label}"
+                async with backend._snapshot(tenant, timeout_ms=120_000) as conn:
+                    mark = await store.read_watermark(conn, tenant)
+                    exact = await store.count_matches(conn, tenant, query, mark, limit=None)
+                    estimate = await store.planner_estimate(conn, tenant, query, mark)
+                    total = await store.search_total(conn, tenant, query, mark, tuning=tuning)
+                    facets = await facet_store.facets(
+                        conn, tenant, query, FacetRequest(FACET_FIELDS), watermark=mark,
+                        tuning=tuning,
+                    )  # fmt: skip
+                answers[key] = {
+                    "q": query.describe(), "exact": exact.value, "estimate": estimate,
+                    "estimate_error_pct": round(
+                        100 * (estimate - exact.value) / max(1, exact.value), 1),
+                    "total": [total.value, total.relation],
+                    "facets_partial": facets.partial,
+                }  # fmt: skip
+                calls: list[tuple[str, Callable[[Any], Any]]] = [
+                    ("total", lambda c, q=query, m=mark, t=tenant: store.search_total(
+                        c, t, q, m, tuning=tuning)),
+                    ("total_before", lambda c, q=query, m=mark, t=tenant: store.count_matches(
+                        c, t, q, m, limit=10_000, via_keys=True)),
+                    ("facets", lambda c, q=query, m=mark, t=tenant: facet_store.facets(
+                        c, t, q, FacetRequest(FACET_FIELDS), watermark=m, tuning=tuning)),
+                ]  # fmt: skip
+                for name, call in calls:
+                    timings[f"{key}/{name}"] = samples = []
+                    for _ in range(runs):
+                        began = time.perf_counter()
+                        async with backend._snapshot(tenant) as conn:
+                            await call(conn)
+                        samples.append((time.perf_counter() - began) * 1000)
+                if query.q is not None:
+                    page = await backend.search(tenant, query, PageRequest(limit=50))
+                    timings[f"{key}/highlight_page50"] = samples = []
+                    for _ in range(runs):
+                        began = time.perf_counter()
+                        async with backend._snapshot(tenant) as conn:
+                            await highlight_store.highlight(conn, query.q, page.items)
+                        samples.append((time.perf_counter() - began) * 1000)
+    finally:
+        await pool.close()
+    return {"answers": answers, "timings": summarise(timings)}
+
+
+async def _extra_tenants(url: str, names: list[str]) -> list[tuple[TenantId, int]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT tenant_id, next_seq FROM tenant_log_heads WHERE tenant_id = ANY(%s)",
+            (names,),
+        ).fetchall()
+    return [(TenantId(t), int(n)) for t, n in rows]
+
+
 async def timed_mix(
     url: str, ctx: Context, mix: list[Query], *, runs: int, seed_value: int
 ) -> dict[str, list[float]]:
@@ -535,6 +642,15 @@ async def main_async(args: argparse.Namespace) -> None:
                     )
     try:
         await migrate(url, app_role="auditline_app")
+        if args.only_totals:  # issue #23's figures alone, on data already seeded
+            ctx = await prepare_context(url, args.tenants)
+            extra = await _extra_tenants(url, args.totals_tenant)
+            totals = await totals_facets_highlights(url, ctx, runs=args.runs, extra=extra)
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            name = f"search-totals-{args.label or 'latest'}.json"
+            (RESULTS / name).write_text(json.dumps(totals, indent=2, default=str))
+            print(json.dumps(totals, indent=1, default=str))
+            return
         with psycopg.connect(url) as conn:
             row = conn.execute(
                 """SELECT coalesce(sum(next_seq), 0) FROM tenant_log_heads
@@ -574,6 +690,7 @@ async def main_async(args: argparse.Namespace) -> None:
         api = await api_sample(url, work / "data", ctx, runs=max(10, args.runs // 5))
         plans = await explain(url, ctx, mix)
         exported = await export_throughput(url, ctx.tenants[0][0])
+        totals = await totals_facets_highlights(url, ctx, runs=max(10, args.runs // 5))
         result = {
             "label": args.label or f"{sum(n for _, n in ctx.tenants):,} events",
             "events": sum(n for _, n in ctx.tenants),
@@ -590,6 +707,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "cold": cold,
             "os_cache_dropped": dropped,
             "export": exported,
+            "totals_facets_highlights": totals,
             "sizes": sizes(url),
             "plans": plans,
             "environment": {
@@ -626,6 +744,17 @@ def main() -> None:
     )
     parser.add_argument("--database", default="postgres", help="database on that server")
     parser.add_argument("--keep-server", action="store_true")
+    parser.add_argument(
+        "--totals-tenant",
+        action="append",
+        default=[],
+        help="also measure totals, facets and highlights on this tenant (repeatable)",
+    )
+    parser.add_argument(
+        "--only-totals",
+        action="store_true",
+        help="only the totals, facets and highlights figures (issue #23), on seeded data",
+    )
     parser.add_argument(
         "--label",
         help="also write bench/results/search-LABEL.json, docs/benchmarks/search-LABEL.md",

@@ -257,7 +257,30 @@ class SearchSettings(BaseModel):
     default_limit: int = Field(default=50, ge=1, description="page size when `limit` is absent")
     max_limit: int = Field(default=1000, ge=1, description="largest page size")
     exact_total_limit: int = Field(
-        default=10_000, ge=1, description="include_total counts exactly up to this, then '>='"
+        default=50_000,
+        ge=1,
+        description="include_total counts exactly up to this; beyond, an estimate "
+        "(`approx`) or this bound (`gte`)",
+    )
+    total_budget_ms: int = Field(
+        default=100,
+        ge=1,
+        description="time include_total may spend counting exactly before it answers "
+        "PostgreSQL's estimate (`approx`)",
+    )
+    facet_size: int = Field(
+        default=10, ge=1, le=100, description="values per facet when `facet_size` is absent"
+    )
+    facet_budget_ms: int = Field(
+        default=200,
+        ge=1,
+        description="time facets may spend grouping every match before they count the "
+        "newest `facet_sample_rows` only (`partial`)",
+    )
+    facet_sample_rows: int = Field(
+        default=5000,
+        ge=1,
+        description="matches a partial facet answer counts (the newest ones)",
     )
     probe_rows: int = Field(
         default=2000,

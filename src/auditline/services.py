@@ -127,8 +127,9 @@ def routed_search(
     """*search* with OpenSearch answering the kinds of query configured for it."""
     chosen = settings.search
     opensearch = OpenSearchSearch(
-        indexer.index, indexer.watermark, exact_total_limit=chosen.exact_total_limit
-    )
+        indexer.index, indexer.watermark, exact_total_limit=chosen.exact_total_limit,
+        facet_budget_ms=chosen.facet_budget_ms,
+    )  # fmt: skip
     routed = RoutedSearch(
         search.backend,
         filters=opensearch if chosen.filter_backend == "opensearch" else None,
@@ -138,7 +139,13 @@ def routed_search(
     )
     # Statistics stay on PostgreSQL's rollups whatever answers searches (StatsBackend).
     return SearchService(
-        routed, search.events, search.cursors, chosen, access, stats=search.stats_backend
+        routed,
+        search.events,
+        search.cursors,
+        chosen,
+        access,
+        stats=search.stats_backend,
+        highlighter=search.highlighter,
     )
 
 

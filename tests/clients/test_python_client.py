@@ -95,6 +95,25 @@ def test_bulk_create_then_every_page_once_and_a_resend_stores_nothing(acme: Clie
     assert (again["inserted"], again["duplicates"]) == (0, 23)
 
 
+def test_search_asks_for_facets_and_highlights(acme: Client) -> None:
+    resource = unique()
+    events = [
+        {"action": action, "resource_type": "doc", "resource_id": resource,
+         "message": f"opened the <b>ledger</b> {resource}"}
+        for action in ("VIEW", "VIEW", "UPDATE")
+    ]  # fmt: skip
+    acme.create_many(events)  # type: ignore[arg-type]
+    page = acme.search(
+        resource_id=resource, q="ledger", facets=["action"], facet_size=1, highlight=True
+    )
+    assert page["facets"] is not None
+    assert page["facets"]["fields"]["action"]["values"] == [{"key": "VIEW", "count": 2}]
+    assert page["highlights"] is not None
+    assert {h["message"] for h in page["highlights"]} == {
+        f"opened the &lt;b&gt;<mark>ledger</mark>&lt;/b&gt; {resource}"
+    }
+
+
 def test_invalid_events_raise_validation_errors_with_pointers(acme: Client) -> None:
     resource = unique()
     with pytest.raises(ValidationFailed) as caught:

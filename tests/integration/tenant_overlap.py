@@ -283,6 +283,8 @@ def cases(data: Overlap) -> dict[str, SearchQuery]:
         "prefix": _q("pay*"),
         "word and field": _q("refund user_id:alice"),
         "word in a time window": SearchQuery(filters=window, q=parse("invoice")),
+        # partial hours at both ends: totals add whole hours' rollups to the edges' events
+        "time window": SearchQuery(filters=window),
         "word and filters": _q("password", SearchFilters(actions=("READ", "UPDATE", "LOGIN"))),
         "field": _q("user_id:bob"),
         "field prefix": _q("resource_id:inv-*"),

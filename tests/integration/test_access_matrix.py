@@ -70,6 +70,11 @@ ROWS = [
         resource="user_event"),
     Row("GET",  "/api/v1/logs",                   (200, 200, 200, 403, 200, 200), 200,
         requires="/api/v1/logs"),
+    # totals, facets and highlights are part of the search: the same access
+    Row("GET",  "/api/v1/logs",                   (200, 200, 200, 403, 200, 200), 200,
+        requires="/api/v1/logs", query=(("facets", "action,user_id,severity"),
+                                        ("highlight", "true"), ("include_total", "true"),
+                                        ("q", "matrix"))),
     Row("GET",  "/api/v1/logs/export",            (200, 200, 403, 403, 200, 200), 200,
         requires="/api/v1/logs/export"),
     Row("GET",  "/api/v1/logs/stats",             (200, 200, 403, 403, 200, 200), 200,

@@ -19,7 +19,8 @@ import importlib
 import inspect
 import pkgutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from types import ModuleType
 from typing import Any
@@ -36,7 +37,15 @@ from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
 from auditline.ingest.writer import month_of, months_from
 from auditline.search import evaluate
-from auditline.search.model import PageRequest, Position, SearchQuery
+from auditline.search.model import (
+    FACET_FIELDS,
+    FacetRequest,
+    Facets,
+    PageRequest,
+    Position,
+    SearchQuery,
+    Total,
+)
 from auditline.search.query import Text
 from auditline.security.api_keys import generate_key
 from auditline.storage import api_keys as keys_store
@@ -50,6 +59,7 @@ from auditline.storage import search_index as index_store
 from auditline.storage import stream as stream_store
 from auditline.storage import tenants as tenants_store
 from auditline.storage.database import Connection, open_pool, set_tenant, tenant_transaction
+from auditline.storage.search import facets as facet_store
 from auditline.storage.search import pages as search_store
 from auditline.storage.search import stats as stats_store
 from auditline.storage.search.backend import PostgresSearch
@@ -334,6 +344,44 @@ async def test_count_matches_counts_only_the_tenants_rows(
                     assert (below.value, below.exact) == (n - 1, False), (name, tenant)
 
 
+def _facet_counts(facets: Facets) -> dict[str, dict[str | None, int]]:
+    return {f.field: {v.key: v.count for v in f.values} for f in facets.facets}
+
+
+def _expected_counts(events: Sequence[Event]) -> dict[str, dict[str | None, int]]:
+    return {f: dict(Counter(getattr(e, f) for e in events)) for f in FACET_FIELDS}
+
+
+async def test_totals_and_facets_count_only_the_tenants_rows(
+    bypass: AsyncConnectionPool[Connection], data: Overlap
+) -> None:
+    everything = FacetRequest(FACET_FIELDS, size=1000)
+    exact, sampled = SearchTuning(), SearchTuning(facet_budget_ms=0, facet_sample_rows=2)
+    for name, query in cases(data).items():
+        for tenant in TENANTS:
+            order = data.expected(tenant, query)
+            events = [data.event(tenant, key[1]) for key in order]
+            async with tenant_transaction(bypass, tenant) as conn:
+                mark = await search_store.read_watermark(conn, tenant)
+                total = await search_store.search_total(conn, tenant, query, mark, tuning=exact)
+                assert total == Total(len(events), "eq"), (name, tenant)
+                if search_store.rollups_apply(query):
+                    counted = await search_store.rollup_total(conn, tenant, query, mark)
+                    assert counted == Total(len(events), "eq"), (name, tenant)
+                assert await search_store.planner_estimate(conn, tenant, query, mark) >= 0
+                got = await facet_store.facets(
+                    conn, tenant, query, everything, watermark=mark, tuning=exact
+                )
+                assert _facet_counts(got) == _expected_counts(events), (name, tenant)
+                assert not got.partial
+                # the sample: the newest two matches (rows_of), lower bounds beyond them
+                part = await facet_store.facets(
+                    conn, tenant, query, everything, watermark=mark, tuning=sampled
+                )
+                assert _facet_counts(part) == _expected_counts(events[:2]), (name, tenant)
+                assert part.partial == (len(events) > 2)
+
+
 async def test_stats_count_only_the_tenants_events(
     bypass: AsyncConnectionPool[Connection], data: Overlap
 ) -> None:
@@ -539,6 +587,12 @@ async def test_the_postgres_backend_reads_only_the_tenants_rows(
             tenant, SearchQuery(), interval="day", top=3, **window
         )  # fmt: skip
         assert stats.total == len(mine)
+        request = FacetRequest(("user_id",), size=1000)
+        facets = await backend.facets(tenant, SearchQuery(), request, watermark=page.watermark)
+        assert sum(v.count for v in facets.facets[0].values) == len(mine)
+        # highlights read no table: they mark the events passed in, of this tenant only
+        marked = await backend.highlight(tenant, SearchQuery(q=Text("invoice")), page.items)
+        assert len(marked) == len(page.items)
         read = await backend.get(tenant, data.own_ids(other)[0])
         assert read is None
         assert await backend.get(tenant, data.own_ids(tenant)[0]) is not None
@@ -1097,6 +1151,15 @@ COVERED: dict[str, Callable[..., Any]] = {
     "integrity.try_lock_sealing": test_each_tenants_merkle_log_is_its_own,
     "integrity.write_tiles": test_each_tenants_merkle_log_is_its_own,
     "search.pages.count_matches": test_count_matches_counts_only_the_tenants_rows,
+    "search.pages.search_total": test_totals_and_facets_count_only_the_tenants_rows,
+    "search.pages.planner_estimate": test_totals_and_facets_count_only_the_tenants_rows,
+    "search.pages.rows_of": test_totals_and_facets_count_only_the_tenants_rows,
+    "search.pages.rollup_total": test_totals_and_facets_count_only_the_tenants_rows,
+    "search.facets.facets": test_totals_and_facets_count_only_the_tenants_rows,
+    "search.backend.PostgresSearch.facets": test_the_postgres_backend_reads_only_the_tenants_rows,
+    "search.backend.PostgresSearch.highlight": (
+        test_the_postgres_backend_reads_only_the_tenants_rows
+    ),
     "search.pages.export_lines": test_search_page_and_export_lines_return_only_the_tenants_rows,
     "search.pages.read_watermark": test_read_watermark_is_the_tenants_own_log_head,
     "search.pages.search_page": test_search_page_and_export_lines_return_only_the_tenants_rows,

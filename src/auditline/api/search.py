@@ -24,6 +24,7 @@ from auditline.api.problems import AUTHENTICATED, READ, error_responses
 from auditline.api.schemas import EventOut
 from auditline.api.search_schemas import (
     ExportParams,
+    FacetsOut,
     ListParams,
     SearchOut,
     SearchParams,
@@ -64,6 +65,9 @@ async def search_logs(
     Paging with `next_cursor` returns every event that matched when the first page was
     read exactly once, whatever is written meanwhile (events stored later, even with old
     timestamps, belong to a new search). The search is recorded in the tenant's log.
+    With `include_total`, `facets` and `highlight` the same answer also counts the
+    matches, counts their top values per field (over the same set as the page), and
+    marks the page's matched words.
     """
     tenant = principal.authorize(params.tenant_id, Permission.READ_LOGS)
     query = _query(params, principal)
@@ -71,11 +75,15 @@ async def search_logs(
         result = await services.search.search(
             tenant, query, actor, limit=params.limit, order=params.order,
             cursor=params.cursor, include_total=params.include_total,
+            facets=params.facet_request(services.settings.search.facet_size),
+            highlight=params.highlight,
         )  # fmt: skip
     return SearchOut(
         items=[EventOut.of(item) for item in result.items],
         next_cursor=result.next_cursor,
         total=None if result.total is None else TotalOut.of(result.total),
+        facets=None if result.facets is None else FacetsOut.of(result.facets),
+        highlights=SearchOut.highlights_of(result.items, result.highlights),
     )
 
 

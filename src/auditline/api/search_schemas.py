@@ -6,6 +6,7 @@ import ipaddress
 import re
 from datetime import datetime
 from typing import Annotated, Literal, Self
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
@@ -18,14 +19,19 @@ from auditline.api.schemas import (
     TenantSlug,
     TextRule,
 )
-from auditline.domain.events import ActorType, Outcome, Severity
+from auditline.domain.events import ActorType, Outcome, Severity, StoredEvent
 from auditline.domain.normalise import IPV4_PATTERN, IPV6_PATTERN
 from auditline.domain.validation import CONTROL_CHARACTERS
 from auditline.search.export import ExportFormat
 from auditline.search.model import (
+    FACET_FIELDS,
     Count,
+    FacetRequest,
+    Facets,
+    Highlight,
     Interval,
     Order,
+    Relation,
     SearchFilters,
     Stats,
     Total,
@@ -136,6 +142,9 @@ class SearchParams(BaseModel):
         )
 
 
+_FACET = f"({'|'.join(FACET_FIELDS)})"
+
+
 class ListParams(SearchParams):
     limit: int | None = Field(
         default=None, ge=1, le=1000, description="Page size; default 50 (search.default_limit)"
@@ -150,8 +159,46 @@ class ListParams(SearchParams):
         description="next_cursor of the previous page (signed: no other value is valid)",
     )
     include_total: bool = Field(
-        default=False, description="Count the matches (exact up to a threshold, then a bound)"
+        default=False,
+        description="Count the matches: exact when cheap, else an estimate or a lower bound, "
+        "labelled by `relation` (docs/search.md)",
     )
+    facets: str | None = Field(
+        default=None,
+        max_length=200,
+        # The values the validator below accepts, for clients and the contract test.
+        json_schema_extra={"pattern": f"^ *{_FACET} *(, *{_FACET} *)*$"},
+        description="Comma-separated fields to count the top values of among all matches: "
+        f"any of {', '.join(FACET_FIELDS)}",
+        examples=["action,user_id"],
+    )
+    facet_size: int | None = Field(
+        default=None, ge=1, le=100, description="Values per facet; default 10 (search.facet_size)"
+    )
+    highlight: bool = Field(
+        default=False,
+        description="Mark the matched words of this page's messages and metadata values "
+        "(HTML-escaped, `<mark>`...`</mark>`)",
+    )
+
+    @field_validator("facets")
+    @classmethod
+    def _facet_fields(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        names = [n.strip() for n in value.split(",")]
+        unknown = [n for n in names if n not in FACET_FIELDS]
+        if unknown:
+            raise ValueError(
+                f"unknown facet field {unknown[0]!r}: choose from {', '.join(FACET_FIELDS)}"
+            )
+        return ",".join(dict.fromkeys(names))
+
+    def facet_request(self, default_size: int) -> FacetRequest | None:
+        if self.facets is None:
+            return None
+        fields = tuple(f for f in FACET_FIELDS if f in self.facets.split(","))
+        return FacetRequest(fields=fields, size=self.facet_size or default_size)
 
 
 class ExportParams(SearchParams):
@@ -176,13 +223,56 @@ class StatsParams(SearchParams):
 
 class TotalOut(BaseModel):
     value: int
-    relation: Literal["eq", "gte"] = Field(
-        description="eq: exact; gte: at least this many (counting stopped at the threshold)"
+    relation: Relation = Field(
+        description="eq: exact; gte: at least this many (counting stopped at the threshold); "
+        "approx: an estimate (counting would have taken too long; docs/search.md)"
     )
 
     @classmethod
     def of(cls, total: Total) -> TotalOut:
-        return cls(value=total.value, relation="eq" if total.exact else "gte")
+        return cls(value=total.value, relation=total.relation)
+
+
+class FacetOut(BaseModel):
+    relation: Relation = Field(
+        description="eq: exact counts; gte: counted over part of the matches (lower bounds)"
+    )
+    values: list[CountOut] = Field(description="Most frequent first; ties by value; null: unset")
+
+
+class FacetsOut(BaseModel):
+    partial: bool = Field(
+        description="The time budget ran out: counts are over the newest `sampled` matches"
+    )
+    sampled: int | None = Field(description="Matches counted when partial")
+    fields: dict[str, FacetOut]
+
+    @classmethod
+    def of(cls, facets: Facets) -> FacetsOut:
+        return cls(
+            partial=facets.partial,
+            sampled=facets.sampled,
+            fields={
+                f.field: FacetOut(
+                    relation=f.relation,
+                    values=[CountOut(key=v.key, count=v.count) for v in f.values],
+                )
+                for f in facets.facets
+            },
+        )
+
+
+class MetadataHighlightOut(BaseModel):
+    path: list[str] = Field(description="Keys from the metadata's root (arrays left out)")
+    value: str = Field(description="The value, HTML-escaped, matches in `<mark>`")
+
+
+class HighlightOut(BaseModel):
+    id: UUID
+    message: str | None = Field(
+        description="The message, HTML-escaped, matches in `<mark>`; null: no match there"
+    )
+    metadata: list[MetadataHighlightOut]
 
 
 class SearchOut(BaseModel):
@@ -191,6 +281,28 @@ class SearchOut(BaseModel):
         description="Pass as `cursor` for the next page; null on the last page"
     )
     total: TotalOut | None = Field(default=None, description="Only with include_total=true")
+    facets: FacetsOut | None = Field(default=None, description="Only with facets=...")
+    highlights: list[HighlightOut] | None = Field(
+        default=None,
+        description="Only with highlight=true: the page's events with a matched word, in "
+        "page order",
+    )
+
+    @classmethod
+    def highlights_of(
+        cls, items: list[StoredEvent], marked: list[Highlight | None] | None
+    ) -> list[HighlightOut] | None:
+        if marked is None:
+            return None
+        return [
+            HighlightOut(
+                id=item.event.id,
+                message=h.message,
+                metadata=[MetadataHighlightOut(path=list(p), value=v) for p, v in h.metadata],
+            )
+            for item, h in zip(items, marked, strict=True)
+            if h is not None
+        ]
 
 
 class CountOut(BaseModel):

@@ -28,6 +28,10 @@ from auditline.opensearch.client import OpenSearchIndex, guarded
 from auditline.opensearch.compiler import search_after, search_filter, sort
 from auditline.opensearch.documents import from_document
 from auditline.search.model import (
+    Count,
+    Facet,
+    FacetRequest,
+    Facets,
     Order,
     Page,
     PageRequest,
@@ -41,15 +45,21 @@ Watermark = Callable[[TenantId], Awaitable[int]]
 
 
 class OpenSearchSearch:
-    """Searches, exports and counts on OpenSearch. Not a ``StatsBackend``: statistics
-    come from PostgreSQL's rollups whatever answers searches."""
+    """Searches, exports, counts and facets on OpenSearch. Not a ``StatsBackend``:
+    statistics come from PostgreSQL's rollups whatever answers searches."""
 
     def __init__(
-        self, index: OpenSearchIndex, watermark: Watermark, *, exact_total_limit: int = 10_000
+        self,
+        index: OpenSearchIndex,
+        watermark: Watermark,
+        *,
+        exact_total_limit: int = 50_000,
+        facet_budget_ms: int = 200,
     ) -> None:
         self._index = index
         self._watermark = watermark
         self._exact_total_limit = exact_total_limit
+        self._facet_budget_ms = facet_budget_ms
 
     async def _search(self, tenant: TenantId, body: dict[str, Any]) -> dict[str, Any]:
         client = self._index.client
@@ -83,8 +93,8 @@ class OpenSearchSearch:
         total = None
         if page.include_total:
             found = answer["hits"]["total"]
-            exact = found["relation"] == "eq"
-            total = Total(int(found["value"]), exact=exact)
+            # OpenSearch says "eq" or "gte", as Total does.
+            total = Total(int(found["value"]), "eq" if found["relation"] == "eq" else "gte")
         return Page(items=items, next=nxt, watermark=watermark, total=total)
 
     async def export(
@@ -110,3 +120,46 @@ class OpenSearchSearch:
         except NotFoundError:
             return 0
         return int(answer["count"])
+
+    async def facets(
+        self, tenant: TenantId, query: SearchQuery, request: FacetRequest, *, watermark: int
+    ) -> Facets:
+        """Terms aggregations (most frequent first, ties by value: keywords compare as
+        UTF-8 bytes, which is code-point order, as PostgreSQL's answer is ranked) plus a
+        ``missing`` count per field for events without it (``None``), merged here.
+
+        A field's counts are ``eq`` when OpenSearch reports no possible error
+        (``doc_count_error_upper_bound`` 0: each monthly index returned every value it
+        holds beyond the top, or the values were few); else ``gte`` (each shard's top
+        only). An answer cut by the search ``timeout`` (``facet_budget_ms``) is partial."""
+        aggs: dict[str, Any] = {}
+        for f in request.fields:
+            aggs[f] = {
+                "terms": {
+                    "field": f,
+                    "size": request.size,
+                    "order": [{"_count": "desc"}, {"_key": "asc"}],
+                }
+            }
+            aggs[f"{f}__missing"] = {"missing": {"field": f}}  # fmt: skip
+        body: dict[str, Any] = {
+            "query": search_filter(tenant, query, watermark=watermark),
+            "size": 0,
+            "track_total_hits": False,
+            "timeout": f"{self._facet_budget_ms}ms",
+            "aggs": aggs,
+        }
+        answer = await self._search(tenant, body)
+        found = answer.get("aggregations", {})
+        partial = bool(answer.get("timed_out", False))
+        out = []
+        for f in request.fields:
+            terms = found.get(f, {"buckets": [], "doc_count_error_upper_bound": 0})
+            counts = [Count(str(b["key"]), int(b["doc_count"])) for b in terms["buckets"]]
+            missing = int(found.get(f"{f}__missing", {}).get("doc_count", 0))
+            if missing:
+                counts.append(Count(None, missing))
+            counts.sort(key=lambda c: (-c.count, c.key is None, c.key or ""))
+            exact = not partial and int(terms.get("doc_count_error_upper_bound", 0)) == 0
+            out.append(Facet(f, counts[: request.size], "eq" if exact else "gte"))
+        return Facets(out, partial=partial)

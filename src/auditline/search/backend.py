@@ -9,7 +9,7 @@ against each other.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 from uuid import UUID
@@ -17,13 +17,29 @@ from uuid import UUID
 from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
 from auditline.search.export import ExportFormat
-from auditline.search.model import Interval, Order, Page, PageRequest, SearchQuery, Stats
+from auditline.search.model import (
+    FacetRequest,
+    Facets,
+    Highlight,
+    Interval,
+    Order,
+    Page,
+    PageRequest,
+    SearchQuery,
+    Stats,
+)
 
 
 class SearchUnavailable(RuntimeError):
     """The backend cannot answer now (unreachable, overloaded, timed out): nothing was
     read. The service falls back to PostgreSQL or answers 503 with ``Retry-After``, as
     configured (``search.on_unavailable``)."""
+
+
+class Unsupported(NotImplementedError):
+    """This backend does not answer this kind of read (it is no failure): the router asks
+    the primary backend (PostgreSQL) instead, always, whatever ``search.on_unavailable``
+    says, and counts no fallback."""
 
 
 class SearchBackend(Protocol):
@@ -50,14 +66,23 @@ class SearchBackend(Protocol):
         """The exact number of matching events (may be slow for very large results)."""
         ...
 
+    async def facets(
+        self, tenant: TenantId, query: SearchQuery, request: FacetRequest, *, watermark: int
+    ) -> Facets:
+        """The top values of each requested field among the matches with ``seq <
+        watermark`` (the set the first page saw), every count labelled; bounded in time
+        (``Facets.partial`` says when not every match was counted). May raise
+        :class:`Unsupported`."""
+        ...
+
 
 class StatsBackend(Protocol):
     """Statistics: counts over time, by severity and action, and top lists.
 
     Not part of :class:`SearchBackend`: only PostgreSQL answers them, from its hourly
-    rollups (about a millisecond whatever the range, as they count hours rather than
-    events; see ``docs/architecture.md``), so the OpenSearch backend does not claim to.
-    The search service is given its statistics backend separately.
+    rollups (they count hours, not events; see ``docs/architecture.md``), so the
+    OpenSearch backend does not claim to. The search service is given its statistics
+    backend separately.
     """
 
     async def stats(
@@ -82,6 +107,17 @@ class EventLookup(Protocol):
     ) -> StoredEvent | None:
         """The event, or None when it does not exist *or* (with *only_user*) that user did
         not act in it."""
+        ...
+
+
+class Highlighter(Protocol):
+    """Marks the matched words of a page's events (PostgreSQL does, whichever backend
+    found them: its parser and dictionaries define what full text matches)."""
+
+    async def highlight(
+        self, tenant: TenantId, query: SearchQuery, events: Sequence[StoredEvent]
+    ) -> list[Highlight | None]:
+        """One entry per event, in order: None where no word of ``q`` matched."""
         ...
 
 

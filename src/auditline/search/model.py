@@ -126,12 +126,70 @@ class PageRequest:
     include_total: bool = False
 
 
+Relation = Literal["eq", "gte", "approx"]
+"""How a count relates to the truth: ``eq`` exact, ``gte`` a lower bound (at least this
+many), ``approx`` an estimate (see docs/search.md for how each backend estimates and its
+measured error)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Total:
-    """A count of matches: exact, or a lower bound (``exact=False``) past the threshold."""
+    """A count of matches, labelled with how far it can be trusted."""
 
     value: int
-    exact: bool
+    relation: Relation = "eq"
+
+    @property
+    def exact(self) -> bool:
+        return self.relation == "eq"
+
+
+FacetField = Literal["action", "user_id", "resource_type", "severity", "outcome"]
+FACET_FIELDS: Final[tuple[FacetField, ...]] = (
+    "action", "user_id", "resource_type", "severity", "outcome",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class FacetRequest:
+    """The top *size* values of each of *fields* among the matches."""
+
+    fields: tuple[FacetField, ...]
+    size: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Facet:
+    """The top values of one field, most frequent first (ties by value; ``None``: not set).
+
+    ``relation`` labels every count: ``eq`` exact; ``gte`` counted over part of the
+    matches only (each count is a lower bound, and the order may differ from the full
+    result set's).
+    """
+
+    field: FacetField
+    values: list[Count]
+    relation: Relation = "eq"
+
+
+@dataclass(frozen=True, slots=True)
+class Facets:
+    """Facets of a result set. ``partial`` when the time budget ran out before every match
+    was counted: the counts are then over the newest ``sampled`` matches."""
+
+    facets: list[Facet]
+    partial: bool = False
+    sampled: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Highlight:
+    """An event's matched words, marked: HTML-escaped text with ``<mark>``/``</mark>``
+    around each match. ``message`` is None when no word matched there; ``metadata`` holds
+    the values that matched, each with its path of keys (array positions left out)."""
+
+    message: str | None
+    metadata: list[tuple[tuple[str, ...], str]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,15 @@ from collections.abc import AsyncIterator, Callable
 
 from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
-from auditline.search.backend import SearchBackend, SearchUnavailable
-from auditline.search.model import Order, Page, PageRequest, SearchQuery
+from auditline.search.backend import SearchBackend, SearchUnavailable, Unsupported
+from auditline.search.model import (
+    FacetRequest,
+    Facets,
+    Order,
+    Page,
+    PageRequest,
+    SearchQuery,
+)
 from auditline.search.query import Text, walk
 
 
@@ -101,3 +108,20 @@ class RoutedSearch:
             if not self._falls_back(chosen, "count"):
                 raise
         return await self.primary.count(tenant, query)
+
+    async def facets(
+        self, tenant: TenantId, query: SearchQuery, request: FacetRequest, *, watermark: int
+    ) -> Facets:
+        """From the backend chosen for the query; from the primary when that one does not
+        answer facets (`Unsupported`) or, as for searches, is unavailable. The
+        watermark keeps the set the same whoever answers: OpenSearch's is its indexing
+        progress, at most PostgreSQL's log head."""
+        chosen = self.choose(query)
+        try:
+            return await chosen.facets(tenant, query, request, watermark=watermark)
+        except Unsupported:
+            pass
+        except SearchUnavailable:
+            if not self._falls_back(chosen, "facets"):
+                raise
+        return await self.primary.facets(tenant, query, request, watermark=watermark)

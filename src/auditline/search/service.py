@@ -23,11 +23,20 @@ from auditline.config import SearchSettings
 from auditline.domain.access import ACCESS_RESOURCE, AccessLog, Actor
 from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
-from auditline.search.backend import EncodingBackend, EventLookup, SearchBackend, StatsBackend
+from auditline.search.backend import (
+    EncodingBackend,
+    EventLookup,
+    Highlighter,
+    SearchBackend,
+    StatsBackend,
+)
 from auditline.search.cursor import CursorCodec, binding
 from auditline.search.export import Attachments, ExportFormat, encode, frame
 from auditline.search.model import (
     INTERVAL_SECONDS,
+    FacetRequest,
+    Facets,
+    Highlight,
     Interval,
     InvalidSearch,
     Order,
@@ -44,6 +53,9 @@ class SearchResult:
     items: list[StoredEvent]
     next_cursor: str | None
     total: Total | None
+    facets: Facets | None = None
+    highlights: list[Highlight | None] | None = None
+    """One per item, in order, with ``highlight``."""
 
 
 class SearchService:
@@ -56,9 +68,13 @@ class SearchService:
         access: AccessLog,
         *,
         stats: StatsBackend,
+        highlighter: Highlighter | None = None,
     ) -> None:
+        """*highlighter* marks matched words (PostgreSQL); without one, ``highlight``
+        answers no highlights."""
         self.backend = backend
         self.stats_backend = stats
+        self.highlighter = highlighter
         self.events = events
         self.cursors = cursors
         self.settings = settings
@@ -89,8 +105,15 @@ class SearchService:
         order: Order,
         cursor: str | None,
         include_total: bool,
+        facets: FacetRequest | None = None,
+        highlight: bool = False,
     ) -> SearchResult:
-        """One page; raises ``InvalidCursor`` for a cursor not issued for this very query."""
+        """One page; raises ``InvalidCursor`` for a cursor not issued for this very query.
+
+        *facets* are counted over the same set as the page and its total (the events below
+        the page's watermark), by whichever backend answers them (``search.routing``);
+        *highlight* marks the matched words of this page's events only. Both are part of
+        the one recorded read."""
         bound_to = binding(tenant, query, order)
         after, watermark = None, None
         if cursor is not None:
@@ -109,13 +132,30 @@ class SearchService:
         next_cursor = None
         if page.next is not None:
             next_cursor = self.cursors.encode(page.next, page.watermark, bound_to)
+        counted = None
+        if facets is not None:
+            counted = await self.backend.facets(tenant, query, facets, watermark=page.watermark)
+        marked: list[Highlight | None] | None = None
+        if highlight:
+            marked = [None] * len(page.items)
+            if self.highlighter is not None:
+                marked = await self.highlighter.highlight(tenant, query, page.items)
+        metadata: dict[str, Any] = {
+            "query": query.describe(), "result_count": len(page.items),
+            "page": "next" if cursor else "first",
+        }  # fmt: skip
+        if facets is not None:
+            metadata["facets"] = list(facets.fields)
+        if highlight:
+            metadata["highlight"] = True
         await self._access.record(
             tenant, actor, action="VIEW", resource_type=ACCESS_RESOURCE,
-            message="searched audit events",
-            metadata={"query": query.describe(), "result_count": len(page.items),
-                      "page": "next" if cursor else "first"},
+            message="searched audit events", metadata=metadata,
         )  # fmt: skip
-        return SearchResult(items=page.items, next_cursor=next_cursor, total=page.total)
+        return SearchResult(
+            items=page.items, next_cursor=next_cursor, total=page.total, facets=counted,
+            highlights=marked,
+        )  # fmt: skip
 
     async def export(
         self,

@@ -404,6 +404,39 @@ $_$;
 
 
 --
+-- Name: auditline_text_facts(tsquery, timestamp with time zone, timestamp with time zone, bigint, text, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.auditline_text_facts(q tsquery, lo timestamp with time zone, hi timestamp with time zone, below_seq bigint, hidden_type text, lim integer) RETURNS TABLE(action text, user_id text, resource_type text, severity public.severity, outcome text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 10000
+    SET search_path TO 'pg_catalog', 'public'
+    SET "TimeZone" TO 'UTC'
+    SET enable_indexscan TO 'off'
+    SET enable_seqscan TO 'off'
+    AS $_$
+DECLARE
+    tenant text := public.auditline_current_tenant();
+    statement text := 'SELECT e.action, e.user_id, e.resource_type, e.severity, e.outcome
+                         FROM public.events e
+                        WHERE e.tenant_id = $6 AND e.search_vector @@ $1
+                          AND e.timestamp >= $2 AND e.timestamp < $3 AND e.seq < $4';
+BEGIN
+    IF tenant IS NULL THEN
+        RETURN;
+    END IF;
+    IF hidden_type IS NOT NULL THEN
+        statement := statement || ' AND e.resource_type IS DISTINCT FROM $5';
+    END IF;
+    IF lim IS NOT NULL THEN
+        statement := statement || ' LIMIT $7';
+    END IF;
+    -- EXECUTE plans with the actual values (partition pruning, the tsquery's selectivity).
+    RETURN QUERY EXECUTE statement USING q, lo, hi, below_seq, hidden_type, tenant, lim;
+END;
+$_$;
+
+
+--
 -- Name: auditline_text_matches(tsquery, timestamp with time zone, timestamp with time zone, bigint, timestamp with time zone, uuid, boolean, integer); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1485,6 +1518,14 @@ GRANT ALL ON FUNCTION public.auditline_rollup_lock() TO auditline_app;
 --
 
 GRANT ALL ON FUNCTION public.auditline_rollup_rows(p_tenant text, p_ts timestamp with time zone, p_action text, p_severity public.severity, p_resource_type text, p_outcome text, p_user text, p_resource_id text) TO auditline_app;
+
+
+--
+-- Name: FUNCTION auditline_text_facts(q tsquery, lo timestamp with time zone, hi timestamp with time zone, below_seq bigint, hidden_type text, lim integer); Type: ACL; Schema: public; Owner: -
+--
+
+REVOKE ALL ON FUNCTION public.auditline_text_facts(q tsquery, lo timestamp with time zone, hi timestamp with time zone, below_seq bigint, hidden_type text, lim integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.auditline_text_facts(q tsquery, lo timestamp with time zone, hi timestamp with time zone, below_seq bigint, hidden_type text, lim integer) TO auditline_app;
 
 
 --

@@ -7,7 +7,7 @@ and async clients cannot drift apart. The live stream is not a call (it is a Web
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
@@ -61,12 +61,15 @@ def split_tenant(filters: api.SearchFilters) -> tuple[str | None, dict[str, obje
 
 def search(
     filters: api.SearchFilters, *, limit: int | None, order: api.Order, cursor: str | None,
-    include_total: bool,
+    include_total: bool, facets: Sequence[api.FacetField] | None = None,
+    facet_size: int | None = None, highlight: bool = False,
 ) -> Call[api.Page]:  # fmt: skip
     tenant, rest = split_tenant(filters)
     params = query(
-        {**rest, "limit": limit, "order": order, "cursor": cursor, "include_total": include_total}
-    )
+        {**rest, "limit": limit, "order": order, "cursor": cursor, "include_total": include_total,
+         "facets": ",".join(facets) if facets else None, "facet_size": facet_size,
+         "highlight": highlight}
+    )  # fmt: skip
     return Call("GET", LOGS, json_body, params=params, tenant=tenant)
 
 

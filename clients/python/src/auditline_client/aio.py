@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, Unpack
 from uuid import UUID
@@ -93,11 +93,14 @@ class AsyncClient(AsyncClosing):
 
     async def search(
         self, *, limit: int | None = None, order: api.Order = "desc", cursor: str | None = None,
-        include_total: bool = False, **filters: Unpack[api.SearchFilters],
+        include_total: bool = False, facets: Sequence[api.FacetField] | None = None,
+        facet_size: int | None = None, highlight: bool = False,
+        **filters: Unpack[api.SearchFilters],
     ) -> api.Page:  # fmt: skip
         call = _calls.search(
-            filters, limit=limit, order=order, cursor=cursor, include_total=include_total
-        )
+            filters, limit=limit, order=order, cursor=cursor, include_total=include_total,
+            facets=facets, facet_size=facet_size, highlight=highlight,
+        )  # fmt: skip
         return await self.send(call)
 
     async def iter_events(

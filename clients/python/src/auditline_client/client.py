@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, Unpack
@@ -99,12 +99,15 @@ class Client(Closing):
 
     def search(
         self, *, limit: int | None = None, order: api.Order = "desc", cursor: str | None = None,
-        include_total: bool = False, **filters: Unpack[api.SearchFilters],
+        include_total: bool = False, facets: Sequence[api.FacetField] | None = None,
+        facet_size: int | None = None, highlight: bool = False,
+        **filters: Unpack[api.SearchFilters],
     ) -> api.Page:  # fmt: skip
         """One page of matching events; pass ``next_cursor`` back as ``cursor``."""
         call = _calls.search(
-            filters, limit=limit, order=order, cursor=cursor, include_total=include_total
-        )
+            filters, limit=limit, order=order, cursor=cursor, include_total=include_total,
+            facets=facets, facet_size=facet_size, highlight=highlight,
+        )  # fmt: skip
         return self.send(call)
 
     def iter_events(

@@ -111,15 +111,48 @@ class SearchFilters(TypedDict, total=False):
     q: str
 
 
+Relation = Literal["eq", "gte", "approx"]
+FacetField = Literal["action", "user_id", "resource_type", "severity", "outcome"]
+
+
 class Total(TypedDict):
     value: int
-    relation: Literal["eq", "gte"]
+    relation: Relation
+
+
+class FacetValue(TypedDict):
+    key: str | None
+    count: int
+
+
+class Facet(TypedDict):
+    relation: Relation
+    values: list[FacetValue]
+
+
+class Facets(TypedDict):
+    partial: bool
+    sampled: int | None
+    fields: dict[str, Facet]
+
+
+class MetadataHighlight(TypedDict):
+    path: list[str]
+    value: str
+
+
+class Highlight(TypedDict):
+    id: str
+    message: str | None
+    metadata: list[MetadataHighlight]
 
 
 class Page(TypedDict):
     items: list[Event]
     next_cursor: str | None
     total: Total | None
+    facets: Facets | None
+    highlights: list[Highlight] | None
 
 
 class Count(TypedDict):

@@ -9,7 +9,7 @@ choices live beside this module.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime
@@ -24,17 +24,29 @@ from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
 from auditline.search.cursor import CursorCodec
 from auditline.search.export import ExportFormat
-from auditline.search.model import Interval, Order, Page, PageRequest, SearchQuery, Stats
+from auditline.search.model import (
+    FacetRequest,
+    Facets,
+    Highlight,
+    Interval,
+    Order,
+    Page,
+    PageRequest,
+    SearchQuery,
+    Stats,
+)
 from auditline.search.service import SearchService
 from auditline.storage.database import Connection, read_transaction
 from auditline.storage.events import get_event
+from auditline.storage.search import facets as facet_store
+from auditline.storage.search import highlight as highlight_store
 from auditline.storage.search import pages as store
 from auditline.storage.search import stats as stats_store
 
 
 class PostgresSearch:
-    """``SearchBackend``, ``StatsBackend``, ``EncodingBackend`` and ``EventLookup`` over the
-    events table."""
+    """``SearchBackend``, ``StatsBackend``, ``EncodingBackend``, ``EventLookup`` and
+    ``Highlighter`` over the events table."""
 
     def __init__(
         self,
@@ -131,6 +143,20 @@ class PostgresSearch:
             total = await store.count_matches(conn, tenant, query, watermark, limit=None)
         return total.value
 
+    async def highlight(
+        self, tenant: TenantId, query: SearchQuery, events: Sequence[StoredEvent]
+    ) -> list[Highlight | None]:
+        async with self._snapshot(tenant) as conn:
+            return await highlight_store.highlight(conn, query.q, events)
+
+    async def facets(
+        self, tenant: TenantId, query: SearchQuery, request: FacetRequest, *, watermark: int
+    ) -> Facets:
+        async with self._snapshot(tenant) as conn:
+            return await facet_store.facets(
+                conn, tenant, query, request, watermark=watermark, tuning=self._tuning
+            )
+
     async def stats(
         self,
         tenant: TenantId,
@@ -162,11 +188,20 @@ def postgres_search_service(
         probe_rows=settings.probe_rows,
         probe_max_rows=settings.probe_max_rows,
         exact_total_limit=settings.exact_total_limit,
+        total_budget_ms=settings.total_budget_ms,
+        facet_budget_ms=settings.facet_budget_ms,
+        facet_sample_rows=settings.facet_sample_rows,
     )
     backend = PostgresSearch(
         pool, tuning, timeout_ms=reads.statement_timeout_ms,
         export_timeout_ms=reads.export_statement_timeout_ms,
     )  # fmt: skip
     return SearchService(
-        backend, backend, CursorCodec.from_signing_key(key), settings, access, stats=backend
+        backend,
+        backend,
+        CursorCodec.from_signing_key(key),
+        settings,
+        access,
+        stats=backend,
+        highlighter=backend,
     )

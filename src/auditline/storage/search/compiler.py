@@ -41,9 +41,12 @@ class Compiler:
     Collects the bound parameters as it goes; one compiler per statement.
     """
 
-    def __init__(self, alias: str = "e") -> None:
+    def __init__(self, alias: str = "e", *, configs: Sequence[str] = ("english", "simple")) -> None:
+        """*configs*: the text search configurations a full-text term is asked in (ORed);
+        only the planner estimate asks one at a time (``pages.planner_estimate``)."""
         self.alias = alias
         self.params: dict[str, Any] = {}
+        self.configs = tuple(configs)
 
     def param(self, value: Any) -> sql.Composable:
         name = f"p{len(self.params)}"
@@ -151,9 +154,11 @@ class Compiler:
         else:
             value = self.param(text.text)
             fn = sql.SQL("plainto_tsquery")
-        return sql.SQL(
-            "({fn}('english'::regconfig, {v}) || {fn}('simple'::regconfig, {v}))"
-        ).format(fn=fn, v=value)
+        asked = sql.SQL(" || ").join(
+            sql.SQL("{fn}({cfg}::regconfig, {v})").format(fn=fn, cfg=sql.Literal(cfg), v=value)
+            for cfg in self.configs
+        )
+        return sql.SQL("({})").format(asked)
 
     def match(self, node: Match) -> sql.Composable:
         path = node.metadata_path

@@ -23,13 +23,17 @@ Plan choices (measured; see ``docs/search.md`` and ``docs/benchmarks/search.md``
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from psycopg import sql
+from psycopg import errors, sql
 
+from auditline.domain.access import ACCESS_RESOURCE
 from auditline.domain.tenants import TenantId
 from auditline.search.model import (
     Order,
@@ -40,7 +44,7 @@ from auditline.search.model import (
     SearchQuery,
     Total,
 )
-from auditline.search.query import Node, Text
+from auditline.search.query import Node, Text, walk
 from auditline.storage.database import Connection
 from auditline.storage.search.compiler import (
     Compiler,
@@ -68,7 +72,10 @@ class SearchTuning:
 
     probe_rows: int = 2000
     probe_max_rows: int = 10_000
-    exact_total_limit: int = 10_000
+    exact_total_limit: int = 50_000
+    total_budget_ms: int = 100
+    facet_budget_ms: int = 200
+    facet_sample_rows: int = 5000
 
 
 async def read_watermark(conn: Connection, tenant: TenantId) -> int:
@@ -94,14 +101,14 @@ async def search_page(
     tuning: SearchTuning,
 ) -> Page:
     """One page of matches in (timestamp, id) order, restricted to ``seq < watermark``."""
-    rows = await _rows(conn, tenant, query, page, watermark, tuning, EVENT_ROWS)
+    rows = await rows_of(conn, tenant, query, page, watermark, tuning, EVENT_ROWS)
     items = [to_stored(r) for r in rows[: page.limit]]
     more = len(rows) > page.limit
     last = items[-1].event if items else None
     nxt = Position(last.timestamp, last.id) if more and last is not None else None
     total = None
     if page.include_total:
-        total = await count_matches(conn, tenant, query, watermark, limit=tuning.exact_total_limit)
+        total = await search_total(conn, tenant, query, watermark, tuning=tuning)
     return Page(items=items, next=nxt, watermark=watermark, total=total)
 
 
@@ -116,14 +123,14 @@ async def export_lines(
     tuning: SearchTuning,
 ) -> tuple[list[str], Position | None]:
     """Like :func:`search_page`, but each match comes back as one encoded export line."""
-    rows = await _rows(conn, tenant, query, page, watermark, tuning, line_projection(fmt))
+    rows = await rows_of(conn, tenant, query, page, watermark, tuning, line_projection(fmt))
     more = len(rows) > page.limit
     last = rows[page.limit - 1] if more else None
     lines = [r[0] for r in rows[: page.limit]]
     return lines, (Position(last[1], last[2]) if last is not None else None)
 
 
-async def _rows(
+async def rows_of(
     conn: Connection,
     tenant: TenantId,
     query: SearchQuery,
@@ -132,7 +139,8 @@ async def _rows(
     tuning: SearchTuning,
     projection: Projection,
 ) -> list[Row]:
-    """Up to ``page.limit + 1`` rows (one more tells whether a next page exists)."""
+    """Up to ``page.limit + 1`` matches in page order, as *projection* selects them (one
+    more tells whether a next page exists)."""
     terms = text_terms(query.q)
     want = page.limit + 1
     if terms:
@@ -336,7 +344,7 @@ def _probe_keys(
     ).format(matches=matches, columns=columns, where=where_all(where))
 
 
-def _text_only(query: SearchQuery) -> bool:
+def text_only(query: SearchQuery) -> bool:
     """Nothing but full-text terms and the time range restricts this query."""
     return query.filters.only_time and query.only_user is None and rest_of_tree(query.q) is None
 
@@ -354,7 +362,7 @@ async def _via_text_index(
 ) -> list[Row]:
     c = Compiler("e")
     where = _conditions(c, tenant, query, watermark, after, order, tree=query.q)
-    lim = want if _text_only(query) else None
+    lim = want if text_only(query) else None
     matches = _text_matches(c, query, order, after, terms, watermark, lim)
     statement = sql.SQL("SELECT {cols} FROM {rows} ORDER BY {order} LIMIT {limit}").format(
         cols=projection.columns("e"), rows=_probe_keys(matches, where, event_columns("e")),
@@ -363,18 +371,67 @@ async def _via_text_index(
     return await fetch_rows(conn, statement, c.params)
 
 
-async def count_matches(
-    conn: Connection, tenant: TenantId, query: SearchQuery, watermark: int, *, limit: int | None
-) -> Total:
-    """How many events match: exact up to *limit*, else ``Total(limit, exact=False)``."""
-    c = Compiler("e")
-    where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
+def text_facts(c: Compiler, query: SearchQuery, watermark: int, lim: int | None) -> sql.Composable:
+    """A FROM item ``e(action, user_id, resource_type, severity, outcome)``: one row per
+    match of a :func:`text_only` query, read with one bitmap heap scan (migration 0020)."""
     terms = text_terms(query.q)
+    lo, hi = _bounds(c, query.filters, "desc", None)
+    return sql.SQL(
+        "auditline_text_facts({q}, {lo}, {hi}, {below}::bigint, {hidden}::text, {lim}::integer) e"
+    ).format(
+        q=sql.SQL(" && ").join(c.tsquery(t) for t in terms), lo=lo, hi=hi,
+        below=c.param(watermark),
+        hidden=c.param(None if query.access_included else ACCESS_RESOURCE), lim=c.param(lim),
+    )  # fmt: skip
+
+
+def matching_rows(
+    c: Compiler, tenant: TenantId, query: SearchQuery, watermark: int, columns: sql.Composable
+) -> sql.Composable:
+    """``SELECT columns FROM ...`` (over alias ``e``): every match with ``seq < watermark``,
+    by the cheapest route the query allows (no order: for counting and grouping).
+
+    *columns* may name only ``action``, ``user_id``, ``resource_type``, ``severity`` and
+    ``outcome`` (what the text-only route returns).
+    """
+    terms = text_terms(query.q)
+    if terms and text_only(query):
+        return sql.SQL("SELECT {} FROM {}").format(columns, text_facts(c, query, watermark, None))
+    where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
     if terms:
-        lim = limit + 1 if limit is not None and _text_only(query) else None
-        matches = _text_matches(c, query, "desc", None, terms, watermark, lim)
+        matches = _text_matches(c, query, "desc", None, terms, watermark, None)
+        return sql.SQL("SELECT {} FROM {}").format(columns, _probe_keys(matches, where, columns))
+    return sql.SQL("SELECT {} FROM events e WHERE {}").format(columns, where_all(where))
+
+
+async def count_matches(
+    conn: Connection,
+    tenant: TenantId,
+    query: SearchQuery,
+    watermark: int,
+    *,
+    limit: int | None,
+    via_keys: bool = False,
+) -> Total:
+    """How many events match: exact up to *limit*, else ``Total(limit, "gte")``.
+
+    A query of text terms and a time range only is counted with one bitmap heap scan
+    (``auditline_text_facts``); any other with full text through the GIN index's keys, each
+    re-checked with a primary-key probe; one without full text through the B-tree indexes.
+    *via_keys* takes the key route for text-only queries too (how they were counted before
+    migration 0020: the benchmark's side-by-side).
+    """
+    c = Compiler("e")
+    terms = text_terms(query.q)
+    if terms and text_only(query) and not via_keys:
+        lim = None if limit is None else limit + 1
+        inner = sql.SQL("SELECT 1 FROM {}").format(text_facts(c, query, watermark, lim))
+    elif terms:
+        where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
+        matches = _text_matches(c, query, "desc", None, terms, watermark, None)
         inner = sql.SQL("SELECT 1 FROM {}").format(_probe_keys(matches, where, sql.SQL("1")))
     else:
+        where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
         inner = sql.SQL("SELECT 1 FROM events e WHERE {}").format(where_all(where))
     if limit is not None:
         inner = sql.SQL("{} LIMIT {}").format(inner, c.param(limit + 1))
@@ -382,5 +439,129 @@ async def count_matches(
     row = await cur.fetchone()
     n = 0 if row is None else int(row["n"])
     if limit is not None and n > limit:
-        return Total(limit, exact=False)
-    return Total(n, exact=True)
+        return Total(limit, "gte")
+    return Total(n, "eq")
+
+
+@asynccontextmanager
+async def time_budget(conn: Connection, budget_ms: int) -> AsyncIterator[None]:
+    """Statements inside get at most *budget_ms*: past it they raise ``QueryCanceled``.
+
+    They run in a savepoint with its own statement timeout that is always rolled back
+    (what runs inside only reads, so nothing is lost): that restores the surrounding
+    transaction's timeout without asking for it, and after a cancellation the snapshot
+    transaction carries on."""
+    async with conn.transaction(force_rollback=True):
+        await conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(budget_ms),))
+        yield
+
+
+async def search_total(
+    conn: Connection, tenant: TenantId, query: SearchQuery, watermark: int, *, tuning: SearchTuning
+) -> Total:
+    """``include_total``: exact when that is cheap, else a labelled bound or estimate.
+
+    0. With nothing but a time range (no ``q``, no other filter, no role restriction,
+       access records left out) and the snapshot's own head as watermark (a first page),
+       count exactly from the hourly rollups: whole hours from ``event_rollups``, the
+       partial hours at the edges from the events (:func:`rollup_total`), without limit.
+    1. Otherwise count exactly, up to ``exact_total_limit`` and within ``total_budget_ms``: ``eq``.
+    2. Past the limit, PostgreSQL's estimate when it is above the limit (``approx``),
+       else the limit as a lower bound (``gte``): the count proved at least that many.
+    3. Past the budget, the estimate (``approx``): nothing was proved.
+    """
+    try:
+        async with time_budget(conn, tuning.total_budget_ms):
+            counted: Total | None = None
+            if rollups_apply(query) and watermark == await read_watermark(conn, tenant):
+                counted = await rollup_total(conn, tenant, query, watermark)
+            else:
+                counted = await count_matches(
+                    conn, tenant, query, watermark, limit=tuning.exact_total_limit
+                )
+    except errors.QueryCanceled:
+        counted = None
+    if counted is not None and counted.exact:
+        return counted
+    estimate = await planner_estimate(conn, tenant, query, watermark)
+    if counted is None or estimate > counted.value:
+        return Total(estimate, "approx")
+    return counted
+
+
+def rollups_apply(query: SearchQuery) -> bool:
+    """Whether the hourly rollups count this query's matches (they count every event but
+    the access records, migration 0009)."""
+    return (
+        query.q is None
+        and query.filters.only_time
+        and query.only_user is None
+        and not query.access_included
+    )
+
+
+def _hour(ts: datetime, *, up: bool) -> datetime:
+    floor = ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return floor + timedelta(hours=1) if up and floor != ts else floor
+
+
+async def rollup_total(
+    conn: Connection, tenant: TenantId, query: SearchQuery, watermark: int
+) -> Total:
+    """The exact number of events in the query's time range (:func:`rollups_apply` must
+    hold, and *watermark* be this snapshot's head: rollups count every committed event).
+
+    Whole UTC hours come from the rollups (one index-only range scan); the partial hours
+    at the edges, at most two, are counted from the events."""
+    start, end = query.filters.start, query.filters.end
+    h0 = None if start is None else _hour(start, up=True)
+    h1 = None if end is None else _hour(end, up=False)
+    if h0 is not None and h1 is not None and h0 >= h1:  # within one hour: events only
+        return await count_matches(conn, tenant, query, watermark, limit=None)
+    cur = await conn.execute(
+        """SELECT coalesce(sum(n), 0) AS n FROM event_rollups
+            WHERE tenant_id = %s AND dim = 'total'
+              AND bucket >= coalesce(%s, '-infinity'::timestamptz)
+              AND bucket < coalesce(%s, 'infinity'::timestamptz)""",
+        (tenant, h0, h1),
+    )
+    row = await cur.fetchone()
+    n = 0 if row is None else int(row["n"])
+    edges = [(start, h0), (h1, end)]
+    for lo, hi in edges:
+        if lo is not None and hi is not None and lo < hi:
+            edge = replace(query, filters=replace(query.filters, start=lo, end=hi))
+            n += (await count_matches(conn, tenant, edge, watermark, limit=None)).value
+    return Total(n, "eq")
+
+
+async def planner_estimate(
+    conn: Connection, tenant: TenantId, query: SearchQuery, watermark: int
+) -> int:
+    """PostgreSQL's estimate of the number of matches (EXPLAIN, nothing executed).
+
+    Full-text terms are asked in the English and the simple configuration ORed; the
+    planner adds the two selectivities, although a word's two lexemes nearly always match
+    the same events, which doubled its estimates. So each configuration is estimated
+    alone and the larger taken (the union holds at least that many). Measured error in
+    docs/search.md; the planner knows a word's frequency from the statistics ANALYZE keeps
+    (its most common lexemes) and assumes it independent of the tenant.
+    """
+    estimates = [0]
+    has_text = query.q is not None and any(isinstance(n, Text) for n in walk(query.q))
+    configs = ["english", "simple"] if has_text else ["english"]
+    for config in configs:
+        c = Compiler("e", configs=(config,))
+        where = _conditions(c, tenant, query, watermark, None, "desc", tree=query.q)
+        statement = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM events e WHERE {}").format(
+            where_all(where)
+        )
+        cur = await conn.execute(statement, c.params)
+        row = await cur.fetchone()
+        if row is None:
+            continue
+        plan = next(iter(row.values()))
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        estimates.append(round(float(plan[0]["Plan"]["Plan Rows"])))
+    return max(estimates)
