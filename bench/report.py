@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-SECTIONS = ["ingest-notes.md", "search.md"]
+SECTIONS = ["ingest-notes.md", "search.md", "search-totals.md"]
 
 
 def environment() -> dict[str, Any]:
