@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,12 +18,14 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from auditline.api import health
 from auditline.app import create_app
 from auditline.cli import main
 from auditline.config import Settings
-from auditline.indexing.service import RebuildBusy, SearchIndexer
+from auditline.indexing.service import IndexingIncomplete, RebuildBusy, SearchIndexer
+from auditline.jobs.service import JobContext
 from auditline.opensearch import documents
 from auditline.opensearch.backend import OpenSearchSearch
 from auditline.search.backend import SearchUnavailable
@@ -247,8 +250,11 @@ async def test_when_the_node_stops_ingest_goes_on_and_searches_fall_back_or_answ
         # PostgreSQL answers instead: every event, including those the index never saw.
         assert sorted(await stack.ids("acme", q="declined")) == sorted(before + during)
         assert fallbacks() == fallen_back + 1
-        with pytest.raises(SearchUnavailable):  # the indexing job fails; the queue retries
+        with pytest.raises(IndexingIncomplete) as failed:  # the job fails; the queue retries
             await stack.indexer.index_all()
+        assert failed.value.runs == []
+        assert failed.value.failures
+        assert all(isinstance(e, SearchUnavailable) for e in failed.value.failures.values())
 
     settings.search.on_unavailable = "503"
     async with running(settings, make_token) as stack:
@@ -525,3 +531,100 @@ async def test_a_month_that_removals_emptied_is_dropped_and_comes_back_for_a_lat
     await stack.indexer.index_all()
     assert month in await months()
     assert sorted(await stack.ids("acme", q="archived")) == sorted(recent + late)
+
+
+async def block_writes(stack: Stack, index_name: str, blocked: bool | None) -> None:
+    await stack.indexer.index.client.indices.put_settings(
+        index=index_name, body={"index.blocks.write": blocked}
+    )
+
+
+async def write_blocked(stack: Stack, index_name: str) -> bool:
+    found = await stack.indexer.index.client.indices.get_settings(
+        index=index_name, name="index.blocks.write", flat_settings=True
+    )
+    return str(found[index_name]["settings"].get("index.blocks.write")) == "true"
+
+
+async def test_a_tenant_whose_indexing_fails_does_not_hold_up_the_others(stack: Stack) -> None:
+    index = stack.indexer.index
+    age = timedelta(days=100)
+    await stack.post("acme", events("held up", 1, age=age))
+    await stack.indexer.index_all()
+    month = index.names.month(datetime.now(UTC) - age, await index.live_generation())
+    await block_writes(stack, month, True)  # acme's next batch is refused there
+    try:
+        await stack.post("acme", events("held up", 1, age=age))
+        globex = await stack.post("globex", events("held up", 2))
+        # acme comes first: its failure must not keep globex from being indexed...
+        with pytest.raises(IndexingIncomplete) as failed:
+            await stack.indexer.index_all()
+        assert set(failed.value.failures) == {ACME}
+        assert GLOBEX in {r.tenant for r in failed.value.runs}
+        assert sorted(await stack.ids("globex", q="held")) == sorted(globex)
+    finally:
+        await block_writes(stack, month, None)
+    # ...and acme catches up once the cause is gone.
+    await stack.indexer.index_all()
+    assert len(await stack.ids("acme", q="held")) == 2
+
+
+async def test_a_write_block_never_outlives_a_drop_pass(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = stack.indexer.index
+    age, older = timedelta(days=100), timedelta(days=160)
+    await stack.post("acme", events("blocked", 2, age=age))
+    kept = await stack.post("globex", events("blocked", 1, age=older))
+    await stack.indexer.index_all()
+    live = await index.live_generation()
+    emptied = index.names.month(datetime.now(UTC) - age, live)
+    full = index.names.month(datetime.now(UTC) - older, live)
+    await stack.services.sealer.seal_until_current(ACME, wait=True)
+    response = await stack.http.delete("/api/v1/logs/cleanup", headers=stack.headers["acme"])
+    assert response.json()["deleted"] == 2, response.text
+    await stack.indexer.index_all()
+
+    # The count after the block fails (the cluster stops answering mid-pass): the block
+    # is lifted on the way out.
+    async def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise OpenSearchConnectionError("N/A", "connection refused", OSError())
+
+    monkeypatch.setattr(index.client, "count", unreachable)
+    with pytest.raises(SearchUnavailable):
+        await stack.indexer.drop_empty_months()
+    monkeypatch.undo()
+    assert not await write_blocked(stack, emptied)
+
+    # A block a crashed pass left on a month that is not empty is lifted by the next
+    # pass, so a late event for that month is indexed.
+    await block_writes(stack, full, True)
+    assert await stack.indexer.drop_empty_months() == [emptied]
+    assert not await write_blocked(stack, full)
+    late = await stack.post("globex", events("blocked", 1, age=older))
+    await stack.indexer.index_all()
+    assert sorted(await stack.ids("globex", q="blocked")) == sorted(kept + late)
+
+
+async def test_the_indexing_job_survives_a_failed_drop(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    posted = await stack.post("acme", events("housekeeping", 2))
+    settings = stack.services.settings.opensearch
+    settings.index_job_seconds = settings.index_interval_seconds = 0.01
+
+    async def down(before: datetime) -> list[str]:
+        raise SearchUnavailable("OpenSearch answered 503")
+
+    monkeypatch.setattr(stack.indexer.index, "drop_empty_months", down)
+    handler = build_tasks(stack.services).handlers["search.index"]
+
+    async def report(value: Any) -> None:
+        pass
+
+    context = JobContext(job_id=uuid.uuid4(), tenant=None, attempt=1, _report=report)
+    result = await handler(context, {})
+    assert result["dropped_indices"] == []
+    assert "503" in result["drop_failed"]
+    assert result["indexed"] >= 2
+    assert sorted(await stack.ids("acme", q="housekeeping")) == sorted(posted)

@@ -323,6 +323,13 @@ class OpenSearchIndex:
         late event indexed meanwhile keeps it; a bulk request that meets the block fails
         and is retried by the indexer (its progress did not move), and a retried write
         into a dropped month creates it again from the live template, alias included.
+
+        The block never outlives the pass that set it: it is lifted in a ``finally``
+        whatever happens after it was set (a failed refresh or count, a cancelled job),
+        unless the index was deleted. A block that survived anyway (the process died
+        between the two requests) is lifted by the next pass, on any month of the live
+        generation that is not dropped, before it is skipped: a late event for that month
+        would otherwise be refused until someone removed the block by hand.
         """
         live = await self.live_generation()
         if not live:
@@ -333,26 +340,59 @@ class OpenSearchIndex:
             )
         except NotFoundError:
             return []
+        names = sorted(stats.get("indices", {}))
+        blocked = await self._write_blocked(self.names.generation_pattern(live))
         dropped: list[str] = []
-        for name, body in sorted(stats.get("indices", {}).items()):
+        for name in names:
             month = self.names.month_of(name)
-            if month is None or _next_month(month) > before:
+            empty = int(stats["indices"][name]["primaries"]["docs"]["count"]) == 0
+            if month is None or _next_month(month) > before or not empty:
+                if name in blocked:  # left by a pass that stopped half-way
+                    await self._unblock(name)
                 continue
-            if int(body["primaries"]["docs"]["count"]) != 0:
-                continue
-            await guarded(
-                self.client.indices.put_settings(index=name, body={"index.blocks.write": True})
+            if await self._drop_if_still_empty(name):
+                dropped.append(name)
+        return dropped
+
+    async def _write_blocked(self, pattern: str) -> set[str]:
+        """The indices matching *pattern* with ``index.blocks.write`` set."""
+        try:
+            found = await guarded(
+                self.client.indices.get_settings(
+                    index=pattern, name="index.blocks.write", flat_settings=True
+                )
             )
+        except NotFoundError:
+            return set()
+        return {
+            name
+            for name, body in (found or {}).items()
+            if str(body.get("settings", {}).get("index.blocks.write", "false")).lower() == "true"
+        }
+
+    async def _unblock(self, name: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            await guarded(
+                self.client.indices.put_settings(index=name, body={"index.blocks.write": None})
+            )
+
+    async def _drop_if_still_empty(self, name: str) -> bool:
+        """Block writes to *name*, then delete it if it still holds nothing; the block is
+        removed again whenever the index is kept, however this ends."""
+        await guarded(
+            self.client.indices.put_settings(index=name, body={"index.blocks.write": True})
+        )
+        deleted = False
+        try:
             await guarded(self.client.indices.refresh(index=name))
             left = await guarded(self.client.count(index=name))
             if int(left["count"]) == 0:
                 await guarded(self.client.indices.delete(index=name))
-                dropped.append(name)
-            else:
-                await guarded(
-                    self.client.indices.put_settings(index=name, body={"index.blocks.write": None})
-                )
-        return dropped
+                deleted = True
+        finally:
+            if not deleted:
+                await self._unblock(name)
+        return deleted
 
     async def drop(self) -> None:
         """Remove every index and template of this prefix (tests, and a full rebuild)."""
