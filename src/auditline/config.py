@@ -332,7 +332,8 @@ class OpenSearchSettings(BaseModel):
     index_prefix: str = Field(
         default="auditline",
         pattern=r"^[a-z0-9][a-z0-9_-]*$",
-        description="indices are `<prefix>-events-<YYYY.MM>`, read through `<prefix>-events`",
+        description="indices are `<prefix>-events-g<N>-<YYYY.MM>` (generation N), read "
+        "through `<prefix>-events`",
     )
     shards: int = Field(default=1, ge=1, description="primary shards of each monthly index")
     replicas: int = Field(

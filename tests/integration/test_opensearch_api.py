@@ -24,10 +24,12 @@ from auditline.api import health
 from auditline.app import create_app
 from auditline.cli import main
 from auditline.config import Settings
+from auditline.domain.events import Event, StoredEvent
 from auditline.indexing.service import IndexingIncomplete, RebuildBusy, SearchIndexer
 from auditline.jobs.service import JobContext
 from auditline.opensearch import documents
 from auditline.opensearch.backend import OpenSearchSearch
+from auditline.opensearch.client import OpenSearchIndex, open_client
 from auditline.search.backend import SearchUnavailable
 from auditline.search.routing import RoutedSearch
 from auditline.services import Services
@@ -628,3 +630,64 @@ async def test_the_indexing_job_survives_a_failed_drop(
     assert "503" in result["drop_failed"]
     assert result["indexed"] >= 2
     assert sorted(await stack.ids("acme", q="housekeeping")) == sorted(posted)
+
+
+def stored_event(message: str, at: datetime, *, seq: int) -> StoredEvent:
+    event = Event(
+        tenant_id=ACME, id=uuid.uuid4(), timestamp=at, received_at=at, action="UPDATE",
+        severity="INFO", metadata={}, leaf_hash=b"\0" * 32, message=message,
+    )  # fmt: skip
+    return StoredEvent(event=event, seq=seq)
+
+
+async def test_an_upgrade_from_the_layout_before_generations_indexes_and_keeps_old_months(
+    opensearch: Endpoint,
+) -> None:
+    settings = node_settings(opensearch)
+    names = documents.IndexNames(settings.index_prefix)
+    index = OpenSearchIndex(open_client(settings), names, replicas=0)
+    try:
+        # What the version before generations put in place: one template for
+        # <prefix>-events-* (priority 0) attaching the alias, and months named without one.
+        legacy = documents.template(names, 1, shards=1, replicas=0, live=True)
+        legacy["index_patterns"] = [names.pattern]
+        del legacy["priority"]
+        legacy["_meta"] = {}
+        await index.client.indices.put_index_template(name=names.legacy_template, body=legacy)
+        old = stored_event("upgrade kept", datetime(2026, 10, 5, tzinfo=UTC), seq=0)
+        old_month = f"{names.prefix}-events-2026.10"
+        await index.client.index(
+            index=old_month, id=documents.doc_id(ACME, old.event.id), routing=ACME,
+            body=documents.to_document(old), refresh=True,
+        )  # fmt: skip
+
+        assert await index.ensure_template() == 1
+        legacy_left = await index.client.indices.exists_index_template(name=names.legacy_template)
+        assert not legacy_left
+        new = stored_event("upgrade new", datetime(2026, 10, 6, tzinfo=UTC), seq=1)
+        await index.write([new])
+        found = await index.client.search(
+            index=names.alias, routing=ACME, body={"query": {"match_all": {}}, "size": 10}
+        )
+        assert {h["_index"] for h in found["hits"]["hits"]} == {
+            old_month,
+            names.month(new.event.timestamp, 1),
+        }
+
+        # reindex --all moves the alias off the old months and drops them.
+        live, built = await index.begin_generation()
+        await index.write([old, new], generation=built)
+        await index.refresh(built)
+        await index.swap(live, built)
+        assert await index.drop_legacy() == [old_month]
+        found = await index.client.search(
+            index=names.alias, routing=ACME, body={"query": {"match_all": {}}, "size": 10}
+        )
+        rebuilt = {names.month(new.event.timestamp, 2)}
+        assert {h["_index"] for h in found["hits"]["hits"]} == rebuilt
+        assert found["hits"]["total"]["value"] == 2
+    finally:
+        try:
+            await index.drop()
+        finally:
+            await index.close()

@@ -287,7 +287,8 @@ class SearchIndexer:
            generation or the other whole; their watermark moves with the commit, after
            the new generation holds everything below it.
         3. After *grace_seconds* (searches already running on the old indices finish),
-           drop the old generation.
+           drop the old generation, and the indices of the layout before generations if
+           an upgrade left any (the swap moved the alias off them too).
 
         One rebuild at a time (an advisory lock; a second one raises
         :class:`RebuildBusy`). If it stops before the swap, the live generation is
@@ -348,6 +349,7 @@ class SearchIndexer:
         if live:  # 3.
             await asyncio.sleep(grace_seconds)
             await self._index.drop_generation(live)
+        await self._index.drop_legacy()  # the layout before generations, off the alias now
         return Rebuild(generation=new, replaced=live, tenants=len(copied), removed_ranges=removed)
 
     async def _copy(

@@ -169,10 +169,17 @@ class OpenSearchIndex:
 
         An existing live generation's template is left as it is, even if this code's
         mapping differs: new months must match the old ones, and a new mapping is rolled
-        out by building a new generation (``auditline reindex --all``)."""
+        out by building a new generation (``auditline reindex --all``).
+
+        Upgrading from the layout before generations: its template (``<prefix>-events``)
+        is deleted before the first generation's is put, so that no new index is made
+        from it; its indices keep the read alias (searches still find what they hold,
+        and the indexer's progress, kept in PostgreSQL, goes on from where it was, into
+        the new generation) until ``reindex --all`` moves the alias and drops them."""
         live = await self.live_generation()
         if live:
             return live
+        await self.drop_legacy_template()
         body = self._template(1, live=True)
         await guarded(
             self.client.indices.put_index_template(name=self.names.template(1), body=body)
@@ -314,6 +321,22 @@ class OpenSearchIndex:
                 self.client.indices.delete_index_template(name=self.names.template(generation))
             )
 
+    async def drop_legacy_template(self) -> None:
+        """Delete the pre-generation template ``<prefix>-events``, if there is one."""
+        with contextlib.suppress(NotFoundError):
+            await guarded(
+                self.client.indices.delete_index_template(name=self.names.legacy_template)
+            )
+
+    async def drop_legacy(self) -> list[str]:
+        """Delete the pre-generation monthly indices (``<prefix>-events-<YYYY.MM>``) and
+        template; the indices deleted. Only once the alias has left them (:meth:`swap`)."""
+        await self.drop_legacy_template()
+        legacy = sorted(name for name in await self._indices() if self.names.is_legacy(name))
+        if legacy:
+            await guarded(self.client.indices.delete(index=",".join(legacy)))
+        return legacy
+
     async def drop_empty_months(self, before: datetime) -> list[str]:
         """Drop the live generation's monthly indices for months ending by *before* that
         hold no document any more (retention, cleanup and archival removed every tenant's
@@ -399,3 +422,4 @@ class OpenSearchIndex:
         await guarded(self.client.indices.delete(index=self.names.pattern))
         with contextlib.suppress(NotFoundError):
             await guarded(self.client.indices.delete_index_template(name=self.names.templates))
+        await self.drop_legacy_template()
