@@ -31,6 +31,8 @@ from auditline.opensearch import documents
 from auditline.opensearch.backend import OpenSearchSearch
 from auditline.opensearch.client import OpenSearchIndex, open_client
 from auditline.search.backend import SearchUnavailable
+from auditline.search.model import FacetRequest, PageRequest, SearchQuery
+from auditline.search.query import parse
 from auditline.search.routing import RoutedSearch
 from auditline.services import Services
 from auditline.storage import search_index as index_store
@@ -691,3 +693,27 @@ async def test_an_upgrade_from_the_layout_before_generations_indexes_and_keeps_o
             await index.drop()
         finally:
             await index.close()
+
+
+async def test_facets_past_what_is_indexed_count_what_is_and_say_gte(stack: Stack) -> None:
+    """PostgreSQL answered the page (a fallback), so its watermark is its log head; the
+    facets asked of OpenSearch then count below its own indexing progress, labelled."""
+    await stack.post("acme", events("facet lag", 3))
+    await stack.indexer.index_all()
+    await stack.post("acme", events("facet lag", 2))  # stored, not indexed
+    query = SearchQuery(q=parse("facet"))
+    request = FacetRequest(("action",))
+    routed = stack.services.search.backend
+    assert isinstance(routed, RoutedSearch)
+    postgres_page = await routed.primary.search(ACME, query, PageRequest(limit=1))
+    opensearch = OpenSearchSearch(stack.indexer.index, stack.indexer.watermark)
+    indexed = await stack.indexer.watermark(ACME)
+    assert postgres_page.watermark > indexed
+
+    ahead = await opensearch.facets(ACME, query, request, watermark=postgres_page.watermark)
+    [facet] = ahead.facets
+    assert facet.relation == "gte"
+    assert [(v.key, v.count) for v in facet.values] == [("UPDATE", 3)]
+    within = await opensearch.facets(ACME, query, request, watermark=indexed)
+    assert within.facets[0].relation == "eq"
+    assert [(v.key, v.count) for v in within.facets[0].values] == [("UPDATE", 3)]
