@@ -363,10 +363,10 @@ class OpenSearchSettings(BaseModel):
     aws_region: str | None = Field(
         default=None, description="`aws_sigv4`: the domain's region, e.g. `eu-west-1`"
     )
-    aws_service: Literal["es", "aoss"] = Field(
+    aws_service: Literal["es"] = Field(
         default="es",
-        description="`aws_sigv4`: `es` for an OpenSearch Service domain, `aoss` for "
-        "OpenSearch Serverless",
+        description="`aws_sigv4`: the service signed for, `es` (an OpenSearch Service "
+        "domain); OpenSearch Serverless (`aoss`) is not supported",
     )
 
     @model_validator(mode="after")

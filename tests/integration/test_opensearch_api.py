@@ -647,7 +647,7 @@ async def test_an_upgrade_from_the_layout_before_generations_indexes_and_keeps_o
 ) -> None:
     settings = node_settings(opensearch)
     names = documents.IndexNames(settings.index_prefix)
-    index = OpenSearchIndex(open_client(settings), names, replicas=0)
+    index = OpenSearchIndex(await open_client(settings), names, replicas=0)
     try:
         # What the version before generations put in place: one template for
         # <prefix>-events-* (priority 0) attaching the alias, and months named without one.

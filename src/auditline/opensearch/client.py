@@ -9,6 +9,7 @@ here and propagates as it is.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Sequence
 from datetime import datetime
@@ -41,17 +42,20 @@ def _next_month(month: datetime) -> datetime:
 _RETRYABLE: Final = frozenset({429, 502, 503, 504})
 
 
-def open_client(settings: OpenSearchSettings) -> AsyncOpenSearch:
+async def open_client(settings: OpenSearchSettings) -> AsyncOpenSearch:
     """A client for ``settings.url``; closed by :meth:`OpenSearchIndex.close`.
 
     No retries inside the client: a failed search falls back at once, and a failed
     indexing run is retried by the queue with its backoff. With ``aws_sigv4`` every
-    request is signed for Amazon OpenSearch Service (:func:`aws_signer`).
+    request is signed for Amazon OpenSearch Service (:func:`aws_signer`), whose
+    credentials are looked up in a thread: botocore's chain is synchronous and may ask
+    the EC2 or ECS metadata service (seconds, with its timeouts and retries), which must
+    not stall the event loop of the process starting up.
     """
     auth: Any = None
     extra: dict[str, Any] = {}
     if settings.aws_sigv4:
-        auth = aws_signer(settings)
+        auth = await asyncio.to_thread(aws_signer, settings)
         # The aiohttp connection opensearch-py uses by default takes basic auth only; this
         # one calls a signer for each request's headers.
         extra["connection_class"] = AsyncHttpConnection
@@ -69,8 +73,11 @@ def open_client(settings: OpenSearchSettings) -> AsyncOpenSearch:
 
 
 def aws_signer(settings: OpenSearchSettings) -> AWSV4SignerAsyncAuth:
-    """A SigV4 signer with botocore's default credential chain; refreshable credentials
-    (instance and task roles) are refreshed by botocore as they near expiry.
+    """A SigV4 signer for an Amazon OpenSearch Service domain (``es``) with botocore's
+    default credential chain; blocking (:func:`open_client` calls it in a thread).
+    Refreshable credentials (instance and task roles) are refreshed by botocore as they
+    near expiry, inside the signing of a request: that refresh, once every few hours, is
+    still synchronous.
 
     Raises ``ValueError`` when the chain finds no credentials: a misconfigured deployment
     should not start and then fail every search and indexing run."""
