@@ -25,6 +25,7 @@ from auditline.jobs.upkeep import ensure_partitions_ahead
 from auditline.jobs.worker import Worker
 from auditline.lifecycle.backup import BackupBusy
 from auditline.lifecycle.retention import CLEANUP_JOB, RETENTION_JOB, deletion_view
+from auditline.search.backend import SearchUnavailable
 from auditline.services import Services
 from auditline.tenancy.scope import PLATFORM
 
@@ -77,11 +78,12 @@ def build_tasks(services: Services) -> Tasks:
         # its tenant and event id, so a repeated batch overwrites itself. One job follows
         # the logs for index_job_seconds (a pass every index_interval_seconds) rather than
         # one job per pass: a job row every two seconds would bury every other job.
-        # A pass in which no tenant got through (the cluster is down) fails the job at
-        # once, which the queue retries with backoff. A pass in which only some tenants
-        # failed goes on with the next passes, so the others stay current, and the job
-        # fails at its end if its last pass was still incomplete (IndexingIncomplete:
-        # which tenants, and why).
+        # A pass whose failures are all the cluster being unavailable (down, overloaded)
+        # fails the job at once, which the queue retries with backoff (each retry's pass
+        # still tries every tenant). A pass in which tenants failed for reasons of their
+        # own goes on with the next passes, so the others stay current, and the job fails
+        # at its end if its last pass was still incomplete (IndexingIncomplete: which
+        # tenants, and why).
         if services.indexer is None:
             return {"skipped": "no opensearch.url"}
         config = settings.opensearch
@@ -95,7 +97,7 @@ def build_tasks(services: Services) -> Tasks:
             try:
                 runs = await services.indexer.index_all()
             except IndexingIncomplete as exc:
-                if not exc.runs:
+                if all(isinstance(e, SearchUnavailable) for e in exc.failures.values()):
                     raise
                 runs, incomplete = exc.runs, exc
             else:

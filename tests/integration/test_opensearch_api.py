@@ -256,8 +256,7 @@ async def test_when_the_node_stops_ingest_goes_on_and_searches_fall_back_or_answ
         assert fallbacks() == fallen_back + 1
         with pytest.raises(IndexingIncomplete) as failed:  # the job fails; the queue retries
             await stack.indexer.index_all()
-        assert failed.value.runs == []
-        assert failed.value.failures
+        assert ACME in failed.value.failures  # (a tenant with nothing to write needs no node)
         assert all(isinstance(e, SearchUnavailable) for e in failed.value.failures.values())
 
     settings.search.on_unavailable = "503"
@@ -547,7 +546,8 @@ async def write_blocked(stack: Stack, index_name: str) -> bool:
     found = await stack.indexer.index.client.indices.get_settings(
         index=index_name, name="index.blocks.write", flat_settings=True
     )
-    return str(found[index_name]["settings"].get("index.blocks.write")) == "true"
+    # An index without the setting is left out of the answer.
+    return str(found.get(index_name, {}).get("settings", {}).get("index.blocks.write")) == "true"
 
 
 async def test_a_tenant_whose_indexing_fails_does_not_hold_up_the_others(stack: Stack) -> None:
@@ -603,6 +603,7 @@ async def test_a_write_block_never_outlives_a_drop_pass(
     # A block a crashed pass left on a month that is not empty is lifted by the next
     # pass, so a late event for that month is indexed.
     await block_writes(stack, full, True)
+    assert await write_blocked(stack, full)
     assert await stack.indexer.drop_empty_months() == [emptied]
     assert not await write_blocked(stack, full)
     late = await stack.post("globex", events("blocked", 1, age=older))
