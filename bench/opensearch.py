@@ -193,7 +193,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     conn.execute("VACUUM (ANALYZE)")
             settings = OpenSearchSettings(url=os_url, index_prefix=PREFIX, replicas=0,
                                           request_timeout_seconds=120)  # fmt: skip
-            index = OpenSearchIndex(open_client(settings), IndexNames(PREFIX), replicas=0)
+            index = OpenSearchIndex(await open_client(settings), IndexNames(PREFIX), replicas=0)
             try:
                 with contextlib.suppress(Exception):
                     await index.drop()

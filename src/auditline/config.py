@@ -332,7 +332,8 @@ class OpenSearchSettings(BaseModel):
     index_prefix: str = Field(
         default="auditline",
         pattern=r"^[a-z0-9][a-z0-9_-]*$",
-        description="indices are `<prefix>-events-<YYYY.MM>`, read through `<prefix>-events`",
+        description="indices are `<prefix>-events-g<N>-<YYYY.MM>` (generation N), read "
+        "through `<prefix>-events`",
     )
     shards: int = Field(default=1, ge=1, description="primary shards of each monthly index")
     replicas: int = Field(
@@ -362,10 +363,10 @@ class OpenSearchSettings(BaseModel):
     aws_region: str | None = Field(
         default=None, description="`aws_sigv4`: the domain's region, e.g. `eu-west-1`"
     )
-    aws_service: Literal["es", "aoss"] = Field(
+    aws_service: Literal["es"] = Field(
         default="es",
-        description="`aws_sigv4`: `es` for an OpenSearch Service domain, `aoss` for "
-        "OpenSearch Serverless",
+        description="`aws_sigv4`: the service signed for, `es` (an OpenSearch Service "
+        "domain); OpenSearch Serverless (`aoss`) is not supported",
     )
 
     @model_validator(mode="after")

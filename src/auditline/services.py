@@ -107,7 +107,7 @@ async def open_indexer(
     if config.url is None:
         return None
     index = OpenSearchIndex(
-        open_client(config), IndexNames(config.index_prefix),
+        await open_client(config), IndexNames(config.index_prefix),
         shards=config.shards, replicas=config.replicas,
     )  # fmt: skip
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,12 +18,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from auditline.evidence.sealer import keep_sealing
+from auditline.indexing.service import IndexingIncomplete
 from auditline.jobs.scheduler import Scheduler
 from auditline.jobs.service import Handler, JobContext, Schedule, Tasks
 from auditline.jobs.upkeep import ensure_partitions_ahead
 from auditline.jobs.worker import Worker
 from auditline.lifecycle.backup import BackupBusy
 from auditline.lifecycle.retention import CLEANUP_JOB, RETENTION_JOB, deletion_view
+from auditline.search.backend import SearchUnavailable
 from auditline.services import Services
 from auditline.tenancy.scope import PLATFORM
 
@@ -33,6 +36,8 @@ SEARCH_INDEX = "search.index"
 JOBS_PRUNE = "jobs.prune"
 
 _DAY_SECONDS: Final = 86_400.0
+
+log = logging.getLogger(__name__)
 
 
 def build_tasks(services: Services) -> Tasks:
@@ -70,20 +75,33 @@ def build_tasks(services: Services) -> Tasks:
 
     async def index_search(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         # Idempotent: a run indexes from each tenant's stored progress; a document's id is
-        # its tenant and event id, so a repeated batch overwrites itself. A cluster that is
-        # down fails the job, which the queue retries with backoff. One job follows the
-        # logs for index_job_seconds (a pass every index_interval_seconds) rather than
+        # its tenant and event id, so a repeated batch overwrites itself. One job follows
+        # the logs for index_job_seconds (a pass every index_interval_seconds) rather than
         # one job per pass: a job row every two seconds would bury every other job.
+        # A pass whose failures are all the cluster being unavailable (down, overloaded)
+        # fails the job at once, which the queue retries with backoff (each retry's pass
+        # still tries every tenant). A pass in which tenants failed for reasons of their
+        # own goes on with the next passes, so the others stay current, and the job fails
+        # at its end if its last pass was still incomplete (IndexingIncomplete: which
+        # tenants, and why).
         if services.indexer is None:
             return {"skipped": "no opensearch.url"}
         config = settings.opensearch
         await services.indexer.index.ensure_template()
         indexed = removed = passes = 0
+        incomplete: IndexingIncomplete | None = None
         until = time.monotonic() + max(
             0.0, config.index_job_seconds - config.index_interval_seconds
         )
         while True:
-            runs = await services.indexer.index_all()
+            try:
+                runs = await services.indexer.index_all()
+            except IndexingIncomplete as exc:
+                if all(isinstance(e, SearchUnavailable) for e in exc.failures.values()):
+                    raise
+                runs, incomplete = exc.runs, exc
+            else:
+                incomplete = None  # a later pass that got every tenant through heals it
             indexed += sum(r.indexed for r in runs)
             removed += sum(r.removed_ranges for r in runs)
             passes += 1
@@ -91,10 +109,25 @@ def build_tasks(services: Services) -> Tasks:
                 break
             await asyncio.sleep(config.index_interval_seconds)
         # Once a job (a minute by default): months that removals have emptied go whole.
-        dropped = await services.indexer.drop_empty_months()
-        return {"indexed": indexed, "removed_ranges": removed, "passes": passes,
-                "dropped_indices": dropped,
-                "behind": {r.tenant: r.behind for r in runs if r.behind}}  # fmt: skip
+        # Housekeeping only: a failure is logged and tried again by the next job, and
+        # does not fail this one, whose indexing went through.
+        dropped: list[str] = []
+        drop_failed: str | None = None
+        try:
+            dropped = await services.indexer.drop_empty_months()
+        except Exception as exc:
+            drop_failed = f"{type(exc).__name__}: {exc}"
+            log.warning("dropping emptied search indices failed: %s", drop_failed)
+        if incomplete is not None:
+            raise incomplete
+        result: dict[str, Any] = {
+            "indexed": indexed, "removed_ranges": removed, "passes": passes,
+            "dropped_indices": dropped,
+            "behind": {r.tenant: r.behind for r in runs if r.behind},
+        }  # fmt: skip
+        if drop_failed is not None:
+            result["drop_failed"] = drop_failed
+        return result
 
     async def prune_jobs(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         # Idempotent: a rerun deletes only what is still older than the bound.

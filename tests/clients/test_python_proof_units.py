@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from auditline.api.schemas import EventOut
 from auditline.domain.events import Event, StoredEvent
-from auditline.domain.normalise import canonical_ip
+from auditline.domain.normalise import canonical_ip, rfc3339
 from auditline.integrity import merkle
 from auditline.integrity.checkpoint import Checkpoint as ServerCheckpoint
 from auditline.integrity.checkpoint import sign_checkpoint
@@ -34,6 +34,7 @@ from auditline_client import (
 )
 from auditline_client.proofs import (
     EMPTY_ROOT,
+    _rfc3339,
     check_consistency,
     check_event,
     consistency_roots,
@@ -163,6 +164,22 @@ def test_floats_and_keys_beyond_the_bmp_hash_as_the_server_did() -> None:
         received_at=datetime(1000, 1, 1, 23, 59, tzinfo=timezone(timedelta(hours=-1))),
     )
     assert leaf_hash(as_api_returns(stored)) == stored.event.leaf_hash
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC), datetime(5, 6, 7, 8, 9, tzinfo=UTC),
+     datetime(1000, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)],
+)  # fmt: skip
+def test_instants_before_the_year_1000_are_spelled_and_hashed_as_the_server_does(
+    moment: datetime,
+) -> None:
+    """The server writes such a year unpadded (``999-01-02T...``, reachable when
+    ``ingest.max_past_days`` is that large); the API sends it padded (``0999-...``)."""
+    assert _rfc3339(moment.isoformat()) == rfc3339(moment)
+    stored = stored_event(timestamp=moment, received_at=moment)
+    sent = as_api_returns(stored)
+    assert leaf_hash(sent) == stored.event.leaf_hash
 
 
 # -- checkpoints and whole answers ---------------------------------------------------------

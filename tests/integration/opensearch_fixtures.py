@@ -30,7 +30,7 @@ async def opensearch_index(
     """An index family of its own (template in place), dropped at the end."""
     settings = node_settings(endpoint)
     index = OpenSearchIndex(
-        open_client(settings), IndexNames(settings.index_prefix), shards=shards, replicas=0
+        await open_client(settings), IndexNames(settings.index_prefix), shards=shards, replicas=0
     )
     await index.ensure_template()
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,15 +18,21 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from auditline.api import health
 from auditline.app import create_app
 from auditline.cli import main
 from auditline.config import Settings
-from auditline.indexing.service import RebuildBusy, SearchIndexer
+from auditline.domain.events import Event, StoredEvent
+from auditline.indexing.service import IndexingIncomplete, RebuildBusy, SearchIndexer
+from auditline.jobs.service import JobContext
 from auditline.opensearch import documents
 from auditline.opensearch.backend import OpenSearchSearch
+from auditline.opensearch.client import OpenSearchIndex, open_client
 from auditline.search.backend import SearchUnavailable
+from auditline.search.model import FacetRequest, PageRequest, SearchQuery
+from auditline.search.query import parse
 from auditline.search.routing import RoutedSearch
 from auditline.services import Services
 from auditline.storage import search_index as index_store
@@ -247,8 +254,10 @@ async def test_when_the_node_stops_ingest_goes_on_and_searches_fall_back_or_answ
         # PostgreSQL answers instead: every event, including those the index never saw.
         assert sorted(await stack.ids("acme", q="declined")) == sorted(before + during)
         assert fallbacks() == fallen_back + 1
-        with pytest.raises(SearchUnavailable):  # the indexing job fails; the queue retries
+        with pytest.raises(IndexingIncomplete) as failed:  # the job fails; the queue retries
             await stack.indexer.index_all()
+        assert ACME in failed.value.failures  # (a tenant with nothing to write needs no node)
+        assert all(isinstance(e, SearchUnavailable) for e in failed.value.failures.values())
 
     settings.search.on_unavailable = "503"
     async with running(settings, make_token) as stack:
@@ -525,3 +534,187 @@ async def test_a_month_that_removals_emptied_is_dropped_and_comes_back_for_a_lat
     await stack.indexer.index_all()
     assert month in await months()
     assert sorted(await stack.ids("acme", q="archived")) == sorted(recent + late)
+
+
+async def block_writes(stack: Stack, index_name: str, blocked: bool | None) -> None:
+    await stack.indexer.index.client.indices.put_settings(
+        index=index_name, body={"index.blocks.write": blocked}
+    )
+
+
+async def write_blocked(stack: Stack, index_name: str) -> bool:
+    found = await stack.indexer.index.client.indices.get_settings(
+        index=index_name, name="index.blocks.write", flat_settings=True
+    )
+    # An index without the setting is left out of the answer.
+    return str(found.get(index_name, {}).get("settings", {}).get("index.blocks.write")) == "true"
+
+
+async def test_a_tenant_whose_indexing_fails_does_not_hold_up_the_others(stack: Stack) -> None:
+    index = stack.indexer.index
+    age = timedelta(days=100)
+    await stack.post("acme", events("held up", 1, age=age))
+    await stack.indexer.index_all()
+    month = index.names.month(datetime.now(UTC) - age, await index.live_generation())
+    await block_writes(stack, month, True)  # acme's next batch is refused there
+    try:
+        await stack.post("acme", events("held up", 1, age=age))
+        globex = await stack.post("globex", events("held up", 2))
+        # acme comes first: its failure must not keep globex from being indexed...
+        with pytest.raises(IndexingIncomplete) as failed:
+            await stack.indexer.index_all()
+        assert set(failed.value.failures) == {ACME}
+        assert GLOBEX in {r.tenant for r in failed.value.runs}
+        assert sorted(await stack.ids("globex", q="held")) == sorted(globex)
+    finally:
+        await block_writes(stack, month, None)
+    # ...and acme catches up once the cause is gone.
+    await stack.indexer.index_all()
+    assert len(await stack.ids("acme", q="held")) == 2
+
+
+async def test_a_write_block_never_outlives_a_drop_pass(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = stack.indexer.index
+    age, older = timedelta(days=100), timedelta(days=160)
+    await stack.post("acme", events("blocked", 2, age=age))
+    kept = await stack.post("globex", events("blocked", 1, age=older))
+    await stack.indexer.index_all()
+    live = await index.live_generation()
+    emptied = index.names.month(datetime.now(UTC) - age, live)
+    full = index.names.month(datetime.now(UTC) - older, live)
+    await stack.services.sealer.seal_until_current(ACME, wait=True)
+    response = await stack.http.delete("/api/v1/logs/cleanup", headers=stack.headers["acme"])
+    assert response.json()["deleted"] == 2, response.text
+    await stack.indexer.index_all()
+
+    # The count after the block fails (the cluster stops answering mid-pass): the block
+    # is lifted on the way out.
+    async def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise OpenSearchConnectionError("N/A", "connection refused", OSError())
+
+    monkeypatch.setattr(index.client, "count", unreachable)
+    with pytest.raises(SearchUnavailable):
+        await stack.indexer.drop_empty_months()
+    monkeypatch.undo()
+    assert not await write_blocked(stack, emptied)
+
+    # A block a crashed pass left on a month that is not empty is lifted by the next
+    # pass, so a late event for that month is indexed.
+    await block_writes(stack, full, True)
+    assert await write_blocked(stack, full)
+    assert await stack.indexer.drop_empty_months() == [emptied]
+    assert not await write_blocked(stack, full)
+    late = await stack.post("globex", events("blocked", 1, age=older))
+    await stack.indexer.index_all()
+    assert sorted(await stack.ids("globex", q="blocked")) == sorted(kept + late)
+
+
+async def test_the_indexing_job_survives_a_failed_drop(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    posted = await stack.post("acme", events("housekeeping", 2))
+    settings = stack.services.settings.opensearch
+    settings.index_job_seconds = settings.index_interval_seconds = 0.01
+
+    async def down(before: datetime) -> list[str]:
+        raise SearchUnavailable("OpenSearch answered 503")
+
+    monkeypatch.setattr(stack.indexer.index, "drop_empty_months", down)
+    handler = build_tasks(stack.services).handlers["search.index"]
+
+    async def report(value: Any) -> None:
+        pass
+
+    context = JobContext(job_id=uuid.uuid4(), tenant=None, attempt=1, _report=report)
+    result = await handler(context, {})
+    assert result["dropped_indices"] == []
+    assert "503" in result["drop_failed"]
+    assert result["indexed"] >= 2
+    assert sorted(await stack.ids("acme", q="housekeeping")) == sorted(posted)
+
+
+def stored_event(message: str, at: datetime, *, seq: int) -> StoredEvent:
+    event = Event(
+        tenant_id=ACME, id=uuid.uuid4(), timestamp=at, received_at=at, action="UPDATE",
+        severity="INFO", metadata={}, leaf_hash=b"\0" * 32, message=message,
+    )  # fmt: skip
+    return StoredEvent(event=event, seq=seq)
+
+
+async def test_an_upgrade_from_the_layout_before_generations_indexes_and_keeps_old_months(
+    opensearch: Endpoint,
+) -> None:
+    settings = node_settings(opensearch)
+    names = documents.IndexNames(settings.index_prefix)
+    index = OpenSearchIndex(await open_client(settings), names, replicas=0)
+    try:
+        # What the version before generations put in place: one template for
+        # <prefix>-events-* (priority 0) attaching the alias, and months named without one.
+        legacy = documents.template(names, 1, shards=1, replicas=0, live=True)
+        legacy["index_patterns"] = [names.pattern]
+        del legacy["priority"]
+        legacy["_meta"] = {}
+        await index.client.indices.put_index_template(name=names.legacy_template, body=legacy)
+        old = stored_event("upgrade kept", datetime(2026, 10, 5, tzinfo=UTC), seq=0)
+        old_month = f"{names.prefix}-events-2026.10"
+        await index.client.index(
+            index=old_month, id=documents.doc_id(ACME, old.event.id), routing=ACME,
+            body=documents.to_document(old), refresh=True,
+        )  # fmt: skip
+
+        assert await index.ensure_template() == 1
+        legacy_left = await index.client.indices.exists_index_template(name=names.legacy_template)
+        assert not legacy_left
+        new = stored_event("upgrade new", datetime(2026, 10, 6, tzinfo=UTC), seq=1)
+        await index.write([new])
+        found = await index.client.search(
+            index=names.alias, routing=ACME, body={"query": {"match_all": {}}, "size": 10}
+        )
+        assert {h["_index"] for h in found["hits"]["hits"]} == {
+            old_month,
+            names.month(new.event.timestamp, 1),
+        }
+
+        # reindex --all moves the alias off the old months and drops them.
+        live, built = await index.begin_generation()
+        await index.write([old, new], generation=built)
+        await index.refresh(built)
+        await index.swap(live, built)
+        assert await index.drop_legacy() == [old_month]
+        found = await index.client.search(
+            index=names.alias, routing=ACME, body={"query": {"match_all": {}}, "size": 10}
+        )
+        rebuilt = {names.month(new.event.timestamp, 2)}
+        assert {h["_index"] for h in found["hits"]["hits"]} == rebuilt
+        assert found["hits"]["total"]["value"] == 2
+    finally:
+        try:
+            await index.drop()
+        finally:
+            await index.close()
+
+
+async def test_facets_past_what_is_indexed_count_what_is_and_say_gte(stack: Stack) -> None:
+    """PostgreSQL answered the page (a fallback), so its watermark is its log head; the
+    facets asked of OpenSearch then count below its own indexing progress, labelled."""
+    await stack.post("acme", events("facet lag", 3))
+    await stack.indexer.index_all()
+    await stack.post("acme", events("facet lag", 2))  # stored, not indexed
+    query = SearchQuery(q=parse("facet"))
+    request = FacetRequest(("action",))
+    routed = stack.services.search.backend
+    assert isinstance(routed, RoutedSearch)
+    postgres_page = await routed.primary.search(ACME, query, PageRequest(limit=1))
+    opensearch = OpenSearchSearch(stack.indexer.index, stack.indexer.watermark)
+    indexed = await stack.indexer.watermark(ACME)
+    assert postgres_page.watermark > indexed
+
+    ahead = await opensearch.facets(ACME, query, request, watermark=postgres_page.watermark)
+    [facet] = ahead.facets
+    assert facet.relation == "gte"
+    assert [(v.key, v.count) for v in facet.values] == [("UPDATE", 3)]
+    within = await opensearch.facets(ACME, query, request, watermark=indexed)
+    assert within.facets[0].relation == "eq"
+    assert [(v.key, v.count) for v in within.facets[0].values] == [("UPDATE", 3)]

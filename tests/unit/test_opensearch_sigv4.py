@@ -1,15 +1,19 @@
 """Amazon OpenSearch Service: with ``opensearch.aws_sigv4`` the client signs every request
-with SigV4 from the default AWS credential chain (a pure unit: nothing is sent)."""
+with SigV4 from the default AWS credential chain, looked up off the event loop (a pure
+unit: nothing is sent)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opensearchpy import AsyncHttpConnection, AWSV4SignerAsyncAuth
 from pydantic import ValidationError
 
 from auditline.config import OpenSearchSettings
+from auditline.opensearch import client as client_module
 from auditline.opensearch.client import open_client
 
 URL = "https://search-audit.eu-west-1.es.amazonaws.com"
@@ -32,7 +36,7 @@ async def test_the_client_signs_with_sigv4_when_configured(aws_env: pytest.Monke
     aws_env.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     aws_env.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
     settings = OpenSearchSettings(url=URL, aws_sigv4=True, aws_region="eu-west-1")
-    client = open_client(settings)
+    client = await open_client(settings)
     try:
         # Connections are made on first use; what they will be made with is set now.
         assert client.transport.connection_class is AsyncHttpConnection
@@ -50,7 +54,7 @@ async def test_the_client_signs_with_sigv4_when_configured(aws_env: pytest.Monke
 async def test_without_sigv4_the_client_uses_basic_auth_or_none(
     aws_env: pytest.MonkeyPatch,
 ) -> None:
-    client = open_client(OpenSearchSettings(url=URL, username="u", password="p"))  # type: ignore[arg-type]
+    client = await open_client(OpenSearchSettings(url=URL, username="u", password="p"))  # type: ignore[arg-type]
     try:
         assert client.transport.kwargs["http_auth"] == ("u", "p")
         assert client.transport.connection_class is not AsyncHttpConnection
@@ -58,10 +62,36 @@ async def test_without_sigv4_the_client_uses_basic_auth_or_none(
         await client.close()
 
 
-def test_sigv4_without_credentials_refuses_to_start(aws_env: pytest.MonkeyPatch) -> None:
+async def test_sigv4_without_credentials_refuses_to_start(aws_env: pytest.MonkeyPatch) -> None:
     settings = OpenSearchSettings(url=URL, aws_sigv4=True, aws_region="eu-west-1")
     with pytest.raises(ValueError, match="no AWS credentials"):
-        open_client(settings)
+        await open_client(settings)
+
+
+async def test_the_credential_chain_is_not_asked_on_the_event_loop(
+    aws_env: pytest.MonkeyPatch,
+) -> None:
+    """The chain may ask the instance metadata service (seconds): never on the loop."""
+    aws_env.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    aws_env.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    asked_on: list[threading.Thread] = []
+    real = client_module.botocore.session.get_session
+
+    def get_session(*args: Any, **kwargs: Any) -> Any:
+        asked_on.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    aws_env.setattr(client_module.botocore.session, "get_session", get_session)
+    settings = OpenSearchSettings(url=URL, aws_sigv4=True, aws_region="eu-west-1")
+    client = await open_client(settings)
+    await client.close()
+    assert asked_on
+    assert threading.current_thread() not in asked_on
+
+
+def test_opensearch_serverless_is_not_offered() -> None:
+    with pytest.raises(ValidationError, match="aws_service"):
+        OpenSearchSettings(url=URL, aws_sigv4=True, aws_region="eu-west-1", aws_service="aoss")  # type: ignore[arg-type]
 
 
 def test_sigv4_needs_a_region_and_no_password() -> None:

@@ -242,9 +242,15 @@ class FacetOut(BaseModel):
 
 class FacetsOut(BaseModel):
     partial: bool = Field(
-        description="The time budget ran out: counts are over the newest `sampled` matches"
+        description="The time budget ran out before every match was counted, and every "
+        "facet is `gte`. From PostgreSQL the counts are then over the newest `sampled` "
+        "matches; from OpenSearch they are what the shards counted before the search "
+        "timeout, and `sampled` is null (OpenSearch does not say how many)"
     )
-    sampled: int | None = Field(description="Matches counted when partial")
+    sampled: int | None = Field(
+        description="Matches counted when PostgreSQL's answer is partial; null otherwise "
+        "(and for a partial answer from OpenSearch)"
+    )
     fields: dict[str, FacetOut]
 
     @classmethod

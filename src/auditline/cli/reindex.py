@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from auditline.cli.common import operator_tenant, settings_from, with_services
-from auditline.indexing.service import RebuildBusy
+from auditline.indexing.service import Rebuild, RebuildBusy
 from auditline.services import Services
 
 
@@ -58,6 +58,15 @@ def _window(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]
     return start, end
 
 
+def rebuilt(built: Rebuild) -> str:
+    """What ``reindex --all`` did, in one line; a first build replaced no generation."""
+    line = (
+        f"generation {built.generation} is live ({built.tenants} tenants, "
+        f"{built.removed_ranges} removed ranges deleted)"
+    )
+    return f"{line}; generation {built.replaced} dropped" if built.replaced else line
+
+
 def cmd_reindex(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if settings.opensearch.url is None:
@@ -89,9 +98,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
                 except RebuildBusy as exc:
                     print(f"error: {exc}", file=sys.stderr)
                     return 1
-                print(f"generation {built.generation} is live ({built.tenants} tenants, "
-                      f"{built.removed_ranges} removed ranges deleted); "
-                      f"generation {built.replaced} dropped")  # fmt: skip
+                print(rebuilt(built))
                 return 0
             if args.all:
                 names = [t.id for t in await services.tenants.list()]

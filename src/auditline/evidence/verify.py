@@ -303,6 +303,10 @@ async def _check_rows(
                 f"written by hand{logged.partial_note()}", seq=a))  # fmt: skip
 
 
+_COMPACT_SLACK = 4096
+"""Ranges :class:`_LoggedRemovals` collects unmerged before merging what it holds."""
+
+
 class _LoggedRemovals:
     """The ranges the removal records in the log itself list (the records are leaves, so
     an administrator cannot add one to the signed part of the log).
@@ -312,7 +316,10 @@ class _LoggedRemovals:
     so a gap no record lists is reported, however many other removals the log holds."""
 
     def __init__(self) -> None:
-        self.ranges: list[tuple[int, int]] = []
+        self._listed: list[tuple[int, int]] = []
+        """Every range every record lists, as listed (merged once, when first asked)."""
+        self._merged: list[tuple[int, int]] | None = None
+        self._compacted = 0
         self.partial: list[int] = []
         """The ``seq`` of each record that lists fewer ranges than it counts: written before
         removals were split over several records, so part of what it removed is not named."""
@@ -322,9 +329,26 @@ class _LoggedRemovals:
             return
         found = removal_ranges(after)
         if found is not None:
-            self.ranges = merge_ranges(self.ranges + found.ranges)
+            self._listed.extend(found.ranges)
+            self._merged = None
+            if len(self._listed) > 2 * self._compacted + _COMPACT_SLACK:
+                # Records carry earlier removals' ranges again: merged now and then, the
+                # list stays near the size of its merged form at amortised O(log) a range.
+                self._listed = merge_ranges(self._listed)
+                self._compacted = len(self._listed)
             if found.partial:
                 self.partial.append(seq)
+
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        """The listed ranges, merged (sorted, disjoint, not adjacent). Merged here, not at
+        each record: a log holds one record per removal batch, and merging everything
+        again at each of them made verification quadratic in the records."""
+        if self._merged is None:
+            self._merged = merge_ranges(self._listed)
+            self._listed = list(self._merged)
+            self._compacted = len(self._listed)
+        return self._merged
 
     def unnamed(self, first: int, last: int) -> list[tuple[int, int]]:
         """The parts of a gap no record names (a record may list a run in several pieces:

@@ -21,6 +21,7 @@ Access records are events of the tenant's log like any other, so they are indexe
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
 from auditline.metrics import Metrics
 from auditline.opensearch.client import OpenSearchIndex
+from auditline.search.backend import SearchUnavailable
 from auditline.storage import search_index as progress_store
 from auditline.storage.database import (
     Connection,
@@ -44,7 +46,12 @@ from auditline.storage.stream import events_after, last_seq
 from auditline.storage.tenants import list_tenants
 from auditline.tenancy.scope import for_system
 
+log = logging.getLogger(__name__)
+
 _REMOVALS_PER_RUN: Final = 500
+_UNAVAILABLE_IN_A_ROW: Final = 3
+"""Tenants in a row that found the cluster unavailable before a pass gives up on the rest:
+the cluster is down, and each further tenant would wait up to the request timeout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,18 @@ class IndexLag:
     seconds: float
     """How long ago the oldest of them was received (0: caught up)."""
     tenants_behind: int
+
+
+class IndexingIncomplete(RuntimeError):
+    """A pass of :meth:`SearchIndexer.index_all` in which some tenants' runs failed; the
+    others' went through (*runs*) and are committed."""
+
+    def __init__(self, runs: list[IndexRun], failures: dict[TenantId, Exception]) -> None:
+        shown = "; ".join(f"{t}: {type(e).__name__}: {e}" for t, e in list(failures.items())[:5])
+        more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
+        super().__init__(f"indexing failed for {len(failures)} tenant(s): {shown}{more}")
+        self.runs = runs
+        self.failures = failures
 
 
 class RebuildBusy(RuntimeError):
@@ -268,7 +287,8 @@ class SearchIndexer:
            generation or the other whole; their watermark moves with the commit, after
            the new generation holds everything below it.
         3. After *grace_seconds* (searches already running on the old indices finish),
-           drop the old generation.
+           drop the old generation, and the indices of the layout before generations if
+           an upgrade left any (the swap moved the alias off them too).
 
         One rebuild at a time (an advisory lock; a second one raises
         :class:`RebuildBusy`). If it stops before the swap, the live generation is
@@ -329,6 +349,7 @@ class SearchIndexer:
         if live:  # 3.
             await asyncio.sleep(grace_seconds)
             await self._index.drop_generation(live)
+        await self._index.drop_legacy()  # the layout before generations, off the alias now
         return Rebuild(generation=new, replaced=live, tenants=len(copied), removed_ranges=removed)
 
     async def _copy(
@@ -384,5 +405,30 @@ class SearchIndexer:
         return await self._index.drop_empty_months(this_month)
 
     async def index_all(self) -> list[IndexRun]:
-        """One run for every tenant (the periodic task)."""
-        return [await self.index_tenant(tenant) for tenant in await self._tenants()]
+        """One run for every tenant (the periodic task).
+
+        A tenant whose run fails does not hold up the others: the failure is logged and the
+        pass goes on with the next tenant (the failed run rolled back, so its progress did
+        not move and the next pass repeats it). If any failed, the pass ends by raising
+        :class:`IndexingIncomplete` with the runs that went through and every failure, so
+        the job that ran it still fails and says why. When the cluster itself is
+        unavailable to several tenants in a row, the pass stops there instead of waiting
+        out the request timeout once per tenant; the tenants not reached count as not
+        run, not as failed."""
+        runs: list[IndexRun] = []
+        failures: dict[TenantId, Exception] = {}
+        unavailable = 0
+        for tenant in await self._tenants():
+            try:
+                runs.append(await self.index_tenant(tenant))
+            except Exception as exc:
+                log.warning("indexing %s failed: %s: %s", tenant, type(exc).__name__, exc)
+                failures[tenant] = exc
+                unavailable = unavailable + 1 if isinstance(exc, SearchUnavailable) else 0
+                if unavailable >= _UNAVAILABLE_IN_A_ROW:
+                    break
+            else:
+                unavailable = 0
+        if failures:
+            raise IndexingIncomplete(runs, failures) from next(iter(failures.values()))
+        return runs

@@ -131,7 +131,17 @@ class OpenSearchSearch:
         A field's counts are ``eq`` when OpenSearch reports no possible error
         (``doc_count_error_upper_bound`` 0: each monthly index returned every value it
         holds beyond the top, or the values were few); else ``gte`` (each shard's top
-        only). An answer cut by the search ``timeout`` (``facet_budget_ms``) is partial."""
+        only). An answer cut by the search ``timeout`` (``facet_budget_ms``) is partial
+        (every count ``gte``; ``sampled`` stays None: OpenSearch does not say how many
+        matches were counted).
+
+        *watermark* is the page's, which PostgreSQL may have set (it answered the page
+        after a fallback): its log head can be beyond what is indexed. The counts are then
+        over the events below this tenant's indexing progress only, and every facet is
+        ``gte``; within it they are as exact as ever."""
+        indexed = await self._watermark(tenant)
+        lowered = indexed < watermark
+        watermark = min(watermark, indexed)
         aggs: dict[str, Any] = {}
         for f in request.fields:
             aggs[f] = {
@@ -160,6 +170,7 @@ class OpenSearchSearch:
             if missing:
                 counts.append(Count(None, missing))
             counts.sort(key=lambda c: (-c.count, c.key is None, c.key or ""))
-            exact = not partial and int(terms.get("doc_count_error_upper_bound", 0)) == 0
+            bounded = int(terms.get("doc_count_error_upper_bound", 0)) == 0
+            exact = bounded and not partial and not lowered
             out.append(Facet(f, counts[: request.size], "eq" if exact else "gte"))
         return Facets(out, partial=partial)

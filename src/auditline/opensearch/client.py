@@ -9,6 +9,7 @@ here and propagates as it is.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Sequence
 from datetime import datetime
@@ -41,17 +42,20 @@ def _next_month(month: datetime) -> datetime:
 _RETRYABLE: Final = frozenset({429, 502, 503, 504})
 
 
-def open_client(settings: OpenSearchSettings) -> AsyncOpenSearch:
+async def open_client(settings: OpenSearchSettings) -> AsyncOpenSearch:
     """A client for ``settings.url``; closed by :meth:`OpenSearchIndex.close`.
 
     No retries inside the client: a failed search falls back at once, and a failed
     indexing run is retried by the queue with its backoff. With ``aws_sigv4`` every
-    request is signed for Amazon OpenSearch Service (:func:`aws_signer`).
+    request is signed for Amazon OpenSearch Service (:func:`aws_signer`), whose
+    credentials are looked up in a thread: botocore's chain is synchronous and may ask
+    the EC2 or ECS metadata service (seconds, with its timeouts and retries), which must
+    not stall the event loop of the process starting up.
     """
     auth: Any = None
     extra: dict[str, Any] = {}
     if settings.aws_sigv4:
-        auth = aws_signer(settings)
+        auth = await asyncio.to_thread(aws_signer, settings)
         # The aiohttp connection opensearch-py uses by default takes basic auth only; this
         # one calls a signer for each request's headers.
         extra["connection_class"] = AsyncHttpConnection
@@ -69,8 +73,11 @@ def open_client(settings: OpenSearchSettings) -> AsyncOpenSearch:
 
 
 def aws_signer(settings: OpenSearchSettings) -> AWSV4SignerAsyncAuth:
-    """A SigV4 signer with botocore's default credential chain; refreshable credentials
-    (instance and task roles) are refreshed by botocore as they near expiry.
+    """A SigV4 signer for an Amazon OpenSearch Service domain (``es``) with botocore's
+    default credential chain; blocking (:func:`open_client` calls it in a thread).
+    Refreshable credentials (instance and task roles) are refreshed by botocore as they
+    near expiry, inside the signing of a request: that refresh, once every few hours, is
+    still synchronous.
 
     Raises ``ValueError`` when the chain finds no credentials: a misconfigured deployment
     should not start and then fail every search and indexing run."""
@@ -169,10 +176,17 @@ class OpenSearchIndex:
 
         An existing live generation's template is left as it is, even if this code's
         mapping differs: new months must match the old ones, and a new mapping is rolled
-        out by building a new generation (``auditline reindex --all``)."""
+        out by building a new generation (``auditline reindex --all``).
+
+        Upgrading from the layout before generations: its template (``<prefix>-events``)
+        is deleted before the first generation's is put, so that no new index is made
+        from it; its indices keep the read alias (searches still find what they hold,
+        and the indexer's progress, kept in PostgreSQL, goes on from where it was, into
+        the new generation) until ``reindex --all`` moves the alias and drops them."""
         live = await self.live_generation()
         if live:
             return live
+        await self.drop_legacy_template()
         body = self._template(1, live=True)
         await guarded(
             self.client.indices.put_index_template(name=self.names.template(1), body=body)
@@ -314,6 +328,22 @@ class OpenSearchIndex:
                 self.client.indices.delete_index_template(name=self.names.template(generation))
             )
 
+    async def drop_legacy_template(self) -> None:
+        """Delete the pre-generation template ``<prefix>-events``, if there is one."""
+        with contextlib.suppress(NotFoundError):
+            await guarded(
+                self.client.indices.delete_index_template(name=self.names.legacy_template)
+            )
+
+    async def drop_legacy(self) -> list[str]:
+        """Delete the pre-generation monthly indices (``<prefix>-events-<YYYY.MM>``) and
+        template; the indices deleted. Only once the alias has left them (:meth:`swap`)."""
+        await self.drop_legacy_template()
+        legacy = sorted(name for name in await self._indices() if self.names.is_legacy(name))
+        if legacy:
+            await guarded(self.client.indices.delete(index=",".join(legacy)))
+        return legacy
+
     async def drop_empty_months(self, before: datetime) -> list[str]:
         """Drop the live generation's monthly indices for months ending by *before* that
         hold no document any more (retention, cleanup and archival removed every tenant's
@@ -323,6 +353,13 @@ class OpenSearchIndex:
         late event indexed meanwhile keeps it; a bulk request that meets the block fails
         and is retried by the indexer (its progress did not move), and a retried write
         into a dropped month creates it again from the live template, alias included.
+
+        The block never outlives the pass that set it: it is lifted in a ``finally``
+        whatever happens after it was set (a failed refresh or count, a cancelled job),
+        unless the index was deleted. A block that survived anyway (the process died
+        between the two requests) is lifted by the next pass, on any month of the live
+        generation that is not dropped, before it is skipped: a late event for that month
+        would otherwise be refused until someone removed the block by hand.
         """
         live = await self.live_generation()
         if not live:
@@ -333,29 +370,63 @@ class OpenSearchIndex:
             )
         except NotFoundError:
             return []
+        names = sorted(stats.get("indices", {}))
+        blocked = await self._write_blocked(self.names.generation_pattern(live))
         dropped: list[str] = []
-        for name, body in sorted(stats.get("indices", {}).items()):
+        for name in names:
             month = self.names.month_of(name)
-            if month is None or _next_month(month) > before:
+            empty = int(stats["indices"][name]["primaries"]["docs"]["count"]) == 0
+            if month is None or _next_month(month) > before or not empty:
+                if name in blocked:  # left by a pass that stopped half-way
+                    await self._unblock(name)
                 continue
-            if int(body["primaries"]["docs"]["count"]) != 0:
-                continue
-            await guarded(
-                self.client.indices.put_settings(index=name, body={"index.blocks.write": True})
+            if await self._drop_if_still_empty(name):
+                dropped.append(name)
+        return dropped
+
+    async def _write_blocked(self, pattern: str) -> set[str]:
+        """The indices matching *pattern* with ``index.blocks.write`` set."""
+        try:
+            found = await guarded(
+                self.client.indices.get_settings(
+                    index=pattern, name="index.blocks.write", flat_settings=True
+                )
             )
+        except NotFoundError:
+            return set()
+        return {
+            name
+            for name, body in (found or {}).items()
+            if str(body.get("settings", {}).get("index.blocks.write", "false")).lower() == "true"
+        }
+
+    async def _unblock(self, name: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            await guarded(
+                self.client.indices.put_settings(index=name, body={"index.blocks.write": None})
+            )
+
+    async def _drop_if_still_empty(self, name: str) -> bool:
+        """Block writes to *name*, then delete it if it still holds nothing; the block is
+        removed again whenever the index is kept, however this ends."""
+        await guarded(
+            self.client.indices.put_settings(index=name, body={"index.blocks.write": True})
+        )
+        deleted = False
+        try:
             await guarded(self.client.indices.refresh(index=name))
             left = await guarded(self.client.count(index=name))
             if int(left["count"]) == 0:
                 await guarded(self.client.indices.delete(index=name))
-                dropped.append(name)
-            else:
-                await guarded(
-                    self.client.indices.put_settings(index=name, body={"index.blocks.write": None})
-                )
-        return dropped
+                deleted = True
+        finally:
+            if not deleted:
+                await self._unblock(name)
+        return deleted
 
     async def drop(self) -> None:
         """Remove every index and template of this prefix (tests, and a full rebuild)."""
         await guarded(self.client.indices.delete(index=self.names.pattern))
         with contextlib.suppress(NotFoundError):
             await guarded(self.client.indices.delete_index_template(name=self.names.templates))
+        await self.drop_legacy_template()

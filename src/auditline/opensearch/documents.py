@@ -55,6 +55,9 @@ _PG_ENGLISH_STOP_WORDS: Final = (
 )
 PG_ENGLISH_STOP: Final = tuple(_PG_ENGLISH_STOP_WORDS.split())
 
+TEMPLATE_PRIORITY: Final = 100
+"""Generation *N*'s template has priority ``TEMPLATE_PRIORITY + N`` (see :func:`template`)."""
+
 ENGLISH: Final = "pg_english"
 SIMPLE: Final = "pg_simple"
 
@@ -104,6 +107,20 @@ class IndexNames:
         found = re.fullmatch(rf"{re.escape(self.prefix)}-events-g([0-9]+)(-.*)?", name)
         return int(found.group(1)) if found else None
 
+    @property
+    def legacy_template(self) -> str:
+        """The one template of the layout before generations (``<prefix>-events``, for
+        ``<prefix>-events-*``, priority 0): removed on upgrade (``ensure_template``)."""
+        return f"{self.prefix}-events"
+
+    def is_legacy(self, name: str) -> bool:
+        """Whether *name* is a monthly index of the layout before generations
+        (``<prefix>-events-<YYYY.MM>``)."""
+        return (
+            re.fullmatch(rf"{re.escape(self.prefix)}-events-[0-9]{{4}}\.[0-9]{{2}}", name)
+            is not None
+        )
+
     def month_of(self, name: str) -> datetime | None:
         """The first instant of the month an index *name* of this prefix holds."""
         found = re.fullmatch(
@@ -119,10 +136,17 @@ def template(
 ) -> dict[str, Any]:
     """The composable index template every monthly index of *generation* is created from;
     only the *live* generation's attaches the read alias (a generation being built must
-    not be searched: it would double every event it already holds)."""
+    not be searched: it would double every event it already holds).
+
+    Its priority is ``100 + generation``. OpenSearch refuses a composable template whose
+    patterns overlap another's at the same priority, and the pre-generation template
+    (``<prefix>-events-*``, priority 0) overlaps every generation's; generations' own
+    patterns never overlap one another (``-g1-*`` does not match ``-g10-...``), so any
+    distinct priority above 0 would do."""
     keyword = {"type": "keyword"}
     return {
         "index_patterns": [names.generation_pattern(generation)],
+        "priority": TEMPLATE_PRIORITY + generation,
         "template": {
             "settings": {
                 "number_of_shards": shards,

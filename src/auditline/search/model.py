@@ -175,7 +175,9 @@ class Facet:
 @dataclass(frozen=True, slots=True)
 class Facets:
     """Facets of a result set. ``partial`` when the time budget ran out before every match
-    was counted: the counts are then over the newest ``sampled`` matches."""
+    was counted (every facet is then ``gte``). On PostgreSQL the counts are then over the
+    newest ``sampled`` matches; on OpenSearch over whatever the shards counted before the
+    search timeout, and ``sampled`` is None (it is not reported)."""
 
     facets: list[Facet]
     partial: bool = False

@@ -203,11 +203,14 @@ def _verified_text(note: str, key: CheckpointKey) -> str:
 
 
 def _rfc3339(text: str) -> str:
-    """The leaf's spelling of an instant: UTC, six fraction digits, ``Z``."""
+    """The leaf's spelling of an instant, as the server writes it: UTC, six fraction
+    digits, ``Z``, and the year unpadded (four digits from 1000 on, fewer before: ``999-``).
+    Not through ``strftime``, whose ``%Y`` for years before 1000 differs between C
+    libraries and Python versions."""
     utc = datetime.fromisoformat(text).astimezone(UTC)
-    if utc.year < 1000:  # the server's strftime leaves such a year unpadded
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    return "%d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond,
+    )  # fmt: skip
 
 
 def leaf_entry(event: Mapping[str, Any]) -> dict[str, Any]:

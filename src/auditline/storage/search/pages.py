@@ -445,14 +445,23 @@ async def count_matches(
 
 @asynccontextmanager
 async def time_budget(conn: Connection, budget_ms: int) -> AsyncIterator[None]:
-    """Statements inside get at most *budget_ms*: past it they raise ``QueryCanceled``.
+    """Statements inside get at most *budget_ms*, and never more than the surrounding
+    transaction's own ``statement_timeout`` (a read transaction's bound stays the bound):
+    past it they raise ``QueryCanceled``.
 
     They run in a savepoint with its own statement timeout that is always rolled back
     (what runs inside only reads, so nothing is lost): that restores the surrounding
     transaction's timeout without asking for it, and after a cancellation the snapshot
-    transaction carries on."""
+    transaction carries on. The smaller of the two is chosen in the same statement that
+    sets it (``pg_settings`` gives the current value in milliseconds; 0 is no timeout)."""
     async with conn.transaction(force_rollback=True):
-        await conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(budget_ms),))
+        await conn.execute(
+            """SELECT set_config('statement_timeout',
+                      (CASE WHEN s.setting::bigint = 0 THEN %(budget)s
+                            ELSE least(s.setting::bigint, %(budget)s) END)::text, true)
+                 FROM pg_settings s WHERE s.name = 'statement_timeout'""",
+            {"budget": budget_ms},
+        )
         yield
 
 
