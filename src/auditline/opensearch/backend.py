@@ -38,6 +38,7 @@ from auditline.search.model import (
     Position,
     SearchQuery,
     Total,
+    ranked,
 )
 
 Watermark = Callable[[TenantId], Awaitable[int]]
@@ -169,7 +170,7 @@ class OpenSearchSearch:
             missing = int(found.get(f"{f}__missing", {}).get("doc_count", 0))
             if missing:
                 counts.append(Count(None, missing))
-            counts.sort(key=lambda c: (-c.count, c.key is None, c.key or ""))
+            counts = ranked(counts)
             bounded = int(terms.get("doc_count_error_upper_bound", 0)) == 0
             exact = bounded and not partial and not lowered
             out.append(Facet(f, counts[: request.size], "eq" if exact else "gte"))

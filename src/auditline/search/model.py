@@ -209,6 +209,12 @@ class Count:
     count: int
 
 
+def ranked(counts: list[Count]) -> list[Count]:
+    """Most frequent first; ties by value in code-point order, unset (None) last: the
+    order every backend answers facets in, so their answers compare."""
+    return sorted(counts, key=lambda c: (-c.count, c.key is None, c.key or ""))
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceCount:
     resource_type: str | None

@@ -17,6 +17,7 @@ from psycopg import errors, sql
 
 from auditline.domain.tenants import TenantId
 from auditline.search.model import (
+    FACET_FIELDS,
     Count,
     Facet,
     FacetField,
@@ -25,6 +26,7 @@ from auditline.search.model import (
     PageRequest,
     Relation,
     SearchQuery,
+    ranked,
 )
 from auditline.storage.database import Connection
 from auditline.storage.search.compiler import Compiler
@@ -36,19 +38,15 @@ from auditline.storage.search.pages import (
 )
 from auditline.storage.search.rows import Projection
 
-_COLUMNS: Final[tuple[FacetField, ...]] = (
-    "action", "user_id", "resource_type", "severity", "outcome",
-)  # fmt: skip
-
 
 def _columns(alias: str) -> sql.Composable:
     return sql.SQL(", ").join(
         [sql.Identifier(alias, "timestamp"), sql.Identifier(alias, "id")]
-        + [sql.Identifier(alias, c) for c in _COLUMNS]
+        + [sql.Identifier(alias, c) for c in FACET_FIELDS]
     )
 
 
-_SAMPLE_ROWS: Final = Projection(_columns, 2 + len(_COLUMNS), 0, 1)
+_SAMPLE_ROWS: Final = Projection(_columns, 2 + len(FACET_FIELDS), 0, 1)
 
 
 async def facets(
@@ -103,13 +101,8 @@ async def _exact(
     return Facets([_facet(f, [r for r in rows if r["f"] == f], "eq") for f in fields])
 
 
-def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Most frequent first; ties by value in code-point order, unset (None) last."""
-    return sorted(rows, key=lambda r: (-int(r["n"]), r["k"] is None, r["k"] or ""))
-
-
 def _facet(field: FacetField, rows: list[dict[str, Any]], relation: Relation) -> Facet:
-    return Facet(field, [Count(r["k"], int(r["n"])) for r in _ranked(rows)], relation)
+    return Facet(field, ranked([Count(r["k"], int(r["n"])) for r in rows]), relation)
 
 
 async def _sampled(
@@ -131,8 +124,8 @@ async def _sampled(
     relation: Relation = "eq" if complete else "gte"
     out = []
     for field in request.fields:
-        i = 2 + _COLUMNS.index(field)
+        i = 2 + FACET_FIELDS.index(field)
         counts = Counter(None if r[i] is None else str(r[i]) for r in rows)
-        top: list[dict[str, Any]] = [{"k": k, "n": n} for k, n in counts.items()]
-        out.append(_facet(field, _ranked(top)[: request.size], relation))
+        top = ranked([Count(k, n) for k, n in counts.items()])
+        out.append(Facet(field, top[: request.size], relation))
     return Facets(out, partial=not complete, sampled=None if complete else len(rows))
