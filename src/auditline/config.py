@@ -592,7 +592,7 @@ class RetentionSettings(BaseModel):
         description="a cleanup of more events answers 202 and runs as a job",
     )
     duty: float = Field(
-        default=0.5,
+        default=0.33,
         gt=0,
         le=1,
         description="share of the time a batched removal works: after a batch that took t "
