@@ -36,6 +36,7 @@ from auditline.search.query import parse
 from auditline.search.routing import RoutedSearch
 from auditline.services import Services
 from auditline.storage import search_index as index_store
+from auditline.storage.database import tenant_transaction
 from auditline.storage.search.backend import PostgresSearch
 from auditline.tasks import build_tasks
 from auditline.tenancy.scope import for_system
@@ -452,6 +453,125 @@ async def test_rebuild_swaps_in_a_new_generation_while_ingest_and_searches_go_on
     posted["acme"] += await stack.post("acme", events("rebuild", 1, age=timedelta(days=160)))
     await stack.indexer.index_all()
     assert sorted(await stack.ids("acme", q="rebuild", limit="1000")) == sorted(posted["acme"])
+
+
+async def indexed(stack: Stack, tenant: str, ids: list[str]) -> int:
+    """How many of *ids* the indices behind the read alias hold, whatever searches show."""
+    index = stack.indexer.index
+    found = await index.client.count(
+        index=index.names.alias, routing=tenant,
+        body={"query": {"bool": {"filter": [{"term": {"tenant_id": tenant}},
+                                            {"terms": {"id": ids}}]}}},
+    )  # fmt: skip
+    return int(found["count"])
+
+
+def removal_rows(stack: Stack, tenant: str) -> list[tuple[int, bool]]:
+    """(first_seq, search_propagated) of every range removed from *tenant*'s log."""
+    with psycopg.connect(stack.services.settings.database.url or "") as conn:
+        rows = conn.execute(
+            """SELECT first_seq, search_propagated FROM removed_ranges
+                WHERE tenant_id = %s ORDER BY first_seq""",
+            (tenant,),
+        ).fetchall()
+    return [(int(first), bool(flag)) for first, flag in rows]
+
+
+async def test_a_rebuild_deletes_earlier_removals_before_it_holds_the_tenants(
+    stack: Stack,
+) -> None:
+    """Removals recorded before the rebuild are deleted from the new generation by the
+    unlocked step: with nothing arriving meanwhile the swap indexes and deletes nothing,
+    and the ranges the live indexer had not reached yet are flagged with the swap."""
+    removed = await stack.post("acme", events("archived", 4, age=timedelta(days=100)))
+    kept = {"acme": await stack.post("acme", events("archived", 5)),
+            "globex": await stack.post("globex", events("archived", 3))}  # fmt: skip
+    await stack.indexer.index_all()
+    for tenant in (ACME, GLOBEX):
+        await stack.services.sealer.seal_until_current(tenant, wait=True)
+    cleanup = await stack.http.delete("/api/v1/logs/cleanup", headers=stack.headers["acme"])
+    assert cleanup.json()["deleted"] == 4
+    ranges = removal_rows(stack, "acme")
+    # The live indexer has not run since: the live generation still holds the events.
+    assert ranges
+    assert not any(flag for _, flag in ranges)
+    assert await indexed(stack, "acme", removed) == 4
+
+    built = await stack.indexer.rebuild_all(grace_seconds=0)
+
+    assert (built.generation, built.replaced) == (2, 1)
+    assert built.removed_ranges == len(ranges)
+    assert (built.locked_events, built.locked_ranges) == (0, 0)
+    assert await indexed(stack, "acme", removed) == 0
+    for tenant, ids in kept.items():
+        assert sorted(await stack.ids(tenant, q="archived")) == sorted(ids)
+    # Deleted from what is live now, so the live indexer has nothing left to do for them.
+    assert removal_rows(stack, "acme") == [(first, True) for first, _ in ranges]
+    again = {r.tenant: r for r in await stack.indexer.index_all()}
+    assert again[ACME].removed_ranges == 0
+
+
+async def test_a_removal_during_the_rebuild_is_deleted_while_the_tenants_are_held(
+    stack: Stack,
+) -> None:
+    """A removal committed after the unlocked deletion, of events the copy already put in
+    the new generation, is deleted by the swap's locked step (and only it: the earlier
+    removal is not deleted again there), so it does not come back with the swap."""
+    earlier = await stack.post("acme", events("ledger", 2, age=timedelta(days=200)))
+    later = await stack.post("acme", events("ledger", 3, age=timedelta(days=100)))
+    kept = await stack.post("acme", events("ledger", 4))
+    await stack.indexer.index_all()
+    await stack.services.sealer.seal_until_current(ACME, wait=True)
+    before = (datetime.now(UTC) - timedelta(days=150)).isoformat()
+    first = await stack.http.delete(
+        "/api/v1/logs/cleanup", params={"before": before}, headers=stack.headers["acme"]
+    )
+    assert first.json()["deleted"] == 2
+    earlier_ranges = len(removal_rows(stack, "acme"))
+    await stack.indexer.index_all()
+    assert await indexed(stack, "acme", later) == 3
+
+    pool = stack.services.pool
+    rebuild: asyncio.Task[Any] | None = None
+    try:
+        # Holding acme's progress row stops the rebuild at its locked step, after the
+        # unlocked copies and deletion: the removal below comes after all of them.
+        async with tenant_transaction(pool, ACME) as held:
+            assert await index_store.lock_progress(held, ACME) is not None
+            rebuild = asyncio.create_task(stack.indexer.rebuild_all(grace_seconds=0))
+            waiting = False
+            for _ in range(600):
+                async with pool.connection() as conn:
+                    cur = await conn.execute(
+                        """SELECT count(*) AS n FROM pg_stat_activity
+                            WHERE %s = ANY(pg_blocking_pids(pid))""",
+                        (held.info.backend_pid,),
+                    )
+                    row = await cur.fetchone()
+                waiting = row is not None and row["n"] > 0
+                if waiting or rebuild.done():
+                    break
+                await asyncio.sleep(0.1)
+            assert waiting, "the rebuild never reached its locked step"
+            second = await stack.http.delete("/api/v1/logs/cleanup", headers=stack.headers["acme"])
+            assert second.json()["deleted"] == 3
+        built = await rebuild
+    finally:
+        if rebuild is not None and not rebuild.done():
+            rebuild.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rebuild
+
+    ranges = removal_rows(stack, "acme")
+    assert len(ranges) > earlier_ranges
+    assert built.removed_ranges == len(ranges)
+    assert built.locked_ranges == len(ranges) - earlier_ranges
+    assert built.locked_events >= 1  # the removal's record in acme's log
+    assert await stack.indexer.index.live_generation() == built.generation
+    assert await indexed(stack, "acme", later) == 0
+    assert await indexed(stack, "acme", earlier) == 0
+    assert sorted(await stack.ids("acme", q="ledger")) == sorted(kept)
+    assert all(flag for _, flag in ranges)
 
 
 async def test_only_one_rebuild_runs_at_a_time(stack: Stack) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -81,6 +81,12 @@ class RebuildBusy(RuntimeError):
     """Another rebuild of the search index is running."""
 
 
+def _chunks(ranges: list[tuple[int, int]]) -> Iterator[list[tuple[int, int]]]:
+    """*ranges* in slices of at most ``_REMOVALS_PER_RUN``, one delete-by-query each."""
+    for at in range(0, len(ranges), _REMOVALS_PER_RUN):
+        yield ranges[at : at + _REMOVALS_PER_RUN]
+
+
 def _within(stored: StoredEvent, start: datetime | None, end: datetime | None) -> bool:
     ts = stored.event.timestamp
     return (start is None or ts >= start) and (end is None or ts < end)
@@ -96,6 +102,13 @@ class Rebuild:
     """The one they read before (0: none), dropped."""
     tenants: int
     removed_ranges: int
+    """Every removed range deleted from the new generation (before and during the lock)."""
+    locked_events: int
+    """Events indexed while every tenant's progress was held (the live indexer skipped
+    them meanwhile): only what arrived after the last unlocked copy pass."""
+    locked_ranges: int
+    """Removed ranges deleted while every tenant's progress was held: only those recorded
+    after the unlocked deletion."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +256,7 @@ class SearchIndexer:
                     on_batch(min(at, head + 1), head + 1)
             await self._index.refresh(generation)
             ranges = await removed_ranges(conn, tenant)
-            await self._delete_all(conn, tenant, ranges, generation=None)
+            await self._delete_all(conn, tenant, ranges)
             if start is None and end is None:
                 await progress_store.advance(conn, tenant, head + 1)
         return IndexRun(tenant, indexed, len(ranges), head + 1, 0)
@@ -253,14 +266,11 @@ class SearchIndexer:
         conn: Connection,
         tenant: TenantId,
         ranges: list[tuple[int, int]],
-        *,
-        generation: int | None,
     ) -> None:
-        """Delete every one of *ranges* from *generation* (None: the live one) and flag
-        them propagated."""
-        for at in range(0, len(ranges), _REMOVALS_PER_RUN):
-            chunk = ranges[at : at + _REMOVALS_PER_RUN]
-            await self._index.delete_ranges(tenant, chunk, generation=generation)
+        """Delete every one of *ranges* from the live generation and flag them
+        propagated."""
+        for chunk in _chunks(ranges):
+            await self._index.delete_ranges(tenant, chunk)
             await progress_store.mark_propagated(conn, tenant, [a for a, _ in chunk])
 
     async def rebuild_all(
@@ -273,27 +283,49 @@ class SearchIndexer:
         template and mappings, then make it the one searches read, while ingest, the live
         indexer and searches go on.
 
+        Only step 4 holds the tenants, and it indexes and deletes only what changed in the
+        moments before it: its OpenSearch work does not grow with the size of the log or
+        with the number of ranges ever removed (it still reads their list, and flags the
+        few not flagged, in one statement each per tenant). :attr:`Rebuild.locked_events`
+        and :attr:`Rebuild.locked_ranges` say what it handled.
+
         1. **Copy**, without holding any tenant: each tenant's log up to its head into
            the new generation (which no search reads: its template has no read alias),
            then a second pass for what was committed meanwhile. The live indexer goes on
            filling the live generation.
-        2. **Catch up and swap**, in one PostgreSQL transaction: take every tenant's
+        2. **Delete the removed ranges**, without holding any tenant: after a refresh (so
+           that delete-by-query finds the copy), every range removed from each tenant's log
+           so far is deleted from the new generation, and remembered. Their
+           ``search_propagated`` flags are left alone: they speak of the live generation,
+           which this step does not touch.
+        3. **Copy** again, without holding any tenant, what was committed during steps 1
+           and 2, tenants created meanwhile included.
+        4. **Catch up and swap**, in one PostgreSQL transaction: take every tenant's
            progress row (waiting for a live run to finish, up to
            ``database.statement_timeout_ms``, else the rebuild fails before the swap and
-           can be run again; the live indexer skips held tenants), index what the copy
-           has not seen up to the head, delete every removed range from the new
-           generation, set each progress to the head, then
-           move the read alias in one ``_aliases`` request and commit. Searches read one
-           generation or the other whole; their watermark moves with the commit, after
-           the new generation holds everything below it.
-        3. After *grace_seconds* (searches already running on the old indices finish),
+           can be run again; the live indexer skips held tenants), index what the copies
+           have not seen up to the head, delete from the new generation the removed ranges
+           step 2 did not (recorded since), flag every listed range propagated, set each
+           progress to the head, then move the read alias in one ``_aliases`` request and
+           commit. Searches read one generation or the other whole; their watermark moves
+           with the commit, after the new generation holds everything below it.
+        5. After *grace_seconds* (searches already running on the old indices finish),
            drop the old generation, and the indices of the layout before generations if
            an upgrade left any (the swap moved the alias off them too).
 
+        Nothing is lost (every event below each head is indexed by a copy or by step 4),
+        nothing doubled (a document's id is its tenant and event id), nothing brought back
+        after its removal: an event removed before a copy read it is not read; one a copy
+        read before its removal committed is in a range step 2 reads afterwards, or, if
+        step 2 read the ranges first, one that step 4 finds missing from step 2's and
+        deletes, after a refresh of what step 3 or its own catch-up wrote. A removal
+        committed after step 4 read a tenant's ranges is not flagged, so the live indexer
+        deletes it from the new generation after the swap, as it would from any live one.
+
         One rebuild at a time (an advisory lock; a second one raises
         :class:`RebuildBusy`). If it stops before the swap, the live generation is
-        untouched and the next rebuild removes what this one left. *on_progress(done,
-        total)* counts events copied.
+        untouched (and so are the flags) and the next rebuild removes what this one left.
+        *on_progress(done, total)* counts events copied.
         """
         async with self._pool.connection() as guard:
             if not await progress_store.try_rebuild_lock(guard):
@@ -324,9 +356,13 @@ class SearchIndexer:
             copied[tenant] = await self._copy(tenant, 0, head - 1, new, report)
         for tenant in heads:  # ... and what came meanwhile
             copied[tenant] = await self._copy(tenant, copied[tenant], None, new, report)
-        indexed = removed = 0
-        await self._index.refresh(new)  # the copy is what removals below must find
-        async with self._pool.connection() as conn, conn.transaction():  # 2. catch up, swap
+        await self._index.refresh(new)  # the copy is what the removals below must find
+        deleted = {tenant: await self._delete_removed(tenant, new) for tenant in heads}  # 2.
+        for tenant in await self._tenants():  # 3. what came during 1 and 2, new tenants too
+            copied[tenant] = await self._copy(tenant, copied.get(tenant, 0), None, new, report)
+        await self._index.refresh(new)  # what step 4 deletes may be in this last copy
+        removed = locked_events = locked_ranges = 0
+        async with self._pool.connection() as conn, conn.transaction():  # 4. catch up, swap
             for tenant in await self._tenants(conn):  # tenants created meanwhile too
                 await set_tenant(conn, tenant)
                 await progress_store.wait_progress(conn, tenant)
@@ -336,21 +372,49 @@ class SearchIndexer:
                     rows = await events_after(conn, tenant, at - 1, head, limit=self._batch_size)
                     await self._index.write([r.event for r in rows], generation=new, refresh=False)
                     report(len(rows))
+                    locked_events += len(rows)
                     at = rows[-1].event.seq + 1 if len(rows) == self._batch_size else head + 1
                 ranges = await removed_ranges(conn, tenant)
-                if ranges and at > copied.get(tenant, 0):  # the catch-up is to be found too
+                # Compared as whole ranges: one that an archive restore split since step 2
+                # comes back as new pieces, deleted again (a delete is idempotent).
+                fresh = [r for r in ranges if r not in deleted.get(tenant, set())]
+                if fresh and at > copied.get(tenant, 0):  # the catch-up is to be found too
                     await self._index.refresh(new)
-                await self._delete_all(conn, tenant, ranges, generation=new)
+                for chunk in _chunks(fresh):
+                    await self._index.delete_ranges(tenant, chunk, generation=new)
+                # Now, and not in step 2: the flag says the live generation no longer holds
+                # the range, and the new one is live from this commit on, holding none of
+                # these (step 2 or just above). Flagged in step 2, a rebuild failing before
+                # the swap would leave ranges the old generation still holds flagged, and
+                # the live indexer would never delete them from it.
+                await progress_store.mark_propagated(conn, tenant, [a for a, _ in ranges])
                 await progress_store.advance(conn, tenant, head + 1)
-                indexed += head + 1
                 removed += len(ranges)
+                locked_ranges += len(fresh)
             await self._index.refresh(new)  # everything searchable before the alias moves
             await self._index.swap(live, new)
-        if live:  # 3.
+        if live:  # 5.
             await asyncio.sleep(grace_seconds)
             await self._index.drop_generation(live)
         await self._index.drop_legacy()  # the layout before generations, off the alias now
-        return Rebuild(generation=new, replaced=live, tenants=len(copied), removed_ranges=removed)
+        return Rebuild(
+            generation=new,
+            replaced=live,
+            tenants=len(copied),
+            removed_ranges=removed,
+            locked_events=locked_events,
+            locked_ranges=locked_ranges,
+        )
+
+    async def _delete_removed(self, tenant: TenantId, generation: int) -> set[tuple[int, int]]:
+        """Delete every range removed from *tenant*'s log so far from *generation*, holding
+        nothing (the ranges are read in a short transaction of their own); the ranges
+        deleted. The caller refreshed *generation* first, so what it wrote is found."""
+        async with tenant_transaction(self._pool, tenant) as conn:
+            ranges = await removed_ranges(conn, tenant)
+        for chunk in _chunks(ranges):
+            await self._index.delete_ranges(tenant, chunk, generation=generation)
+        return set(ranges)
 
     async def _copy(
         self,

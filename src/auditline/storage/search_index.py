@@ -118,8 +118,11 @@ async def pending_removals(
 
 
 async def mark_propagated(conn: Connection, tenant: TenantId, firsts: Sequence[int]) -> None:
+    """Flag *tenant*'s ranges starting at *firsts* as deleted from the live index. Rows
+    already flagged are left as they are, so flagging every range of a tenant at a rebuild's
+    swap writes only the few the live indexer had not reached."""
     await conn.execute(
         """UPDATE removed_ranges SET search_propagated = true
-            WHERE tenant_id = %s AND first_seq = ANY(%s::bigint[])""",
+            WHERE tenant_id = %s AND first_seq = ANY(%s::bigint[]) AND NOT search_propagated""",
         (tenant, list(firsts)),
     )
