@@ -39,12 +39,14 @@ from auditline.ingest.writer import month_of, months_from
 from auditline.search import evaluate
 from auditline.search.model import (
     FACET_FIELDS,
+    Count,
     FacetRequest,
     Facets,
     PageRequest,
     Position,
     SearchQuery,
     Total,
+    ranked,
 )
 from auditline.search.query import Text
 from auditline.security.api_keys import generate_key
@@ -368,6 +370,16 @@ async def test_totals_and_facets_count_only_the_tenants_rows(
                 if search_store.rollups_apply(query):
                     counted = await search_store.rollup_total(conn, tenant, query, mark)
                     assert counted == Total(len(events), "eq"), (name, tenant)
+                    rolled = await facet_store.rollup_facets(conn, tenant, query, everything)
+                    assert _facet_counts(rolled) == _expected_counts(events), (name, tenant)
+                    # the top user proven from the heavy hitters where it can be
+                    counts = await stats_store.value_counts(
+                        conn, tenant, query, dims=["user", "action"], top=1, prune=True
+                    )
+                    expected = _expected_counts(events)
+                    assert {c.key: c.count for c in counts["action"]} == expected["action"]
+                    users = [Count(k, n) for k, n in expected["user_id"].items()]
+                    assert ranked(counts["user"])[:1] == ranked(users)[:1], (name, tenant)
                 assert await search_store.planner_estimate(conn, tenant, query, mark) >= 0
                 got = await facet_store.facets(
                     conn, tenant, query, everything, watermark=mark, tuning=exact
@@ -1156,6 +1168,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "search.pages.rows_of": test_totals_and_facets_count_only_the_tenants_rows,
     "search.pages.rollup_total": test_totals_and_facets_count_only_the_tenants_rows,
     "search.facets.facets": test_totals_and_facets_count_only_the_tenants_rows,
+    "search.facets.rollup_facets": test_totals_and_facets_count_only_the_tenants_rows,
     "search.backend.PostgresSearch.facets": test_the_postgres_backend_reads_only_the_tenants_rows,
     "search.backend.PostgresSearch.highlight": (
         test_the_postgres_backend_reads_only_the_tenants_rows
@@ -1164,6 +1177,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "search.pages.read_watermark": test_read_watermark_is_the_tenants_own_log_head,
     "search.pages.search_page": test_search_page_and_export_lines_return_only_the_tenants_rows,
     "search.stats.stats": test_stats_count_only_the_tenants_events,
+    "search.stats.value_counts": test_totals_and_facets_count_only_the_tenants_rows,
     "search.backend.PostgresSearch.count": test_the_postgres_backend_reads_only_the_tenants_rows,
     "search.backend.PostgresSearch.get": test_get_event_returns_only_the_tenants_own_event,
     "search.backend.PostgresSearch.search": test_the_postgres_backend_reads_only_the_tenants_rows,

@@ -1,4 +1,5 @@
-"""SQL for statistics: totals, counts per dimension, top users and resources, the timeline.
+"""SQL for statistics: totals, counts per dimension, top users and resources, the timeline;
+and the counts per value that facets of a time range alone read (``value_counts``).
 
 Where the numbers come from (design notes in ``docs/search.md``, figures in
 ``docs/benchmarks/search.md``):
@@ -195,6 +196,7 @@ class _Statement:
             "timeline": self._timeline,
             **{f"top {d}": partial(self._full_top, d) for d in _RANKED},
             **{f"candidates {d}": partial(self._candidates, d) for d in _RANKED},
+            "unset user": self._unset_user,
         }
         self.sql = sql.SQL(
             "WITH {ctes} SELECT * FROM ({body}) AS x (kind, dim, k1, k2, bucket, n, upper)"
@@ -293,6 +295,28 @@ class _Statement:
         ).format(d=sql.Literal(dim), rows=self._source(dim, keyed=_KEYED[dim]),
                  top=self.c.param(self.r.top))  # fmt: skip
 
+    def _unset_user(self) -> sql.Composable:
+        """How many events of the range have no user (the ``''`` key): the one count the
+        user top lists leave out, which facets rank with the others.
+
+        The whole hours are one primary-key probe each (the ``''`` row comes first in its
+        hour), not a scan of every user row of the range.
+        """
+        rows: sql.Composable = sql.SQL("SELECT n FROM raw WHERE dim = 'user' AND k1 = ''")
+        if self.r.rollup:
+            rows = sql.SQL(
+                """{edges} UNION ALL
+                   SELECT r.n FROM hours h CROSS JOIN LATERAL (
+                          SELECT r.n FROM event_rollups r
+                           WHERE r.tenant_id = {t}::text AND r.dim = 'user'
+                             AND r.bucket = h.bucket AND r.k1 = '' AND r.k2 = ''
+                           LIMIT 1) r"""
+            ).format(edges=rows, t=self.t)
+        return sql.SQL(
+            """SELECT 'dim', 'user', '', '', NULL::timestamptz, sum(n)::bigint, NULL::bigint
+                 FROM ({rows}) x HAVING sum(n) > 0"""
+        ).format(rows=rows)
+
     def _candidates(self, dim: str) -> sql.Composable:
         """The best candidates of *dim*, counted exactly, and the bound every other key is under.
 
@@ -374,42 +398,70 @@ async def stats(
     *end_from_rollup* chooses how a trailing partial hour is counted, by default the
     cheaper way (``_end_from_rollup``). Every choice gives the same answer.
     """
+    request = _request(tenant, query, start, end, interval, top, end_from_rollup)
+    rows = await _rows(conn, request, ["dims", "timeline"], _RANKED, prune)
+    return _stats_from_rows(rows, request)
+
+
+def _request(
+    tenant: TenantId,
+    query: SearchQuery,
+    start: datetime,
+    end: datetime,
+    interval: Interval,
+    top: int,
+    end_from_rollup: bool | None,
+) -> _Request:
     # Rollups are UTC hours: in any other offset (+05:30, say) the range's own hour
     # boundaries would fall inside them.
     request = _Request(tenant, query, start.astimezone(UTC), end.astimezone(UTC), interval, top)
     if end_from_rollup is None:
         end_from_rollup = _end_from_rollup(request.end, datetime.now(UTC))
-    request = replace(request, end_from_rollup=request.rollup and end_from_rollup)
+    return replace(request, end_from_rollup=request.rollup and end_from_rollup)
+
+
+async def _rows(
+    conn: Connection,
+    request: _Request,
+    parts: Sequence[str],
+    ranked: Sequence[str],
+    prune: bool | None,
+) -> list[dict[str, Any]]:
+    """The rows of *parts*, and ``top`` rows of each dimension in *ranked* (exact top
+    lists, proven from the heavy hitters when *prune* says so, else summed in full)."""
     if request.rollup and prune is None:
         cur = await conn.execute(
             """SELECT coalesce(sum(n), 0) AS n FROM event_rollups
                 WHERE tenant_id = %s AND dim = 'total' AND bucket >= %s AND bucket < %s""",
-            (tenant, request.h0, request.h1),
+            (request.tenant, request.h0, request.h1),
         )
         row = await cur.fetchone()
         prune = row is not None and row["n"] >= _PRUNE_FROM_EVENTS
     if not (prune and request.rollup):
-        everything = ["dims", "timeline", "top user", "top resource"]
-        rows = await _Statement(request, everything).rows(conn)
-        return _stats_from_rows(rows, request, [])
-    rows = await _Statement(
-        request, ["dims", "timeline", "candidates user", "candidates resource"]
-    ).rows(conn)
-    proven = _proven_tops(request, rows)
-    unproven = [f"top {d}" for d in _RANKED if d not in proven]
+        return await _Statement(request, [*parts, *(f"top {d}" for d in ranked)]).rows(conn)
+    rows = await _Statement(request, [*parts, *(f"candidates {d}" for d in ranked)]).rows(conn)
+    proven = _proven_tops(request, rows, ranked)
+    unproven = [f"top {d}" for d in ranked if d not in proven]
     if unproven:
         rows += await _Statement(request, unproven).rows(conn)
-    return _stats_from_rows(rows, request, [x for ranked in proven.values() for x in ranked])
+    rows = [r for r in rows if r["kind"] not in ("candidate", "bound")]
+    rows += [
+        {"kind": "top", "dim": x.dim, "k1": x.k1, "k2": x.k2, "n": x.n}
+        for tops in proven.values() for x in tops
+    ]  # fmt: skip
+    return rows
 
 
-def _proven_tops(request: _Request, rows: list[dict[str, Any]]) -> dict[str, list[_Ranked]]:
-    """The top lists the heavy hitters prove, per ranked dimension.
+def _proven_tops(
+    request: _Request, rows: list[dict[str, Any]], dims: Sequence[str]
+) -> dict[str, list[_Ranked]]:
+    """The top lists the heavy hitters prove, per ranked dimension of *dims*.
 
     The top *k* of the exactly counted candidates is the answer when its last count
     beats the bound every other key is under. A tie with the bound is not accepted (the
     key order could differ), nor is a list shorter than *k* (light keys could fill it).
     """
-    exact: dict[str, list[_Ranked]] = {d: [] for d in _RANKED}
+    exact: dict[str, list[_Ranked]] = {d: [] for d in dims}
     bound: dict[str, int] = {}
     for r in rows:
         if r["kind"] == "candidate":
@@ -424,23 +476,67 @@ def _proven_tops(request: _Request, rows: list[dict[str, Any]]) -> dict[str, lis
     return proven
 
 
+async def value_counts(
+    conn: Connection,
+    tenant: TenantId,
+    query: SearchQuery,
+    *,
+    dims: Sequence[str],
+    top: int,
+    prune: bool | None = None,
+    end_from_rollup: bool | None = None,
+) -> dict[str, list[Count]]:
+    """Exact counts per value of *dims* among the events in the query's time range,
+    which may be open at either end (the query must hold nothing else; see
+    ``pages.rollups_apply``): what facets of such a query report.
+
+    Each of ``action``, ``severity``, ``resource_type`` and ``outcome`` gets every value
+    it has; ``user`` the top *top* users and the count of events without one, so the
+    top *top* of all values is among them. Unset values (``''`` in the rollups, NULL in
+    the events) are None. *prune* and *end_from_rollup* as for :func:`stats`.
+
+    An open start is the tenant's first rollup hour and an open end the hour after its
+    last: every event the rollups count lies in between, on whole hours, so neither adds
+    an edge. Like every rollup read this counts every committed event: the caller's
+    watermark must be the snapshot's head.
+    """
+    start, end = query.filters.start, query.filters.end
+    if start is None or end is None:
+        cur = await conn.execute(
+            """SELECT min(bucket) AS first, max(bucket) AS last FROM event_rollups
+                WHERE tenant_id = %s AND dim = 'total'""",
+            (tenant,),
+        )
+        row = await cur.fetchone()
+        if row is None or row["first"] is None:  # no rollups: no event they would count
+            return {d: [] for d in dims}
+        start = row["first"] if start is None else start
+        end = row["last"] + timedelta(hours=1) if end is None else end
+    end = max(start, end)
+    request = _request(tenant, query, start, end, "hour", top, end_from_rollup)
+    plain = [d for d in dims if d in _DIMS]
+    ranked = [d for d in dims if d in _RANKED]
+    parts = (["dims"] if plain else []) + (["unset user"] if "user" in ranked else [])
+    rows = await _rows(conn, request, parts, ranked, prune)
+    out: dict[str, list[Count]] = {d: [] for d in dims}
+    for row in rows:
+        if row["dim"] in out and row["kind"] in ("dim", "top"):
+            out[row["dim"]].append(Count(_key(row["k1"]), int(row["n"])))
+    return out
+
+
 def _key(value: str) -> str | None:
     return value or None
 
 
-def _stats_from_rows(rows: list[dict[str, Any]], request: _Request, proven: list[_Ranked]) -> Stats:
+def _stats_from_rows(rows: list[dict[str, Any]], request: _Request) -> Stats:
     dims: dict[str, list[Count]] = {d: [] for d in _DIMS}
     total = 0
     users: list[Count] = []
     resources: list[ResourceCount] = []
     timeline: list[Bucket] = []
-    for ranked in proven:
-        rows.append({"kind": "top", "dim": ranked.dim, "k1": ranked.k1, "k2": ranked.k2,
-                     "n": ranked.n})  # fmt: skip
     for row in rows:
         kind, dim = row["kind"], row["dim"]
-        if kind in ("candidate", "bound"):
-            continue
         n = int(row["n"])
         if kind == "timeline":
             timeline.append(Bucket(row["bucket"], n))
