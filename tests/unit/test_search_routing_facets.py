@@ -1,5 +1,5 @@
-"""RoutedSearch and facets: the chosen backend answers; one that does not answer facets
-(``Unsupported``) or is unavailable hands them to the primary, with the same watermark."""
+"""RoutedSearch and facets: the chosen backend answers; one that is unavailable hands them
+to the primary, with the same watermark, when the configuration falls back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from auditline.search.backend import SearchUnavailable, Unsupported
+from auditline.search.backend import SearchUnavailable
 from auditline.search.model import Count, Facet, FacetRequest, Facets, SearchQuery
 from auditline.search.query import parse
 from auditline.search.routing import RoutedSearch
@@ -56,18 +56,6 @@ async def test_the_chosen_backend_answers_facets() -> None:
     facets = await routed(primary, text, fallback=True).facets(TENANT, TEXT, REQUEST, watermark=7)
     assert answered_by(facets) == "opensearch"
     assert (primary.asked, text.asked) == ([], [7])
-
-
-@pytest.mark.parametrize("fallback", [True, False])
-async def test_unsupported_facets_are_asked_of_the_primary_whatever_the_fallback(
-    fallback: bool,
-) -> None:
-    primary, text = Answering("postgres"), Answering("opensearch", Unsupported)
-    router = routed(primary, text, fallback=fallback)
-    facets = await router.facets(TENANT, TEXT, REQUEST, watermark=7)
-    assert answered_by(facets) == "postgres"
-    assert primary.asked == [7]
-    assert router.fallbacks == []  # type: ignore[attr-defined]  # not a failure
 
 
 async def test_unavailable_facets_fall_back_only_when_configured() -> None:

@@ -36,12 +36,6 @@ class SearchUnavailable(RuntimeError):
     configured (``search.on_unavailable``)."""
 
 
-class Unsupported(NotImplementedError):
-    """This backend does not answer this kind of read (it is no failure): the router asks
-    the primary backend (PostgreSQL) instead, always, whatever ``search.on_unavailable``
-    says, and counts no fallback."""
-
-
 class SearchBackend(Protocol):
     async def search(self, tenant: TenantId, query: SearchQuery, page: PageRequest) -> Page:
         """One page in (timestamp, id) order.
@@ -71,8 +65,7 @@ class SearchBackend(Protocol):
     ) -> Facets:
         """The top values of each requested field among the matches with ``seq <
         watermark`` (the set the first page saw), every count labelled; bounded in time
-        (``Facets.partial`` says when not every match was counted). May raise
-        :class:`Unsupported`."""
+        (``Facets.partial`` says when not every match was counted)."""
         ...
 
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 
 from auditline.domain.events import StoredEvent
 from auditline.domain.tenants import TenantId
-from auditline.search.backend import SearchBackend, SearchUnavailable, Unsupported
+from auditline.search.backend import SearchBackend, SearchUnavailable
 from auditline.search.model import (
     FacetRequest,
     Facets,
@@ -112,15 +112,13 @@ class RoutedSearch:
     async def facets(
         self, tenant: TenantId, query: SearchQuery, request: FacetRequest, *, watermark: int
     ) -> Facets:
-        """From the backend chosen for the query; from the primary when that one does not
-        answer facets (`Unsupported`) or, as for searches, is unavailable. The
+        """From the backend chosen for the query; from the primary when that one is
+        unavailable and the configuration falls back, as for searches. The
         watermark keeps the set the same whoever answers: OpenSearch's is its indexing
         progress, at most PostgreSQL's log head."""
         chosen = self.choose(query)
         try:
             return await chosen.facets(tenant, query, request, watermark=watermark)
-        except Unsupported:
-            pass
         except SearchUnavailable:
             if not self._falls_back(chosen, "facets"):
                 raise
