@@ -503,7 +503,8 @@ def _opensearch_section(
                  run["search"]["opensearch"]["word_common_large"]["p50_ms"])  # fmt: skip
         lines += [
             "",
-            f"An earlier run ({run['finished_at']}, load average at the end "
+            f"An earlier run ({run['events']:,} events over {run['tenants']} tenants, "
+            f"{run['finished_at']}, load average at the end "
             f"{run['load_average'][0]:.1f}): indexing {run['indexing']['events_per_second']:,} "
             f"events/s; lag p50 {run['lag']['lag_p50_s']} s, p99 {run['lag']['lag_p99_s']} s; "
             f"the mix p50 PostgreSQL {run['search']['postgres_all']['p50_ms']:.1f} ms, "
