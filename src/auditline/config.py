@@ -280,7 +280,9 @@ class SearchSettings(BaseModel):
     facet_sample_rows: int = Field(
         default=5000,
         ge=1,
-        description="matches a partial facet answer counts (the newest ones)",
+        description="matches a partial facet answer counts (the newest ones); also the "
+        "most sequence numbers past a page's watermark that facets from the rollups take "
+        "away one by one (beyond, the grouped pass)",
     )
     probe_rows: int = Field(
         default=2000,

@@ -13,7 +13,16 @@ same hours with values of its own that would top every list if they leaked in.
 
 That ``facets()`` takes the rollup path is shown by its answer, not by a marker: a rollup
 row that no event backs (written as the superuser) appears in its answer for a query of
-the time range alone read at the snapshot's head, and in no other answer.
+the time range alone, and in no other answer.
+
+A tenant being written to: the page's watermark is taken, then more events are committed
+(in and out of every range, late ones dated in the old hours, values never seen below
+the watermark, enough of one user to change the top, access records, another tenant's
+writes), and the facets, read in a later snapshot with the old watermark, must still be
+the grouped pass's answer below that watermark and the count of the events written
+before it, from the rollups minus the later events (the phantom row shows which path
+answered); the same after a removal committed in between; and by the grouped pass when
+more numbers lie above the watermark than ``facet_sample_rows``.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from auditline.search.model import (
     ranked,
 )
 from auditline.search.query import parse
+from auditline.storage import retention as retention_store
 from auditline.storage.database import Connection, tenant_transaction
 from auditline.storage.events import insert_events
 from auditline.storage.search import facets as facet_store
@@ -243,7 +253,7 @@ async def test_a_whole_tenant_is_faceted_without_other_tenants_or_access_records
     assert counted == sum(e.resource_type != ACCESS_RESOURCE for e in written[ACME])
 
 
-async def test_facets_read_the_rollups_only_at_the_snapshot_s_head(
+async def test_facets_of_a_time_range_alone_read_the_rollups(
     pool: AsyncConnectionPool[Connection],
     database_url: str,
     written: dict[TenantId, list[Event]],
@@ -269,14 +279,218 @@ async def test_facets_read_the_rollups_only_at_the_snapshot_s_head(
                 got = await facet_store.facets(conn, tenant, query, top, watermark=mark,
                                                tuning=TUNING)  # fmt: skip
                 assert (got.facets[0].values == [phantom]) == mine, (tenant, query)
-                # a snapshot behind its head: the rollups count events it must not see
+                # a watermark behind the head: still the rollups, minus the events above it
                 behind = await facet_store.facets(
                     conn, tenant, query, top, watermark=mark - 1, tuning=TUNING
                 )
-                assert behind == await facet_store._exact(conn, tenant, query, top, mark - 1)
-                assert behind.facets[0].values != [phantom]
+                assert (behind.facets[0].values == [phantom]) == mine, (tenant, query)
+                # ... unless more numbers lie above it than facet_sample_rows allows
+                strict = replace(TUNING, facet_sample_rows=0)
+                grouped = await facet_store.facets(
+                    conn, tenant, query, top, watermark=mark - 1, tuning=strict
+                )
+                assert grouped == await facet_store._exact(conn, tenant, query, top, mark - 1)
+                assert grouped.facets[0].values != [phantom]
             for query in (filtered, worded):  # more than a time range: the grouped pass
                 got = await facet_store.facets(conn, tenant, query, top, watermark=mark,
                                                tuning=TUNING)  # fmt: skip
                 assert got.facets[0].values != [phantom], (tenant, query)
                 assert got == await facet_store._exact(conn, tenant, query, top, mark)
+
+
+# -- a tenant being written to -----------------------------------------------------------
+
+_LATE_ACTION: Final = "LATECOMER"
+_LATE_USER: Final = "newbie"
+
+
+def later_drafts(before: Sequence[Event]) -> list[EventDraft]:
+    """What acme writes after the page's watermark was taken.
+
+    Values seen only here (the action and user above: the rollups count them, and the
+    answer below the watermark must not hold them at all, not even at 0); enough events
+    of the second user, bob, to put him above alice in the whole tenant, so that a top 1
+    cut before subtracting would name bob; late events dated in the old hours (a whole
+    hour, the tied hours, the window's partial edge hours on both sides of its ends);
+    events after every other event; and access records (which the rollups do not count,
+    so taking them away would lower INFO and success).
+    """
+    counted = Counter(e.user_id for e in before if e.resource_type != ACCESS_RESOURCE)
+    lead = counted["alice"] - counted["bob"]
+    assert lead > 0  # alice is the top user below the watermark
+    rng = random.Random("facets-rollups-later")
+    drafts = [
+        replace(_draft(rng, BASE + timedelta(hours=hour % HOURS, minutes=17)), user_id="bob")
+        for hour in range(lead + 3)
+    ]
+    when = [
+        BASE + 2 * _H + 50 * _M,  # the window's leading partial hour, inside it
+        BASE + 2 * _H + 10 * _M,  # the same hour, before the window
+        BASE + 7 * _H + 30 * _M,  # a whole hour of every range that holds it
+        BASE + 21 * _H + 5 * _M,  # the window's trailing partial hour, inside it
+        BASE + 21 * _H + 40 * _M,  # the same hour, after the window
+        BASE + 27 * _H,  # outside the window
+        BASE + (HOURS + 3) * _H,  # after every event below the watermark
+    ]
+    for ts in when:
+        drafts.append(_draft(rng, ts))
+        drafts.append(replace(_draft(rng, ts + _M), action=_LATE_ACTION, user_id=_LATE_USER))
+    for hour in range(TIED):  # one more for a tied user and type: the tie breaks above
+        drafts.append(
+            EventDraft(
+                action="APPROVE", id=uuid.uuid4(), timestamp=BASE + hour * _H + 45 * _M,
+                user_id="Zed", resource_type="Zeta", resource_id="t-1",
+            )
+        )  # fmt: skip
+    for hour in range(0, HOURS, 2):
+        drafts.append(
+            EventDraft(
+                action="SEARCH", id=uuid.uuid4(), timestamp=BASE + hour * _H + 3 * _M,
+                user_id="auditor", resource_type=ACCESS_RESOURCE, outcome="success",
+            )
+        )  # fmt: skip
+    return drafts
+
+
+async def _phantom(database_url: str) -> Count:
+    """A rollup row no event backs, in acme's hour 10 (a whole hour of the whole tenant and
+    of the window): an answer holding it was read from the rollups."""
+    with psycopg.connect(database_url) as conn:  # the superuser: no row-level security
+        conn.execute(
+            """INSERT INTO event_rollups (tenant_id, dim, bucket, k1, k2, n)
+               VALUES (%s, 'action', %s, 'PHANTOM', '', 1000)""",
+            (ACME, BASE + 10 * _H),
+        )
+    return Count("PHANTOM", 1000)
+
+
+async def test_facets_below_an_older_watermark_take_the_later_events_from_the_rollups(
+    pool: AsyncConnectionPool[Connection],
+    database_url: str,
+    written: dict[TenantId, list[Event]],
+) -> None:
+    before = written[ACME]
+    async with tenant_transaction(pool, ACME) as conn:
+        mark = await read_watermark(conn, ACME)
+    later = await _store(pool, ACME, later_drafts(before))
+    await _store(pool, GLOBEX, globex_drafts()[:50])
+    ways = [(None, None), (True, True), (True, False), (False, True), (False, False)]
+    async with tenant_transaction(pool, ACME) as conn:
+        head = await read_watermark(conn, ACME)
+        assert head == mark + len(later)
+        everything = await facet_store.rollup_facets(conn, ACME, SearchQuery(), EVERYTHING)
+        for name, query in QUERIES.items():
+            for size in [*range(1, 9), 1000]:
+                request = FacetRequest(FACET_FIELDS, size=size)
+                exact = await facet_store._exact(conn, ACME, query, request, mark)
+                assert exact == _expected(before, query, request), (name, size)
+                for prune, end_from_rollup in ways:
+                    got = await facet_store.rollup_facets(
+                        conn, ACME, query, request, watermark=mark, prune=prune,
+                        end_from_rollup=end_from_rollup,
+                    )  # fmt: skip
+                    assert got == exact, (name, size, prune, end_from_rollup)
+                chosen = await facet_store.facets(
+                    conn, ACME, query, request, watermark=mark, tuning=TUNING
+                )
+                assert chosen == exact, (name, size)
+        # The cases the data was made for. At the head the rollups hold the later values
+        # and bob on top; below the watermark neither.
+        keys = {f.field: [v.key for v in f.values] for f in everything.facets}
+        assert _LATE_ACTION in keys["action"]
+        assert _LATE_USER in keys["user_id"]
+        assert keys["user_id"][0] == "bob"
+        below = await facet_store.rollup_facets(
+            conn, ACME, SearchQuery(), EVERYTHING, watermark=mark
+        )
+        keys = {f.field: [v.key for v in f.values] for f in below.facets}
+        assert _LATE_ACTION not in keys["action"]  # counted 0: gone, not reported as 0
+        assert _LATE_USER not in keys["user_id"]
+        for prune in (None, True, False):
+            top = await facet_store.rollup_facets(
+                conn, ACME, SearchQuery(), FacetRequest(("user_id",), size=1), watermark=mark,
+                prune=prune,
+            )  # fmt: skip
+            alice = sum(e.user_id == "alice" and e.resource_type != ACCESS_RESOURCE
+                        for e in before)  # fmt: skip
+            assert top.facets[0].values == [Count("alice", alice)], prune
+
+    # Which path answered: a rollup row no event backs shows in the answer.
+    phantom = await _phantom(database_url)
+    one = FacetRequest(("action",), size=1)
+    for query in (SearchQuery(), QUERIES["window"]):
+        async with tenant_transaction(pool, ACME) as conn:
+            got = await facet_store.facets(conn, ACME, query, one, watermark=mark, tuning=TUNING)
+            assert got.facets[0].values == [phantom], query
+
+
+async def test_too_many_events_above_the_watermark_fall_back_to_the_grouped_pass(
+    pool: AsyncConnectionPool[Connection],
+    database_url: str,
+    written: dict[TenantId, list[Event]],
+) -> None:
+    async with tenant_transaction(pool, ACME) as conn:
+        mark = await read_watermark(conn, ACME)
+    later = await _store(pool, ACME, later_drafts(written[ACME]))
+    phantom = await _phantom(database_url)
+    one = FacetRequest(("action",), size=1)
+    window = QUERIES["window"]
+    async with tenant_transaction(pool, ACME) as conn:
+        # exactly as many numbers above the watermark as allowed: the rollups
+        at_bound = replace(TUNING, facet_sample_rows=len(later))
+        got = await facet_store.facets(conn, ACME, window, one, watermark=mark, tuning=at_bound)
+        assert got.facets[0].values == [phantom]
+        # one more than allowed: the grouped pass, exact all the same
+        past = replace(TUNING, facet_sample_rows=len(later) - 1)
+        got = await facet_store.facets(conn, ACME, window, one, watermark=mark, tuning=past)
+        assert got.facets[0].values != [phantom]
+        assert got == await facet_store._exact(conn, ACME, window, one, mark)
+        assert got == _expected(written[ACME], window, one)
+
+
+async def test_a_removal_between_the_page_and_the_facets_leaves_them_the_grouped_pass_s(
+    pool: AsyncConnectionPool[Connection],
+    database_url: str,
+    written: dict[TenantId, list[Event]],
+) -> None:
+    """A cleanup committed after the watermark was taken removes events below it (and a
+    late one above it) and records itself in the log: the rollups lose the removed events
+    as the events do, so the answer is still the grouped pass's below the watermark, and
+    counts what was written before it and is still stored."""
+    async with tenant_transaction(pool, ACME) as conn:
+        mark = await read_watermark(conn, ACME)
+    late = EventDraft(action=_LATE_ACTION, id=uuid.uuid4(), timestamp=BASE + _H, user_id=_LATE_USER)
+    await _store(pool, ACME, [late, *later_drafts(written[ACME])])
+    cut = BASE + 4 * _H
+    async with tenant_transaction(pool, ACME) as conn:
+        assert await retention_store.lock_tenant(conn, ACME) is False
+        removed = await retention_store.delete_batch(conn, ACME, cut, 10_000)
+        await retention_store.record_ranges(
+            conn, ACME, removed.ranges, reason="cleanup", actor="tests", job_id=None
+        )
+        record = EventDraft(
+            action="DELETE", id=uuid.uuid4(), resource_type=ACCESS_RESOURCE,
+            resource_id="cleanup", after={"seq_ranges": [list(r) for r in removed.ranges]},
+        )  # fmt: skip
+        events = prepare_events(ACME, [record], limits=IngestSettings(), now=datetime.now(UTC))
+        await insert_events(conn, ACME, events)
+    assert removed.ranges[0][0] < mark <= removed.ranges[-1][1]  # on both sides of it
+    kept = [e for e in written[ACME] if e.timestamp >= cut]
+    assert len(kept) < len(written[ACME])
+    async with tenant_transaction(pool, ACME) as conn:
+        for name, query in QUERIES.items():
+            for size in (1, 2, 3, 1000):
+                request = FacetRequest(FACET_FIELDS, size=size)
+                exact = await facet_store._exact(conn, ACME, query, request, mark)
+                assert exact == _expected(kept, query, request), (name, size)
+                got = await facet_store.facets(
+                    conn, ACME, query, request, watermark=mark, tuning=TUNING
+                )
+                assert got == exact, (name, size)
+    phantom = await _phantom(database_url)
+    async with tenant_transaction(pool, ACME) as conn:
+        got = await facet_store.facets(
+            conn, ACME, SearchQuery(), FacetRequest(("action",), size=1), watermark=mark,
+            tuning=TUNING,
+        )  # fmt: skip
+        assert got.facets[0].values == [phantom]

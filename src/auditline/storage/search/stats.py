@@ -497,8 +497,9 @@ async def value_counts(
 
     An open start is the tenant's first rollup hour and an open end the hour after its
     last: every event the rollups count lies in between, on whole hours, so neither adds
-    an edge. Like every rollup read this counts every committed event: the caller's
-    watermark must be the snapshot's head.
+    an edge. Like every rollup read this counts every event committed in the snapshot,
+    whatever its ``seq``: facets below an older watermark take the later ones away
+    themselves (``facets.rollup_facets``).
     """
     start, end = query.filters.start, query.filters.end
     if start is None or end is None:
