@@ -587,6 +587,29 @@ async def test_only_one_rebuild_runs_at_a_time(stack: Stack) -> None:
     assert await stack.indexer.index.live_generation() == built.generation
 
 
+async def test_a_tenant_repair_waits_for_no_full_rebuild_but_is_refused_during_one(
+    stack: Stack,
+) -> None:
+    await stack.post("acme", events("quayside repaired", 3))
+    async with stack.services.pool.connection() as held:
+        assert await index_store.try_rebuild_lock(held)  # a full rebuild is running
+        try:
+            with pytest.raises(RebuildBusy):
+                await stack.indexer.rebuild_tenant(ACME)
+        finally:
+            await index_store.release_rebuild_lock(held)
+    async with stack.services.pool.connection() as other:  # another tenant's repair
+        assert await index_store.try_rebuild_lock(other, shared=True)
+        try:
+            repaired = await stack.indexer.rebuild_tenant(ACME)
+            with pytest.raises(RebuildBusy):  # and a full rebuild waits for repairs
+                await stack.indexer.rebuild_all(grace_seconds=0)
+        finally:
+            await index_store.release_rebuild_lock(other, shared=True)
+    assert repaired.indexed >= 3
+    assert len(await stack.ids("acme", q="quayside")) == 3
+
+
 async def test_statistics_come_from_postgres_whatever_answers_searches(stack: Stack) -> None:
     # Not indexed at all: OpenSearch knows none of them, PostgreSQL's rollups all.
     await stack.post("acme", events("login failed", 4))

@@ -14,6 +14,8 @@ Two operations, both safe while ingest, the live indexer and searches go on (nee
   tenant, so one tenant cannot get indices of its own without copying all the others;
   documents are overwritten by id, so searches never see fewer events meanwhile.
   ``--from``/``--to`` limit it to events of those UTC days (after ``archive restore``).
+  Refused while a ``--all`` rebuild runs (it would write into the generation about to be
+  retired): run it again afterwards.
 """
 
 from __future__ import annotations
@@ -116,7 +118,13 @@ def cmd_reindex(args: argparse.Namespace) -> int:
                 def report(done: int, total: int, task: Any = task) -> None:
                     progress.update(task, completed=done, total=total)
 
-                done = await indexer.rebuild_tenant(tenant, start=start, end=end, on_batch=report)
+                try:
+                    done = await indexer.rebuild_tenant(
+                        tenant, start=start, end=end, on_batch=report
+                    )
+                except RebuildBusy as exc:
+                    print(f"error: {exc}; repair {tenant} once it is done", file=sys.stderr)
+                    return 1
                 progress.update(task, completed=done.next_seq, total=done.next_seq)
                 print(f"{tenant}: {done.indexed} events indexed, "
                       f"{done.removed_ranges} removed ranges deleted")  # fmt: skip

@@ -236,7 +236,29 @@ class SearchIndexer:
         the live indexer skips the tenant while this run holds its progress row (waited
         for up to *wait_seconds* if a live run holds it now). *on_batch(done, total)*
         reports progress in ``seq`` numbers. A changed mapping needs :meth:`rebuild_all`.
+
+        Refused (:class:`RebuildBusy`) while :meth:`rebuild_all` runs: a repair writes into
+        the live generation, which that rebuild is about to retire, and the days it brings
+        back (an archive restore) sit below what the rebuild's copies have already read, so
+        they would be in neither generation after the swap. Run it again once the rebuild
+        is done. Repairs of several tenants may run at once.
         """
+        async with self._pool.connection() as guard:
+            if not await progress_store.try_rebuild_lock(guard, shared=True):
+                raise RebuildBusy("a rebuild of the whole search index is running")
+            try:
+                return await self._rebuild_tenant(tenant, start, end, on_batch, wait_seconds)
+            finally:
+                await progress_store.release_rebuild_lock(guard, shared=True)
+
+    async def _rebuild_tenant(
+        self,
+        tenant: TenantId,
+        start: datetime | None,
+        end: datetime | None,
+        on_batch: Callable[[int, int], None] | None,
+        wait_seconds: float,
+    ) -> IndexRun:
         deadline = asyncio.get_running_loop().time() + wait_seconds
         async with tenant_transaction(self._pool, tenant) as conn:
             while await progress_store.lock_progress(conn, tenant) is None:
@@ -313,7 +335,10 @@ class SearchIndexer:
            drop the old generation, and the indices of the layout before generations if
            an upgrade left any (the swap moved the alias off them too).
 
-        Nothing is lost (every event below each head is indexed by a copy or by step 4),
+        Nothing is lost (every event below each head is indexed by a copy or by step 4;
+        days an archive restore brings back meanwhile return under ``seq`` numbers the
+        copies have passed, and the repair every restore needs, :meth:`rebuild_tenant`, is
+        refused until the swap, after which it writes them into the new generation),
         nothing doubled (a document's id is its tenant and event id), nothing brought back
         after its removal: an event removed before a copy read it is not read; one a copy
         read before its removal committed is in a range step 2 reads afterwards, or, if

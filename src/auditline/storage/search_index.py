@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from psycopg import sql
+
 from auditline.domain.tenants import TenantId
 from auditline.storage.database import Connection
 
@@ -49,18 +51,22 @@ async def wait_progress(conn: Connection, tenant: TenantId) -> int:
 _REBUILD_LOCK = "auditline.search.rebuild"
 
 
-async def try_rebuild_lock(conn: Connection) -> bool:
-    """Whether this session now holds the one-rebuild-at-a-time lock (a session advisory
-    lock: released by :func:`release_rebuild_lock` or when the connection closes)."""
+async def try_rebuild_lock(conn: Connection, *, shared: bool = False) -> bool:
+    """Whether this session now holds the rebuild lock (a session advisory lock: released
+    by :func:`release_rebuild_lock` or when the connection closes). A full rebuild takes
+    it exclusively (one at a time); a tenant's repair *shared* (repairs run side by side,
+    never during a full rebuild)."""
+    take = sql.SQL("pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock")
     cur = await conn.execute(
-        "SELECT pg_try_advisory_lock(hashtext(%s)) AS locked", (_REBUILD_LOCK,)
+        sql.SQL("SELECT {}(hashtext(%s)) AS locked").format(take), (_REBUILD_LOCK,)
     )
     row = await cur.fetchone()
     return bool(row and row["locked"])
 
 
-async def release_rebuild_lock(conn: Connection) -> None:
-    await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_REBUILD_LOCK,))
+async def release_rebuild_lock(conn: Connection, *, shared: bool = False) -> None:
+    release = sql.SQL("pg_advisory_unlock_shared" if shared else "pg_advisory_unlock")
+    await conn.execute(sql.SQL("SELECT {}(hashtext(%s))").format(release), (_REBUILD_LOCK,))
 
 
 async def advance(conn: Connection, tenant: TenantId, next_seq: int) -> None:

@@ -91,7 +91,10 @@ async def facets(
     Within the budget: from the rollups when they count this query's matches
     (:func:`rollup_facets`), taking away the events this snapshot holds at or above
     *watermark* when there are at most ``facet_sample_rows`` sequence numbers there, else
-    by the grouped pass; past it, the sample.
+    by the grouped pass (also when the rollups' read ran out of budget: its cost follows
+    the range's hours and values, and a long range of a sparse tenant may have more of
+    those than events); past it, the sample. The budget bounds each statement (a
+    statement timeout), so an answer takes at most a few budgets and the sample.
 
     That bound reuses the sample's size on purpose: it is how many events the facets
     already read and group one by one when the budget runs out, so taking away that many
@@ -104,13 +107,17 @@ async def facets(
     behind, and then the grouped pass answers as before.
     """
     if tuning.facet_budget_ms > 0:
-        try:
-            async with time_budget(conn, tuning.facet_budget_ms):
-                if rollups_apply(query):
+        if rollups_apply(query):
+            try:
+                async with time_budget(conn, tuning.facet_budget_ms):
                     head = await read_watermark(conn, tenant)
                     if 0 <= head - watermark <= tuning.facet_sample_rows:
                         below = None if watermark == head else watermark
                         return await rollup_facets(conn, tenant, query, request, watermark=below)
+            except errors.QueryCanceled:
+                pass  # many sparse hours: the grouped pass over few events may still be exact
+        try:
+            async with time_budget(conn, tuning.facet_budget_ms):
                 return await _exact(conn, tenant, query, request, watermark)
         except errors.QueryCanceled:
             pass
