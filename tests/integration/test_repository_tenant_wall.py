@@ -373,9 +373,11 @@ async def test_totals_and_facets_count_only_the_tenants_rows(
                     rolled = await facet_store.rollup_facets(conn, tenant, query, everything)
                     assert _facet_counts(rolled) == _expected_counts(events), (name, tenant)
                     # the top user proven from the heavy hitters where it can be
-                    counts = await stats_store.value_counts(
-                        conn, tenant, query, dims=["user", "action"], top=1, prune=True
-                    )
+                    counts = (
+                        await stats_store.value_counts(
+                            conn, tenant, query, dims=["user", "action"], top=1, prune=True
+                        )
+                    ).counts
                     expected = _expected_counts(events)
                     assert {c.key: c.count for c in counts["action"]} == expected["action"]
                     users = [Count(k, n) for k, n in expected["user_id"].items()]

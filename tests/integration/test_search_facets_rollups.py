@@ -253,6 +253,30 @@ async def test_a_whole_tenant_is_faceted_without_other_tenants_or_access_records
     assert counted == sum(e.resource_type != ACCESS_RESOURCE for e in written[ACME])
 
 
+async def test_a_whole_tenant_without_events_has_empty_exact_facets(
+    pool: AsyncConnectionPool[Connection],
+) -> None:
+    """No rollup row at all (``stats.value_counts`` answers before it has a range to
+    read): every facet of the whole tenant is an empty, exact list, not a partial answer,
+    while another tenant has events in the same hours."""
+    await _store(pool, GLOBEX, globex_drafts())
+    empty = _expected([], SearchQuery(), EVERYTHING)
+    assert [f.values for f in empty.facets] == [[] for _ in FACET_FIELDS]
+    async with tenant_transaction(pool, ACME) as conn:
+        mark = await read_watermark(conn, ACME)
+        assert mark == 0
+        for prune in (None, True, False):
+            got = await facet_store.rollup_facets(conn, ACME, SearchQuery(), EVERYTHING,
+                                                  prune=prune)  # fmt: skip
+            assert got == empty, prune
+        chosen = await facet_store.facets(conn, ACME, SearchQuery(), EVERYTHING, watermark=mark,
+                                          tuning=TUNING)  # fmt: skip
+    assert chosen == empty
+    assert not chosen.partial
+    assert chosen.sampled is None
+    assert {f.relation for f in chosen.facets} == {"eq"}
+
+
 async def test_facets_of_a_time_range_alone_read_the_rollups(
     pool: AsyncConnectionPool[Connection],
     database_url: str,
@@ -275,6 +299,14 @@ async def test_facets_of_a_time_range_alone_read_the_rollups(
         async with tenant_transaction(pool, tenant) as conn:
             mark = await read_watermark(conn, tenant)
             mine = tenant == ACME
+            # Below mark - 1: every event written but the last numbered one.
+            cur = await conn.execute(
+                "SELECT id FROM event_ids WHERE tenant_id = %s AND seq = %s", (tenant, mark - 1)
+            )
+            last = await cur.fetchone()
+            assert last is not None
+            below = [e for e in written[tenant] if e.id != last["id"]]
+            assert len(below) == len(written[tenant]) - 1
             for query in (SearchQuery(), window):
                 got = await facet_store.facets(conn, tenant, query, top, watermark=mark,
                                                tuning=TUNING)  # fmt: skip
@@ -289,13 +321,19 @@ async def test_facets_of_a_time_range_alone_read_the_rollups(
                 grouped = await facet_store.facets(
                     conn, tenant, query, top, watermark=mark - 1, tuning=strict
                 )
-                assert grouped == await facet_store._exact(conn, tenant, query, top, mark - 1)
+                assert grouped == _expected(below, query, top), (tenant, query)
                 assert grouped.facets[0].values != [phantom]
-            for query in (filtered, worded):  # more than a time range: the grouped pass
+            # More than a time range: the grouped pass, counting what the filter keeps.
+            kept = {
+                "filtered": [e for e in written[tenant] if e.action in _ACTIONS],
+                "worded": [e for e in written[tenant] if e.message and "something" in e.message],
+            }
+            assert bool(kept["filtered"]) == bool(kept["worded"]) == mine  # globex: neither
+            for name, query in (("filtered", filtered), ("worded", worded)):
                 got = await facet_store.facets(conn, tenant, query, top, watermark=mark,
                                                tuning=TUNING)  # fmt: skip
-                assert got.facets[0].values != [phantom], (tenant, query)
-                assert got == await facet_store._exact(conn, tenant, query, top, mark)
+                assert got.facets[0].values != [phantom], (tenant, name)
+                assert got == _expected(kept[name], window, top), (tenant, name)
 
 
 # -- a tenant being written to -----------------------------------------------------------
@@ -444,7 +482,6 @@ async def test_too_many_events_above_the_watermark_fall_back_to_the_grouped_pass
         past = replace(TUNING, facet_sample_rows=len(later) - 1)
         got = await facet_store.facets(conn, ACME, window, one, watermark=mark, tuning=past)
         assert got.facets[0].values != [phantom]
-        assert got == await facet_store._exact(conn, ACME, window, one, mark)
         assert got == _expected(written[ACME], window, one)
 
 

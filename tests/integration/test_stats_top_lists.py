@@ -16,9 +16,17 @@ from auditline.config import DatabaseSettings, IngestSettings
 from auditline.domain.events import EventDraft
 from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
-from auditline.search.model import SearchQuery, Stats
+from auditline.search.model import (
+    Count,
+    FacetRequest,
+    SearchFilters,
+    SearchQuery,
+    Stats,
+    ranked,
+)
 from auditline.storage.database import Connection, open_pool, set_tenant
 from auditline.storage.events import ensure_partition, insert_events
+from auditline.storage.search import facets as facet_store
 from auditline.storage.search import stats as store
 from auditline.storage.tenants import create_tenant
 from tests.integration.rollup_checks import HEAVY_MISMATCHES
@@ -28,14 +36,19 @@ TENANT = TenantId("seeded-000")
 
 
 class Recording:
-    """A connection that remembers how many statements a stats answer took."""
+    """A connection that remembers the statements a stats answer sent (a real one runs
+    them)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.statements = 0
+        self.sent: list[Any] = []
+
+    @property
+    def statements(self) -> int:
+        return len(self.sent)
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        self.statements += 1
+        self.sent.append(args[0])
         return await self.conn.execute(*args, **kwargs)
 
 
@@ -222,3 +235,92 @@ async def test_random_ranges_count_what_the_events_hold(
             assert sum(bucket.count for bucket in stats.timeline) == stats.total
             sources.add(stats.source)
     assert sources == {"rollup", "events"}  # both ways were exercised
+
+
+# Whole hours 0-11, ten events each: "boss" 6 (a heavy row every hour), "a-minion" 2,
+# "b-minion" 1 and one without a user. A key with no heavy row has at most
+# min(10, heavy_min - 1) = 3 events per hour, 36 in all: boss's 72 beats that, so the
+# heavy hitters prove the top 1; nothing proves a top 2 (no second candidate).
+_HOURS = 12
+_BASE = NOW - timedelta(hours=20)
+
+
+async def _write_hours(pool: AsyncConnectionPool[Connection]) -> None:
+    users = ["boss"] * 6 + ["a-minion"] * 2 + ["b-minion", None]
+    drafts = [
+        EventDraft(action="READ", user_id=user, severity="INFO" if i % 2 else "WARNING",
+                   timestamp=_BASE + timedelta(hours=h, minutes=5 * i))
+        for h in range(_HOURS) for i, user in enumerate(users)
+    ]  # fmt: skip
+    async with pool.connection() as conn:
+        await create_tenant(conn, TENANT, name="t", retention_days=90, archive_after_days=None,
+                            settings={})  # fmt: skip
+        async with conn.transaction():
+            await set_tenant(conn, TENANT)
+            await ensure_partition(conn, _BASE)
+            events = prepare_events(TENANT, drafts, limits=IngestSettings(), now=NOW)
+            await insert_events(conn, TENANT, events)
+
+
+async def test_the_heavy_hitters_prove_a_clearly_heavy_top_user_of_a_whole_tenant(
+    pool: AsyncConnectionPool[Connection],
+) -> None:
+    """The proof does succeed where it must (not only fall back to the full sum), and
+    refuses what it cannot prove; the counts are the events' either way."""
+    await _write_hours(pool)
+    boss, unset = Count("boss", 6 * _HOURS), Count(None, _HOURS)
+    async with pool.connection() as conn, conn.transaction():
+        await set_tenant(conn, TENANT)
+        whole = SearchQuery()  # open at both ends: the tenant's first to last rollup hour
+        got = await store.value_counts(conn, TENANT, whole, dims=["user"], top=1, prune=True)
+        assert got.proven == {"user"}
+        assert ranked(got.counts["user"]) == [boss, unset]
+        summed = await store.value_counts(conn, TENANT, whole, dims=["user"], top=1, prune=False)
+        assert summed.proven == frozenset()
+        assert ranked(summed.counts["user"]) == [boss, unset]
+        two = await store.value_counts(conn, TENANT, whole, dims=["user"], top=2, prune=True)
+        assert two.proven == frozenset()  # the second place has no candidate: summed
+        assert ranked(two.counts["user"]) == [boss, Count("a-minion", 2 * _HOURS), unset]
+        # and the facets read through it
+        facets = await facet_store.rollup_facets(
+            conn, TENANT, whole, FacetRequest(("user_id",), size=1), prune=True
+        )
+        assert facets.facets[0].values == [boss]
+
+
+def _size_reads(recording: Recording) -> int:
+    """How many of the recorded statements read the range's size (``stats._rows``)."""
+    return sum(isinstance(s, str) and "coalesce(sum(n), 0)" in s for s in recording.sent)
+
+
+async def test_the_range_s_size_is_read_only_when_a_top_list_is_to_be_ranked(
+    pool: AsyncConnectionPool[Connection],
+) -> None:
+    """Without *prune*, the size of the range decides how top lists are ranked: a
+    statement of its own, which counts without a ranked dimension would waste. Statistics
+    always rank users and resources, so they still read it first."""
+    await _write_hours(pool)
+    start, end = _BASE, _BASE + timedelta(hours=_HOURS)  # closed: no first/last hour read
+    query = SearchQuery(filters=SearchFilters(start=start, end=end))
+    async with pool.connection() as conn, conn.transaction():
+        await set_tenant(conn, TENANT)
+        plain = Recording(conn)
+        counted = await store.value_counts(plain, TENANT, query,  # type: ignore[arg-type]
+                                           dims=["action", "severity"], top=1)  # fmt: skip
+        assert (plain.statements, _size_reads(plain)) == (1, 0)
+        assert counted.counts["action"] == [Count("READ", 10 * _HOURS)]
+        assert sorted(counted.counts["severity"], key=lambda c: c.key or "") == [
+            Count("INFO", 5 * _HOURS), Count("WARNING", 5 * _HOURS),
+        ]  # fmt: skip
+        users = Recording(conn)
+        counted = await store.value_counts(users, TENANT, query, dims=["user"], top=1)  # type: ignore[arg-type]
+        assert (users.statements, _size_reads(users)) == (2, 1)
+        assert ranked(counted.counts["user"]) == [Count("boss", 6 * _HOURS), Count(None, _HOURS)]
+        full = Recording(conn)
+        stats = await store.stats(full, TENANT, SearchQuery(), start=start, end=end,  # type: ignore[arg-type]
+                                  interval="hour", top=1)  # fmt: skip
+        # the range's size first (below the threshold: summed in full), then the sums
+        assert (full.statements, _size_reads(full)) == (2, 1)
+        assert stats.source == "rollup"
+        assert stats.total == 10 * _HOURS
+        assert stats.top_users == [Count("boss", 6 * _HOURS)]

@@ -1,10 +1,12 @@
-"""``auditline reindex --all`` reports what it replaced, and nothing on a first build, and
-what the swap handled while it held every tenant."""
+"""``auditline reindex`` reports what it did in one line: ``--all`` what it replaced (and
+nothing on a first build) and what the swap handled while it held every tenant; a repair
+what it indexed and deleted for each tenant. Counts of one are singular."""
 
 from __future__ import annotations
 
-from auditline.cli.reindex import rebuilt
-from auditline.indexing.service import Rebuild
+from auditline.cli.reindex import rebuilt, repaired
+from auditline.domain.tenants import TenantId
+from auditline.indexing.service import IndexRun, Rebuild
 
 
 def test_a_first_build_names_no_dropped_generation() -> None:
@@ -30,5 +32,26 @@ def test_a_rebuild_names_the_generation_it_dropped_and_what_the_swap_handled() -
     )  # fmt: skip
     assert line == (
         "generation 3 is live (5 tenants, 4 removed ranges deleted); "
-        "the swap caught up 7 events and 1 removed ranges; generation 2 dropped"
+        "the swap caught up 7 events and 1 removed range; generation 2 dropped"
+    )
+
+
+def test_counts_of_one_are_singular_in_the_rebuild_line() -> None:
+    line = rebuilt(
+        Rebuild(
+            generation=2, replaced=1, tenants=1, removed_ranges=1, locked_events=1,
+            locked_ranges=0,
+        )
+    )  # fmt: skip
+    assert line == (
+        "generation 2 is live (1 tenant, 1 removed range deleted); "
+        "the swap caught up 1 event and 0 removed ranges; generation 1 dropped"
+    )
+
+
+def test_a_repair_line_says_what_was_indexed_and_deleted_for_the_tenant() -> None:
+    acme = TenantId("acme")
+    assert repaired(IndexRun(acme, 1, 1, 2, 0)) == "acme: 1 event indexed, 1 removed range deleted"
+    assert repaired(IndexRun(acme, 12, 0, 13, 0)) == (
+        "acme: 12 events indexed, 0 removed ranges deleted"
     )

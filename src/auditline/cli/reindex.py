@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from auditline.cli.common import operator_tenant, settings_from, with_services
-from auditline.indexing.service import Rebuild, RebuildBusy
+from auditline.indexing.service import IndexRun, Rebuild, RebuildBusy
 from auditline.services import Services
 
 
@@ -62,16 +62,31 @@ def _window(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]
     return start, end
 
 
+def _count(n: int, noun: str) -> str:
+    """*n* and *noun*, plural unless *n* is 1 (every noun here takes an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def rebuilt(built: Rebuild) -> str:
     """What ``reindex --all`` did, in one line; a first build replaced no generation. What
     the swap handled while it held every tenant (the live indexer skipped them meanwhile)
     is shown apart: small numbers there mean the index lag barely moved."""
     line = (
-        f"generation {built.generation} is live ({built.tenants} tenants, "
-        f"{built.removed_ranges} removed ranges deleted); the swap caught up "
-        f"{built.locked_events} events and {built.locked_ranges} removed ranges"
+        f"generation {built.generation} is live ({_count(built.tenants, 'tenant')}, "
+        f"{_count(built.removed_ranges, 'removed range')} deleted); the swap caught up "
+        f"{_count(built.locked_events, 'event')} and "
+        f"{_count(built.locked_ranges, 'removed range')}"
     )
     return f"{line}; generation {built.replaced} dropped" if built.replaced else line
+
+
+def repaired(run: IndexRun) -> str:
+    """What ``reindex --tenant`` (or ``--all`` with ``--from``/``--to``) did for one
+    tenant, in one line."""
+    return (
+        f"{run.tenant}: {_count(run.indexed, 'event')} indexed, "
+        f"{_count(run.removed_ranges, 'removed range')} deleted"
+    )
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
@@ -126,8 +141,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
                     print(f"error: {exc}; repair {tenant} once it is done", file=sys.stderr)
                     return 1
                 progress.update(task, completed=done.next_seq, total=done.next_seq)
-                print(f"{tenant}: {done.indexed} events indexed, "
-                      f"{done.removed_ranges} removed ranges deleted")  # fmt: skip
+                print(repaired(done))
         return 0
 
     return asyncio.run(with_services(settings, run))

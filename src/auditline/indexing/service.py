@@ -102,7 +102,11 @@ class Rebuild:
     """The one they read before (0: none), dropped."""
     tenants: int
     removed_ranges: int
-    """Every removed range deleted from the new generation (before and during the lock)."""
+    """How many removed ranges step 4 listed, summed over the tenants: each tenant's
+    ``removed_ranges`` rows as step 4 read them under the lock (an archive restore's
+    pieces of a range counted as they stand then), all flagged propagated there. None is
+    in the new generation: step 2 deleted most of them, step 4 the rest
+    (:attr:`locked_ranges`, a part of this count)."""
     locked_events: int
     """Events indexed while every tenant's progress was held (the live indexer skipped
     them meanwhile): only what arrived after the last unlocked copy pass."""
@@ -278,22 +282,23 @@ class SearchIndexer:
                     on_batch(min(at, head + 1), head + 1)
             await self._index.refresh(generation)
             ranges = await removed_ranges(conn, tenant)
-            await self._delete_all(conn, tenant, ranges)
+            await self._delete_from(tenant, ranges, None)
+            # Flagged in one statement, as the swap flags them: this transaction commits
+            # the flags together whether they are written per chunk or at once.
+            await progress_store.mark_propagated(conn, tenant, [a for a, _ in ranges])
             if start is None and end is None:
                 await progress_store.advance(conn, tenant, head + 1)
         return IndexRun(tenant, indexed, len(ranges), head + 1, 0)
 
-    async def _delete_all(
-        self,
-        conn: Connection,
-        tenant: TenantId,
-        ranges: list[tuple[int, int]],
+    async def _delete_from(
+        self, tenant: TenantId, ranges: list[tuple[int, int]], generation: int | None
     ) -> None:
-        """Delete every one of *ranges* from the live generation and flag them
-        propagated."""
+        """Delete *tenant*'s *ranges* from *generation* (None: the live one), one
+        delete-by-query per ``_REMOVALS_PER_RUN`` of them. Flagging them propagated is the
+        caller's: only a delete from the live generation, or from one about to become it,
+        may set the flag."""
         for chunk in _chunks(ranges):
-            await self._index.delete_ranges(tenant, chunk)
-            await progress_store.mark_propagated(conn, tenant, [a for a, _ in chunk])
+            await self._index.delete_ranges(tenant, chunk, generation=generation)
 
     async def rebuild_all(
         self,
@@ -405,8 +410,7 @@ class SearchIndexer:
                 fresh = [r for r in ranges if r not in deleted.get(tenant, set())]
                 if fresh and at > copied.get(tenant, 0):  # the catch-up is to be found too
                     await self._index.refresh(new)
-                for chunk in _chunks(fresh):
-                    await self._index.delete_ranges(tenant, chunk, generation=new)
+                await self._delete_from(tenant, fresh, new)
                 # Now, and not in step 2: the flag says the live generation no longer holds
                 # the range, and the new one is live from this commit on, holding none of
                 # these (step 2 or just above). Flagged in step 2, a rebuild failing before
@@ -437,8 +441,7 @@ class SearchIndexer:
         deleted. The caller refreshed *generation* first, so what it wrote is found."""
         async with tenant_transaction(self._pool, tenant) as conn:
             ranges = await removed_ranges(conn, tenant)
-        for chunk in _chunks(ranges):
-            await self._index.delete_ranges(tenant, chunk, generation=generation)
+        await self._delete_from(tenant, ranges, generation)
         return set(ranges)
 
     async def _copy(

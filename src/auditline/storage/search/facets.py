@@ -188,7 +188,7 @@ async def rollup_facets(
     out = []
     for f in fields:
         taken = later.get(f, Counter())
-        left = [Count(c.key, c.count - taken[c.key]) for c in counts[_ROLLUP_DIMS[f]]]
+        left = [Count(c.key, c.count - taken[c.key]) for c in counts.counts[_ROLLUP_DIMS[f]]]
         out.append(Facet(f, ranked([c for c in left if c.count > 0])[: request.size], "eq"))
     return Facets(out)
 

@@ -399,7 +399,7 @@ async def stats(
     cheaper way (``_end_from_rollup``). Every choice gives the same answer.
     """
     request = _request(tenant, query, start, end, interval, top, end_from_rollup)
-    rows = await _rows(conn, request, ["dims", "timeline"], _RANKED, prune)
+    rows, _ = await _rows(conn, request, ["dims", "timeline"], _RANKED, prune)
     return _stats_from_rows(rows, request)
 
 
@@ -426,10 +426,14 @@ async def _rows(
     parts: Sequence[str],
     ranked: Sequence[str],
     prune: bool | None,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], frozenset[str]]:
     """The rows of *parts*, and ``top`` rows of each dimension in *ranked* (exact top
-    lists, proven from the heavy hitters when *prune* says so, else summed in full)."""
-    if request.rollup and prune is None:
+    lists, proven from the heavy hitters when *prune* says so, else summed in full); and
+    the dimensions of *ranked* whose top list the heavy hitters proved.
+
+    The range's size decides *prune* (None) only when there is something to rank: the
+    statement that reads it would otherwise be wasted."""
+    if request.rollup and prune is None and ranked:
         cur = await conn.execute(
             """SELECT coalesce(sum(n), 0) AS n FROM event_rollups
                 WHERE tenant_id = %s AND dim = 'total' AND bucket >= %s AND bucket < %s""",
@@ -438,7 +442,8 @@ async def _rows(
         row = await cur.fetchone()
         prune = row is not None and row["n"] >= _PRUNE_FROM_EVENTS
     if not (prune and request.rollup):
-        return await _Statement(request, [*parts, *(f"top {d}" for d in ranked)]).rows(conn)
+        rows = await _Statement(request, [*parts, *(f"top {d}" for d in ranked)]).rows(conn)
+        return rows, frozenset()
     rows = await _Statement(request, [*parts, *(f"candidates {d}" for d in ranked)]).rows(conn)
     proven = _proven_tops(request, rows, ranked)
     unproven = [f"top {d}" for d in ranked if d not in proven]
@@ -449,7 +454,7 @@ async def _rows(
         {"kind": "top", "dim": x.dim, "k1": x.k1, "k2": x.k2, "n": x.n}
         for tops in proven.values() for x in tops
     ]  # fmt: skip
-    return rows
+    return rows, frozenset(proven)
 
 
 def _proven_tops(
@@ -476,6 +481,18 @@ def _proven_tops(
     return proven
 
 
+@dataclass(frozen=True, slots=True)
+class ValueCounts:
+    """What :func:`value_counts` found."""
+
+    counts: dict[str, list[Count]]
+    """Per dimension asked for, its counts per value (unordered)."""
+    proven: frozenset[str] = frozenset()
+    """The ranked dimensions whose top list the heavy hitters proved, with no sum over
+    every row of the range (empty when none was tried or the proof failed): which way
+    answered, for the tests; the counts are the same either way."""
+
+
 async def value_counts(
     conn: Connection,
     tenant: TenantId,
@@ -485,7 +502,7 @@ async def value_counts(
     top: int,
     prune: bool | None = None,
     end_from_rollup: bool | None = None,
-) -> dict[str, list[Count]]:
+) -> ValueCounts:
     """Exact counts per value of *dims* among the events in the query's time range,
     which may be open at either end (the query must hold nothing else; see
     ``pages.rollups_apply``): what facets of such a query report.
@@ -493,7 +510,9 @@ async def value_counts(
     Each of ``action``, ``severity``, ``resource_type`` and ``outcome`` gets every value
     it has; ``user`` the top *top* users and the count of events without one, so the
     top *top* of all values is among them. Unset values (``''`` in the rollups, NULL in
-    the events) are None. *prune* and *end_from_rollup* as for :func:`stats`.
+    the events) are None. *prune* and *end_from_rollup* as for :func:`stats`;
+    ``ValueCounts.proven`` says whether the heavy hitters proved the users' top list.
+    A tenant without rollup rows (no event they count) gets an empty list per dimension.
 
     An open start is the tenant's first rollup hour and an open end the hour after its
     last: every event the rollups count lies in between, on whole hours, so neither adds
@@ -510,7 +529,7 @@ async def value_counts(
         )
         row = await cur.fetchone()
         if row is None or row["first"] is None:  # no rollups: no event they would count
-            return {d: [] for d in dims}
+            return ValueCounts({d: [] for d in dims})
         start = row["first"] if start is None else start
         end = row["last"] + timedelta(hours=1) if end is None else end
     end = max(start, end)
@@ -518,12 +537,12 @@ async def value_counts(
     plain = [d for d in dims if d in _DIMS]
     ranked = [d for d in dims if d in _RANKED]
     parts = (["dims"] if plain else []) + (["unset user"] if "user" in ranked else [])
-    rows = await _rows(conn, request, parts, ranked, prune)
+    rows, proven = await _rows(conn, request, parts, ranked, prune)
     out: dict[str, list[Count]] = {d: [] for d in dims}
     for row in rows:
         if row["dim"] in out and row["kind"] in ("dim", "top"):
             out[row["dim"]].append(Count(_key(row["k1"]), int(row["n"])))
-    return out
+    return ValueCounts(out, proven)
 
 
 def _key(value: str) -> str | None:
