@@ -6,9 +6,10 @@ What it does, in order:
    node (the test harness's launcher: one node, 512 MB heap), or uses ``--opensearch-url``;
    seeds ``--events`` events over ``--tenants`` tenants with ``auditline.bench.seed`` (the
    same generator, seed and mix as ``bench.search``) unless they are there;
-2. **indexing throughput**: one ``SearchIndexer`` (one worker's indexing task: tenant by
-   tenant, bulk requests of ``--batch-size`` that wait for the refresh) indexes the whole
-   log from an empty index; events/s;
+2. **indexing throughput**: ``--indexers`` indexing passes of one ``SearchIndexer`` at
+   once (as that many workers' indexing tasks; default one), each tenant by tenant and
+   skipping the tenants another pass holds, bulk requests of ``--batch-size``, a refresh
+   per tenant run, index the whole log from an empty index; events/s;
 3. **index lag under ingest**: ``--rate`` events/s are written for ``--lag-seconds`` (batches
    of 100 into the ten largest tenants in turn, through ``storage.events.insert_events``)
    while the indexer makes a pass every ``--interval`` seconds (``opensearch.index_interval
@@ -60,16 +61,27 @@ RESULTS = ROOT / "bench" / "results"
 PREFIX = "bench"
 
 
-async def index_everything(indexer: SearchIndexer) -> dict[str, Any]:
+async def index_everything(indexer: SearchIndexer, tasks: int = 1) -> dict[str, Any]:
+    """Index every tenant's whole log with *tasks* indexing passes at once, as that many
+    workers would: each pass skips the tenants another holds, so they split the tenants
+    between them (one tenant's log is still indexed by one pass at a time)."""
     began = time.perf_counter()
     indexed = 0
-    while True:
-        runs = await indexer.index_all()
-        indexed += sum(r.indexed for r in runs)
-        if all(r.behind == 0 for r in runs):
-            break
+
+    async def one() -> None:
+        nonlocal indexed
+        while True:
+            runs = await indexer.index_all()
+            done = sum(r.indexed for r in runs)
+            indexed += done
+            if all(r.behind == 0 and not r.skipped for r in runs):
+                break
+            if done == 0:  # only tenants another pass holds are left
+                await asyncio.sleep(1)
+
+    await asyncio.gather(*(one() for _ in range(tasks)))
     seconds = time.perf_counter() - began
-    return {"events": indexed, "seconds": round(seconds, 1),
+    return {"events": indexed, "seconds": round(seconds, 1), "tasks": tasks,
             "events_per_second": round(indexed / seconds)}  # fmt: skip
 
 
@@ -177,7 +189,8 @@ async def main_async(args: argparse.Namespace) -> None:
             node, endpoint = start_opensearch(work / "node")
             os_url = endpoint.url
         await migrate(url, app_role="auditline_app")
-        pool = await open_pool(url, DatabaseSettings(url=url, pool_min_size=1, pool_max_size=4))
+        pool = await open_pool(url, DatabaseSettings(
+            url=url, pool_min_size=1, pool_max_size=4 + args.indexers))  # fmt: skip
         try:
             with psycopg.connect(url) as conn:
                 row = conn.execute(
@@ -203,7 +216,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 indexer = SearchIndexer(pool, index, batch_size=args.batch_size,
                                         max_batches=1_000_000)  # fmt: skip
                 print("indexing ...", flush=True)
-                indexing = await index_everything(indexer)
+                indexing = await index_everything(indexer, args.indexers)
                 print(indexing, flush=True)
                 ctx = await prepare_context(url, args.tenants)
                 largest = [t for t, _ in ctx.tenants[:10]]
@@ -254,6 +267,8 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--batch-size", type=int, default=2000, help="opensearch.index_batch_size")
+    parser.add_argument("--indexers", type=int, default=1,
+                        help="indexing passes at once (as that many workers)")  # fmt: skip
     parser.add_argument("--rate", type=int, default=1000, help="ingest events/s during the lag run")
     parser.add_argument("--lag-seconds", type=float, default=60.0)
     parser.add_argument("--interval", type=float, default=2.0,

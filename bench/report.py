@@ -431,6 +431,12 @@ def _archive_section(result: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def _passes(n: int) -> str:
+    return (
+        "one worker's indexing pass" if n == 1 else f"{n} indexing passes at once (as {n} workers)"
+    )
+
+
 def _opensearch_section(
     result: dict[str, Any], earlier: list[dict[str, Any]] | None = None
 ) -> list[str]:
@@ -453,7 +459,7 @@ def _opensearch_section(
         f"at {result['finished_at']} (load average at the end "
         f"{result['load_average'][0]:.1f}). {result.get('note', '')}".rstrip(),
         "",
-        f"- **Indexing throughput** (one worker's indexing task, bulk requests of "
+        f"- **Indexing throughput** ({_passes(ix.get('tasks', 1))}, bulk requests of "
         f"{result['batch_size']:,}, tenant by tenant, from an empty index): "
         f"**{ix['events_per_second']:,} events/s** ({ix['events']:,} events in "
         f"{ix['seconds']} s). Index size {result['index_bytes'] / 2**20:.0f} MiB.",

@@ -19,7 +19,30 @@ from auditline.storage.database import Connection
 
 async def lock_progress(conn: Connection, tenant: TenantId) -> int | None:
     """*tenant*'s indexing progress, locked until the transaction ends; None when another
-    indexer holds it."""
+    indexer holds it. Never waits for another indexer.
+
+    The row is only inserted when it does not exist yet (a tenant's first run): an
+    ``INSERT ... ON CONFLICT DO NOTHING`` against a row another indexer has updated and
+    not yet committed waits for that indexer's whole run, which made concurrent workers
+    fail on their statement timeout instead of skipping the tenant. Two first runs of
+    the same new tenant are kept apart by a transaction-level advisory lock instead.
+    """
+    cur = await conn.execute(
+        """SELECT next_seq FROM search_index_progress WHERE tenant_id = %s
+           FOR UPDATE SKIP LOCKED""",
+        (tenant,),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return int(row["next_seq"])
+    cur = await conn.execute(
+        """SELECT NOT EXISTS (SELECT 1 FROM search_index_progress WHERE tenant_id = %s)
+                  AND pg_try_advisory_xact_lock(hashtext(%s)) AS first""",
+        (tenant, f"auditline.search.progress:{tenant}"),
+    )
+    first = await cur.fetchone()
+    if not (first and first["first"]):  # held by another indexer
+        return None
     await conn.execute(
         "INSERT INTO search_index_progress (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
         (tenant,),
