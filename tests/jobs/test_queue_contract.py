@@ -226,6 +226,11 @@ async def test_a_poisoned_task_ends_in_the_dead_letter_queue_and_its_job_failed(
     assert await receive_one(services) is None  # not on the main queue any more
 
 
+# A visibility timeout far above a task's half second. With the suite's 2 s this failed
+# once on SQS on an overloaded machine (a CI run beside a benchmark; never alone): the
+# likeliest cause is a stalled heartbeat letting messages reappear until their receives
+# ran out (dead-lettered, never succeeded). Redelivery is the next test's subject.
+@pytest.mark.parametrize("job_settings", [{"visibility_timeout_seconds": 15}], indirect=True)
 @pytest.mark.usefixtures("acme")
 async def test_two_workers_share_the_queue_and_run_each_task_once(
     services: Services, worker: WorkerFactory, database_url: str
