@@ -27,14 +27,9 @@ async def lock_progress(conn: Connection, tenant: TenantId) -> int | None:
     fail on their statement timeout instead of skipping the tenant. Two first runs of
     the same new tenant are kept apart by a transaction-level advisory lock instead.
     """
-    cur = await conn.execute(
-        """SELECT next_seq FROM search_index_progress WHERE tenant_id = %s
-           FOR UPDATE SKIP LOCKED""",
-        (tenant,),
-    )
-    row = await cur.fetchone()
-    if row is not None:
-        return int(row["next_seq"])
+    taken = await _take_progress(conn, tenant)
+    if taken is not None:
+        return taken
     cur = await conn.execute(
         """SELECT NOT EXISTS (SELECT 1 FROM search_index_progress WHERE tenant_id = %s)
                   AND pg_try_advisory_xact_lock(hashtext(%s)) AS first""",
@@ -47,6 +42,11 @@ async def lock_progress(conn: Connection, tenant: TenantId) -> int | None:
         "INSERT INTO search_index_progress (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
         (tenant,),
     )
+    return await _take_progress(conn, tenant)
+
+
+async def _take_progress(conn: Connection, tenant: TenantId) -> int | None:
+    """The row's ``next_seq``, locked; None when it is missing or another indexer holds it."""
     cur = await conn.execute(
         """SELECT next_seq FROM search_index_progress WHERE tenant_id = %s
            FOR UPDATE SKIP LOCKED""",
