@@ -249,7 +249,16 @@ SELECT coalesce(wait_event_type || ':' || wait_event, 'running') AS kind, count(
 
 _LEVEL_KEYS = ("vacuums", "gin_pending_pages", "gin_pending_tuples", "buffers_dirty",
                "dirty_mb", "writeback_mb")  # fmt: skip
-_DIFFED = ("api_cpu", "gen_cpu", "disk_write_mb", "disk_write_ms", "disk_read_mb")
+_DIFFED = (
+    "api_cpu",
+    "gen_cpu",
+    "machine_busy",
+    "iowait",
+    "steal",
+    "disk_write_mb",
+    "disk_write_ms",
+    "disk_read_mb",
+)
 
 
 def _pg_kind(title: str) -> str:
@@ -259,6 +268,14 @@ def _pg_kind(title: str) -> str:
         if needle in title:
             return kind
     return "other"
+
+
+def _cpu_stat() -> dict[str, float]:
+    """The machine's CPU seconds so far: busy (all processes, ours and anyone's), waiting
+    for I/O, and stolen by the hypervisor (a noisy neighbour)."""
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + t.irq + t.softirq
+    return {"machine_busy": busy, "iowait": t.iowait, "steal": t.steal}
 
 
 def _meminfo() -> dict[str, float]:
@@ -314,7 +331,7 @@ class Sampler:
         summary = conn.execute("SELECT buffers_dirty FROM pg_buffercache_summary()").fetchone()
         row["buffers_dirty"] = summary["buffers_dirty"] if summary else None
         disk = psutil.disk_io_counters()
-        row |= _meminfo() | {
+        row |= _meminfo() | _cpu_stat() | {
             "api_cpu": self._server.cpu_seconds(), "gen_cpu": time.process_time(),
             "disk_write_mb": disk.write_bytes / 2**20 if disk else 0.0,
             "disk_write_ms": disk.write_time if disk else 0.0,
@@ -471,6 +488,9 @@ def attribution(w: dict[str, Any]) -> dict[str, Any]:
         "postgres_cores": sum(pg.values()) / wall,
         "postgres_cores_by_kind": {k: v / wall for k, v in sorted(pg.items())},
         "generator_cores": _total(rows, "gen_cpu") / wall,
+        "machine_busy_cores": _total(rows, "machine_busy") / wall,
+        "steal_cores": _total(rows, "steal") / wall,
+        "iowait_cores": _total(rows, "iowait") / wall,
         "checkpoints_timed": _total(rows, "num_timed"),
         "checkpoints_requested": _total(rows, "num_requested"),
         "checkpoint_buffers_written": _total(rows, "ckpt_buffers_written"),
@@ -505,7 +525,7 @@ def attribution(w: dict[str, Any]) -> dict[str, Any]:
     keys = ("api_cpu", "ckpt_buffers_written", "wal_fpi", "wal_bytes", "events_idx_read",
             "events_heap_read", "backend_writes", "backend_evictions", "disk_write_mb",
             "disk_write_ms", "dirty_mb", "writeback_mb", "vacuums", "gin_pending_pages",
-            "wal_fsync_ms", "buffers_dirty")  # fmt: skip
+            "wal_fsync_ms", "buffers_dirty", "machine_busy", "steal", "iowait")  # fmt: skip
 
     def mean(group: list[dict[str, Any]], key: str) -> float | None:
         return statistics.fmean(r.get(key) or 0.0 for r in group) if group else None
