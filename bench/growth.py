@@ -313,6 +313,24 @@ class Sampler:
                 found[child.pid] = (_pg_kind(title), t.user + t.system)
         return found
 
+    def _api_threads(self) -> tuple[float, float]:
+        """CPU seconds of the API processes' main threads (the event loops) and of their
+        other threads (``asyncio.to_thread`` work: sealing, witness writes, ...)."""
+        main = other = 0.0
+        try:
+            parent = psutil.Process(self._server.proc.pid)
+            for proc in [parent, *parent.children(recursive=True)]:
+                if proc.name() == "postgres":
+                    continue
+                for t in proc.threads():
+                    if t.id == proc.pid:
+                        main += t.user_time + t.system_time
+                    else:
+                        other += t.user_time + t.system_time
+        except psutil.NoSuchProcess:
+            pass
+        return main, other
+
     def _read(self, conn: psycopg.Connection[Any]) -> dict[str, Any]:
         row: dict[str, Any] = dict(
             conn.execute(_COUNTERS, {"service": list(SERVICE_TABLES)}).fetchone() or {}
@@ -337,6 +355,7 @@ class Sampler:
             "disk_write_ms": disk.write_time if disk else 0.0,
             "disk_read_mb": disk.read_bytes / 2**20 if disk else 0.0,
         }  # fmt: skip
+        row["api_main_cpu"], row["api_threads_cpu"] = self._api_threads()
         row["_pg"] = self._pg_cpu()
         return row
 
@@ -405,7 +424,8 @@ def _metrics(server: Process) -> dict[str, float]:
     except httpx.HTTPError:
         return {}
     for line in text.splitlines():
-        for name in ("auditline_group_commit_wait_seconds", "auditline_group_commit_events"):
+        for name in ("auditline_group_commit_wait_seconds", "auditline_group_commit_events",
+                     "auditline_sealing_lag_seconds"):  # fmt: skip
             for suffix in ("_sum", "_count"):
                 if line.startswith(name + suffix):
                     out[name + suffix] = out.get(name + suffix, 0.0) + float(line.split()[-1])
@@ -485,6 +505,8 @@ def attribution(w: dict[str, Any]) -> dict[str, Any]:
     read = _total(rows, "events_idx_read") + _total(rows, "events_heap_read")
     totals = {
         "api_cores": _total(rows, "api_cpu") / wall,
+        "api_event_loop_cores": _total(rows, "api_main_cpu") / wall,
+        "api_other_threads_cores": _total(rows, "api_threads_cpu") / wall,
         "postgres_cores": sum(pg.values()) / wall,
         "postgres_cores_by_kind": {k: v / wall for k, v in sorted(pg.items())},
         "generator_cores": _total(rows, "gen_cpu") / wall,
@@ -522,10 +544,11 @@ def attribution(w: dict[str, Any]) -> dict[str, Any]:
     median = statistics.median(r["p99_ms"] for r in rows)
     slow = [r for r in rows if r["p99_ms"] > 2 * median]
     calm = [r for r in rows if r["p99_ms"] <= 2 * median]
-    keys = ("api_cpu", "ckpt_buffers_written", "wal_fpi", "wal_bytes", "events_idx_read",
-            "events_heap_read", "backend_writes", "backend_evictions", "disk_write_mb",
-            "disk_write_ms", "dirty_mb", "writeback_mb", "vacuums", "gin_pending_pages",
-            "wal_fsync_ms", "buffers_dirty", "machine_busy", "steal", "iowait")  # fmt: skip
+    keys = ("api_cpu", "api_main_cpu", "api_threads_cpu", "ckpt_buffers_written", "wal_fpi",
+            "wal_bytes", "events_idx_read", "events_heap_read", "backend_writes",
+            "backend_evictions", "disk_write_mb", "disk_write_ms", "dirty_mb", "writeback_mb",
+            "vacuums", "gin_pending_pages", "wal_fsync_ms", "buffers_dirty", "machine_busy",
+            "steal", "iowait")  # fmt: skip
 
     def mean(group: list[dict[str, Any]], key: str) -> float | None:
         return statistics.fmean(r.get(key) or 0.0 for r in group) if group else None
