@@ -609,6 +609,22 @@ def one_round(
     return {"growth": took, "window": w, "attribution": attribution(w)}
 
 
+def _rounded(value: Any) -> Any:
+    """*value* with floats to 3 decimals: the per-second rows are most of the file."""
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _write(path: Path, out: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_rounded(out), default=str, separators=(",", ":")))
+
+
 def _pairs(items: list[str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in items)
 
@@ -679,12 +695,11 @@ def main() -> None:
                 res["round"] = r + 1
                 out["sides"][side.name]["rounds"].append(res)
                 print(_line(side.name, r + 1, res), flush=True)
-                args.out.write_text(json.dumps(out, indent=1, default=str))
+                _write(args.out, out)
     finally:
         out["environment"] = report.environment()
         out["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1, default=str))
+        _write(args.out, out)
         if not args.keep:
             shutil.rmtree(args.work, ignore_errors=True)
     print(f"wrote {args.out}")
