@@ -21,6 +21,10 @@ class OpenLoopResult:
     latencies_ms: list[float]
     errors: int
     statuses: list[int] = field(default_factory=list)  # one per latency, same order
+    # When each answered request was due, seconds after ``started`` (same order): for
+    # latency per time window (bench/growth.py)
+    due_s: list[float] = field(default_factory=list)
+    started: float = 0.0  # time.perf_counter() when the first request was due
 
     def percentile(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
@@ -83,6 +87,7 @@ async def run(
         requests = [head + b"Content-Length: %d\r\n\r\n" % len(b) + b for b in bodies]
     latencies: list[float] = []
     statuses: list[int] = []
+    due_s: list[float] = []
     errors = 0
     total = int(rate * seconds)
     start = time.perf_counter()
@@ -98,6 +103,7 @@ async def run(
             return
         latencies.append((time.perf_counter() - due) * 1000)
         statuses.append(status)
+        due_s.append(i / rate)
         if status >= 300:
             errors += 1
         idle.put_nowait(conn)
@@ -118,4 +124,4 @@ async def run(
     elapsed = time.perf_counter() - start
     while not idle.empty():
         idle.get_nowait().writer.close()
-    return OpenLoopResult(rate, len(latencies) / elapsed, latencies, errors, statuses)
+    return OpenLoopResult(rate, len(latencies) / elapsed, latencies, errors, statuses, due_s, start)
