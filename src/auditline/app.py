@@ -84,12 +84,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=_telemetry(settings.metrics.opentelemetry),
     )
     install_error_handlers(app)
-    app.include_router(health.router)
-    # Before logs.router: /api/v1/logs/export must not be taken for /api/v1/logs/{event_id}.
-    app.include_router(search.router)
-    app.include_router(stream.router)  # before logs.router, as search's routes are
-    stream.redact_access_tokens(logging.getLogger("uvicorn.error"))  # handshakes are logged
+    # Routes are tried in order: ingest's first, as the one almost every request takes (its
+    # event id is a UUID, so /api/v1/logs/export or /stream is never taken for one).
     app.include_router(logs.router)
+    app.include_router(health.router)
+    app.include_router(search.router)
+    app.include_router(stream.router)
+    stream.redact_access_tokens(logging.getLogger("uvicorn.error"))  # handshakes are logged
     app.include_router(integrity.router)
     app.include_router(cleanup.router)
     app.include_router(tenants.router)

@@ -7,6 +7,7 @@ bearer credential (JWT of a trusted issuer, or API key), records a failure in th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -48,7 +49,8 @@ def request_info(request: Request) -> RequestInfo:
 
 
 def _rate_kind(request: Request) -> Kind:
-    return "ingest" if request.method == "POST" and request.url.path in _INGEST_PATHS else "read"
+    scope = request.scope
+    return "ingest" if scope["method"] == "POST" and scope["path"] in _INGEST_PATHS else "read"
 
 
 async def get_principal(
@@ -58,7 +60,9 @@ async def get_principal(
 ) -> Principal:
     try:
         principal, _ = await authenticate(
-            services, credentials.credentials if credentials else None, request_info(request)
+            services,
+            credentials.credentials if credentials else None,
+            lambda: request_info(request),
         )
     except RateLimited as limited:
         request.state.ratelimit = limited.decisions
@@ -78,12 +82,20 @@ async def get_principal(
     return principal
 
 
+async def principal_of(request: Request, services: Services) -> Principal:
+    """``get_principal`` with its dependencies solved here rather than by FastAPI (for
+    ``api.routing.ModelBodyRoute``'s direct calls)."""
+    return await get_principal(request, services, await _bearer(request))
+
+
 async def authenticate(
-    services: Services, credential: str | None, info: RequestInfo
+    services: Services, credential: str | None, info: Callable[[], RequestInfo]
 ) -> tuple[Principal, float | None]:
     """The principal of *credential* and when it expires, or ``InvalidToken`` (recorded in
-    the right log first; that record may raise ``RateLimited``). HTTP requests and
-    WebSocket streams authenticate through this one function."""
+    the right log first, with the request *info* returns; that record may raise
+    ``RateLimited``). HTTP requests and WebSocket streams authenticate through this one
+    function. *info* is called only on a failure: building it parses the URL, a cost every
+    request would pay otherwise."""
     security = services.security
     try:
         if credential is None:
@@ -91,7 +103,7 @@ async def authenticate(
         return await security.authenticator.authenticate_until(credential)
     except InvalidToken as exc:
         try:
-            await security.audit.authentication_failed(exc, info)
+            await security.audit.authentication_failed(exc, info())
         except RateLimited as limited:
             raise limited from None
         raise

@@ -20,23 +20,26 @@ and a body that is not JSON in UTF-8 is a 415 before anything else is looked at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import HTTPException, Request, Response
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, serialize_response
 from pydantic import BaseModel
 from starlette.types import Receive, Scope
 
-from auditline.api.deps import UNKNOWN_QUERY
+from auditline.api.deps import UNKNOWN_QUERY, get_principal, get_services, principal_of
 from auditline.api.jsonbody import parse_body, read_body
 
 
 class ModelBodyRoute(APIRoute):
-    """An ``APIRoute`` whose JSON body, when it is one pydantic model, pydantic parses, and
-    which refuses query parameters it does not declare.
+    """An ``APIRoute`` whose JSON body, when it is one pydantic model, pydantic parses,
+    which refuses query parameters it does not declare, and which calls a write route
+    directly when FastAPI's dependency solving has nothing to decide.
 
     The unknown-query check was a router dependency: one more node for FastAPI to solve on
     every request (dependency solving was +22 us of the hardening's +75 us per single
@@ -44,6 +47,11 @@ class ModelBodyRoute(APIRoute):
     route, a request without a query string (nearly every ingest request) costs one dict
     lookup, and the refusal is raised by ``api.deps.get_principal`` once the caller is
     authenticated, so that a 401 still comes before the 422.
+
+    The direct call (:meth:`_direct_call`) is for the ingest hot path: a request without a
+    query string whose body pydantic accepted leaves FastAPI nothing to decide, yet its
+    dependency solving and request handling cost about a fifth of a single event's API CPU
+    (docs/benchmarks/ingest-notes.md). Every other request takes FastAPI's path.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -58,14 +66,80 @@ class ModelBodyRoute(APIRoute):
 
             return handle_query
         body_model: type[BaseModel] = model
+        direct = self._direct_call()
 
         async def handle(request: Request) -> Response:
             _note_unknown_query(request.scope, declared)
             body_request = _ModelBodyRequest(request.scope, request.receive, body_model)
-            await body_request.read_document()
+            body = await body_request.read_document()
+            if (
+                direct is not None
+                and isinstance(body, body_model)
+                and not request.scope.get("query_string")
+                and not request.app.dependency_overrides
+            ):
+                return await direct(body_request, body)
             return await handler(body_request)
 
         return handle
+
+    def _direct_call(self) -> Callable[[Request, BaseModel], Awaitable[Response]] | None:
+        """The endpoint called as FastAPI would call it for a request without a query
+        string and with a valid body, or None when FastAPI would do more than that.
+
+        It applies to an endpoint that takes the body, the principal and the services
+        (``api.deps``), and optional query parameters, and whose answer is serialised in
+        FastAPI's default way. Then, with no query string, FastAPI would authenticate
+        (the principal's dependency, with its 401s and 429s), leave every query parameter
+        at its default, call the endpoint and serialise its answer with
+        ``serialize_response``: exactly what the returned function does, in that order,
+        with FastAPI's own serialisation, so the two paths answer alike.
+        """
+        dependant = self.dependant
+        solved = {dep.name: dep.call for dep in dependant.dependencies}
+        optional = {q.name for q in dependant.query_params if not q.field_info.is_required()}
+        body_name = dependant.body_params[0].name if len(dependant.body_params) == 1 else None
+        if not (
+            body_name is not None
+            and inspect.iscoroutinefunction(self.endpoint)
+            # nothing else to pass: no path, header or cookie parameter, no Request, no
+            # required query parameter, no dependency but these two (a router's own
+            # dependencies have no name)
+            and set(inspect.signature(self.endpoint).parameters) == {body_name, *solved, *optional}
+            and set(solved.values()) <= {get_principal, get_services}
+            # FastAPI's default serialisation of a response model
+            and self.response_field is not None
+            and isinstance(self.response_class, DefaultPlaceholder)
+            and self.response_model_include is None
+            and self.response_model_exclude is None
+            and self.response_model_by_alias
+            and not self.response_model_exclude_unset
+            and not self.response_model_exclude_defaults
+            and not self.response_model_exclude_none
+        ):
+            return None
+        endpoint = self.endpoint
+        principal_name = next((n for n, c in solved.items() if c is get_principal), None)
+        services_name = next((n for n, c in solved.items() if c is get_services), None)
+        status_code, response_field = self.status_code, self.response_field
+
+        async def call(request: Request, body: BaseModel) -> Response:
+            values: dict[str, Any] = {body_name: body}
+            if principal_name is not None or services_name is not None:
+                services = await get_services(request)
+                if principal_name is not None:
+                    values[principal_name] = await principal_of(request, services)
+                if services_name is not None:
+                    values[services_name] = services
+            answer = await endpoint(**values)
+            if isinstance(answer, Response):
+                return answer
+            content = await serialize_response(
+                field=response_field, response_content=answer, dump_json=True
+            )
+            return Response(content, status_code or 200, media_type="application/json")
+
+        return call
 
 
 def declared_query(dependant: Dependant) -> frozenset[str]:
@@ -95,8 +169,9 @@ class _ModelBodyRequest(Request):
         super().__init__(scope, receive)
         self._body_model = model
 
-    async def read_document(self) -> None:
-        """Parse the body before FastAPI asks for it; raise what is wrong with it as JSON.
+    async def read_document(self) -> Any:
+        """Parse the body before FastAPI asks for it (the validated model, or the document
+        for FastAPI to validate; None when empty); raise what is wrong with it as JSON.
 
         Raised here, outside FastAPI's body reading (which would turn any exception but a
         ``JSONDecodeError`` into a bare 400), these reach the problem+json handlers as they
@@ -105,11 +180,12 @@ class _ModelBodyRequest(Request):
         """
         body = await self.body()
         if not body:
-            return
+            return None
         refusal = _unreadable_media_type(self.headers.get("content-type"))
         if refusal is not None:
             raise HTTPException(415, refusal)
         self._json = read_body(self._body_model, body)
+        return self._json
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):  # read_document parsed every body FastAPI reads; a guard

@@ -221,7 +221,7 @@ class _Connection:
             credential = await self._auth_message()
         self.credential = credential
         try:
-            principal, expires = await authenticate(self.services, credential, self.info)
+            principal, expires = await authenticate(self.services, credential, lambda: self.info)
             await charge(self.services, principal, "read", self.ws.query_params.get("tenant_id"))
         except InvalidToken as exc:
             raise _Close(UNAUTHENTICATED, str(exc) or "not authenticated") from None
