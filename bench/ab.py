@@ -29,6 +29,8 @@ import os
 import shutil
 import statistics
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,34 @@ def _read_paths(server: Process, data_dir: Path, path: Path) -> Path:
     return path
 
 
+@contextmanager
+def checkouts(work: Path, base: str, head: str | None) -> Iterator[dict[str, Path]]:
+    """The ``src`` directory of *base* and of *head* (default: the working tree), each
+    revision checked out in a temporary worktree under *work* for the ``with`` block; the
+    caller points a server at one side with ``PYTHONPATH``."""
+    trees = {"base": work / "base", "head": work / "head" if head else ROOT}
+    for side, rev in (("base", base), ("head", head)):
+        if rev is not None:
+            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(trees[side]), rev],
+                           cwd=ROOT, check=True)  # fmt: skip
+    try:
+        yield {side: tree / "src" for side, tree in trees.items()}
+    finally:
+        os.environ.pop("PYTHONPATH", None)
+        for tree in trees.values():
+            if tree != ROOT:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                               check=False)  # fmt: skip
+
+
+def alternating(rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, side) in the order the sides are measured: each round starts with the side
+    the previous one ended with, so neither side always runs first."""
+    for round_ in range(rounds):
+        for side in ("base", "head") if round_ % 2 == 0 else ("head", "base"):
+            yield round_, side
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
     parser.add_argument("--base", required=True, help="git revision to compare with")
@@ -111,12 +141,6 @@ def main() -> None:
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    trees = {"base": WORK / "base", "head": WORK / "head" if args.head else ROOT}
-    for side, rev in (("base", args.base), ("head", args.head)):
-        if rev is not None:
-            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(trees[side]), rev],
-                           cwd=ROOT, check=True)  # fmt: skip
-    sources = {side: tree / "src" for side, tree in trees.items()}
     files = {
         "single": write_bodies(WORK / "single.ndjson", count=5000, events_per_body=1, seed=1),
         "bulk": write_bodies(WORK / "bulk.ndjson", count=20, events_per_body=1000, seed=2),
@@ -124,34 +148,26 @@ def main() -> None:
             WORK / "searches.txt", count=500, seed=3, tenant=SEARCH_TENANT
         ),
     }
-    runs: dict[str, list[dict[str, float]]] = {side: [] for side in sources}
-    try:
-        for round_ in range(args.rounds):
-            order = list(sources) if round_ % 2 == 0 else list(reversed(sources))
-            for side in order:
-                data_dir = WORK / f"data-{side}"
-                os.environ["PYTHONPATH"] = str(sources[side])  # the server's code
-                server = start_auditline(data_dir, log=WORK / f"{side}.log")
-                try:
-                    ensure_tenant(server, data_dir, TENANT)
-                    if round_ == 0:
-                        seed_search_tenant(server, data_dir, files["bulk"], batches=100)
-                    settle(EmbeddedPostgres(data_dir).url())  # the last round's writes too
-                    reads = WORK / f"reads-{side}.txt"
-                    files["reads"] = reads if reads.exists() else _read_paths(
-                        server, data_dir, reads
-                    )  # fmt: skip
-                    figures = _scenarios(server, data_dir, files, args.seconds)
-                finally:
-                    server.stop()
-                runs[side].append(figures)
-                print(f"round {round_ + 1} {side}: {figures}", flush=True)
-    finally:
-        os.environ.pop("PYTHONPATH", None)
-        for tree in trees.values():
-            if tree != ROOT:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
-                               check=False)  # fmt: skip
+    runs: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
+    with checkouts(WORK, args.base, args.head) as sources:
+        for round_, side in alternating(args.rounds):
+            data_dir = WORK / f"data-{side}"
+            os.environ["PYTHONPATH"] = str(sources[side])  # the server's code
+            server = start_auditline(data_dir, log=WORK / f"{side}.log")
+            try:
+                ensure_tenant(server, data_dir, TENANT)
+                if round_ == 0:
+                    seed_search_tenant(server, data_dir, files["bulk"], batches=100)
+                settle(EmbeddedPostgres(data_dir).url())  # the last round's writes too
+                reads = WORK / f"reads-{side}.txt"
+                files["reads"] = reads if reads.exists() else _read_paths(
+                    server, data_dir, reads
+                )  # fmt: skip
+                figures = _scenarios(server, data_dir, files, args.seconds)
+            finally:
+                server.stop()
+            runs[side].append(figures)
+            print(f"round {round_ + 1} {side}: {figures}", flush=True)
     summary = {
         side: {
             name: {

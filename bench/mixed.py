@@ -4,19 +4,24 @@
 20 concurrent exports running, on a fresh data dir; prints the ingest p99 and errors and
 the searches split into answered (p99) and refused (count, p99 of the refusal). ``make
 bench`` runs the same scenario within the ingest suite, after its other phases; this entry
-point is for checking it quickly, and for comparing settings
-(``AUDITLINE_READS__*`` in the environment reaches the server).
+point is for checking it quickly, for comparing settings (``AUDITLINE_READS__*`` in the
+environment reaches the server), and, with ``--base REV [--head REV]``, for comparing two
+versions of the service in the same run: the sides alternate round by round, each on a
+fresh data dir, as ``bench.ab`` does (``bench/results/mixed-ab.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.ab import alternating, checkouts
 from bench.ingest import run_mixed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,23 +37,53 @@ def main() -> None:
         "--out", type=Path, default=None,
         help="write the runs as JSON (bench/results/mixed.json is what the report reads)",
     )  # fmt: skip
+    parser.add_argument("--base", help="git revision to compare with (an A/B)")
+    parser.add_argument("--head", help="with --base: the other revision (default: working tree)")
     args = parser.parse_args()
     work = ROOT / "bench" / ".work-mixed"
-    runs = []
-    for _ in range(args.runs):
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        try:
-            result = run_mixed(work, workers=args.workers, seconds=args.seconds,
-                               batches=args.batches)  # fmt: skip
-        finally:
-            shutil.rmtree(work / "mixed-data", ignore_errors=True)
-        runs.append(result)
-        for line in summary_lines(result):
-            print(line, flush=True)
+    if args.base is not None:
+        compare(args, work)
+        return
+    runs = [_run(work, args) for _ in range(args.runs)]
     if args.out:
         finished = datetime.now(UTC).isoformat(timespec="seconds")
         args.out.write_text(json.dumps({"runs": runs, "finished_at": finished}, indent=2))
+
+
+def _run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One run on a fresh data dir, its summary printed."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        result = run_mixed(work, workers=args.workers, seconds=args.seconds,
+                           batches=args.batches)  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for line in summary_lines(result):
+        print(line, flush=True)
+    return result
+
+
+def compare(args: argparse.Namespace, work: Path) -> None:
+    """*args.runs* rounds of both revisions, alternating, and the medians side by side."""
+    runs: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
+    with checkouts(work.parent / ".work-mixed-trees", args.base, args.head) as sources:
+        for round_, side in alternating(args.runs):
+            os.environ["PYTHONPATH"] = str(sources[side])  # the server's code
+            print(f"round {round_ + 1} {side}", flush=True)
+            runs[side].append(_run(work, args))
+    result = {"base": args.base, "head": args.head or "working tree", "runs": runs,
+              "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+    out = args.out or ROOT / "bench" / "results" / "mixed-ab.json"
+    out.write_text(json.dumps(result, indent=2))
+    shown = [("ingest_alone", "p99_ms"), ("ingest_mixed", "p99_ms"),
+             ("search_mixed", "answered_p99_ms"), ("search_mixed", "refused")]  # fmt: skip
+    for phase, field in shown:
+        cells = []
+        for side in ("base", "head"):
+            values = [r[phase][field] for r in runs[side]]
+            cells.append(f"{statistics.median(values):8.1f} ({min(values):.1f}-{max(values):.1f})")
+        print(f"{phase} {field:<16} base {cells[0]:>26}   head {cells[1]:>26}")
 
 
 def summary_lines(run: dict[str, Any]) -> list[str]:

@@ -139,6 +139,14 @@ def _admission_section(runs: list[dict[str, Any]]) -> list[str]:
         "| searches refused | refusal p99 | exports done / refused |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    for workers in sorted({run["workers"] for run in runs}):
+        lines += _admission_rows([run for run in runs if run["workers"] == workers], str(workers))
+    return lines
+
+
+def _admission_rows(runs: list[dict[str, Any]], first: str) -> list[str]:
+    """The admission table's two rows (without and with exports) for *runs*, the first
+    cell *first*."""
 
     def cell(values: list[float], digits: int = 1) -> str:
         values = [v for v in values if v == v]  # NaN: nothing refused in that run
@@ -147,30 +155,48 @@ def _admission_section(runs: list[dict[str, Any]]) -> list[str]:
         return _fmt({"median": statistics.median(values), "min": min(values),
                      "max": max(values)}, digits)  # fmt: skip
 
-    for workers in sorted({run["workers"] for run in runs}):
-        mine = [run for run in runs if run["workers"] == workers]
-        variants = {
-            "ingest + searches": [(run["ingest_mixed"], run["search_mixed"], None) for run in mine],
-            "+ 20 exports": [
-                (run["exports"]["ingest"], run["exports"]["search"], run["exports"]["exports"])
-                for run in mine
-            ],
-        }
-        for name, triples in variants.items():
-            exports = "-"
-            if triples[0][2] is not None:
-                done = statistics.median(t[2]["completed"] for t in triples)
-                refused = statistics.median(t[2]["refused"] for t in triples)
-                exports = f"{done:.0f} / {refused:.0f}"
-            lines.append(
-                f"| {workers} | {name} | {cell([t[0]['p99_ms'] for t in triples])} "
-                f"| {sum(t[0]['errors'] for t in triples)} "
-                f"| {cell([t[1]['answered'] for t in triples], 0)} "
-                f"| {cell([t[1]['answered_p99_ms'] for t in triples])} "
-                f"| {cell([t[1]['refused'] for t in triples], 0)} "
-                f"| {cell([t[1]['refused_p99_ms'] for t in triples])} | {exports} |"
-            )
+    variants = {
+        "ingest + searches": [(run["ingest_mixed"], run["search_mixed"], None) for run in runs],
+        "+ 20 exports": [
+            (run["exports"]["ingest"], run["exports"]["search"], run["exports"]["exports"])
+            for run in runs
+        ],
+    }
+    lines = []
+    for name, triples in variants.items():
+        exports = "-"
+        if triples[0][2] is not None:
+            done = statistics.median(t[2]["completed"] for t in triples)
+            refused = statistics.median(t[2]["refused"] for t in triples)
+            exports = f"{done:.0f} / {refused:.0f}"
+        lines.append(
+            f"| {first} | {name} | {cell([t[0]['p99_ms'] for t in triples])} "
+            f"| {sum(t[0]['errors'] for t in triples)} "
+            f"| {cell([t[1]['answered'] for t in triples], 0)} "
+            f"| {cell([t[1]['answered_p99_ms'] for t in triples])} "
+            f"| {cell([t[1]['refused'] for t in triples], 0)} "
+            f"| {cell([t[1]['refused_p99_ms'] for t in triples])} | {exports} |"
+        )
     return lines
+
+
+def _mixed_ab_section(result: dict[str, Any]) -> list[str]:
+    """The admission table for two revisions measured alternately in one run."""
+    runs = result["runs"]
+    return [
+        "### Before and after, same run (A/B)",
+        "",
+        f"`python -m bench.mixed --base {result['base']} --head {result['head']} --runs "
+        f"{len(runs['base'])}`: the same scenario and targets as the table above, the two "
+        "revisions alternating round by round, each round on a fresh data dir (finished "
+        f"{result['finished_at']}). Milliseconds, medians over the rounds (min-max).",
+        "",
+        "| version | load | ingest p99 | ingest errors | searches answered | answered p99 "
+        "| searches refused | refusal p99 | exports done / refused |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *_admission_rows(runs["base"], f"before (`{result['base'][:7]}`)"),
+        *_admission_rows(runs["head"], f"after (`{result['head'][:7]}`)"),
+    ]
 
 
 _KINDS = ("connections", "parallel query", "autovacuum", "background", "unattributed")
@@ -798,6 +824,9 @@ def write(results: Path, docs: Path) -> None:
         lines += ["", *_mixed_section(mixed_runs)]
         if all("exports" in run for run in mixed_runs):
             lines += ["", *_admission_section(mixed_runs)]
+    mixed_ab_path = results / "mixed-ab.json"
+    if mixed_ab_path.exists():
+        lines += ["", *_mixed_ab_section(json.loads(mixed_ab_path.read_text()))]
     stack_path = results / "stack.json"
     if stack_path.exists():
         lines += ["", *_stack_section(json.loads(stack_path.read_text()))]

@@ -440,6 +440,10 @@ class ReadSettings(BaseModel):
     connection pool, at most *max_concurrent* at once; exports and statistics, the heavy
     reads, also within *max_concurrent_heavy*. A read that finds no free slot waits at most
     *queue_seconds*, then is refused (503 with ``Retry-After``): never an unbounded queue.
+    Slots bound how many reads run, not how much CPU they take: when PostgreSQL runs on the
+    same machine (the embedded one), the read pool's server processes also run
+    *backend_niceness* steps below normal priority, so that an export's query yields the
+    CPU to ingest's transactions.
     """
 
     max_concurrent: int = Field(
@@ -459,6 +463,13 @@ class ReadSettings(BaseModel):
     )
     export_statement_timeout_ms: int = Field(
         default=30_000, ge=1, description="longest one batch statement of an export"
+    )
+    backend_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="reads' PostgreSQL processes run this much below normal priority, "
+        "when PostgreSQL runs on this machine",
     )
 
 

@@ -196,7 +196,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         pool = await open_pool(url, settings.database, name="auditline-write")
         read_pool = await open_pool(
             url, settings.database, name="auditline-read", min_size=1,
-            max_size=settings.reads.max_concurrent,
+            max_size=settings.reads.max_concurrent, niceness=settings.reads.backend_niceness,
         )  # fmt: skip
         metrics.add_sampler(_pool_sampler(metrics, {"write": pool, "read": read_pool}))
         try:

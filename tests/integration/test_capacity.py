@@ -9,12 +9,14 @@ while the reads are held, and what is refused.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 
 from auditline.config import ReadSettings, Settings
 from auditline.storage.search import pages
@@ -38,6 +40,7 @@ def settings(settings: Settings) -> Settings:
         queue_seconds=0.05,
         retry_after_seconds=2,
         statement_timeout_ms=20_000,
+        backend_niceness=7,
     )
     return settings
 
@@ -239,3 +242,11 @@ async def test_the_statement_timeout_is_local_to_the_read_transaction(
         row = await (await conn.execute("SHOW statement_timeout")).fetchone()
     assert row is not None
     assert row["statement_timeout"] == f"{settings.database.statement_timeout_ms // 1000}s"
+
+
+async def test_reads_postgresql_processes_run_below_the_writes(app: FastAPI) -> None:
+    """When PostgreSQL runs here, an export's query yields the CPU to ingest's commits."""
+    services = app.state.services
+    async with services.read_pool.connection() as read, services.pool.connection() as write:
+        assert os.getpriority(os.PRIO_PROCESS, read.info.backend_pid) == 7
+        assert os.getpriority(os.PRIO_PROCESS, write.info.backend_pid) == 0

@@ -8,6 +8,8 @@ into a table with row-level security; see ``storage.events``).
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +20,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import DatabaseSettings
 from auditline.domain.tenants import TenantId
+
+log = logging.getLogger(__name__)
 
 Connection = AsyncConnection[dict[str, Any]]
 Cursor = AsyncCursor[dict[str, Any]]
@@ -35,9 +39,11 @@ CREATE TEMP TABLE IF NOT EXISTS staging_events (
 """
 
 
-def _configure(settings: DatabaseSettings) -> Any:
+def _configure(settings: DatabaseSettings, niceness: int = 0) -> Any:
     async def configure(conn: Connection) -> None:
         await conn.set_autocommit(True)
+        if niceness:
+            _lower_priority(conn, niceness)
         if settings.app_role:
             await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(settings.app_role)))
         await conn.execute("SELECT set_config('synchronous_commit', 'on', false)")
@@ -51,6 +57,23 @@ def _configure(settings: DatabaseSettings) -> Any:
     return configure
 
 
+def _lower_priority(conn: Connection, niceness: int) -> None:
+    """Run this connection's server process *niceness* steps below normal priority, when
+    it runs on this machine: connected through a Unix socket (the embedded PostgreSQL's
+    way) and the process with its id here is a PostgreSQL one. Elsewhere (a TCP server,
+    another process namespace) there is nothing to lower from here."""
+    pid = conn.info.backend_pid
+    if not conn.info.host.startswith("/"):
+        return
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if not cmdline.read().startswith(b"postgres"):
+                return
+        os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    except OSError:
+        log.warning("could not lower the priority of PostgreSQL process %s", pid)
+
+
 async def open_pool(
     url: str,
     settings: DatabaseSettings,
@@ -59,6 +82,7 @@ async def open_pool(
     min_size: int | None = None,
     max_size: int | None = None,
     checkout_seconds: float = 30.0,
+    niceness: int = 0,
 ) -> AsyncConnectionPool[Connection]:
     """An open pool of application connections to *url* (sizes default to the settings').
 
@@ -71,7 +95,7 @@ async def open_pool(
         min_size=settings.pool_min_size if min_size is None else min_size,
         max_size=settings.pool_max_size if max_size is None else max_size,
         kwargs={"row_factory": dict_row},
-        configure=_configure(settings),
+        configure=_configure(settings, niceness),
         # A connection broken by a database restart is noticed at checkout, not by the
         # request that happens to get it.
         check=AsyncConnectionPool.check_connection,
