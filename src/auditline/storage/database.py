@@ -88,7 +88,8 @@ async def open_pool(
 
     The API opens two: the write pool (ingest, access records, tenants, keys) and the read
     pool (searches, exports, statistics), so that reads can never take the connections
-    ingest needs (``services.open_services``).
+    ingest needs (``services.open_services``); the read pool's server processes run
+    *niceness* steps below normal priority where that can be done (:func:`_lower_priority`).
     """
     pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
         url,
