@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 from collections.abc import Callable
@@ -25,9 +26,14 @@ def environment() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    wrk_version = subprocess.run(
-        ["wrk", "--version"], capture_output=True, text=True, check=False
-    ).stdout.splitlines()[:1]
+    wrk = shutil.which("wrk")  # only the ingest and stack suites need it
+    wrk_version = (
+        subprocess.run(
+            [wrk, "--version"], capture_output=True, text=True, check=False
+        ).stdout.splitlines()[:1]
+        if wrk
+        else []
+    )
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -330,6 +336,46 @@ def _retention_section(result: dict[str, Any]) -> list[str]:
             )
             for name in scenarios
         ),
+        "",
+        f"Measured {result['finished_at']}.",
+    ]
+
+
+def _horizon_section(result: dict[str, Any]) -> list[str]:
+    """Ingest beside an old snapshot (``bench.horizon``): one row per window."""
+    slice_s = result["slice_seconds"]
+    rows = [
+        _row(
+            condition,
+            str(i + 1),
+            f"{w['p50_ms']:.1f}",
+            f"{w['p99_ms']:.1f}",
+            " / ".join(f"{v:.0f}" for v in w["slice_p99_ms"]),
+            f"{w['errors']:.0f}",
+        )
+        for condition, windows in result["windows"].items()
+        for i, w in enumerate(windows)
+    ]
+    title = result.get("label", "")
+    return [
+        f"## Ingest beside an old snapshot{f' ({title})' if title else ''}",
+        "",
+        f"Single events at {result['rate']:g}/s (open loop, two API processes) for "
+        f"{result['seconds']} s per window, while another session holds one `REPEATABLE READ` "
+        "transaction open for the whole window (as `pg_dump` does for a backup's whole run), "
+        "or not; the conditions alternate on one server (`python -m bench.horizon`). "
+        '"No rollups" disables the hourly rollups\' triggers for that window, to attribute '
+        "the cost; it is not a configuration.",
+        "",
+        *_head(
+            "condition",
+            "window",
+            "p50 (ms)",
+            "p99 (ms)",
+            f"p99 by {slice_s} s slice (ms)",
+            "errors",
+        ),
+        *rows,
         "",
         f"Measured {result['finished_at']}.",
     ]
@@ -841,7 +887,8 @@ def write(results: Path, docs: Path) -> None:
     for pattern, section in (("integrity.json", _integrity_section),
                              ("stream-*.json", _stream_section),
                              ("archive.json", _archive_section),
-                             ("backup.json", _backup_section)):  # fmt: skip
+                             ("backup.json", _backup_section),
+                             ("horizon*.json", _horizon_section)):  # fmt: skip
         kept = sorted(results.glob(pattern), key=lambda p: (len(p.name), p.name))
         for suite_path in kept:
             lines += ["", *section(json.loads(suite_path.read_text()))]
