@@ -17,8 +17,9 @@ Per round: p50 and p99, and the p99 of each slice of ``--slice`` seconds, which 
 whether latency grows with the snapshot's age. An old snapshot stops PostgreSQL from
 pruning the row versions every commit leaves behind; a row updated by every commit
 (a rollup counter of the current hour) then grows a chain of versions that each later
-update must walk. Results go to ``bench/results/horizon.json``. Never part of
-``make test``.
+update must walk. Results go to ``bench/results/horizon.json``; with ``--base REV
+[--head REV]`` both versions run in turns on fresh servers, as ``bench.ab`` alternates
+them, into ``horizon-base.json`` and ``horizon-head.json``. Never part of ``make test``.
 """
 
 from __future__ import annotations
@@ -26,31 +27,45 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from auditline.storage.embedded import EmbeddedPostgres
 from bench import openloop
+from bench.ab import alternating, checkouts
 from bench.ingest import TENANT, ensure_tenant, token_for
 from bench.report import environment
 from bench.servers import start_auditline
 from bench.workload import write_bodies
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
 CONDITIONS = ("no snapshot", "snapshot held", "snapshot held, no rollups")
-_ROLLUP_TRIGGERS = ("events_rollup_insert", "events_rollup_0lock_insert")
 
 
 def _rollups(url: str, *, enabled: bool) -> None:
+    """Enable or disable the rollups' insert triggers on ``events`` (by name, so that
+    revisions with different triggers compare: before migration 0021 there were two)."""
     verb = "ENABLE" if enabled else "DISABLE"
     with psycopg.connect(url, autocommit=True) as conn:
-        for trigger in _ROLLUP_TRIGGERS:
-            conn.execute(f"ALTER TABLE events {verb} TRIGGER {trigger}")
+        names = conn.execute(
+            """SELECT tgname FROM pg_trigger WHERE tgrelid = 'events'::regclass
+                 AND tgname LIKE 'events\\_rollup\\_%insert' AND tgparentid = 0"""
+        ).fetchall()
+        for (name,) in names:
+            conn.execute(
+                sql.SQL("ALTER TABLE events {} TRIGGER {}").format(
+                    sql.SQL(verb), sql.Identifier(name)
+                )
+            )
 
 
 def _window(
@@ -125,11 +140,34 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30, help="seconds per window")
     parser.add_argument("--rate", type=float, default=1000, help="single events per second")
     parser.add_argument("--slice", type=int, default=5, dest="slice_s", help="p99 slices (s)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "horizon.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "horizon.json")
+    parser.add_argument("--base", help="git revision to compare with: both sides run, in turn "
+                        "(bench/results/horizon-base.json and horizon-head.json)")  # fmt: skip
+    parser.add_argument("--head", help="with --base: the other revision (default: working tree)")
+    parser.add_argument("--passes", type=int, default=1, help="with --base: turns per side")
     args = parser.parse_args()
-    result = run(ROOT / "bench" / ".work-horizon", rounds=args.rounds, seconds=args.seconds,
-                 rate=args.rate, slice_s=args.slice_s)  # fmt: skip
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    work = ROOT / "bench" / ".work-horizon"
+    measure = partial(run, work, rounds=args.rounds, seconds=args.seconds, rate=args.rate,
+                      slice_s=args.slice_s)  # fmt: skip
+    if args.base is None:
+        args.out.write_text(json.dumps(measure(), indent=2) + "\n")
+        return
+    sides: dict[str, dict[str, Any]] = {}
+    revisions = {"base": args.base, "head": args.head or "working tree"}
+    with checkouts(work.parent / ".work-horizon-trees", args.base, args.head) as sources:
+        for _, side in alternating(args.passes):
+            os.environ["PYTHONPATH"] = str(sources[side])  # the server's code
+            print(f"{side} ({revisions[side]})", flush=True)
+            result = measure()
+            if side in sides:  # a later pass: its windows join the first's
+                for condition, windows in result["windows"].items():
+                    sides[side]["windows"][condition] += windows
+            else:
+                sides[side] = result | {"label": f"{side}: {revisions[side]}"}
+    for side, result in sides.items():
+        result["median_p99_ms"] = {c: statistics.median(w["p99_ms"] for w in ws)
+                                   for c, ws in result["windows"].items()}  # fmt: skip
+        (RESULTS / f"horizon-{side}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

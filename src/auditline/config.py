@@ -70,6 +70,10 @@ class IngestSettings(BaseModel):
     max_group_events: int = Field(
         default=1000, ge=1, description="events per shared commit of small writes"
     )
+    rollup_fold_seconds: float = Field(
+        default=0.5, gt=0, le=60,
+        description="how often the hourly rollups' deltas are folded into their counters",
+    )  # fmt: skip
     max_future_skew_seconds: int = Field(
         default=300, ge=0, description="how far in the future a `timestamp` may be"
     )

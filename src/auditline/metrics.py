@@ -173,6 +173,18 @@ class Metrics:
             "held a different checkpoint of the same size (conflict: the log was forked)",
             ["reason"], registry=r,
         )  # fmt: skip
+        # -- rollups (folded in every process that opens the services: indexing/rollups.py) ---
+        self.rollup_deltas_folded = Counter(
+            "auditline_rollup_deltas_folded",
+            "Rollup deltas the writes appended that a fold moved into the hourly counters",
+            registry=r,
+        )  # fmt: skip
+        self.rollup_fold_failures = Counter(
+            "auditline_rollup_fold_failures",
+            "Fold passes that failed (retried at the next tick; reads stay exact, and slow "
+            "down as deltas pile up; the log says why)",
+            registry=r,
+        )  # fmt: skip
         # -- search index (OpenSearch) -------------------------------------------------------
         self.index_lag_events = Gauge(
             "auditline_search_index_lag_events",

@@ -22,6 +22,7 @@ from auditline.domain.tenants import TenantId
 from auditline.evidence.proofs import ProofService
 from auditline.evidence.sealer import Sealer
 from auditline.evidence.witness import ConfiguredWitness, open_witness
+from auditline.indexing.rollups import RollupFolder
 from auditline.indexing.service import SearchIndexer
 from auditline.ingest.access import AccessRecorder
 from auditline.ingest.service import Ingest
@@ -72,6 +73,8 @@ class Services:
     metrics: Metrics
     admission: ReadAdmission
     writer: EventWriter
+    rollups: RollupFolder
+    """Folds the hourly rollups' deltas in the background (``indexing.rollups``)."""
     access: AccessRecorder
     signing_key: SigningKey
     security: Security
@@ -207,6 +210,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 metrics=metrics,
             )
             await writer.start()
+            folder = RollupFolder(
+                pool, interval=settings.ingest.rollup_fold_seconds, metrics=metrics
+            )
+            await folder.start()
             try:
                 await ensure_partitions_ahead(writer, settings)
                 if settings.database.require_rls:
@@ -256,6 +263,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                             metrics=metrics,
                             admission=ReadAdmission(settings.reads, metrics),
                             writer=writer,
+                            rollups=folder,
                             access=access,
                             signing_key=key,
                             security=build_security(settings, pool, access, key),
@@ -290,6 +298,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     if indexer is not None:
                         await indexer.index.close()
             finally:
+                await folder.close()
                 await writer.close()
         finally:
             await read_pool.close()

@@ -103,9 +103,9 @@ def snapshot(url: str, tenant: str, day: date | None = None) -> dict[str, Any]:
                 f"SELECT i::text FROM event_ids i WHERE {where} ORDER BY seq",  # noqa: S608
                 params,
             ).fetchall(),
-            "rollups": conn.execute(
-                f"SELECT dim, bucket, k1, k2, n FROM event_rollups WHERE {buckets} "  # noqa: S608
-                "AND n <> 0 ORDER BY 1, 2, 3, 4", params,
+            "rollups": conn.execute(  # folded and not, as readers add them up (0021)
+                f"SELECT dim, bucket, k1, k2, sum(n) FROM event_rollup_rows WHERE {buckets} "  # noqa: S608
+                "GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4", params,
             ).fetchall(),
         } | ({} if day is not None else {
             "removed": removed(conn, tenant),

@@ -57,6 +57,7 @@ from auditline.storage import integrity as integrity_store
 from auditline.storage import jobs as jobs_store
 from auditline.storage import queue as queue_store
 from auditline.storage import retention as retention_store
+from auditline.storage import rollups as rollups_store
 from auditline.storage import search_index as index_store
 from auditline.storage import stream as stream_store
 from auditline.storage import tenants as tenants_store
@@ -70,6 +71,7 @@ from auditline.tenancy.scope import PLATFORM
 from tests.integration import archive_fixtures
 from tests.integration.archive_fixtures import OLD_DAY
 from tests.integration.conftest import ACME, GLOBEX
+from tests.integration.rollup_checks import fold_all
 from tests.integration.tenant_overlap import (
     SHARED,
     TENANTS,
@@ -787,6 +789,7 @@ _ROW_KEYS = {  # what identifies (and, for rollups, counts) a row of each table
     "event_ids": "tenant_id, id, seq, timestamp",
     "event_rollups": "tenant_id, dim, bucket, k1, k2, n",
     "event_rollup_heavy": "tenant_id, dim, bucket, k1, k2, n",
+    "event_rollup_deltas": "tenant_id, dim, bucket, k1, k2, n",
 }
 
 
@@ -908,13 +911,41 @@ async def test_partition_removal_and_rollups_are_the_tenants_own(
             removed = await retention_store.partition_tenant_removal(conn, tenant, month, end)
         assert removed.ranges == seq_runs(in_month)
         assert removed.events == len(in_month)
-    rollups = {t: rows_of(database_url, t) for t in ("event_rollups", "event_rollup_heavy")}
-    assert {r[0] for r in rollups["event_rollups"]} == set(TENANTS)
+    with psycopg.connect(database_url) as conn:  # folded rows, and deltas not yet folded
+        fold_all(conn)
+        conn.execute(
+            """INSERT INTO event_rollup_deltas
+               SELECT tenant_id, dim, bucket, k1, k2, 1 FROM event_rollups WHERE dim = 'total'"""
+        )
+    rollups = {t: rows_of(database_url, t) for t in _ROLLUP_TABLES}
+    for table, rows in rollups.items():
+        assert {r[0] for r in rows} == set(TENANTS), table
     async with tenant_transaction(bypass, ACME) as conn:
         await retention_store.forget_rollups(conn, ACME, month, end)
     for table, rows in rollups.items():
         left = rows_of(database_url, table)
         assert left == {r for r in rows if r[0] != ACME or not month <= r[2] < end}, table
+
+
+_ROLLUP_TABLES = ("event_rollups", "event_rollup_heavy", "event_rollup_deltas")
+
+
+async def test_a_fold_moves_only_the_tenants_own_deltas(
+    bypass: AsyncConnectionPool[Connection], data: Overlap, database_url: str
+) -> None:
+    before = {t: rows_of(database_url, t) for t in _ROLLUP_TABLES}
+    assert {r[0] for r in before["event_rollup_deltas"]} == set(TENANTS)
+    async with bypass.connection() as conn:
+        assert await rollups_store.pending_tenants(conn) == sorted(TENANTS)
+    async with tenant_transaction(bypass, ACME) as conn:
+        assert await rollups_store.fold(conn, ACME)
+    after = {t: rows_of(database_url, t) for t in _ROLLUP_TABLES}
+    assert {r[0] for r in after["event_rollup_deltas"]} == {GLOBEX}
+    assert after["event_rollup_deltas"] == {r for r in before["event_rollup_deltas"]
+                                           if r[0] == GLOBEX}  # fmt: skip
+    assert {r[0] for r in after["event_rollups"]} == {ACME}
+    async with bypass.connection() as conn:
+        assert await rollups_store.pending_tenants(conn) == [GLOBEX]
 
 
 # ---------------------------------------------------------------------------------------
@@ -1148,6 +1179,7 @@ COVERED: dict[str, Callable[..., Any]] = {
     "jobs.finish_job": test_start_finish_progress_and_lease_reach_only_the_tenants_job,
     "queue.send": test_a_queued_message_carries_its_tenant_to_the_receiver,
     "events.get_event": test_get_event_returns_only_the_tenants_own_event,
+    "rollups.fold": test_a_fold_moves_only_the_tenants_own_deltas,
     "events.insert_events": test_the_same_event_id_in_two_tenants_is_two_events,
     "events.send_insert": test_the_same_event_id_in_two_tenants_is_two_events,
     "integrity.add_checkpoint": test_each_tenants_merkle_log_is_its_own,

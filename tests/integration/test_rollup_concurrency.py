@@ -1,4 +1,4 @@
-"""Rollup maintenance of one tenant takes turns, so concurrent writers never deadlock."""
+"""Rollup counting never makes a tenant's writers wait for each other (migration 0021)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from auditline.config import IngestSettings
 from auditline.domain.events import Event, EventDraft
 from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
+from auditline.storage import rollups as store
 from auditline.storage.database import Connection, set_tenant
 from auditline.storage.events import insert_events
 
@@ -26,46 +27,63 @@ def events(n: int) -> list[Event]:
     return prepare_events(ACME, drafts, limits=IngestSettings(), now=datetime.now(UTC))
 
 
-async def rollup_total(conn: Connection) -> int:
+async def rollup_total(conn: Connection, table: str = "event_rollup_rows") -> int:
     cur = await conn.execute(
-        "SELECT coalesce(sum(n), 0) AS n FROM event_rollups WHERE dim = 'total'"
+        f"SELECT coalesce(sum(n), 0) AS n FROM {table} WHERE dim = 'total'"  # noqa: S608
     )
     return int((await cur.fetchone() or {"n": 0})["n"])
 
 
-async def test_a_delete_waits_for_an_insert_of_the_same_tenant_to_commit(
+async def test_writers_and_folds_of_one_tenant_never_wait_for_each_other(
     pool: AsyncConnectionPool[Connection],
 ) -> None:
-    """An insert upserts the tenant's rollup rows in no fixed order, and so does a delete
-    (retention). Two such statements of one tenant at once could take the same rows in
-    opposite orders and deadlock: the benchmark's raw COPY from four connections did. The
-    second must wait for the first's tenant turn before touching any rollup row."""
+    """The rollup triggers only append deltas (migration 0021), so an uncommitted insert
+    holds nothing a delete (retention) or a fold of the same tenant needs: before, the
+    two statements took turns on the tenant's rollup rows, and a delete waited for the
+    insert's commit. Counts stay exact throughout, folded or not."""
     async with pool.connection() as conn, conn.transaction():
         await set_tenant(conn, ACME)
         await insert_events(conn, ACME, events(40))
-    async with pool.connection() as writer, pool.connection() as deleter:
+    async with pool.connection() as writer, pool.connection() as other:
         await set_tenant(writer, ACME)
-        await insert_events(writer, ACME, events(40))  # uncommitted: holds the tenant's turn
+        await insert_events(writer, ACME, events(40))  # uncommitted
 
         async def delete_some() -> None:
-            async with deleter.transaction():
-                await set_tenant(deleter, ACME)
-                await deleter.execute("DELETE FROM events WHERE seq < 10")
+            async with other.transaction():
+                await set_tenant(other, ACME)
+                await other.execute("DELETE FROM events WHERE seq < 10")
 
-        deleting = asyncio.create_task(delete_some())
-        async with pool.connection() as observer:
-            while not deleting.done():  # until the delete is seen waiting, and for what
-                cur = await observer.execute(
-                    "SELECT locktype FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
-                )
-                waits = [row["locktype"] for row in await cur.fetchall()]
-                if waits:
-                    break
-                await asyncio.sleep(0.01)
-        assert not deleting.done()
-        assert waits == ["advisory"]  # not a row of the rollups, half-way through them
+        await asyncio.wait_for(delete_some(), timeout=30)  # waits for nothing
+        async with other.transaction():
+            await set_tenant(other, ACME)
+            moved = await asyncio.wait_for(store.fold(other, ACME), timeout=30)
+            assert moved is not None
+            assert moved > 0  # the committed deltas, not the writer's
+            assert await rollup_total(other) == 40 - 10
         await writer.commit()
-        await deleting
     async with pool.connection() as conn, conn.transaction():
         await set_tenant(conn, ACME)
         assert await rollup_total(conn) == 80 - 10
+        assert await store.fold(conn, ACME) is not None
+        assert await rollup_total(conn, "event_rollups") == 80 - 10
+        cur = await conn.execute("SELECT count(*) AS n FROM event_rollup_deltas")
+        assert (await cur.fetchone() or {})["n"] == 0
+
+
+async def test_a_tenant_being_folded_is_skipped_by_a_second_fold(
+    pool: AsyncConnectionPool[Connection],
+) -> None:
+    async with pool.connection() as conn, conn.transaction():
+        await set_tenant(conn, ACME)
+        await insert_events(conn, ACME, events(20))
+    async with pool.connection() as first, pool.connection() as second:
+        async with first.transaction():
+            await set_tenant(first, ACME)
+            assert await store.fold(first, ACME) is not None  # holds the tenant until commit
+            async with second.transaction():
+                await set_tenant(second, ACME)
+                assert await store.fold(second, ACME) is None
+        async with second.transaction():
+            await set_tenant(second, ACME)
+            assert await store.fold(second, ACME) == 0  # the first moved them all
+            assert await rollup_total(second, "event_rollups") == 20

@@ -20,6 +20,7 @@ from auditline.config import IngestSettings
 from auditline.domain.events import EventDraft
 from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
+from auditline.storage import rollups
 from auditline.storage.database import Connection, set_tenant
 from auditline.storage.events import ensure_partition, insert_events
 from auditline.storage.search.pages import read_watermark
@@ -156,10 +157,14 @@ async def test_rollup_primary_keys_carry_the_counts(pool: AsyncConnectionPool[Co
             ("event_rollup_heavy_pkey", 5), ("event_rollups_pkey", 5),
         ]  # fmt: skip
         assert all(r["def"].endswith("INCLUDE (n)") for r in rows)
-        # Two batches in one hour: the second updates the rows the first inserted (the
-        # upserts infer their conflict target from the new keys), and makes the user heavy.
-        await store(conn, ACME, drafts([timedelta(minutes=m) for m in range(1, 4)], "c", "u1"))
-        await store(conn, ACME, drafts([timedelta(minutes=m) for m in range(4, 9)], "c", "u1"))
+        # Two batches in one hour, each folded: the second fold updates the rows the first
+        # inserted (its upserts infer their conflict target from the new keys), and makes
+        # the user heavy.
+        for minutes in (range(1, 4), range(4, 9)):
+            await store(conn, ACME, drafts([timedelta(minutes=m) for m in minutes], "c", "u1"))
+            async with conn.transaction():
+                await set_tenant(conn, ACME)
+                assert await rollups.fold(conn, ACME)
         async with conn.transaction():
             await set_tenant(conn, ACME)
             cur = await conn.execute(

@@ -6,9 +6,9 @@ what may go and owns the transactions; here is only how.
 
 Locks of a batch: the tenant row (``FOR SHARE``: a legal hold set meanwhile waits, and is
 seen by the next batch) and the tenant's removal lock (removals of one tenant take turns);
-then the delete, without the tenant's rollup lock (migration 0012 says why); then the
-record, whose insert takes the log head and the rollup lock as every write does, held only
-until the commit that follows. So a batch pauses the tenant's writes for the time of its
+then the delete (whose trigger appends the rollups' negative deltas, migration 0021); then
+the record, whose insert takes the log head as every write does, held only until the
+commit that follows. So a batch pauses the tenant's writes for the time of its
 record and commit, not of its delete.
 """
 
@@ -49,7 +49,8 @@ _RECORDS: Final = """jsonb_agg(after) FILTER (WHERE resource_type = 'audit_log'
                                        AND action = 'DELETE' AND after ? 'seq_ranges')"""
 
 
-_REMOVAL_LOCK: Final = 1380800076  # "RMVL"; two-int keys, as the rollup lock's (0007)
+_REMOVAL_LOCK: Final = 1380800076  # "RMVL"; two-int keys, as the rollup lock's
+ROLLUP_LOCK: Final = 1380928587  # "ROLK", a tenant's rollup fold (migrations 0007, 0021)
 
 
 async def lock_tenant(conn: Connection, tenant: TenantId) -> bool | None:
@@ -162,10 +163,8 @@ async def delete_batch(
     params["edge_ts"], params["edge_id"] = (
         (edge["timestamp"], edge["id"]) if edge else (before, _LAST_UUID)
     )
-    await conn.execute("SELECT set_config('auditline.rollup_lock', 'off', true)")
     cur = await conn.execute(delete, params)
     removed = _removed(await cur.fetchall())
-    await conn.execute("SELECT set_config('auditline.rollup_lock', 'on', true)")
     if edge is None:
         return removed
     return dataclasses.replace(removed, edge=(edge["timestamp"], edge["id"]))
@@ -266,11 +265,16 @@ async def partition_tenant_removal(
 async def forget_rollups(
     conn: Connection, tenant: TenantId, month: datetime, month_end: datetime
 ) -> None:
-    """Remove *tenant*'s rollup rows for the hours of the month: a dropped partition fires
-    no delete trigger, and every event counted in those hours was in it (hours and
-    partitions are both cut in UTC)."""
+    """Remove *tenant*'s rollup rows and deltas for the hours of the month: a dropped
+    partition fires no delete trigger, and every event counted in those hours was in it
+    (hours and partitions are both cut in UTC).
+
+    Takes the tenant's rollup lock first (migration 0021), until the caller commits: a
+    fold in flight could otherwise write the month's counts back after this removed them.
+    """
     params = {"t": tenant, "from": month, "to": month_end}
-    for table in ("event_rollups", "event_rollup_heavy"):
+    await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (ROLLUP_LOCK, tenant))
+    for table in ("event_rollups", "event_rollup_heavy", "event_rollup_deltas"):
         await conn.execute(
             f"DELETE FROM {table} WHERE tenant_id = %(t)s"  # noqa: S608 - constant names
             " AND bucket >= %(from)s AND bucket < %(to)s",

@@ -289,36 +289,66 @@ CREATE FUNCTION public.auditline_rollup_delete() RETURNS trigger
     SET search_path TO 'pg_catalog', 'public'
     AS $$
 BEGIN
-    WITH counts AS (
-        SELECT tenant_id,
-               CASE GROUPING(action, severity, rt, oc, us, ri)
-                    WHEN 63 THEN 'total' WHEN 31 THEN 'action' WHEN 47 THEN 'severity'
-                    WHEN 55 THEN 'resource_type' WHEN 59 THEN 'outcome' WHEN 61 THEN 'user'
-                    WHEN 54 THEN 'resource' END AS dim,
-               bucket,
-               coalesce(action, severity, rt, oc, us, '') AS k1,
-               coalesce(ri, '') AS k2,
-               count(*) AS n
-          FROM (SELECT tenant_id, date_trunc('hour', timestamp, 'UTC') AS bucket, action,
-                       severity::text AS severity, coalesce(resource_type, '') AS rt,
-                       coalesce(outcome, '') AS oc, coalesce(user_id, '') AS us,
-                       coalesce(resource_id, '') AS ri
-                  FROM old_events
-                 WHERE resource_type IS DISTINCT FROM 'audit_log') e
-         GROUP BY tenant_id, bucket,
-                  GROUPING SETS ((), (action), (severity), (rt), (oc), (us), (rt, ri))
-    ), counted AS (
-        UPDATE event_rollups r SET n = r.n - d.n
-          FROM counts d
-         WHERE r.tenant_id = d.tenant_id AND r.dim = d.dim AND r.bucket = d.bucket
-           AND r.k1 = d.k1 AND r.k2 = d.k2
-        RETURNING r.tenant_id, r.dim, r.bucket, r.k1, r.k2, r.n
-    )
-    UPDATE event_rollup_heavy h SET n = c.n
-      FROM counted c
-     WHERE h.tenant_id = c.tenant_id AND h.dim = c.dim AND h.bucket = c.bucket
-       AND h.k1 = c.k1 AND h.k2 = c.k2;
+    INSERT INTO event_rollup_deltas (tenant_id, dim, bucket, k1, k2, n)
+    SELECT tenant_id,
+           CASE GROUPING(action, severity, rt, oc, us, ri)
+                WHEN 63 THEN 'total' WHEN 31 THEN 'action' WHEN 47 THEN 'severity'
+                WHEN 55 THEN 'resource_type' WHEN 59 THEN 'outcome' WHEN 61 THEN 'user'
+                WHEN 54 THEN 'resource' END,
+           bucket,
+           coalesce(action, severity, rt, oc, us, ''),
+           coalesce(ri, ''),
+           -count(*)
+      FROM (SELECT tenant_id, date_trunc('hour', timestamp, 'UTC') AS bucket, action,
+                   severity::text AS severity, coalesce(resource_type, '') AS rt,
+                   coalesce(outcome, '') AS oc, coalesce(user_id, '') AS us,
+                   coalesce(resource_id, '') AS ri
+              FROM old_events
+             WHERE resource_type IS DISTINCT FROM 'audit_log') e
+     GROUP BY tenant_id, bucket,
+              GROUPING SETS ((), (action), (severity), (rt), (oc), (us), (rt, ri));
     RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: auditline_rollup_fold(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.auditline_rollup_fold(p_tenant text) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public'
+    AS $$
+DECLARE
+    moved bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(1380928587, hashtext(p_tenant)) THEN  -- "ROLK"
+        RETURN -1;
+    END IF;
+    WITH taken AS (
+        DELETE FROM event_rollup_deltas WHERE tenant_id = p_tenant
+        RETURNING dim, bucket, k1, k2, n
+    ), sums AS (
+        SELECT dim, bucket, k1, k2, sum(n)::bigint AS n FROM taken
+         GROUP BY dim, bucket, k1, k2 HAVING sum(n) <> 0
+    ), counted AS (
+        INSERT INTO event_rollups AS r (tenant_id, dim, bucket, k1, k2, n)
+        SELECT p_tenant, dim, bucket, k1, k2, n FROM sums ORDER BY dim, bucket, k1, k2
+        ON CONFLICT (tenant_id, dim, bucket, k1, k2) DO UPDATE SET n = r.n + excluded.n
+        RETURNING r.tenant_id, r.dim, r.bucket, r.k1, r.k2, r.n
+    ), heavy AS (
+        INSERT INTO event_rollup_heavy AS h (tenant_id, dim, bucket, k1, k2, n)
+        SELECT c.tenant_id, c.dim, c.bucket, c.k1, c.k2, c.n
+          FROM counted c
+         WHERE auditline_is_heavy(c.dim, c.k1, c.k2, c.n)
+            OR EXISTS (SELECT FROM event_rollup_heavy x
+                        WHERE x.tenant_id = c.tenant_id AND x.dim = c.dim
+                          AND x.bucket = c.bucket AND x.k1 = c.k1 AND x.k2 = c.k2)
+        ON CONFLICT (tenant_id, dim, bucket, k1, k2) DO UPDATE SET n = excluded.n
+    )
+    SELECT count(*) INTO moved FROM taken;
+    RETURN moved;
 END;
 $$;
 
@@ -332,56 +362,38 @@ CREATE FUNCTION public.auditline_rollup_insert() RETURNS trigger
     SET search_path TO 'pg_catalog', 'public'
     AS $$
 BEGIN
-    WITH counts AS (
-        SELECT tenant_id,
-               CASE GROUPING(action, severity, rt, oc, us, ri)
-                    WHEN 63 THEN 'total' WHEN 31 THEN 'action' WHEN 47 THEN 'severity'
-                    WHEN 55 THEN 'resource_type' WHEN 59 THEN 'outcome' WHEN 61 THEN 'user'
-                    WHEN 54 THEN 'resource' END AS dim,
-               bucket,
-               coalesce(action, severity, rt, oc, us, '') AS k1,
-               coalesce(ri, '') AS k2,
-               count(*) AS n
-          FROM (SELECT tenant_id, date_trunc('hour', timestamp, 'UTC') AS bucket, action,
-                       severity::text AS severity, coalesce(resource_type, '') AS rt,
-                       coalesce(outcome, '') AS oc, coalesce(user_id, '') AS us,
-                       coalesce(resource_id, '') AS ri
-                  FROM new_events
-                 WHERE resource_type IS DISTINCT FROM 'audit_log') e
-         GROUP BY tenant_id, bucket,
-                  GROUPING SETS ((), (action), (severity), (rt), (oc), (us), (rt, ri))
-    ), counted AS (
-        INSERT INTO event_rollups AS r (tenant_id, dim, bucket, k1, k2, n)
-        SELECT tenant_id, dim, bucket, k1, k2, n FROM counts
-        ON CONFLICT (tenant_id, dim, bucket, k1, k2) DO UPDATE SET n = r.n + excluded.n
-        RETURNING r.tenant_id, r.dim, r.bucket, r.k1, r.k2, r.n
-    )
-    INSERT INTO event_rollup_heavy AS h (tenant_id, dim, bucket, k1, k2, n)
-    SELECT c.tenant_id, c.dim, c.bucket, c.k1, c.k2, c.n
-      FROM counted c
-     WHERE auditline_is_heavy(c.dim, c.k1, c.k2, c.n)
-    ON CONFLICT (tenant_id, dim, bucket, k1, k2) DO UPDATE SET n = excluded.n;
+    INSERT INTO event_rollup_deltas (tenant_id, dim, bucket, k1, k2, n)
+    SELECT tenant_id,
+           CASE GROUPING(action, severity, rt, oc, us, ri)
+                WHEN 63 THEN 'total' WHEN 31 THEN 'action' WHEN 47 THEN 'severity'
+                WHEN 55 THEN 'resource_type' WHEN 59 THEN 'outcome' WHEN 61 THEN 'user'
+                WHEN 54 THEN 'resource' END,
+           bucket,
+           coalesce(action, severity, rt, oc, us, ''),
+           coalesce(ri, ''),
+           count(*)
+      FROM (SELECT tenant_id, date_trunc('hour', timestamp, 'UTC') AS bucket, action,
+                   severity::text AS severity, coalesce(resource_type, '') AS rt,
+                   coalesce(outcome, '') AS oc, coalesce(user_id, '') AS us,
+                   coalesce(resource_id, '') AS ri
+              FROM new_events
+             WHERE resource_type IS DISTINCT FROM 'audit_log') e
+     GROUP BY tenant_id, bucket,
+              GROUPING SETS ((), (action), (severity), (rt), (oc), (us), (rt, ri));
     RETURN NULL;
 END;
 $$;
 
 
 --
--- Name: auditline_rollup_lock(); Type: FUNCTION; Schema: public; Owner: -
+-- Name: auditline_rollup_pending(); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.auditline_rollup_lock() RETURNS trigger
-    LANGUAGE plpgsql
+CREATE FUNCTION public.auditline_rollup_pending() RETURNS SETOF text
+    LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public'
     AS $$
-BEGIN
-    IF current_setting('auditline.rollup_lock', true) = 'off' THEN
-        RETURN NULL;
-    END IF;
-    PERFORM pg_advisory_xact_lock(1380928587, hashtext(tenant_id))  -- "ROLK"
-       FROM (SELECT DISTINCT tenant_id FROM changed_events ORDER BY 1) t;
-    RETURN NULL;
-END;
+    SELECT DISTINCT tenant_id FROM public.event_rollup_deltas
 $$;
 
 
@@ -595,6 +607,20 @@ ALTER TABLE ONLY public.event_ids FORCE ROW LEVEL SECURITY;
 
 
 --
+-- Name: event_rollup_deltas; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.event_rollup_deltas (
+    tenant_id text NOT NULL,
+    dim text NOT NULL,
+    bucket timestamp with time zone NOT NULL,
+    k1 text NOT NULL,
+    k2 text NOT NULL,
+    n bigint NOT NULL
+);
+
+
+--
 -- Name: event_rollup_heavy; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -625,6 +651,28 @@ CREATE TABLE public.event_rollups (
 );
 
 ALTER TABLE ONLY public.event_rollups FORCE ROW LEVEL SECURITY;
+
+
+--
+-- Name: event_rollup_rows; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.event_rollup_rows WITH (security_invoker='true') AS
+ SELECT event_rollups.tenant_id,
+    event_rollups.dim,
+    event_rollups.bucket,
+    event_rollups.k1,
+    event_rollups.k2,
+    event_rollups.n
+   FROM public.event_rollups
+UNION ALL
+ SELECT event_rollup_deltas.tenant_id,
+    event_rollup_deltas.dim,
+    event_rollup_deltas.bucket,
+    event_rollup_deltas.k1,
+    event_rollup_deltas.k2,
+    event_rollup_deltas.n
+   FROM public.event_rollup_deltas;
 
 
 --
@@ -1034,6 +1082,13 @@ ALTER TABLE ONLY public.tenants
 
 
 --
+-- Name: event_rollup_deltas_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX event_rollup_deltas_key ON public.event_rollup_deltas USING btree (tenant_id, dim, bucket, k1, k2);
+
+
+--
 -- Name: events_tenant_action_time; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1122,20 +1177,6 @@ CREATE INDEX removed_ranges_ids_pending ON public.removed_ranges USING btree (te
 --
 
 CREATE INDEX removed_ranges_search_pending ON public.removed_ranges USING btree (tenant_id, first_seq) WHERE (NOT search_propagated);
-
-
---
--- Name: events events_rollup_0lock_delete; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER events_rollup_0lock_delete AFTER DELETE ON public.events REFERENCING OLD TABLE AS changed_events FOR EACH STATEMENT EXECUTE FUNCTION public.auditline_rollup_lock();
-
-
---
--- Name: events events_rollup_0lock_insert; Type: TRIGGER; Schema: public; Owner: -
---
-
-CREATE TRIGGER events_rollup_0lock_insert AFTER INSERT ON public.events REFERENCING NEW TABLE AS changed_events FOR EACH STATEMENT EXECUTE FUNCTION public.auditline_rollup_lock();
 
 
 --
@@ -1256,6 +1297,12 @@ ALTER TABLE public.checkpoints ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.event_ids ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: event_rollup_deltas; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.event_rollup_deltas ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: event_rollup_heavy; Type: ROW SECURITY; Schema: public; Owner: -
 --
 
@@ -1323,6 +1370,13 @@ CREATE POLICY tenant_isolation ON public.checkpoints USING ((tenant_id = public.
 --
 
 CREATE POLICY tenant_isolation ON public.event_ids USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
+
+
+--
+-- Name: event_rollup_deltas tenant_isolation; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY tenant_isolation ON public.event_rollup_deltas USING ((tenant_id = public.auditline_current_tenant())) WITH CHECK ((tenant_id = public.auditline_current_tenant()));
 
 
 --
@@ -1500,6 +1554,13 @@ GRANT ALL ON FUNCTION public.auditline_rollup_delete() TO auditline_app;
 
 
 --
+-- Name: FUNCTION auditline_rollup_fold(p_tenant text); Type: ACL; Schema: public; Owner: -
+--
+
+GRANT ALL ON FUNCTION public.auditline_rollup_fold(p_tenant text) TO auditline_app;
+
+
+--
 -- Name: FUNCTION auditline_rollup_insert(); Type: ACL; Schema: public; Owner: -
 --
 
@@ -1507,10 +1568,10 @@ GRANT ALL ON FUNCTION public.auditline_rollup_insert() TO auditline_app;
 
 
 --
--- Name: FUNCTION auditline_rollup_lock(); Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION auditline_rollup_pending(); Type: ACL; Schema: public; Owner: -
 --
 
-GRANT ALL ON FUNCTION public.auditline_rollup_lock() TO auditline_app;
+GRANT ALL ON FUNCTION public.auditline_rollup_pending() TO auditline_app;
 
 
 --
@@ -2174,6 +2235,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.event_ids TO auditline_app;
 
 
 --
+-- Name: TABLE event_rollup_deltas; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.event_rollup_deltas TO auditline_app;
+
+
+--
 -- Name: TABLE event_rollup_heavy; Type: ACL; Schema: public; Owner: -
 --
 
@@ -2185,6 +2253,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.event_rollup_heavy TO auditlin
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.event_rollups TO auditline_app;
+
+
+--
+-- Name: TABLE event_rollup_rows; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.event_rollup_rows TO auditline_app;
 
 
 --

@@ -472,8 +472,9 @@ async def search_total(
 
     0. With nothing but a time range (no ``q``, no other filter, no role restriction,
        access records left out) and the snapshot's own head as watermark (a first page),
-       count exactly from the hourly rollups: whole hours from ``event_rollups``, the
-       partial hours at the edges from the events (:func:`rollup_total`), without limit.
+       count exactly from the hourly rollups: whole hours from ``event_rollup_rows``
+       (folded counts and unfolded deltas, migration 0021), the partial hours at the edges
+       from the events (:func:`rollup_total`), without limit.
     1. Otherwise count exactly, up to ``exact_total_limit`` and within ``total_budget_ms``: ``eq``.
     2. Past the limit, PostgreSQL's estimate when it is above the limit (``approx``),
        else the limit as a lower bound (``gte``): the count proved at least that many.
@@ -520,15 +521,16 @@ async def rollup_total(
     """The exact number of events in the query's time range (:func:`rollups_apply` must
     hold, and *watermark* be this snapshot's head: rollups count every committed event).
 
-    Whole UTC hours come from the rollups (one index-only range scan); the partial hours
-    at the edges, at most two, are counted from the events."""
+    Whole UTC hours come from the rollups (an index-only range scan of the folded counts,
+    plus the deltas not yet folded); the partial hours at the edges, at most two, are
+    counted from the events."""
     start, end = query.filters.start, query.filters.end
     h0 = None if start is None else _hour(start, up=True)
     h1 = None if end is None else _hour(end, up=False)
     if h0 is not None and h1 is not None and h0 >= h1:  # within one hour: events only
         return await count_matches(conn, tenant, query, watermark, limit=None)
     cur = await conn.execute(
-        """SELECT coalesce(sum(n), 0) AS n FROM event_rollups
+        """SELECT coalesce(sum(n), 0) AS n FROM event_rollup_rows
             WHERE tenant_id = %s AND dim = 'total'
               AND bucket >= coalesce(%s, '-infinity'::timestamptz)
               AND bucket < coalesce(%s, 'infinity'::timestamptz)""",

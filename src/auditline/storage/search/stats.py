@@ -184,11 +184,16 @@ class _Statement:
         if request.rollup:
             ctes.append(
                 sql.SQL(
+                    # An hour whose events were all removed but not yet folded still
+                    # has folded rows to probe: it stays, with no capacity left.
                     """hours AS MATERIALIZED (
-                         SELECT r.bucket, least(r.n, auditline_heavy_min() - 1) AS capacity
-                           FROM event_rollups r
+                         SELECT r.bucket,
+                                greatest(least(sum(r.n), auditline_heavy_min() - 1), 0)
+                                  AS capacity
+                           FROM event_rollup_rows r
                           WHERE r.tenant_id = {t}::text AND r.dim = 'total'
-                            AND r.bucket >= {lo} AND r.bucket < {hi} AND r.n > 0)"""
+                            AND r.bucket >= {lo} AND r.bucket < {hi}
+                          GROUP BY r.bucket HAVING bool_or(r.n <> 0))"""
                 ).format(t=self.t, lo=self.lo, hi=self.hi)
             )
         builders: dict[str, Callable[[], sql.Composable]] = {
@@ -228,14 +233,14 @@ class _Statement:
                  FROM ({lead}
                        UNION ALL
                        SELECT r.dim, r.k1, r.k2, CASE WHEN r.dim = 'total' THEN r.bucket END, r.n
-                         FROM event_rollups r
+                         FROM event_rollup_rows r
                         WHERE r.tenant_id = {t}::text AND r.dim = ANY({dims}) AND r.bucket = {h1}
                        UNION ALL
                        SELECT dim, k1, k2, bucket, -n FROM ({rest}) rest) x
                 GROUP BY dim, k1, k2, bucket HAVING sum(n) <> 0"""
         ).format(
             lead=events(within(r.start, r.h0)), t=c.param(r.tenant), h1=c.param(r.h1),
-            # Every dimension named, so the primary key is probed once per dimension.
+            # Every dimension named, so each key index is probed once per dimension.
             dims=sql.Literal(["total", *_DIMS, *_RANKED]),
             rest=events(within(r.end, r.h1 + timedelta(hours=1))),
         )  # fmt: skip
@@ -244,9 +249,10 @@ class _Statement:
         return await (await conn.execute(self.sql, self.c.params)).fetchall()
 
     def _source(self, *dims: str, keyed: str = "true") -> sql.Composable:
-        """Rows (dim, k1, k2, bucket, n) of *dims*: raw edges plus whole-hour rollups.
+        """Rows (dim, k1, k2, bucket, n) of *dims*: raw edges plus whole-hour rollups,
+        folded and not (several rows per key until folded: callers add them up).
 
-        Each rollup dimension is one range of the rollup table's primary key.
+        Each rollup dimension is one range of each rollup table's key index.
         """
         wanted = sql.Literal(list(dims))
         out = sql.SQL("SELECT dim, k1, k2, bucket, n FROM raw WHERE dim = ANY({d}) AND {k}").format(
@@ -255,7 +261,7 @@ class _Statement:
         if self.r.rollup:
             out = sql.SQL(
                 """{raw} UNION ALL
-                   SELECT r.dim, r.k1, r.k2, r.bucket, r.n FROM event_rollups r
+                   SELECT r.dim, r.k1, r.k2, r.bucket, r.n FROM event_rollup_rows r
                     WHERE r.tenant_id = {t}::text AND r.dim = ANY({d})
                       AND r.bucket >= {lo} AND r.bucket < {hi} AND {k}"""
             ).format(raw=out, t=self.t, d=wanted, lo=self.lo, hi=self.hi, k=sql.SQL(keyed))
@@ -299,18 +305,17 @@ class _Statement:
         """How many events of the range have no user (the ``''`` key): the one count the
         user top lists leave out, which facets rank with the others.
 
-        The whole hours are one primary-key probe each (the ``''`` row comes first in its
-        hour), not a scan of every user row of the range.
+        The whole hours are one probe of each rollup table's key each (the ``''`` row
+        comes first in its hour), not a scan of every user row of the range.
         """
         rows: sql.Composable = sql.SQL("SELECT n FROM raw WHERE dim = 'user' AND k1 = ''")
         if self.r.rollup:
             rows = sql.SQL(
                 """{edges} UNION ALL
                    SELECT r.n FROM hours h CROSS JOIN LATERAL (
-                          SELECT r.n FROM event_rollups r
+                          SELECT sum(r.n) AS n FROM event_rollup_rows r
                            WHERE r.tenant_id = {t}::text AND r.dim = 'user'
-                             AND r.bucket = h.bucket AND r.k1 = '' AND r.k2 = ''
-                           LIMIT 1) r"""
+                             AND r.bucket = h.bucket AND r.k1 = '' AND r.k2 = '') r"""
             ).format(edges=rows, t=self.t)
         return sql.SQL(
             """SELECT 'dim', 'user', '', '', NULL::timestamptz, sum(n)::bigint, NULL::bigint
@@ -320,10 +325,11 @@ class _Statement:
     def _candidates(self, dim: str) -> sql.Composable:
         """The best candidates of *dim*, counted exactly, and the bound every other key is under.
 
-        A candidate is a key with a heavy row in the range or events in the edges:
-        ``counted`` is exact for those hours, and each of its other whole hours adds at
-        most that hour's capacity. Candidates are ranked by the coarser upper bound
-        counted + min(all capacity, (heavy_min - 1) x hours not heavy); the best
+        A candidate is a key with a heavy row in the range, events in the edges or rollup
+        deltas not yet folded (migration 0021: the heavy rows and the threshold describe
+        folded counts): ``counted`` is exact for those hours and deltas, and each of its
+        other whole hours adds at most that hour's capacity. Candidates are ranked by the
+        coarser upper bound counted + min(all capacity, (heavy_min - 1) x hours not heavy); the best
         ``verify`` of them are counted exactly, one primary-key probe per light hour, but
         only when the ``top``-th of them could still beat everything below them.
         The ``bound`` row carries the best upper bound left: of the other candidates,
@@ -339,7 +345,13 @@ class _Statement:
                              WHERE tenant_id = {t}::text AND dim = {d}
                                AND bucket >= {lo} AND bucket < {hi}
                              GROUP BY k1, k2) h
-                      FULL JOIN (SELECT k1, k2, n FROM raw WHERE dim = {d} AND {k}) e
+                      FULL JOIN (SELECT k1, k2, sum(n) AS n
+                                   FROM (SELECT k1, k2, n FROM raw WHERE dim = {d} AND {k}
+                                         UNION ALL
+                                         SELECT k1, k2, n FROM event_rollup_deltas
+                                          WHERE tenant_id = {t}::text AND dim = {d}
+                                            AND bucket >= {lo} AND bucket < {hi} AND {k}) x
+                                  GROUP BY k1, k2) e
                      USING (k1, k2)),
                 cap AS (SELECT coalesce(sum(capacity), 0) AS total, count(*) AS hours FROM hours),
                 ranked AS MATERIALIZED (
@@ -361,7 +373,8 @@ class _Statement:
                     SELECT b.k1, b.k2, sum(r.n) AS n
                       FROM best b JOIN hours h ON h.bucket <> ALL (b.heavy)
                      CROSS JOIN LATERAL (
-                           -- One primary-key probe per light hour: the key is unique, and
+                           -- One primary-key probe per light hour of the folded rows (the
+                           -- key's deltas are in its count already): the key is unique, and
                            -- LIMIT keeps the planner from turning the probes into a scan
                            -- of the whole range (it cannot estimate how few they are).
                            SELECT r.n FROM event_rollups r
@@ -435,7 +448,7 @@ async def _rows(
     statement that reads it would otherwise be wasted."""
     if request.rollup and prune is None and ranked:
         cur = await conn.execute(
-            """SELECT coalesce(sum(n), 0) AS n FROM event_rollups
+            """SELECT coalesce(sum(n), 0) AS n FROM event_rollup_rows
                 WHERE tenant_id = %s AND dim = 'total' AND bucket >= %s AND bucket < %s""",
             (request.tenant, request.h0, request.h1),
         )
@@ -523,7 +536,7 @@ async def value_counts(
     start, end = query.filters.start, query.filters.end
     if start is None or end is None:
         cur = await conn.execute(
-            """SELECT min(bucket) AS first, max(bucket) AS last FROM event_rollups
+            """SELECT min(bucket) AS first, max(bucket) AS last FROM event_rollup_rows
                 WHERE tenant_id = %s AND dim = 'total'""",
             (tenant,),
         )
