@@ -870,8 +870,9 @@ def write(results: Path, docs: Path) -> None:
         lines += ["", *_mixed_section(mixed_runs)]
         if all("exports" in run for run in mixed_runs):
             lines += ["", *_admission_section(mixed_runs)]
-    mixed_ab_path = results / "mixed-ab.json"
-    if mixed_ab_path.exists():
+    # bench.mixed --base writes mixed-ab.json; an A/B kept for the report is renamed
+    # mixed-ab-<change>.json, so earlier changes' tables stay beside the latest one.
+    for mixed_ab_path in sorted(results.glob("mixed-ab*.json"), key=lambda p: p.name):
         lines += ["", *_mixed_ab_section(json.loads(mixed_ab_path.read_text()))]
     stack_path = results / "stack.json"
     if stack_path.exists():
