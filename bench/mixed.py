@@ -7,7 +7,8 @@ bench`` runs the same scenario within the ingest suite, after its other phases; 
 point is for checking it quickly, for comparing settings (``AUDITLINE_READS__*`` in the
 environment reaches the server), and, with ``--base REV [--head REV]``, for comparing two
 versions of the service in the same run: the sides alternate round by round, each on a
-fresh data dir, as ``bench.ab`` does (``bench/results/mixed-ab.json``).
+fresh data dir, as ``bench.ab`` does (``bench/results/mixed-ab.json``); with ``--vary
+NAME=A,B`` the two sides are one version with a setting at two values.
 """
 
 from __future__ import annotations
@@ -39,10 +40,18 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--base", help="git revision to compare with (an A/B)")
     parser.add_argument("--head", help="with --base: the other revision (default: working tree)")
+    parser.add_argument(
+        "--vary", metavar="NAME=BASE,HEAD",
+        help="an A/B of one setting instead of two revisions: the server's environment "
+        "variable NAME is BASE on one side and HEAD on the other (the working tree's code)",
+    )  # fmt: skip
     args = parser.parse_args()
     work = ROOT / "bench" / ".work-mixed"
     if args.base is not None:
         compare(args, work)
+        return
+    if args.vary is not None:
+        vary(args, work)
         return
     runs = [_run(work, args) for _ in range(args.runs)]
     if args.out:
@@ -84,6 +93,27 @@ def compare(args: argparse.Namespace, work: Path) -> None:
             values = [r[phase][field] for r in runs[side]]
             cells.append(f"{statistics.median(values):8.1f} ({min(values):.1f}-{max(values):.1f})")
         print(f"{phase} {field:<16} base {cells[0]:>26}   head {cells[1]:>26}")
+
+
+def vary(args: argparse.Namespace, work: Path) -> None:
+    """*args.runs* rounds of the working tree with one environment setting at each of two
+    values, alternating as :func:`compare` does (``bench/results/mixed-ab.json``)."""
+    name, _, values = args.vary.partition("=")
+    sides = dict(zip(("base", "head"), values.split(","), strict=True))
+    runs: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
+    try:
+        for round_, side in alternating(args.runs):
+            os.environ[name] = sides[side]  # reaches the server (bench.servers._service_env)
+            print(f"round {round_ + 1} {name}={sides[side]}", flush=True)
+            runs[side].append(_run(work, args))
+    finally:
+        os.environ.pop(name, None)
+    finished = datetime.now(UTC).isoformat(timespec="seconds")
+    result = {"base": f"{name}={sides['base']}", "head": f"{name}={sides['head']}",
+              "command": f"python -m bench.mixed --vary {args.vary} --runs {args.runs}",
+              "runs": runs, "finished_at": finished}  # fmt: skip
+    out = args.out or ROOT / "bench" / "results" / "mixed-ab.json"
+    out.write_text(json.dumps(result, indent=2))
 
 
 def summary_lines(run: dict[str, Any]) -> list[str]:

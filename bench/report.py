@@ -189,20 +189,36 @@ def _admission_rows(runs: list[dict[str, Any]], first: str) -> list[str]:
 def _mixed_ab_section(result: dict[str, Any]) -> list[str]:
     """The admission table for two revisions measured alternately in one run."""
     runs = result["runs"]
+    command = result.get("command") or (
+        f"python -m bench.mixed --base {result['base']} --head {result['head']} "
+        f"--runs {len(runs['base'])}"
+    )
+    label = "settings" if "command" in result else "revisions"
     return [
-        "### Before and after, same run (A/B)",
+        f"### Same run, alternating: `{_side(result, 'base')}` and `{_side(result, 'head')}`",
         "",
-        f"`python -m bench.mixed --base {result['base']} --head {result['head']} --runs "
-        f"{len(runs['base'])}`: the same scenario and targets as the table above, the two "
-        "revisions alternating round by round, each round on a fresh data dir (finished "
+        f"`{command}`: the same scenario and targets as the table above, the two "
+        f"{label} alternating round by round, each round on a fresh data dir (finished "
         f"{result['finished_at']}). Milliseconds, medians over the rounds (min-max).",
         "",
         "| version | load | ingest p99 | ingest errors | searches answered | answered p99 "
         "| searches refused | refusal p99 | exports done / refused |",
         "|---|---|---|---|---|---|---|---|---|",
-        *_admission_rows(runs["base"], f"before (`{result['base'][:7]}`)"),
-        *_admission_rows(runs["head"], f"after (`{result['head'][:7]}`)"),
+        *_admission_rows(runs["base"], _row_label(result, "base")),
+        *_admission_rows(runs["head"], _row_label(result, "head")),
     ]
+
+
+def _side(result: dict[str, Any], side: str) -> str:
+    """A side's name in an A/B table: a revision's short hash, or a setting as given."""
+    name: str = result[side]
+    return name if "command" in result else name[:7]
+
+
+def _row_label(result: dict[str, Any], side: str) -> str:
+    if "command" in result:  # two settings: neither is "before"
+        return f"`{_side(result, side)}`"
+    return f"{'before' if side == 'base' else 'after'} (`{_side(result, side)}`)"
 
 
 _KINDS = ("connections", "parallel query", "autovacuum", "background", "unattributed")
@@ -872,8 +888,9 @@ def write(results: Path, docs: Path) -> None:
             lines += ["", *_admission_section(mixed_runs)]
     # bench.mixed --base writes mixed-ab.json; an A/B kept for the report is renamed
     # mixed-ab-<change>.json, so earlier changes' tables stay beside the latest one.
-    for mixed_ab_path in sorted(results.glob("mixed-ab*.json"), key=lambda p: p.name):
-        lines += ["", *_mixed_ab_section(json.loads(mixed_ab_path.read_text()))]
+    mixed_abs = [json.loads(p.read_text()) for p in results.glob("mixed-ab*.json")]
+    for mixed_ab in sorted(mixed_abs, key=lambda r: str(r["finished_at"])):
+        lines += ["", *_mixed_ab_section(mixed_ab)]
     stack_path = results / "stack.json"
     if stack_path.exists():
         lines += ["", *_stack_section(json.loads(stack_path.read_text()))]

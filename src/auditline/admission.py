@@ -15,11 +15,43 @@ Writes are never admitted here: ingest has priority by construction, not by tuni
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from typing import TypeVar
 
 from auditline.config import ReadSettings
 from auditline.metrics import Metrics, ReadKind
+
+T = TypeVar("T")
+
+
+async def paced(
+    batches: AsyncIterator[T],
+    duty: float,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> AsyncIterator[T]:
+    """*batches*, with a pause before each after the first, so that a bulk read (an export)
+    works *duty* of the time: each pause is (1 - duty) / duty of the time the previous
+    batch took, from asking for it to asking for the next (its query, its encoding and its
+    sending). Slots bound how many exports run; this bounds how much of the machine each
+    takes, and it adapts: a batch slowed by a busy machine is followed by a longer pause.
+    A *duty* of 1 passes the batches through."""
+    async with aclosing(batches) as source:  # type: ignore[type-var]
+        if duty >= 1:
+            async for batch in source:
+                yield batch
+            return
+        while True:
+            started = clock()
+            try:
+                batch = await anext(source)
+            except StopAsyncIteration:
+                return
+            yield batch
+            await sleep((clock() - started) * (1 - duty) / duty)
 
 
 class Overloaded(Exception):

@@ -17,6 +17,7 @@ from auditline.domain.tenants import TenantId
 from auditline.indexing.rollups import RollupFolder
 from auditline.ingest.prepare import prepare_events
 from auditline.metrics import Metrics
+from auditline.storage import rollups as rollups_store
 from auditline.storage.database import Connection, open_pool, tenant_transaction
 from auditline.storage.events import insert_events
 from tests.conftest import TokenFactory, bearer
@@ -95,3 +96,23 @@ async def test_a_failed_fold_is_logged_and_retried_at_the_next_tick(
     assert all("folding rollup deltas failed" in r.getMessage() for r in caplog.records)
     failures = metrics.registry.get_sample_value("auditline_rollup_fold_failures_total")
     assert failures == len(caplog.records)
+
+
+async def test_a_tenant_whose_fold_fails_does_not_hold_back_the_others(
+    pool: AsyncConnectionPool[Connection], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await write(pool, ACME, 2)
+    await write(pool, GLOBEX, 3)
+    real_fold = rollups_store.fold
+
+    async def fold(conn: Connection, tenant: TenantId) -> int | None:
+        if tenant == ACME:
+            raise RuntimeError("acme's fold failed")
+        return await real_fold(conn, tenant)
+
+    monkeypatch.setattr(rollups_store, "fold", fold)  # acme sorts first: it fails first
+    with pytest.raises(RuntimeError, match="acme's fold failed"):
+        await RollupFolder(pool, interval=3600).fold_all()
+    left, folded = counts(database_url)
+    assert left > 0  # acme's deltas, still there
+    assert folded == {GLOBEX: 3}

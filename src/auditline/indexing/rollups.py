@@ -56,16 +56,23 @@ class RollupFolder:
 
     async def fold_all(self) -> int:
         """Fold every tenant's deltas now, one short transaction per tenant; the number of
-        deltas moved (tenants another process is folding are left to it)."""
+        deltas moved (tenants another process is folding are left to it). A tenant whose
+        fold fails does not hold back the others: the first failure is raised after them."""
         async with self._pool.connection() as conn:
             tenants = await store.pending_tenants(conn)
         moved = 0
+        failure: Exception | None = None
         for name in tenants:
             tenant = for_system(name, reason="folding the rollups' deltas of every tenant")
-            async with tenant_transaction(self._pool, tenant) as conn:
-                moved += await store.fold(conn, tenant) or 0
+            try:
+                async with tenant_transaction(self._pool, tenant) as conn:
+                    moved += await store.fold(conn, tenant) or 0
+            except Exception as exc:  # raised below, once the other tenants are folded
+                failure = failure or exc
         if self._metrics is not None:
             self._metrics.rollup_deltas_folded.inc(moved)
+        if failure is not None:
+            raise failure
         return moved
 
     async def _fold_forever(self) -> None:

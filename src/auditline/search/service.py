@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
+from auditline.admission import paced
 from auditline.config import SearchSettings
 from auditline.domain.access import ACCESS_RESOURCE, AccessLog, Actor
 from auditline.domain.events import StoredEvent
@@ -226,11 +227,12 @@ class SearchService:
         encoder = self.backend
         if isinstance(encoder, RoutedSearch):
             encoder = encoder.choose(query)
+        duty = self.settings.export_duty
         if isinstance(encoder, EncodingBackend) and attachments is None:
             lines = encoder.export_lines(tenant, query, fmt=fmt, order=order, batch_size=size)
-            return frame(lines, fmt, on_batch=on_batch)
+            return frame(paced(lines, duty), fmt, on_batch=on_batch)
         batches = self.backend.export(tenant, query, order=order, batch_size=size)
-        return encode(batches, fmt, on_batch=on_batch, attachments=attachments)
+        return encode(paced(batches, duty), fmt, on_batch=on_batch, attachments=attachments)
 
     async def count(self, tenant: TenantId, query: SearchQuery) -> int:
         """The exact number of matches (for progress bars; not recorded, reads no event)."""

@@ -281,10 +281,10 @@ $$;
 
 
 --
--- Name: auditline_rollup_delete(); Type: FUNCTION; Schema: public; Owner: -
+-- Name: auditline_rollup_deltas(); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.auditline_rollup_delete() RETURNS trigger
+CREATE FUNCTION public.auditline_rollup_deltas() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public'
     AS $$
@@ -298,12 +298,12 @@ BEGIN
            bucket,
            coalesce(action, severity, rt, oc, us, ''),
            coalesce(ri, ''),
-           -count(*)
+           CASE TG_OP WHEN 'DELETE' THEN -count(*) ELSE count(*) END
       FROM (SELECT tenant_id, date_trunc('hour', timestamp, 'UTC') AS bucket, action,
                    severity::text AS severity, coalesce(resource_type, '') AS rt,
                    coalesce(outcome, '') AS oc, coalesce(user_id, '') AS us,
                    coalesce(resource_id, '') AS ri
-              FROM old_events
+              FROM changed_events
              WHERE resource_type IS DISTINCT FROM 'audit_log') e
      GROUP BY tenant_id, bucket,
               GROUPING SETS ((), (action), (severity), (rt), (oc), (us), (rt, ri));
@@ -349,38 +349,6 @@ BEGIN
     )
     SELECT count(*) INTO moved FROM taken;
     RETURN moved;
-END;
-$$;
-
-
---
--- Name: auditline_rollup_insert(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.auditline_rollup_insert() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'public'
-    AS $$
-BEGIN
-    INSERT INTO event_rollup_deltas (tenant_id, dim, bucket, k1, k2, n)
-    SELECT tenant_id,
-           CASE GROUPING(action, severity, rt, oc, us, ri)
-                WHEN 63 THEN 'total' WHEN 31 THEN 'action' WHEN 47 THEN 'severity'
-                WHEN 55 THEN 'resource_type' WHEN 59 THEN 'outcome' WHEN 61 THEN 'user'
-                WHEN 54 THEN 'resource' END,
-           bucket,
-           coalesce(action, severity, rt, oc, us, ''),
-           coalesce(ri, ''),
-           count(*)
-      FROM (SELECT tenant_id, date_trunc('hour', timestamp, 'UTC') AS bucket, action,
-                   severity::text AS severity, coalesce(resource_type, '') AS rt,
-                   coalesce(outcome, '') AS oc, coalesce(user_id, '') AS us,
-                   coalesce(resource_id, '') AS ri
-              FROM new_events
-             WHERE resource_type IS DISTINCT FROM 'audit_log') e
-     GROUP BY tenant_id, bucket,
-              GROUPING SETS ((), (action), (severity), (rt), (oc), (us), (rt, ri));
-    RETURN NULL;
 END;
 $$;
 
@@ -1183,14 +1151,14 @@ CREATE INDEX removed_ranges_search_pending ON public.removed_ranges USING btree 
 -- Name: events events_rollup_delete; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER events_rollup_delete AFTER DELETE ON public.events REFERENCING OLD TABLE AS old_events FOR EACH STATEMENT EXECUTE FUNCTION public.auditline_rollup_delete();
+CREATE TRIGGER events_rollup_delete AFTER DELETE ON public.events REFERENCING OLD TABLE AS changed_events FOR EACH STATEMENT EXECUTE FUNCTION public.auditline_rollup_deltas();
 
 
 --
 -- Name: events events_rollup_insert; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER events_rollup_insert AFTER INSERT ON public.events REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION public.auditline_rollup_insert();
+CREATE TRIGGER events_rollup_insert AFTER INSERT ON public.events REFERENCING NEW TABLE AS changed_events FOR EACH STATEMENT EXECUTE FUNCTION public.auditline_rollup_deltas();
 
 
 --
@@ -1547,10 +1515,10 @@ GRANT ALL ON FUNCTION public.auditline_lock_event_partition(month_start timestam
 
 
 --
--- Name: FUNCTION auditline_rollup_delete(); Type: ACL; Schema: public; Owner: -
+-- Name: FUNCTION auditline_rollup_deltas(); Type: ACL; Schema: public; Owner: -
 --
 
-GRANT ALL ON FUNCTION public.auditline_rollup_delete() TO auditline_app;
+GRANT ALL ON FUNCTION public.auditline_rollup_deltas() TO auditline_app;
 
 
 --
@@ -1558,13 +1526,6 @@ GRANT ALL ON FUNCTION public.auditline_rollup_delete() TO auditline_app;
 --
 
 GRANT ALL ON FUNCTION public.auditline_rollup_fold(p_tenant text) TO auditline_app;
-
-
---
--- Name: FUNCTION auditline_rollup_insert(); Type: ACL; Schema: public; Owner: -
---
-
-GRANT ALL ON FUNCTION public.auditline_rollup_insert() TO auditline_app;
 
 
 --

@@ -11,11 +11,12 @@
 -- with the rollup triggers disabled the same held snapshot changed nothing (19-29 ms).
 --
 -- Now the triggers only INSERT their counts (positive for inserted events, negative for
--- deleted ones) into event_rollup_deltas, which no statement updates. auditline_rollup_fold
--- moves a tenant's deltas into event_rollups and event_rollup_heavy (the same upserts the
--- triggers made, now one per key per fold instead of one per key per commit); the service
--- runs it every ingest.rollup_fold_seconds (indexing/rollups.py). Readers add both tables up
--- (event_rollup_rows), so every count stays exact in any snapshot, folded or not.
+-- deleted ones) into event_rollup_deltas (auditline_rollup_deltas), which no statement
+-- updates. auditline_rollup_fold moves a tenant's deltas into event_rollups and
+-- event_rollup_heavy (the same upserts the triggers made, now one per key per fold instead
+-- of one per key per commit); the service runs it every ingest.rollup_fold_seconds
+-- (indexing/rollups.py). Readers add both tables up (event_rollup_rows), so every count
+-- stays exact in any snapshot, folded or not.
 --
 -- The heavy hitters' invariant (0004) now holds for the folded rows: a folded user or
 -- resource row with n >= auditline_heavy_min() has a heavy row with the same n. Readers
@@ -51,7 +52,9 @@ CREATE VIEW event_rollup_rows WITH (security_invoker = true) AS
     UNION ALL
     SELECT tenant_id, dim, bucket, k1, k2, n FROM event_rollup_deltas;
 
-CREATE OR REPLACE FUNCTION auditline_rollup_insert() RETURNS trigger
+-- One function for both triggers: each names its transition table changed_events (as the
+-- lock triggers of 0007 did), and a delete counts negatively.
+CREATE FUNCTION auditline_rollup_deltas() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
 BEGIN
     INSERT INTO event_rollup_deltas (tenant_id, dim, bucket, k1, k2, n)
@@ -63,12 +66,12 @@ BEGIN
            bucket,
            coalesce(action, severity, rt, oc, us, ''),
            coalesce(ri, ''),
-           count(*)
+           CASE TG_OP WHEN 'DELETE' THEN -count(*) ELSE count(*) END
       FROM (SELECT tenant_id, date_trunc('hour', timestamp, 'UTC') AS bucket, action,
                    severity::text AS severity, coalesce(resource_type, '') AS rt,
                    coalesce(outcome, '') AS oc, coalesce(user_id, '') AS us,
                    coalesce(resource_id, '') AS ri
-              FROM new_events
+              FROM changed_events
              WHERE resource_type IS DISTINCT FROM 'audit_log') e
      GROUP BY tenant_id, bucket,
               GROUPING SETS ((), (action), (severity), (rt), (oc), (us), (rt, ri));
@@ -76,30 +79,16 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION auditline_rollup_delete() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
-BEGIN
-    INSERT INTO event_rollup_deltas (tenant_id, dim, bucket, k1, k2, n)
-    SELECT tenant_id,
-           CASE GROUPING(action, severity, rt, oc, us, ri)
-                WHEN 63 THEN 'total' WHEN 31 THEN 'action' WHEN 47 THEN 'severity'
-                WHEN 55 THEN 'resource_type' WHEN 59 THEN 'outcome' WHEN 61 THEN 'user'
-                WHEN 54 THEN 'resource' END,
-           bucket,
-           coalesce(action, severity, rt, oc, us, ''),
-           coalesce(ri, ''),
-           -count(*)
-      FROM (SELECT tenant_id, date_trunc('hour', timestamp, 'UTC') AS bucket, action,
-                   severity::text AS severity, coalesce(resource_type, '') AS rt,
-                   coalesce(outcome, '') AS oc, coalesce(user_id, '') AS us,
-                   coalesce(resource_id, '') AS ri
-              FROM old_events
-             WHERE resource_type IS DISTINCT FROM 'audit_log') e
-     GROUP BY tenant_id, bucket,
-              GROUPING SETS ((), (action), (severity), (rt), (oc), (us), (rt, ri));
-    RETURN NULL;
-END;
-$$;
+DROP TRIGGER events_rollup_insert ON events;
+DROP TRIGGER events_rollup_delete ON events;
+CREATE TRIGGER events_rollup_insert AFTER INSERT ON events
+    REFERENCING NEW TABLE AS changed_events
+    FOR EACH STATEMENT EXECUTE FUNCTION auditline_rollup_deltas();
+CREATE TRIGGER events_rollup_delete AFTER DELETE ON events
+    REFERENCING OLD TABLE AS changed_events
+    FOR EACH STATEMENT EXECUTE FUNCTION auditline_rollup_deltas();
+DROP FUNCTION auditline_rollup_insert();
+DROP FUNCTION auditline_rollup_delete();
 
 DROP TRIGGER events_rollup_0lock_insert ON events;
 DROP TRIGGER events_rollup_0lock_delete ON events;
