@@ -9,6 +9,10 @@ connection pool, separate from the write pool), and of those at most
 at most ``reads.queue_seconds``; then it is refused (:class:`Overloaded`, answered 503 with
 ``Retry-After``) before it has done anything: no access record, no query.
 
+Slots bound how many reads run, not how much of the machine each takes; an export, a bulk
+transfer, takes whatever CPU is left. So exports are also paced (:func:`paced`,
+``search.export_duty``): they work a share of the time and leave the rest to ingest.
+
 Writes are never admitted here: ingest has priority by construction, not by tuning.
 """
 
