@@ -458,10 +458,7 @@ def window(side: Side, server: Process, bodies: Path, seconds: int) -> dict[str,
         result: openloop.OpenLoopResult = asyncio.run(_ingest_load(server, bodies, token, seconds))
     metrics1 = _metrics(server)
     # each answered request into the second (of the sampler) in which it was due
-    offset = result.started - sampler.t0
-    per: dict[int, list[float]] = {}
-    for due, ms in zip(result.due_s, result.latencies_ms, strict=True):
-        per.setdefault(int(due + offset), []).append(ms)
+    per = result.by_due(1.0, offset=result.started - sampler.t0)
     rows = []
     for s in sampler.seconds:
         lat = per.get(s["second"], [])

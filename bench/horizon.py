@@ -74,11 +74,8 @@ def _window(
     result = asyncio.run(
         openloop.run("127.0.0.1", port, "/api/v1/logs", bodies, token, rate=rate, seconds=seconds)
     )
-    slices = [
-        [ms for ms, due in zip(result.latencies_ms, result.due_s, strict=True)
-         if start <= due < start + slice_s]
-        for start in range(0, seconds, slice_s)
-    ]  # fmt: skip
+    windows = result.by_due(slice_s)
+    slices = [windows.get(i, []) for i in range(-(-seconds // slice_s))]
     return {
         "achieved_rps": result.achieved_rps,
         "errors": result.errors,
@@ -128,7 +125,6 @@ def run(work: Path, *, rounds: int, seconds: int, rate: float, slice_s: int) -> 
     return {
         "rate": rate, "seconds": seconds, "slice_seconds": slice_s, "rounds": rounds,
         "workers": 2, "windows": windows,
-        "median_p99_ms": {c: statistics.median(w["p99_ms"] for w in windows[c]) for c in windows},
         "environment": environment(),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
@@ -150,7 +146,7 @@ def main() -> None:
     measure = partial(run, work, rounds=args.rounds, seconds=args.seconds, rate=args.rate,
                       slice_s=args.slice_s)  # fmt: skip
     if args.base is None:
-        args.out.write_text(json.dumps(measure(), indent=2) + "\n")
+        _write(args.out, measure())
         return
     sides: dict[str, dict[str, Any]] = {}
     revisions = {"base": args.base, "head": args.head or "working tree"}
@@ -165,9 +161,13 @@ def main() -> None:
             else:
                 sides[side] = result | {"label": f"{side}: {revisions[side]}"}
     for side, result in sides.items():
-        result["median_p99_ms"] = {c: statistics.median(w["p99_ms"] for w in ws)
-                                   for c, ws in result["windows"].items()}  # fmt: skip
-        (RESULTS / f"horizon-{side}.json").write_text(json.dumps(result, indent=2) + "\n")
+        _write(RESULTS / f"horizon-{side}.json", result)
+
+
+def _write(path: Path, result: dict[str, Any]) -> None:
+    """*result* with each condition's median p99, over every window it ran."""
+    medians = {c: statistics.median(w["p99_ms"] for w in ws) for c, ws in result["windows"].items()}
+    path.write_text(json.dumps(result | {"median_p99_ms": medians}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -75,14 +75,48 @@ def _run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def compare(args: argparse.Namespace, work: Path) -> None:
     """*args.runs* rounds of both revisions, alternating, and the medians side by side."""
-    runs: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
     with checkouts(work.parent / ".work-mixed-trees", args.base, args.head) as sources:
+        # each side's server runs its revision's code
+        runs = _alternate(
+            args, work, {side: {"PYTHONPATH": str(src)} for side, src in sources.items()}
+        )
+    _report(args, {"base": args.base, "head": args.head or "working tree", "runs": runs})
+
+
+def vary(args: argparse.Namespace, work: Path) -> None:
+    """*args.runs* rounds of the working tree with one environment setting at each of two
+    values, alternating as :func:`compare` does (``bench/results/mixed-ab.json``)."""
+    name, _, values = args.vary.partition("=")
+    sides = dict(zip(("base", "head"), values.split(","), strict=True))
+    runs = _alternate(args, work, {side: {name: value} for side, value in sides.items()})
+    _report(args, {"base": f"{name}={sides['base']}", "head": f"{name}={sides['head']}",
+                   "command": f"python -m bench.mixed --vary {args.vary} --runs {args.runs}",
+                   "runs": runs})  # fmt: skip
+
+
+def _alternate(
+    args: argparse.Namespace, work: Path, environments: dict[str, dict[str, str]]
+) -> dict[str, list[dict[str, Any]]]:
+    """*args.runs* rounds per side, alternating, each side's server started with its
+    environment variables (they reach it: ``bench.servers._service_env``)."""
+    runs: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
+    try:
         for round_, side in alternating(args.runs):
-            os.environ["PYTHONPATH"] = str(sources[side])  # the server's code
-            print(f"round {round_ + 1} {side}", flush=True)
+            os.environ.update(environments[side])
+            shown = " ".join(f"{k}={v}" for k, v in environments[side].items())
+            print(f"round {round_ + 1} {side} ({shown})", flush=True)
             runs[side].append(_run(work, args))
-    result = {"base": args.base, "head": args.head or "working tree", "runs": runs,
-              "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+    finally:
+        for name in environments["base"]:
+            os.environ.pop(name, None)
+    return runs
+
+
+def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """Write the A/B (``bench/results/mixed-ab.json`` unless ``--out``), and print the
+    medians side by side."""
+    runs = result["runs"]
+    result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     out = args.out or ROOT / "bench" / "results" / "mixed-ab.json"
     out.write_text(json.dumps(result, indent=2))
     shown = [("ingest_alone", "p99_ms"), ("ingest_mixed", "p99_ms"),
@@ -93,27 +127,6 @@ def compare(args: argparse.Namespace, work: Path) -> None:
             values = [r[phase][field] for r in runs[side]]
             cells.append(f"{statistics.median(values):8.1f} ({min(values):.1f}-{max(values):.1f})")
         print(f"{phase} {field:<16} base {cells[0]:>26}   head {cells[1]:>26}")
-
-
-def vary(args: argparse.Namespace, work: Path) -> None:
-    """*args.runs* rounds of the working tree with one environment setting at each of two
-    values, alternating as :func:`compare` does (``bench/results/mixed-ab.json``)."""
-    name, _, values = args.vary.partition("=")
-    sides = dict(zip(("base", "head"), values.split(","), strict=True))
-    runs: dict[str, list[dict[str, Any]]] = {"base": [], "head": []}
-    try:
-        for round_, side in alternating(args.runs):
-            os.environ[name] = sides[side]  # reaches the server (bench.servers._service_env)
-            print(f"round {round_ + 1} {name}={sides[side]}", flush=True)
-            runs[side].append(_run(work, args))
-    finally:
-        os.environ.pop(name, None)
-    finished = datetime.now(UTC).isoformat(timespec="seconds")
-    result = {"base": f"{name}={sides['base']}", "head": f"{name}={sides['head']}",
-              "command": f"python -m bench.mixed --vary {args.vary} --runs {args.runs}",
-              "runs": runs, "finished_at": finished}  # fmt: skip
-    out = args.out or ROOT / "bench" / "results" / "mixed-ab.json"
-    out.write_text(json.dumps(result, indent=2))
 
 
 def summary_lines(run: dict[str, Any]) -> list[str]:

@@ -29,6 +29,14 @@ class OpenLoopResult:
     def percentile(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
 
+    def by_due(self, width: float, offset: float = 0.0) -> dict[int, list[float]]:
+        """Latencies grouped by the window of *width* seconds their request was due in,
+        counted from ``started`` less *offset* (window i holds i * width <= due < ...)."""
+        windows: dict[int, list[float]] = {}
+        for due, ms in zip(self.due_s, self.latencies_ms, strict=True):
+            windows.setdefault(int((due + offset) // width), []).append(ms)
+        return windows
+
     def split(self, refused: int = 503) -> tuple[list[float], list[float]]:
         """Latencies of the requests answered (2xx) and of those refused with *refused*."""
         answered = [ms for ms, s in zip(self.latencies_ms, self.statuses, strict=True) if s < 300]

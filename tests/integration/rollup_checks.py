@@ -15,8 +15,7 @@ def fold_all(conn: psycopg.Connection[Any]) -> int:
     for _ in range(100):
         with conn.transaction():
             rows = conn.execute(
-                """SELECT auditline_rollup_fold(t)
-                     FROM (SELECT DISTINCT tenant_id AS t FROM event_rollup_deltas) d"""
+                "SELECT auditline_rollup_fold(t) FROM auditline_rollup_pending() AS t"
             ).fetchall()
         moved += sum(r[0] for r in rows if r[0] > 0)
         if all(r[0] >= 0 for r in rows):

@@ -21,6 +21,6 @@ async def fold(conn: Connection, tenant: TenantId) -> int | None:
     """Fold *tenant*'s deltas in the caller's transaction, bound to *tenant*: how many were
     moved, or None when another transaction is folding this tenant (nothing was done)."""
     cur = await conn.execute("SELECT auditline_rollup_fold(%s) AS moved", (tenant,))
-    row = await cur.fetchone()
-    moved = None if row is None else int(row["moved"])
-    return None if moved is None or moved < 0 else moved
+    row = await cur.fetchone()  # always one: the function's result
+    moved = int(row["moved"]) if row is not None else -1
+    return moved if moved >= 0 else None
