@@ -38,24 +38,32 @@ async def paced(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncIterator[T]:
     """*batches*, with a pause before each after the first, so that a bulk read (an export)
-    works *duty* of the time: each pause is (1 - duty) / duty of the time the previous
-    batch took, from asking for it to asking for the next (its query, its encoding and its
-    sending). Slots bound how many exports run; this bounds how much of the machine each
-    takes, and it adapts: a batch slowed by a busy machine is followed by a longer pause.
-    A *duty* of 1 passes the batches through."""
+    works *duty* of the time: each pause is (1 - duty) / duty of the time the batch before
+    took (its query, and its encoding and sending by the consumer). Slots bound how many
+    exports run; this bounds how much of the machine each takes, and it adapts: a batch
+    slowed by a busy machine is followed by a longer pause.
+
+    The next batch is asked for before the pause, so no pause follows the last one: an
+    export ends (and records its completion) as soon as its last batch is sent. A *duty*
+    of 1 passes the batches through."""
     async with aclosing(batches) as source:  # type: ignore[type-var]
         if duty >= 1:
             async for batch in source:
                 yield batch
             return
+        pause = 0.0
         while True:
-            started = clock()
+            asked = clock()
             try:
                 batch = await anext(source)
             except StopAsyncIteration:
                 return
+            queried = clock() - asked
+            if pause:
+                await sleep(pause)
+            handed = clock()
             yield batch
-            await sleep((clock() - started) * (1 - duty) / duty)
+            pause = (queried + clock() - handed) * (1 - duty) / duty
 
 
 class Overloaded(Exception):

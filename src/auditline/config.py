@@ -304,8 +304,8 @@ class SearchSettings(BaseModel):
     )
     export_duty: float = Field(
         default=0.5, gt=0, le=1,
-        description="share of the time an export works: after each batch it pauses "
-        "t * (1 - duty) / duty, t being the time that batch took (1: no pause)",
+        description="share of the time an export works: between two batches it pauses "
+        "t * (1 - duty) / duty, t being the time the first of them took (1: no pause)",
     )  # fmt: skip
     stats_top: int = Field(default=10, ge=1, le=100, description="top users and resources")
     stats_max_buckets: int = Field(default=2000, ge=1, description="timeline buckets at most")

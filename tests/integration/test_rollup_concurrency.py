@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import pytest
+from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
 from auditline.config import IngestSettings
 from auditline.domain.events import Event, EventDraft
 from auditline.domain.tenants import TenantId
 from auditline.ingest.prepare import prepare_events
+from auditline.storage import retention
 from auditline.storage import rollups as store
 from auditline.storage.database import Connection, set_tenant
 from auditline.storage.events import insert_events
@@ -87,3 +90,30 @@ async def test_a_tenant_being_folded_is_skipped_by_a_second_fold(
             await set_tenant(second, ACME)
             assert await store.fold(second, ACME) == 0  # the first moved them all
             assert await rollup_total(second, "event_rollups") == 20
+
+
+async def test_forgetting_a_month_waits_for_a_fold_in_flight(
+    pool: AsyncConnectionPool[Connection],
+) -> None:
+    """Retention's ``forget_rollups`` and the fold take the same tenant lock (its key is
+    written in both, Python and migration 0021): a fold in flight could otherwise write a
+    dropped month's counts back after they were forgotten."""
+    async with pool.connection() as conn, conn.transaction():
+        await set_tenant(conn, ACME)
+        await insert_events(conn, ACME, events(10))
+        assert await store.fold(conn, ACME)  # folded: the fold below locks no row
+    month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month_end = (month + timedelta(days=32)).replace(day=1)
+    async with pool.connection() as folding, pool.connection() as forgetting:
+        async with folding.transaction():
+            await set_tenant(folding, ACME)
+            assert await store.fold(folding, ACME) == 0  # holds the tenant's lock
+            async with forgetting.transaction():
+                await set_tenant(forgetting, ACME)
+                await forgetting.execute("SET LOCAL lock_timeout = '200ms'")
+                with pytest.raises(errors.LockNotAvailable):
+                    await retention.forget_rollups(forgetting, ACME, month, month_end)
+        async with forgetting.transaction():  # once the fold committed, it goes through
+            await set_tenant(forgetting, ACME)
+            await retention.forget_rollups(forgetting, ACME, month, month_end)
+            assert await rollup_total(forgetting) == 0

@@ -49,10 +49,21 @@ async def test_each_pause_is_in_proportion_to_the_batch_before_it() -> None:
         got.append(batch)
         clock.now += encoded[batch]
     assert got == [0, 1, 2]
-    # query + encoding of each batch, times (1 - 0.25) / 0.25
-    assert clock.sleeps == pytest.approx([(0.5 + 0.1) * 3, (0.25 + 0.2) * 3, (1.0 + 0.0) * 3])
-    # so the export worked a quarter of its time
-    assert sum(clock.sleeps) == pytest.approx(3 * (clock.now - sum(clock.sleeps)))
+    # query + encoding of each batch but the last, times (1 - 0.25) / 0.25
+    assert clock.sleeps == pytest.approx([(0.5 + 0.1) * 3, (0.25 + 0.2) * 3])
+    # so the export worked a quarter of its time up to its last batch
+    assert sum(clock.sleeps) == pytest.approx(3 * (0.5 + 0.1 + 0.25 + 0.2))
+    assert closed == [True]
+
+
+async def test_no_pause_follows_the_last_batch() -> None:
+    """An export ends, and records its completion, as soon as its last batch is sent."""
+    clock, closed = Clock(), []
+    got = [b async for b in paced(source(clock, [0.4], closed), 0.5,
+                                  clock=clock, sleep=clock.sleep)]  # fmt: skip
+    assert got == [0]
+    assert clock.sleeps == []
+    assert clock.now == pytest.approx(0.4)
     assert closed == [True]
 
 

@@ -50,7 +50,7 @@ _RECORDS: Final = """jsonb_agg(after) FILTER (WHERE resource_type = 'audit_log'
 
 
 _REMOVAL_LOCK: Final = 1380800076  # "RMVL"; two-int keys, as the rollup lock's
-ROLLUP_LOCK: Final = 1380928587  # "ROLK", a tenant's rollup fold (migrations 0007, 0021)
+ROLLUP_LOCK: Final = 1380928587  # "ROLK", the fold's (0021); a test checks they agree
 
 
 async def lock_tenant(conn: Connection, tenant: TenantId) -> bool | None:
