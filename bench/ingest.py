@@ -287,19 +287,23 @@ async def _export_load(
             "mib": received / 2**20}  # fmt: skip
 
 
-def _ingest_load(server: Process, bodies: Path, token: str, seconds: int) -> Any:
-    """Single events offered at 1,000/s (open loop) for *seconds* (a coroutine)."""
+def _ingest_load(
+    server: Process, bodies: Path, token: str, seconds: int, *, load: float = 1.0
+) -> Any:
+    """Single events offered at 1,000/s times *load* (open loop) for *seconds* (a coroutine)."""
     return openloop.run(
         "127.0.0.1", server.port, "/api/v1/logs", bodies.read_bytes().splitlines(), token,
-        rate=1000, seconds=seconds, connections=64,
+        rate=round(1000 * load), seconds=seconds, connections=64,
     )  # fmt: skip
 
 
-def _search_load(server: Process, paths: Path, token: str, seconds: int) -> Any:
-    """Auditor searches offered at 50/s (open loop) for *seconds* (a coroutine)."""
+def _search_load(
+    server: Process, paths: Path, token: str, seconds: int, *, load: float = 1.0
+) -> Any:
+    """Auditor searches offered at 50/s times *load* (open loop) for *seconds* (a coroutine)."""
     return openloop.run(
         "127.0.0.1", server.port, "", paths.read_bytes().splitlines(), token,
-        rate=50, seconds=seconds, connections=16, method="GET",
+        rate=round(50 * load), seconds=seconds, connections=16, method="GET",
     )  # fmt: skip
 
 
@@ -324,27 +328,35 @@ def with_cores(
 
 
 def mixed(
-    server: Process, data_dir: Path, *, bodies: Path, paths: Path, seconds: int
+    server: Process,
+    data_dir: Path,
+    *,
+    bodies: Path,
+    paths: Path,
+    seconds: int,
+    load: float = 1.0,
 ) -> dict[str, Any]:
     """Searches at 50/s alone, then together with 1,000 single events/s (both open loop,
-    from one generator), with the cores each side used. The ingest side alone is the
-    fixed-rate scenario run just before."""
+    from one generator, both rates times *load*), with the cores each side used. The
+    ingest side alone is the fixed-rate scenario run just before."""
     auditor = token_for(data_dir, "auditor", SEARCH_TENANT)
     writer = token_for(data_dir, "user", TENANT)
-    alone, alone_cores = with_cores(server, data_dir, _search_load(server, paths, auditor, seconds))
+    alone, alone_cores = with_cores(
+        server, data_dir, _search_load(server, paths, auditor, seconds, load=load)
+    )
 
     async def both() -> list[openloop.OpenLoopResult]:
         return list(await asyncio.gather(
-            _search_load(server, paths, auditor, seconds),
-            _ingest_load(server, bodies, writer, seconds),
+            _search_load(server, paths, auditor, seconds, load=load),
+            _ingest_load(server, bodies, writer, seconds, load=load),
         ))  # fmt: skip
 
     (searches, ingest), mixed_cores = with_cores(server, data_dir, both())
 
     async def with_exports() -> tuple[Any, ...]:
         return tuple(await asyncio.gather(
-            _search_load(server, paths, auditor, seconds),
-            _ingest_load(server, bodies, writer, seconds),
+            _search_load(server, paths, auditor, seconds, load=load),
+            _ingest_load(server, bodies, writer, seconds, load=load),
             _export_load(server, auditor, seconds),
         ))  # fmt: skip
 
@@ -361,11 +373,14 @@ def mixed(
     }  # fmt: skip
 
 
-def run_mixed(work: Path, *, workers: int, seconds: int, batches: int) -> dict[str, Any]:
+def run_mixed(
+    work: Path, *, workers: int, seconds: int, batches: int, load: float = 1.0
+) -> dict[str, Any]:
     """The mixed scenario alone, on a fresh data dir (``python -m bench.mixed``): the
     search tenant seeded with *batches* x 1,000 events, then ingest alone, then
-    :func:`mixed`. For checking it at small scale; ``make bench`` runs it inside
-    :func:`run_ingest`."""
+    :func:`mixed`, every offered rate times *load*. For checking it at small scale, and
+    for finding the load this machine carries within the targets; ``make bench`` runs it
+    at full load inside :func:`run_ingest`."""
     data_dir, log = work / "mixed-data", work / "mixed.log"
     bodies = write_bodies(work / "single.ndjson", count=5000, events_per_body=1, seed=1)
     bulk = write_bodies(work / "bulk.ndjson", count=min(batches, 20), events_per_body=1000,
@@ -377,9 +392,12 @@ def run_mixed(work: Path, *, workers: int, seconds: int, batches: int) -> dict[s
         seed_search_tenant(server, data_dir, bulk, batches=batches)
         settle(EmbeddedPostgres(data_dir).url())
         token = token_for(data_dir, "user", TENANT)
-        alone, cores = with_cores(server, data_dir, _ingest_load(server, bodies, token, seconds))
-        return {"workers": workers, "ingest_alone": _summary(alone) | {"cores": cores}} | mixed(
-            server, data_dir, bodies=bodies, paths=paths, seconds=seconds
+        alone, cores = with_cores(
+            server, data_dir, _ingest_load(server, bodies, token, seconds, load=load)
+        )
+        alone_summary = _summary(alone) | {"cores": cores}
+        return {"workers": workers, "load": load, "ingest_alone": alone_summary} | mixed(
+            server, data_dir, bodies=bodies, paths=paths, seconds=seconds, load=load
         )
     finally:
         server.stop()

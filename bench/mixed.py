@@ -8,7 +8,10 @@ point is for checking it quickly, for comparing settings (``AUDITLINE_READS__*``
 environment reaches the server), and, with ``--base REV [--head REV]``, for comparing two
 versions of the service in the same run: the sides alternate round by round, each on a
 fresh data dir, as ``bench.ab`` does (``bench/results/mixed-ab.json``); with ``--vary
-NAME=A,B`` the two sides are one version with a setting at two values.
+NAME=A,B`` the two sides are one version with a setting at two values. With ``--loads
+0.5,0.75,1`` every offered rate is scaled (the exports stay at 20 clients), the loads taking
+turns round by round (``bench/results/mixed-loads.json``): the load this machine carries
+within the targets, where the full load does not always.
 """
 
 from __future__ import annotations
@@ -45,8 +48,15 @@ def main() -> None:
         help="an A/B of one setting instead of two revisions: the server's environment "
         "variable NAME is BASE on one side and HEAD on the other (the working tree's code)",
     )  # fmt: skip
+    parser.add_argument(
+        "--loads", metavar="L1,L2,...",
+        help="a sweep instead: the offered rates times each of these, taking turns by round",
+    )  # fmt: skip
     args = parser.parse_args()
     work = ROOT / "bench" / ".work-mixed"
+    if args.loads is not None:
+        sweep(args, work, [float(load) for load in args.loads.split(",")])
+        return
     if args.base is not None:
         compare(args, work)
         return
@@ -59,13 +69,13 @@ def main() -> None:
         args.out.write_text(json.dumps({"runs": runs, "finished_at": finished}, indent=2))
 
 
-def _run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def _run(work: Path, args: argparse.Namespace, load: float = 1.0) -> dict[str, Any]:
     """One run on a fresh data dir, its summary printed."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
         result = run_mixed(work, workers=args.workers, seconds=args.seconds,
-                           batches=args.batches)  # fmt: skip
+                           batches=args.batches, load=load)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for line in summary_lines(result):
@@ -92,6 +102,26 @@ def vary(args: argparse.Namespace, work: Path) -> None:
     _report(args, {"base": f"{name}={sides['base']}", "head": f"{name}={sides['head']}",
                    "command": f"python -m bench.mixed --vary {args.vary} --runs {args.runs}",
                    "runs": runs})  # fmt: skip
+
+
+def sweep(args: argparse.Namespace, work: Path, loads: list[float]) -> None:
+    """*args.runs* rounds of each load; each round takes the loads in turn, starting one
+    further along than the round before, so no load always runs first."""
+    runs: dict[str, list[dict[str, Any]]] = {str(load): [] for load in loads}
+    for round_ in range(args.runs):
+        for load in loads[round_ % len(loads) :] + loads[: round_ % len(loads)]:
+            print(f"round {round_ + 1} load {load}", flush=True)
+            runs[str(load)].append(_run(work, args, load))
+    out = args.out or ROOT / "bench" / "results" / "mixed-loads.json"
+    out.write_text(json.dumps({
+        "command": f"python -m bench.mixed --loads {args.loads} --runs {args.runs}",
+        "loads": loads, "runs": runs,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }, indent=2))  # fmt: skip
+    for load, rounds in runs.items():
+        mixed = ", ".join(f"{r['ingest_mixed']['p99_ms']:.0f}" for r in rounds)
+        exports = ", ".join(f"{r['exports']['ingest']['p99_ms']:.0f}" for r in rounds)
+        print(f"load {load}: ingest p99 with searches {mixed} ms; + 20 exports {exports} ms")
 
 
 def _alternate(
