@@ -70,6 +70,15 @@ def _cpu(parts: dict[str, dict[str, float]]) -> str:
     return f"{parts['total']['median']:,.0f} ({client:,.0f} + {postgres:,.0f})"
 
 
+def _spread(values: list[float], digits: int = 1) -> str:
+    """Median (min-max) of *values*, "-" if none; NaN (nothing refused in a run) is left out."""
+    values = [v for v in values if v == v]
+    if not values:
+        return "-"
+    return _fmt({"median": statistics.median(values), "min": min(values),
+                 "max": max(values)}, digits)  # fmt: skip
+
+
 def _mixed_section(runs: list[dict[str, Any]]) -> list[str]:
     """Ingest while searching: each side alone and together, medians over the runs."""
     lines = [
@@ -154,13 +163,6 @@ def _admission_rows(runs: list[dict[str, Any]], first: str) -> list[str]:
     """The admission table's two rows (without and with exports) for *runs*, the first
     cell *first*."""
 
-    def cell(values: list[float], digits: int = 1) -> str:
-        values = [v for v in values if v == v]  # NaN: nothing refused in that run
-        if not values:
-            return "-"
-        return _fmt({"median": statistics.median(values), "min": min(values),
-                     "max": max(values)}, digits)  # fmt: skip
-
     variants = {
         "ingest + searches": [(run["ingest_mixed"], run["search_mixed"], None) for run in runs],
         "+ 20 exports": [
@@ -176,12 +178,12 @@ def _admission_rows(runs: list[dict[str, Any]], first: str) -> list[str]:
             refused = statistics.median(t[2]["refused"] for t in triples)
             exports = f"{done:.0f} / {refused:.0f}"
         lines.append(
-            f"| {first} | {name} | {cell([t[0]['p99_ms'] for t in triples])} "
+            f"| {first} | {name} | {_spread([t[0]['p99_ms'] for t in triples])} "
             f"| {sum(t[0]['errors'] for t in triples)} "
-            f"| {cell([t[1]['answered'] for t in triples], 0)} "
-            f"| {cell([t[1]['answered_p99_ms'] for t in triples])} "
-            f"| {cell([t[1]['refused'] for t in triples], 0)} "
-            f"| {cell([t[1]['refused_p99_ms'] for t in triples])} | {exports} |"
+            f"| {_spread([t[1]['answered'] for t in triples], 0)} "
+            f"| {_spread([t[1]['answered_p99_ms'] for t in triples])} "
+            f"| {_spread([t[1]['refused'] for t in triples], 0)} "
+            f"| {_spread([t[1]['refused_p99_ms'] for t in triples])} | {exports} |"
         )
     return lines
 
@@ -207,6 +209,54 @@ def _mixed_ab_section(result: dict[str, Any]) -> list[str]:
         *_admission_rows(runs["base"], _row_label(result, "base")),
         *_admission_rows(runs["head"], _row_label(result, "head")),
     ]
+
+
+def _mixed_loads_section(result: dict[str, Any]) -> list[str]:
+    """The mixed scenario at shares of its offered load (``bench.mixed --loads``): every
+    round's ingest p99, so the spread shows, and where the targets held in every round."""
+    lines = [
+        "### The mixed scenario at a share of its load: what two cores carry",
+        "",
+        f"`{result['command']}`: the scenario above with the offered ingest and search",
+        "rates scaled (the exports stay at 20 clients), the loads taking turns round by round,",
+        f"each round on a fresh data dir (finished {result['finished_at']}). Ingest p99 of",
+        "every round, sorted; the other cells are medians over the rounds (min-max); cores",
+        "in use count the API, PostgreSQL and the load generator, which share the 2 cores.",
+        "",
+        *_head(
+            "offered",
+            "phase",
+            "ingest p99, each round (ms)",
+            "rounds ≤ 100 ms",
+            "ingest errors",
+            "searches answered p99",
+            "refused",
+            "refusal p99",
+            "cores in use",
+        ),
+    ]
+
+    for load in result["loads"]:
+        rounds = result["runs"][str(load)]
+        phases = {
+            "ingest + searches": [(r["ingest_mixed"], r["search_mixed"], r["mixed_cores"])
+                                  for r in rounds],
+            "+ 20 exports": [(r["exports"]["ingest"], r["exports"]["search"],
+                              r["exports"]["cores"]) for r in rounds],
+        }  # fmt: skip
+        offered = f"{round(1000 * load):,} events/s + {round(50 * load)} searches/s"
+        for phase, triples in phases.items():
+            p99s = sorted(t[0]["p99_ms"] for t in triples)
+            busy = [sum(t[2][k] for k in ("api", "postgres", "generator")) for t in triples]
+            lines.append(_row(
+                offered, phase, ", ".join(f"{v:,.0f}" for v in p99s),
+                f"{sum(v <= 100 for v in p99s)} of {len(p99s)}",
+                sum(t[0]["errors"] for t in triples),
+                _spread([t[1]["answered_p99_ms"] for t in triples]),
+                _spread([t[1]["refused"] for t in triples], 0),
+                _spread([t[1]["refused_p99_ms"] for t in triples]), _spread(busy, 2),
+            ))  # fmt: skip
+    return lines
 
 
 def _side(result: dict[str, Any], side: str) -> str:
@@ -891,6 +941,9 @@ def write(results: Path, docs: Path) -> None:
     mixed_abs = [json.loads(p.read_text()) for p in results.glob("mixed-ab*.json")]
     for mixed_ab in sorted(mixed_abs, key=lambda r: str(r["finished_at"])):
         lines += ["", *_mixed_ab_section(mixed_ab)]
+    loads_path = results / "mixed-loads.json"
+    if loads_path.exists():
+        lines += ["", *_mixed_loads_section(json.loads(loads_path.read_text()))]
     stack_path = results / "stack.json"
     if stack_path.exists():
         lines += ["", *_stack_section(json.loads(stack_path.read_text()))]
