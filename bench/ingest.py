@@ -45,6 +45,7 @@ from bench.servers import (
     Process,
     WrkResult,
     postgres_cpu_seconds,
+    served_within,
     start_auditline,
     start_bare,
     wrk,
@@ -351,7 +352,9 @@ def mixed(
             _ingest_load(server, bodies, writer, seconds, load=load),
         ))  # fmt: skip
 
+    before = server.request_buckets("POST", "/api/v1/logs")
     (searches, ingest), mixed_cores = with_cores(server, data_dir, both())
+    after = server.request_buckets("POST", "/api/v1/logs")
 
     async def with_exports() -> tuple[Any, ...]:
         return tuple(await asyncio.gather(
@@ -361,13 +364,16 @@ def mixed(
         ))  # fmt: skip
 
     (x_searches, x_ingest, exports), x_cores = with_cores(server, data_dir, with_exports())
+    x_served = served_within(after, server.request_buckets("POST", "/api/v1/logs"))
+    # "served": the service's own view of ingest (bench.servers.served_within), beside the
+    # generator's, which also counts waiting for one of its connections
     return {
         "search_alone": _summary(alone) | {"cores": alone_cores},
         "search_mixed": _summary(searches),
-        "ingest_mixed": _summary(ingest),
+        "ingest_mixed": _summary(ingest) | {"served": served_within(before, after)},
         "mixed_cores": mixed_cores,
         "exports": {
-            "search": _summary(x_searches), "ingest": _summary(x_ingest),
+            "search": _summary(x_searches), "ingest": _summary(x_ingest) | {"served": x_served},
             "exports": exports, "cores": x_cores,
         },
     }  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any, Self
 import httpx
 import psutil
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,6 +73,24 @@ class Process:
             total += times.user + times.system
         return total
 
+    def request_buckets(self, method: str, route: str) -> dict[float, float]:
+        """The service's own request-duration histogram for one route, as it stands:
+        cumulative counts by bucket bound in seconds, its processes added up (``/metrics``
+        runs in multiprocess mode). Times from the edge middleware's first look at the
+        request to its answer: a request waiting in a socket for a busy event loop, or in
+        the load generator, is not in them."""
+        text = httpx.get(self.base + "/metrics", timeout=10).text
+        buckets: dict[float, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = sample.labels
+                if sample.name != "auditline_http_request_duration_seconds_bucket":
+                    continue
+                if labels.get("method") == method and labels.get("route") == route:
+                    bound = float(labels["le"])
+                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
+        return buckets
+
     def sample_rss(self, interval: float = 1.0) -> threading.Thread:
         start = time.monotonic()
 
@@ -91,6 +110,19 @@ class Process:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def served_within(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+    """From two :meth:`Process.request_buckets` readings, what the service itself saw in
+    between: the share of requests it answered within 100 ms, and the smallest bucket
+    bound its p99 fell within (milliseconds; the buckets are coarse: 50, 100, 250, ...)."""
+    bounds = sorted(after)
+    counts = {b: after[b] - before.get(b, 0.0) for b in bounds}
+    total = counts[bounds[-1]]
+    if not total:
+        return {"requests": 0, "within_100ms": float("nan"), "p99_at_most_ms": float("nan")}
+    p99 = next(b for b in bounds if counts[b] >= 0.99 * total)
+    return {"requests": total, "within_100ms": counts[0.1] / total, "p99_at_most_ms": p99 * 1000}
 
 
 def _postmaster(data_dir: Path) -> psutil.Process:
