@@ -4,10 +4,12 @@ An audit log that falls seconds behind when an auditor opens a busy screen is no
 operator can trust (issue #17: 1,000 events/s and 50 searches/s on two cores pushed ingest
 p99 from tens of milliseconds to 5 s, because queues grew without bound). So each API
 process admits at most ``reads.max_concurrent`` reads at once (the size of its read
-connection pool, separate from the write pool), and of those at most
-``reads.max_concurrent_heavy`` exports and statistics. A read that finds no free slot waits
-at most ``reads.queue_seconds``; then it is refused (:class:`Overloaded`, answered 503 with
-``Retry-After``) before it has done anything: no access record, no query.
+connection pool, separate from the write pool), of those at most
+``reads.max_concurrent_heavy`` exports and statistics, and of those at most
+``reads.max_concurrent_exports`` exports, so that exports never take every slot statistics
+need. A read that finds no free slot waits at most ``reads.queue_seconds``; then it is
+refused (:class:`Overloaded`, answered 503 with ``Retry-After``) before it has done
+anything: no access record, no query.
 
 Slots bound how many reads run, not how much of the machine each takes; an export, a bulk
 transfer, takes whatever CPU is left. So exports are also paced (:func:`paced`,
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing, asynccontextmanager
 from typing import TypeVar
 
 from auditline.config import ReadSettings
@@ -109,17 +111,26 @@ class ReadAdmission:
         self._retry_after = settings.retry_after_seconds
         self._reads = _Gate("read", settings.max_concurrent, settings.queue_seconds, metrics)
         self._heavy = _Gate("heavy", settings.max_concurrent_heavy, settings.queue_seconds, metrics)
+        self._exports = _Gate(
+            "export", settings.max_concurrent_exports, settings.queue_seconds, metrics
+        )
+
+    def read(self, *, heavy: bool = False) -> AbstractAsyncContextManager[None]:
+        """Hold a read slot (and a heavy one for statistics) for the block; raises
+        :class:`Overloaded` if none frees within the bounded wait."""
+        return self._hold((self._heavy, self._reads) if heavy else (self._reads,))
+
+    def export(self) -> AbstractAsyncContextManager[None]:
+        """Hold an export's slots for the block: an export slot, a heavy one, a read one."""
+        return self._hold((self._exports, self._heavy, self._reads))
 
     @asynccontextmanager
-    async def read(self, *, heavy: bool = False) -> AsyncIterator[None]:
-        """Hold a read slot (and a heavy one for exports and statistics) for the block;
-        raises :class:`Overloaded` if none frees within the bounded wait.
-
-        A heavy read takes its heavy slot first, so heavy reads waiting for each other
-        never hold the ordinary slots that searches need.
-        """
+    async def _hold(self, gates: tuple[_Gate, ...]) -> AsyncIterator[None]:
+        """The scarcest slot is taken first, so reads waiting for it never hold the more
+        plentiful slots other reads need (an export waiting for another holds no heavy
+        slot, a heavy read waiting holds no read slot)."""
         async with AsyncExitStack() as held:
-            for gate in (self._heavy, self._reads) if heavy else (self._reads,):
+            for gate in gates:
                 await gate.enter(self._retry_after)
                 held.callback(gate.leave)
             yield

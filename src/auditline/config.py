@@ -447,12 +447,13 @@ class ReadSettings(BaseModel):
 
     Per API process. Reads (get by id, search, export, statistics) run on their own
     connection pool, at most *max_concurrent* at once; exports and statistics, the heavy
-    reads, also within *max_concurrent_heavy*. A read that finds no free slot waits at most
-    *queue_seconds*, then is refused (503 with ``Retry-After``): never an unbounded queue.
-    Slots bound how many reads run, not how much CPU they take: when PostgreSQL runs on the
-    same machine (the embedded one), the read pool's server processes also run
-    *backend_niceness* steps below normal priority, so that an export's query yields the
-    CPU to ingest's transactions.
+    reads, also within *max_concurrent_heavy*, and exports within *max_concurrent_exports*
+    (fewer than the heavy slots, so that exports never take every slot statistics need).
+    A read that finds no free slot waits at most *queue_seconds*, then is refused (503
+    with ``Retry-After``): never an unbounded queue. Slots bound how many reads run, not
+    how much CPU they take: when PostgreSQL runs on the same machine (the embedded one),
+    the read pool's server processes also run *backend_niceness* steps below normal
+    priority, so that an export's query yields the CPU to ingest's transactions.
     """
 
     max_concurrent: int = Field(
@@ -460,6 +461,9 @@ class ReadSettings(BaseModel):
     )
     max_concurrent_heavy: int = Field(
         default=2, ge=1, description="exports and statistics running at once per process"
+    )
+    max_concurrent_exports: int = Field(
+        default=1, ge=1, description="exports running at once per process (of the heavy reads)"
     )
     queue_seconds: float = Field(
         default=0.025, ge=0, le=10, description="longest a read waits for a slot (503 after)"

@@ -57,7 +57,7 @@ _GROUP_WAIT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0
 # behind a stuck or slow sealer has fallen.
 _SEALING_LAG_BUCKETS: Final = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
-ReadKind = Literal["read", "heavy"]
+ReadKind = Literal["read", "heavy", "export"]
 PoolName = Literal["write", "read"]
 WitnessFailure = Literal["error", "conflict"]
 UNMATCHED: Final = "unmatched"

@@ -71,3 +71,25 @@ async def test_a_heavy_read_waiting_for_its_slot_holds_no_read_slot() -> None:
         done, _ = await asyncio.wait({admitted}, timeout=5)
         assert done == {admitted}
         waiting.cancel()
+
+
+async def test_exports_never_take_every_slot_statistics_need() -> None:
+    """One export slot of two heavy ones (``reads.max_concurrent_exports``): a second
+    export is refused as an export, holding nothing, while statistics still get the
+    other heavy slot."""
+    metrics = Metrics()
+    admission = ReadAdmission(
+        ReadSettings(max_concurrent=4, max_concurrent_heavy=2, max_concurrent_exports=1,
+                     queue_seconds=0.01),
+        metrics,
+    )  # fmt: skip
+    async with admission.export():
+        with pytest.raises(Overloaded) as refused:
+            await admission.export().__aenter__()
+        assert refused.value.kind == "export"
+        assert metrics.reads_in_flight.labels("heavy")._value.get() == 1
+        assert metrics.reads_in_flight.labels("read")._value.get() == 1
+        async with admission.read(heavy=True):  # statistics: the heavy slot left
+            assert metrics.reads_in_flight.labels("heavy")._value.get() == 2
+    assert metrics.reads_refused.labels("export")._value.get() == 1
+    assert metrics.reads_in_flight.labels("export")._value.get() == 0

@@ -321,7 +321,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Overloaded)
     async def on_overloaded(request: Request, exc: Overloaded) -> JSONResponse:
-        what = "exports and statistics" if exc.kind == "heavy" else "reads"
+        what = {"heavy": "exports and statistics", "export": "exports"}.get(exc.kind, "reads")
         return problem(
             "overloaded", "Too many reads at once",
             f"The server is running as many {what} as it admits; this one was not started "

@@ -161,8 +161,8 @@ PROBLEM_TYPES: Final[dict[ProblemKind, ProblemType]] = {
     ),
     "overloaded": ProblemType(
         503,
-        "The server is running as many reads (or exports and statistics) as it admits; this "
-        "one was not started and nothing was recorded. `Retry-After`.",
+        "The server is running as many reads (or exports and statistics, or exports) as it "
+        "admits; this one was not started and nothing was recorded. `Retry-After`.",
     ),
     "read-timeout": ProblemType(
         503,

@@ -2,10 +2,10 @@
 
 Each handler resolves the tenant and checks the permission (404 before 403), parses
 ``q`` once into the AST (a parse error is a 400 pointing at the position), takes a read
-admission slot (a 503 with ``Retry-After`` when none frees in time; exports and statistics
-take a heavy slot too) and asks the search service, which records the read in the
-tenant's own log before anything is returned. A ``user`` only ever sees events whose
-``user_id`` is their own subject.
+admission slot (a 503 with ``Retry-After`` when none frees in time; statistics take a
+heavy slot too, exports an export slot and a heavy one) and asks the search service,
+which records the read in the tenant's own log before anything is returned. A ``user``
+only ever sees events whose ``user_id`` is their own subject.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ async def export_logs(
     if params.include_proofs:
         principal.require(Permission.VERIFY_LOGS, tenant)
     async with AsyncExitStack() as slot:
-        await slot.enter_async_context(services.admission.read(heavy=True))
+        await slot.enter_async_context(services.admission.export())
         proofs = await services.proofs.for_export(tenant) if params.include_proofs else None
         chunks = await services.search.export(
             tenant, query, actor, fmt=params.format, order=params.order, attachments=proofs
