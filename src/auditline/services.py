@@ -207,6 +207,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 pool,
                 group_commit=settings.ingest.group_commit,
                 max_group_events=settings.ingest.max_group_events,
+                linger=settings.ingest.group_linger_ms / 1000,
                 metrics=metrics,
             )
             await writer.start()

@@ -59,6 +59,25 @@ async def test_concurrent_writes_share_commits(
         assert seqs == list(range(25))
 
 
+@pytest.mark.parametrize(("linger", "transactions_expected"), [(0.0, 2), (0.5, 1)])
+async def test_a_linger_lets_a_later_write_share_the_commit(
+    pool: AsyncConnectionPool[Connection],
+    database_url: str,
+    linger: float,
+    transactions_expected: int,
+) -> None:
+    """A write arriving 20 ms after another shares its commit when the flusher lingers
+    longer than that (``ingest.group_linger_ms``), and has one of its own otherwise."""
+    writer = EventWriter(pool, linger=linger)
+    await writer.start()
+    first = asyncio.create_task(writer.write(ACME, make(ACME)))
+    await asyncio.sleep(0.02)
+    second = asyncio.create_task(writer.write(ACME, make(ACME)))
+    await asyncio.gather(first, second)
+    await writer.close()
+    assert len({xid for _, xid in transactions(database_url)}) == transactions_expected
+
+
 async def test_a_large_write_commits_alone_in_one_gap_free_block(
     pool: AsyncConnectionPool[Connection], database_url: str
 ) -> None:

@@ -6,11 +6,12 @@ of this process or of the database server.
 
 Group commit: concurrent small writes wait on one shared commit instead of paying for one
 each. Requests queue up while the previous transaction is committing; the flusher then
-takes everything waiting (up to a cap), stores it in one transaction, one tenant after
-another (in tenant order, so two transactions never deadlock on log heads), commits once,
-and wakes every waiter. A request that fails inside a shared transaction (a bug, a
-constraint) would abort its neighbours, so a failed group is retried one request per
-transaction: one bad request never fails another.
+takes everything waiting (up to a cap; with a linger, once the oldest write is that old),
+stores it in one transaction, one tenant after another (in tenant order, so two
+transactions never deadlock on log heads), commits once, and wakes every waiter. A
+request that fails inside a shared transaction (a bug, a constraint) would abort its
+neighbours, so a failed group is retried one request per transaction: one bad request
+never fails another.
 
 A large write (a bulk request) is a group by itself, so it does not queue: it commits in
 its own transaction on its own connection. Its rows are staged by COPY before its
@@ -87,12 +88,14 @@ class EventWriter:
         *,
         group_commit: bool = True,
         max_group_events: int = 5000,
+        linger: float = 0.0,
         metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
         self._metrics = metrics
         self._group_commit = group_commit
         self._max_group_events = max_group_events
+        self._linger = linger
         self._months: set[datetime] = set()
         self._queue: list[_Write] = []
         self._wakeup = asyncio.Event()
@@ -181,6 +184,7 @@ class EventWriter:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
+                await self._let_group_grow()
                 group = self._take_group()
                 if self._metrics is not None:
                     self._observe(self._metrics, group)
@@ -192,6 +196,15 @@ class EventWriter:
                         await self._commit_one(request)
             if self._closed:
                 return
+
+    async def _let_group_grow(self) -> None:
+        """With a linger, wait until the oldest queued write is that old, so that writes
+        arriving meanwhile share its commit: a group collects over at least the linger, not
+        only over the commit before it (so a linger shorter than a commit changes little
+        under load). No wait once shutting down."""
+        delay = self._queue[0].queued_at + self._linger - time.perf_counter()
+        if delay > 0 and not self._closed:
+            await asyncio.sleep(delay)
 
     @staticmethod
     def _observe(metrics: Metrics, group: list[_Write]) -> None:
