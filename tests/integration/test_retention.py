@@ -114,9 +114,16 @@ async def seed(services: Services, tenant: TenantId, ages: list[timedelta], seed
     await services.sealer.seal_until_current(tenant, wait=True)
 
 
-def snapshot(url: str) -> dict[str, Any]:
+async def snapshot(url: str) -> dict[str, Any]:
     """Everything a removal may touch, per table (the rollups folded, so that a fold
-    beside the test cannot tell two snapshots apart)."""
+    beside the test cannot tell two snapshots apart).
+
+    Read on a thread: folding waits out a fold in flight, and the app's own folder runs
+    on this event loop; blocking the loop would hold that fold, and its lock, open."""
+    return await asyncio.to_thread(_snapshot, url)
+
+
+def _snapshot(url: str) -> dict[str, Any]:
     with psycopg.connect(url) as conn:
         fold_all(conn)
         q = conn.execute
@@ -162,7 +169,12 @@ def expand(pairs: Iterator[tuple[int, int]] | list[tuple[int, int]]) -> set[int]
     return {s for a, b, *_ in pairs for s in range(a, b + 1)}
 
 
-def assert_rollups_recount(url: str) -> None:
+async def assert_rollups_recount(url: str) -> None:
+    """The rollups add up to a recount, folded or not (on a thread, as :func:`snapshot`)."""
+    await asyncio.to_thread(_assert_rollups_recount, url)
+
+
+def _assert_rollups_recount(url: str) -> None:
     with psycopg.connect(url) as conn:
         assert conn.execute(DIFFERENCES).fetchall() == []
         assert heavy_mismatches(conn) == []
@@ -183,7 +195,7 @@ def partition_exists(url: str, month: datetime) -> bool:
 async def test_dry_run_counts_what_would_go_and_changes_nothing(stack: Stack) -> None:
     await seed(stack.services, ACME, [100 * DAY] * 9 + [10 * DAY] * 4)
     await seed(stack.services, GLOBEX, [100 * DAY] * 3)
-    before = snapshot(stack.url)
+    before = await snapshot(stack.url)
     asked = datetime.now(UTC)
     response = await stack.http.delete(
         "/api/v1/logs/cleanup", params={"dry_run": "true"}, headers=stack.admin("acme")
@@ -204,7 +216,7 @@ async def test_dry_run_counts_what_would_go_and_changes_nothing(stack: Stack) ->
         headers=stack.admin("acme"),
     )
     assert response.json()["count"] == 13
-    assert snapshot(stack.url) == before
+    assert await snapshot(stack.url) == before
 
 
 async def test_small_cleanup_removes_old_events_with_their_ids_and_records_the_ranges(
@@ -213,7 +225,7 @@ async def test_small_cleanup_removes_old_events_with_their_ids_and_records_the_r
     await seed(stack.services, ACME, [100 * DAY] * 17 + [10 * DAY] * 5)
     await seed(stack.services, GLOBEX, [100 * DAY] * 6)
     old = seqs(stack.url, "acme")
-    globex = snapshot(stack.url)
+    globex = await snapshot(stack.url)
     response = await stack.http.delete(
         "/api/v1/logs/cleanup",
         headers={**stack.admin("acme"), "X-Request-ID": "cleanup-1"},
@@ -241,9 +253,9 @@ async def test_small_cleanup_removes_old_events_with_their_ids_and_records_the_r
             "SELECT DISTINCT request_id FROM events WHERE tenant_id = 'acme' AND action = 'DELETE'"
         ).fetchall()
     assert request_ids == [("cleanup-1",)]
-    assert_rollups_recount(stack.url)
+    await assert_rollups_recount(stack.url)
     # globex: not a row changed
-    after = snapshot(stack.url)
+    after = await snapshot(stack.url)
     for table in ("events", "ids", "rollups", "heavy", "ranges"):
         assert [r for r in after[table] if r[0] == "globex"] == [
             r for r in globex[table] if r[0] == "globex"
@@ -267,7 +279,7 @@ async def test_legal_hold_refuses_cleanup_with_409_and_changes_nothing(stack: St
     )
     assert held.status_code == 200, held.text
     assert held.json()["legal_hold"] is True
-    before = snapshot(stack.url)
+    before = await snapshot(stack.url)
     for params in ({}, {"dry_run": "true"}):
         response = await stack.http.delete(
             "/api/v1/logs/cleanup", params=params, headers=stack.admin("acme")
@@ -277,7 +289,7 @@ async def test_legal_hold_refuses_cleanup_with_409_and_changes_nothing(stack: St
         problem = response.json()
         assert problem["type"].endswith("/legal-hold")
         assert "legal hold" in problem["detail"]
-    assert snapshot(stack.url) == before
+    assert await snapshot(stack.url) == before
     # nor does the service's own primitive, nor the task
     with pytest.raises(LegalHold):
         await stack.services.retention.delete_events(
@@ -304,7 +316,7 @@ async def test_a_bound_younger_than_the_minimum_age_is_422_and_changes_nothing(
     stack: Stack, before: datetime
 ) -> None:
     await seed(stack.services, ACME, [2 * DAY, timedelta(hours=2)])
-    snap = snapshot(stack.url)
+    snap = await snapshot(stack.url)
     response = await stack.http.delete(
         "/api/v1/logs/cleanup", params={"before": before.isoformat()}, headers=stack.admin("acme")
     )
@@ -313,12 +325,12 @@ async def test_a_bound_younger_than_the_minimum_age_is_422_and_changes_nothing(
     assert problem["title"] == "Too recent"
     assert problem["errors"][0]["parameter"] == "before"
     assert "24 hours" in problem["detail"]
-    assert snapshot(stack.url) == snap
+    assert await snapshot(stack.url) == snap
     with pytest.raises(TooRecent):
         await stack.services.retention.delete_events(
             ACME, SYSTEM_ACTOR, before=before, reason="archive"
         )
-    assert snapshot(stack.url) == snap
+    assert await snapshot(stack.url) == snap
 
 
 @pytest.mark.parametrize(
@@ -334,13 +346,13 @@ async def test_bad_cleanup_input_is_422_and_changes_nothing(
     stack: Stack, params: dict[str, str]
 ) -> None:
     await seed(stack.services, ACME, [100 * DAY] * 2)
-    snap = snapshot(stack.url)
+    snap = await snapshot(stack.url)
     response = await stack.http.delete(
         "/api/v1/logs/cleanup", params=params, headers=stack.admin("acme")
     )
     assert response.status_code in (400, 422), response.text
     assert response.headers["content-type"] == "application/problem+json"
-    assert snapshot(stack.url) == snap
+    assert await snapshot(stack.url) == snap
 
 
 async def wait_for_job(stack: Stack, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -361,7 +373,7 @@ async def test_a_large_cleanup_answers_202_and_a_job_removes_it(
     stack.services.retention.settings.sync_max_events = 10
     await seed(stack.services, ACME, [100 * DAY] * 25 + [10 * DAY] * 2)
     old = seqs(stack.url, "acme")
-    before = snapshot(stack.url)
+    before = await snapshot(stack.url)
     response = await stack.http.delete(
         "/api/v1/logs/cleanup", headers={**stack.admin("acme"), "X-Request-ID": "big-1"}
     )
@@ -386,8 +398,8 @@ async def test_a_large_cleanup_answers_202_and_a_job_removes_it(
             "SELECT DISTINCT job_id::text FROM removed_ranges WHERE tenant_id = 'acme'"
         ).fetchall()
     assert jobs == [(body["job_id"],)]
-    assert_rollups_recount(stack.url)
-    after = snapshot(stack.url)
+    await assert_rollups_recount(stack.url)
+    after = await snapshot(stack.url)
     assert [r for r in after["events"] if r[0] == "globex"] == [
         r for r in before["events"] if r[0] == "globex"
     ]
@@ -445,7 +457,7 @@ async def test_a_failure_mid_way_leaves_neither_the_deletion_nor_its_record(
     assert expand(ranges(stack.url, "acme")) == gone
     assert not gone & seqs(stack.url, "acme", "event_ids")
     assert len(seqs(stack.url, "acme", "event_ids")) == len(old) - 7 + 1  # + the record
-    assert_rollups_recount(stack.url)
+    await assert_rollups_recount(stack.url)
 
 
 async def test_the_tenants_writes_go_on_while_a_batch_deletes(stack: Stack) -> None:
@@ -465,7 +477,7 @@ async def test_the_tenants_writes_go_on_while_a_batch_deletes(stack: Stack) -> N
             written = await insert_events(other, ACME, live)
         assert list(written.inserted.values()) == [20]
     assert len(seqs(stack.url, "acme")) == 20 - 10 + 1
-    assert_rollups_recount(stack.url)
+    await assert_rollups_recount(stack.url)
 
 
 async def test_a_batch_with_more_ranges_than_a_record_holds_writes_several_records(
@@ -557,7 +569,7 @@ async def test_retention_applies_each_tenants_own_days_and_skips_a_hold(stack: S
         }
         assert sum(r[3]["removed"] for r in records) == n
     assert deletion_records(stack.url, "initech") == []
-    assert_rollups_recount(stack.url)
+    await assert_rollups_recount(stack.url)
     # idempotent: nothing more is due
     assert await stack.services.retention.apply_retention() == []
 
@@ -595,7 +607,7 @@ async def test_retention_drops_a_month_nobody_keeps_and_records_it_per_tenant(
         assert expand(ranges(stack.url, tenant)) == gone
         assert all(r[4] for r in ranges(stack.url, tenant))  # ids removed since
         assert not gone & seqs(stack.url, tenant, "event_ids")
-    assert_rollups_recount(stack.url)
+    await assert_rollups_recount(stack.url)
     # A late event for the dropped month, through the writer: the partition is made anew
     # (the writer forgot it), not a failed write.
     late = prepare_events(
@@ -652,7 +664,7 @@ async def test_a_hold_keeps_the_whole_month_partition(stack: Stack) -> None:
     assert (done["acme"].deleted, done["acme"].partitions) == (3, [])  # batched instead
     assert "initech" not in done
     assert len(_seqs_in_month(stack.url, "initech", month)) == 2
-    assert_rollups_recount(stack.url)
+    await assert_rollups_recount(stack.url)
 
 
 # -- the tamper-evident log after removals (evidence/verify.py) ----------------------------
@@ -937,7 +949,7 @@ async def test_a_batch_whose_records_cannot_all_be_written_removes_nothing(
     monkeypatch.setattr(retention_module, "RECORD_MAX_RANGES", 2)
     stack.services.retention.settings.batch_size = 100
     await seed(stack.services, ACME, [100 * DAY, 10 * DAY] * 6)  # 6 ranges: 3 records
-    before = snapshot(stack.url)
+    before = await snapshot(stack.url)
     access = stack.services.access
     real = access._prepare
     calls = 0
@@ -955,4 +967,4 @@ async def test_a_batch_whose_records_cannot_all_be_written_removes_nothing(
             ACME, SYSTEM_ACTOR, before=NOW - 90 * DAY, reason="retention"
         )
     assert calls == 3
-    assert snapshot(stack.url) == before  # not an event, record or listed range more or less
+    assert await snapshot(stack.url) == before  # not an event, record or listed range more or less
