@@ -184,7 +184,8 @@ class EventWriter:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                await self._let_group_grow()
+                if self._linger:
+                    await self._let_group_grow()
                 group = self._take_group()
                 if self._metrics is not None:
                     self._observe(self._metrics, group)
@@ -198,7 +199,7 @@ class EventWriter:
                 return
 
     async def _let_group_grow(self) -> None:
-        """With a linger, wait until the oldest queued write is that old, so that writes
+        """Wait until the oldest queued write is as old as the linger, so that writes
         arriving meanwhile share its commit: a group collects over at least the linger, not
         only over the commit before it (so a linger shorter than a commit changes little
         under load). No wait once shutting down."""
